@@ -1,0 +1,100 @@
+"""Readers for files ``aimem import`` understands: JSON lines and LoCoMo conversations.
+
+Each reader yields ``MemoryInput`` items; the CLI and the benchmarks share
+them, so what is measured is what a user imports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from aios_memory.schemas import InvalidValueError
+
+__all__ = ["MemoryInput", "read_jsonl", "read_locomo", "detect_format", "read_file"]
+
+_SESSION_KEY = re.compile(r"^session_(\d+)$")
+
+
+@dataclass
+class MemoryInput:
+    """One memory to write: the keyword arguments of ``MemoryClient.remember`` for one text."""
+
+    text: str
+    tier: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+    session: str | None = None
+    agent: str | None = None
+    privacy: int | None = None
+
+
+def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
+    """One memory per line: ``{"text": ..., "tier"?, "metadata"?, "kind"?, "session"?, ...}``."""
+    allowed = set(MemoryInput.__dataclass_fields__)
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                raise InvalidValueError(f"{path}:{number}: not a JSON object", line=number) from None
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise InvalidValueError(f'{path}:{number}: needs a "text" string', line=number)
+            unknown = set(item) - allowed
+            if unknown:
+                raise InvalidValueError(f"{path}:{number}: unknown keys {sorted(unknown)}; "
+                                        f"allowed {sorted(allowed)}", line=number)
+            yield MemoryInput(**item)
+
+
+def read_locomo(path: str | Path) -> Iterator[MemoryInput]:
+    """The turns of one LoCoMo conversation, as memories.
+
+    Text is ``"Speaker: words"`` (plus the image caption where a turn shared
+    one); metadata keeps ``dia_id`` so retrieval can be scored against the
+    questions' evidence.
+    """
+    path = Path(path)
+    conversation = json.loads(path.read_text(encoding="utf-8"))
+    name = path.stem
+    for number in _session_numbers(conversation):
+        when = conversation.get(f"session_{number}_date_time")
+        for turn in conversation[f"session_{number}"]:
+            text = f"{turn['speaker']}: {turn['text']}"
+            if turn.get("blip_caption"):
+                text += f" [shares an image: {turn['blip_caption']}]"
+            yield MemoryInput(
+                text=text,
+                session=f"{name}/session_{number}",
+                agent=turn["speaker"],
+                metadata={"conversation": name, "dia_id": turn["dia_id"],
+                          "speaker": turn["speaker"], "session_date": when},
+            )
+
+
+def _session_numbers(conversation: dict[str, Any]) -> list[int]:
+    numbers = [int(m.group(1)) for key in conversation if (m := _SESSION_KEY.match(key))]
+    return sorted(numbers)
+
+
+def detect_format(path: str | Path) -> str:
+    """``"jsonl"`` or ``"locomo"``, from the file's content."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith("{") and '"speaker_a"' in head:
+        return "locomo"
+    return "jsonl"
+
+
+def read_file(path: str | Path, fmt: str = "auto") -> Iterator[MemoryInput]:
+    """Memories in ``path`` in format ``fmt`` (``auto``, ``jsonl`` or ``locomo``)."""
+    chosen = detect_format(path) if fmt == "auto" else fmt
+    readers = {"jsonl": read_jsonl, "locomo": read_locomo}
+    if chosen not in readers:
+        raise InvalidValueError(f"unknown import format {fmt!r}; use auto, jsonl or locomo")
+    return readers[chosen](path)

@@ -1,0 +1,51 @@
+"""The contract between client, server and sync: schemas, wire messages, errors, codecs.
+
+Imports only pyarrow and the standard library, and does no I/O.
+"""
+
+from .codecs import CODEC_NONE, CODEC_ZSTD, CODECS, Codec
+from .errors import *  # noqa: F403 - the hierarchy is public as a whole
+from .errors import __all__ as _error_names
+from .ids import HybridClock, hlc_pack, hlc_unpack, new_id
+from .record import (
+    DEFAULT_KIND,
+    DEFAULT_TENANT,
+    HIT_SCHEMA,
+    LOCAL_TIERS,
+    PRIVACY_LEVELS,
+    RECORD_SCHEMA,
+    SCHEMA_VERSION,
+    SYNCED_TIERS,
+    TIERS,
+    schema_version_of,
+)
+from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
+from .wire import (
+    ACTIONS,
+    FIELD_FILTERS,
+    FILTER_OPERATORS,
+    SEARCH_MODES,
+    WIRE_VERSION,
+    DEFAULT_PORT,
+    PUT_PATH,
+    IdsRequest,
+    PutAck,
+    PutCommit,
+    ScanRequest,
+    SearchRequest,
+    StatsRequest,
+    decode_message,
+    validate_where,
+)
+
+__all__ = [
+    *_error_names,
+    "CODEC_NONE", "CODEC_ZSTD", "CODECS", "Codec",
+    "HybridClock", "hlc_pack", "hlc_unpack", "new_id",
+    "DEFAULT_KIND", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
+    "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",
+    "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
+    "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH",
+    "IdsRequest", "PutAck", "PutCommit", "ScanRequest", "SearchRequest", "StatsRequest",
+    "decode_message", "validate_where",
+]

@@ -1,0 +1,198 @@
+"""The one error hierarchy, shared by server and client.
+
+Every error has a machine-readable ``code``. The server raises these; one
+translator turns them into Flight errors whose ``extra_info`` is
+``{"v": 1, "code": ..., "message": ..., "detail": {...}}``; the client turns
+that back into the same class. So a test can assert the exact class on both
+sides of the wire, and no Python traceback ever crosses it.
+
+::
+
+    AiosMemoryError
+    ├── ConnectionFailedError        server not reachable (code UNAVAILABLE)
+    ├── DeadlineExceededError        the call's timeout ran out (TIMEOUT)
+    ├── AuthenticationError          missing or wrong token (UNAUTHENTICATED)
+    ├── InvalidRequestError          the request is malformed (INVALID_REQUEST)
+    │   ├── UnsupportedVersionError  wire version this side does not speak
+    │   ├── SchemaMismatchError      a batch whose Arrow schema is not the record schema
+    │   ├── InvalidValueError        a field outside its range or set
+    │   │   ├── UnknownTierError
+    │   │   ├── InvalidUtf8Error
+    │   │   ├── TextTooLargeError
+    │   │   ├── InvalidVectorError   NaN/inf, zero norm, wrong dimension
+    │   │   └── InvalidFilterError
+    │   ├── LimitExceededError       too many rows/bytes in one call
+    │   └── IncompleteWriteError     a put stream that ended before its commit message
+    ├── CorruptDataError             payload that does not decode or match its hash
+    ├── EmbedderError                the embedder is missing or failed
+    ├── NotFoundError
+    └── ServerInternalError          a bug or an I/O failure on the server
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = [
+    "AiosMemoryError",
+    "ConnectionFailedError",
+    "DeadlineExceededError",
+    "AuthenticationError",
+    "InvalidRequestError",
+    "UnsupportedVersionError",
+    "SchemaMismatchError",
+    "InvalidValueError",
+    "UnknownTierError",
+    "InvalidUtf8Error",
+    "TextTooLargeError",
+    "InvalidVectorError",
+    "InvalidFilterError",
+    "LimitExceededError",
+    "IncompleteWriteError",
+    "CorruptDataError",
+    "EmbedderError",
+    "NotFoundError",
+    "ServerInternalError",
+    "ERROR_CLASSES",
+    "encode_error",
+    "decode_error",
+]
+
+ERROR_WIRE_VERSION = 1
+
+
+class AiosMemoryError(Exception):
+    """Base of every error this package raises.
+
+    Attributes
+    ----------
+    code : str
+        Stable machine-readable code (class attribute, travels over Flight).
+    detail : dict
+        Where and what: for example ``{"field": "tier", "row": 3}``.
+    """
+
+    code = "ERROR"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class ConnectionFailedError(AiosMemoryError):
+    code = "UNAVAILABLE"
+
+
+class DeadlineExceededError(AiosMemoryError):
+    code = "TIMEOUT"
+
+
+class AuthenticationError(AiosMemoryError):
+    code = "UNAUTHENTICATED"
+
+
+class InvalidRequestError(AiosMemoryError):
+    code = "INVALID_REQUEST"
+
+
+class UnsupportedVersionError(InvalidRequestError):
+    code = "UNSUPPORTED_VERSION"
+
+
+class SchemaMismatchError(InvalidRequestError):
+    code = "SCHEMA_MISMATCH"
+
+
+class InvalidValueError(InvalidRequestError):
+    code = "INVALID_VALUE"
+
+
+class UnknownTierError(InvalidValueError):
+    code = "UNKNOWN_TIER"
+
+
+class InvalidUtf8Error(InvalidValueError):
+    code = "INVALID_UTF8"
+
+
+class TextTooLargeError(InvalidValueError):
+    code = "TEXT_TOO_LARGE"
+
+
+class InvalidVectorError(InvalidValueError):
+    code = "INVALID_VECTOR"
+
+
+class InvalidFilterError(InvalidValueError):
+    code = "INVALID_FILTER"
+
+
+class LimitExceededError(InvalidRequestError):
+    code = "LIMIT_EXCEEDED"
+
+
+class IncompleteWriteError(InvalidRequestError):
+    code = "INCOMPLETE_WRITE"
+
+
+class CorruptDataError(AiosMemoryError):
+    code = "CORRUPT_DATA"
+
+
+class EmbedderError(AiosMemoryError):
+    code = "EMBEDDER_FAILED"
+
+
+class NotFoundError(AiosMemoryError):
+    code = "NOT_FOUND"
+
+
+class ServerInternalError(AiosMemoryError):
+    code = "INTERNAL"
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+ERROR_CLASSES: dict[str, type[AiosMemoryError]] = {
+    c.code: c for c in _all_subclasses(AiosMemoryError)
+}
+
+
+def encode_error(error: AiosMemoryError) -> bytes:
+    """Serialize an error for ``FlightError.extra_info``."""
+    body = {
+        "v": ERROR_WIRE_VERSION,
+        "code": error.code,
+        "message": error.message,
+        "detail": _jsonable(error.detail),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_error(extra_info: bytes | None) -> AiosMemoryError | None:
+    """Rebuild the error a server sent, or None if ``extra_info`` is not ours."""
+    if not extra_info:
+        return None
+    try:
+        body = json.loads(extra_info)
+        code, message = body["code"], body["message"]
+        detail = body.get("detail") or {}
+    except (ValueError, KeyError, TypeError):
+        return None
+    cls = ERROR_CLASSES.get(code, AiosMemoryError)
+    error = cls(str(message), **(detail if isinstance(detail, dict) else {}))
+    if cls is AiosMemoryError:
+        error.code = str(code)  # an unknown code from a newer server stays visible
+    return error
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
+            for k, v in detail.items()}

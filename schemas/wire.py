@@ -1,0 +1,272 @@
+"""Tickets, descriptors, action bodies and put acknowledgements, version 1.
+
+Every message is a JSON object ``{"v": 1, "type": ..., ...}``. Decoding is
+strict: an unknown version, type or key is an error naming it, so a typo
+in a client never silently widens a query. Only this module builds or
+parses these bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+from .errors import (
+    InvalidFilterError,
+    InvalidRequestError,
+    UnknownTierError,
+    UnsupportedVersionError,
+)
+from .record import TIERS
+
+__all__ = [
+    "WIRE_VERSION",
+    "DEFAULT_PORT",
+    "PUT_PATH",
+    "ACTIONS",
+    "SEARCH_MODES",
+    "FIELD_FILTERS",
+    "FILTER_OPERATORS",
+    "ScanRequest",
+    "SearchRequest",
+    "IdsRequest",
+    "StatsRequest",
+    "PutCommit",
+    "PutAck",
+    "validate_where",
+    "decode_message",
+]
+
+WIRE_VERSION = 1
+DEFAULT_PORT = 8815
+# do_put takes FlightDescriptor.for_path(PUT_PATH); the records say their own tenant and tier.
+PUT_PATH = "records"
+SEARCH_MODES = ("hybrid", "vector", "keyword")
+ACTIONS = {
+    "search": "Hybrid recall: body SearchRequest, result one Arrow IPC stream of hits.",
+    "get": "Current versions of ids: body IdsRequest, result one Arrow IPC stream of records.",
+    "forget": "Tombstone ids: body IdsRequest, result JSON {forgotten, ids, hlcs}.",
+    "stats": "Counts and bytes per tier: body StatsRequest, result JSON.",
+    "health": "Liveness and version: empty body, result JSON.",
+}
+# Record fields a `where` may name directly; any other key is a metadata key.
+FIELD_FILTERS = ("id", "tier", "agent", "session", "kind", "privacy", "created_at", "embed_model")
+FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
+_SCALARS = (str, int, float, bool, type(None))
+_MAX_KEY = 128
+
+M = TypeVar("M", bound="_Message")
+
+
+class _Message:
+    TYPE: ClassVar[str] = ""
+
+    def to_bytes(self) -> bytes:
+        body = {"v": WIRE_VERSION, "type": self.TYPE}
+        body.update({k: v for k, v in asdict(self).items()})  # type: ignore[call-overload]
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls: type[M], data: bytes) -> M:
+        body = _load(data)
+        if body.pop("type", None) != cls.TYPE:
+            raise InvalidRequestError(f"expected a {cls.TYPE!r} message", expected=cls.TYPE)
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(body) - names)
+        if unknown:
+            raise InvalidRequestError(f"unknown keys {unknown} in a {cls.TYPE!r} message")
+        try:
+            message = cls(**body)
+        except TypeError as exc:
+            raise InvalidRequestError(f"bad {cls.TYPE!r} message: {exc}") from None
+        message.check()
+        return message
+
+    def check(self) -> None:
+        """Raise if a field has the wrong type or range (subclasses add rules)."""
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the request body must be a JSON object")
+    version = body.pop("v", None)
+    if version != WIRE_VERSION:
+        raise UnsupportedVersionError(
+            f"wire version {version!r} is not supported (this side speaks {WIRE_VERSION})",
+            version=version,
+        )
+    return body
+
+
+def decode_message(data: bytes) -> str:
+    """The ``type`` of a message, after checking its version."""
+    return str(_load(data).get("type", ""))
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise InvalidRequestError(message)
+
+
+def _check_tier(tier: Any) -> None:
+    tiers = [tier] if isinstance(tier, str) else tier
+    if tier is None:
+        return
+    _require(isinstance(tiers, list) and all(isinstance(t, str) for t in tiers),
+             "tier must be a tier name or a list of them")
+    for name in tiers:
+        if name not in TIERS:
+            raise UnknownTierError(f"unknown tier {name!r}; tiers are {', '.join(TIERS)}",
+                                   tier=name)
+
+
+def _check_ids(ids: Any) -> None:
+    _require(isinstance(ids, list) and all(isinstance(i, str) for i in ids),
+             "ids must be a list of strings")
+
+
+@dataclass(frozen=True)
+class ScanRequest(_Message):
+    """A ``do_get`` ticket (and ``get_flight_info`` command): a filtered stream of a tier."""
+
+    TYPE: ClassVar[str] = "scan"
+    tenant: str = "default"
+    tier: str | list[str] | None = None
+    ids: list[str] | None = None
+    since_hlc: int | None = None
+    kind: str | None = None
+    session: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    where: dict[str, Any] | None = None
+    include_deleted: bool = False
+
+    def check(self) -> None:
+        _require(isinstance(self.tenant, str), "tenant must be a string")
+        _check_tier(self.tier)
+        if self.ids is not None:
+            _check_ids(self.ids)
+        _require(self.since_hlc is None or (isinstance(self.since_hlc, int)
+                                            and 0 <= self.since_hlc < 2**64),
+                 "since_hlc must be an unsigned 64-bit integer")
+        for name in ("kind", "session", "created_after", "created_before"):
+            value = getattr(self, name)
+            _require(value is None or isinstance(value, str), f"{name} must be a string")
+        _require(isinstance(self.include_deleted, bool), "include_deleted must be true or false")
+        validate_where(self.where)
+
+
+@dataclass(frozen=True)
+class SearchRequest(_Message):
+    """The ``search`` action: text and/or a vector, fused, filtered before top-k."""
+
+    TYPE: ClassVar[str] = "search"
+    tenant: str = "default"
+    query: str | None = None
+    embedding: list[float] | None = None
+    embed_model: str | None = None
+    k: int = 10
+    tier: str | list[str] | None = None
+    where: dict[str, Any] | None = None
+    mode: str = "hybrid"
+
+    def check(self) -> None:
+        _require(isinstance(self.tenant, str), "tenant must be a string")
+        _require(self.query is None or isinstance(self.query, str), "query must be a string")
+        _require(self.embedding is None or (
+            isinstance(self.embedding, list)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                    for x in self.embedding)), "embedding must be a list of numbers")
+        _require(self.query is not None or self.embedding is not None,
+                 "give a query text, an embedding, or both")
+        _require(isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1,
+                 "k must be a positive integer")
+        _require(self.mode in SEARCH_MODES, f"mode must be one of {', '.join(SEARCH_MODES)}")
+        _check_tier(self.tier)
+        validate_where(self.where)
+
+
+@dataclass(frozen=True)
+class IdsRequest(_Message):
+    """The ``get`` and ``forget`` actions."""
+
+    TYPE: ClassVar[str] = "ids"
+    tenant: str = "default"
+    ids: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        _check_ids(self.ids)
+
+
+@dataclass(frozen=True)
+class StatsRequest(_Message):
+    """The ``stats`` action."""
+
+    TYPE: ClassVar[str] = "stats"
+    tenant: str = "default"
+
+
+@dataclass(frozen=True)
+class PutCommit(_Message):
+    """The last message of a ``do_put``: metadata only, no batch.
+
+    The server commits the stream's batches in one transaction only when it
+    receives this message and the counts match; a stream that ends without it
+    (a cut connection looks like a normal end on the server) stores nothing.
+    """
+
+    TYPE: ClassVar[str] = "commit"
+    batches: int = 0
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class PutAck(_Message):
+    """The server's answer to one committed batch of a ``do_put``."""
+
+    TYPE: ClassVar[str] = "ack"
+    batch: int = 0
+    ids: list[str] = field(default_factory=list)
+    hlcs: list[int] = field(default_factory=list)
+
+
+def validate_where(where: Any) -> None:
+    """Raise InvalidFilterError unless ``where`` is a filter this version understands.
+
+    A filter is a JSON object. Keys in FIELD_FILTERS name record fields; any
+    other key names a metadata key (``metadata.`` may prefix it). A value is a
+    scalar (equality) or an object with one or more FILTER_OPERATORS.
+    All keys must hold (AND).
+    """
+    if where is None:
+        return
+    if not isinstance(where, dict):
+        raise InvalidFilterError("where must be a JSON object of key -> condition")
+    for key, condition in where.items():
+        if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
+            raise InvalidFilterError(f"filter key {key!r} must be 1-{_MAX_KEY} characters")
+        if isinstance(condition, dict):
+            _check_operators(key, condition)
+        elif not isinstance(condition, _SCALARS):
+            raise InvalidFilterError(f"filter on {key!r} must be a scalar or an operator object",
+                                     key=key)
+
+
+def _check_operators(key: str, condition: dict[str, Any]) -> None:
+    if not condition:
+        raise InvalidFilterError(f"filter on {key!r} has no operator", key=key)
+    for op, value in condition.items():
+        if op not in FILTER_OPERATORS:
+            raise InvalidFilterError(
+                f"unknown operator {op!r} on {key!r}; use {', '.join(FILTER_OPERATORS)}", key=key)
+        if op in ("$in", "$nin"):
+            ok = isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
+        else:
+            ok = isinstance(value, _SCALARS)
+        if not ok:
+            raise InvalidFilterError(f"bad value for {op} on {key!r}", key=key)

@@ -1,0 +1,3 @@
+"""Sync between a local memory server and a cloud endpoint (see the sync issue)."""
+
+__all__: list[str] = []
