@@ -1,0 +1,97 @@
+"""The derived indexes of one data directory: vectors per (tenant, tier, model), keywords per tenant.
+
+Knows nothing about SQL: the store hands it rows and answers its questions
+through two callbacks (live labels of a key, vectors of labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .keyword_index import KeywordDoc, KeywordIndex
+from .vector_index import HnswParams, VectorIndex
+
+__all__ = ["IndexSet", "VectorKey"]
+
+VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
+_SAFE = re.compile(r"[^0-9A-Za-z_.-]")
+
+
+def _slug(name: str) -> str:
+    # Model names hold '/' and ':'; keep them readable but unique on disk.
+    safe = _SAFE.sub("_", name)[:48]
+    return f"{safe}-{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
+class IndexSet:
+    """Opens, updates, searches and checkpoints every derived index lazily, per key."""
+
+    def __init__(self, root: Path, params: HnswParams,
+                 live_labels: Callable[[VectorKey], np.ndarray],
+                 fetch_vectors: Callable[[VectorKey, np.ndarray], np.ndarray],
+                 keyword_backlog: Callable[[str, int], Iterable[KeywordDoc]]) -> None:
+        self.root, self.params = root, params
+        self._live_labels, self._fetch = live_labels, fetch_vectors
+        self._keyword_backlog = keyword_backlog
+        self._vectors: dict[VectorKey, VectorIndex] = {}
+        self._keywords: dict[str, KeywordIndex] = {}
+        self._lock = threading.Lock()
+        self.events: list[str] = []  # what was rebuilt, for stats and tests
+
+    def _vector_dir(self, key: VectorKey) -> Path:
+        tenant, tier, model = key
+        return self.root / tenant / "vectors" / tier / _slug(model)
+
+    def vector(self, key: VectorKey, dim: int) -> VectorIndex:
+        """The index of ``key``, opened (and reconciled with the records) on first use."""
+        with self._lock:
+            index = self._vectors.get(key)
+            if index is None:
+                index = VectorIndex(self._vector_dir(key), dim, self.params)
+                index.open(self._live_labels(key), lambda labels: self._fetch(key, labels))
+                if not index.loaded_from_disk and len(index) >= self.params.persist_min:
+                    self.events.append(f"rebuilt vectors {key}")
+                self._vectors[key] = index
+            return index
+
+    def existing_vector(self, key: VectorKey) -> VectorIndex | None:
+        return self._vectors.get(key)
+
+    def keyword(self, tenant: str) -> KeywordIndex:
+        """The tenant's keyword index, caught up with every row written since its checkpoint."""
+        with self._lock:
+            index = self._keywords.get(tenant)
+            if index is None:
+                index = KeywordIndex(self.root / tenant / "keyword")
+                if index.rebuilt:
+                    self.events.append(f"rebuilt keywords {tenant}")
+                index.apply(self._keyword_backlog(tenant, index.watermark))
+                self._keywords[tenant] = index
+            return index
+
+    def checkpoint(self, only_dirty: bool = True) -> None:
+        """Save every vector index that changed and mark the keyword indexes' files."""
+        with self._lock:
+            vectors, keywords = list(self._vectors.values()), list(self._keywords.values())
+        for index in vectors:
+            if index.dirty or not only_dirty:
+                index.save()
+        for keyword in keywords:
+            if keyword.dirty or not only_dirty:
+                keyword.checkpoint()
+
+    def close(self) -> None:
+        with self._lock:
+            for index in self._vectors.values():
+                if index.dirty or not index.loaded_from_disk:
+                    index.save()
+            for keyword in self._keywords.values():
+                keyword.close()
+            self._keywords.clear()
+            self._vectors.clear()

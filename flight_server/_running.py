@@ -1,0 +1,85 @@
+"""Starting and stopping a server: the wiring shared by ``aimem serve`` and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .auth import resolve_token
+from .duckdb_store import DuckDBStore
+from .embedder import make_embedder
+from .server import MemoryFlightServer
+from .settings import ServerSettings
+from .vector_index import HnswParams
+
+__all__ = ["RunningServer", "start_server"]
+
+log = logging.getLogger("aios_memory.server")
+
+
+@dataclass
+class RunningServer:
+    """A server listening in this process: where it is and how to reach it."""
+
+    uri: str
+    token: str
+    token_file: Path | None
+    data_dir: Path
+    server: MemoryFlightServer
+    store: DuckDBStore
+
+
+def _open_store(settings: ServerSettings) -> DuckDBStore:
+    params = HnswParams(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                        ef_search=settings.hnsw_ef_search,
+                        persist_min=settings.vector_persist_min)
+    return DuckDBStore(settings.data_dir, params)
+
+
+def _checkpoints(store: DuckDBStore, every: float, stop: threading.Event) -> None:
+    while not stop.wait(every):
+        try:
+            store.checkpoint()
+        except Exception:  # keep serving; the next open rebuilds what was not saved
+            log.exception("index checkpoint failed")
+
+
+@contextlib.contextmanager
+def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
+    """Run a memory server in background threads for the duration of the ``with`` block.
+
+    Examples
+    --------
+    >>> with start_server(ServerSettings(data_dir=tmp, port=0, embedder="none")) as running:
+    ...     MemoryClient(running.uri, running.token).remember("hello")
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token, token_file = resolve_token(settings.data_dir, settings.token)
+    store = _open_store(settings)
+    try:
+        embedder = make_embedder(settings.embedder, settings.embed_model, settings.embed_base_url)
+        server = MemoryFlightServer(f"grpc://{settings.host}:{settings.port}", store, embedder,
+                                    token, settings.limits)
+    except BaseException:
+        store.close()
+        raise
+    stop = threading.Event()
+    threads = [threading.Thread(target=server.serve, name="flight-serve", daemon=True)]
+    if settings.checkpoint_seconds > 0:
+        threads.append(threading.Thread(target=_checkpoints, name="checkpoints", daemon=True,
+                                        args=(store, settings.checkpoint_seconds, stop)))
+    for thread in threads:
+        thread.start()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    try:
+        yield RunningServer(f"grpc://{host}:{server.port}", token, token_file,
+                            settings.data_dir, server, store)
+    finally:
+        stop.set()
+        server.shutdown()
+        server.wait()
+        store.close()

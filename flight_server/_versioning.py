@@ -1,0 +1,57 @@
+"""Which version of a memory wins: pure logic, no I/O.
+
+A write from a client (hlc 0) gets a fresh hlc from this replica's clock,
+unless it repeats the stored current version exactly (a retry), which is
+acknowledged with the stored hlc and not written again. A write from another
+replica (hlc set) wins only with a higher ``(hlc, origin)``; the clock
+observes it either way so that later local writes order after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aios_memory.schemas import HybridClock
+
+__all__ = ["Current", "Decision", "decide"]
+
+# Fields that make two client writes of the same id the same memory.
+SAME_MEMORY_FIELDS = ("content_hash", "tier", "privacy", "metadata", "kind", "session", "agent",
+                      "deleted")
+
+
+@dataclass(frozen=True)
+class Current:
+    """The stored current version of an id, as far as deciding needs it."""
+
+    seq: int
+    hlc: int
+    origin: str
+    tier: str
+    embed_model: str | None
+    fields: tuple[Any, ...]  # values of SAME_MEMORY_FIELDS
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``write`` the row with ``hlc``/``origin``, replacing ``replaces`` (a Current) if any."""
+
+    write: bool
+    hlc: int
+    origin: str
+    replaces: Current | None
+
+
+def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
+           replica_id: str) -> Decision:
+    """The decision for one incoming row given the stored current version."""
+    if row["hlc"] == 0:
+        if current is not None and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS):
+            return Decision(False, current.hlc, current.origin, None)
+        return Decision(True, clock.now(), replica_id, current)
+    clock.observe(row["hlc"])
+    origin = row["origin"] or replica_id
+    if current is not None and (current.hlc, current.origin) >= (row["hlc"], origin):
+        return Decision(False, current.hlc, current.origin, None)
+    return Decision(True, row["hlc"], origin, current)

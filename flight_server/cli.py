@@ -1,0 +1,67 @@
+"""``aimem serve``: registered as an ``aimem.commands`` entry point so the thin client never imports it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from aios_memory.schemas import DEFAULT_PORT, AiosMemoryError
+
+from ._running import start_server
+from .embedder import EMBEDDERS
+from .settings import SETTINGS_HELP, ServerSettings
+
+__all__ = ["serve"]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", "data_dir", required=True, envvar="AIMEM_DATA",
+              type=click.Path(file_okay=False, path_type=Path), help=SETTINGS_HELP["data_dir"])
+@click.option("--host", default="127.0.0.1", show_default=True, help=SETTINGS_HELP["host"])
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int,
+              help=SETTINGS_HELP["port"])
+@click.option("--token", envvar="AIMEM_TOKEN", help=SETTINGS_HELP["token"])
+@click.option("--embedder", type=click.Choice(EMBEDDERS), default="local", show_default=True,
+              envvar="AIMEM_EMBEDDER", help=SETTINGS_HELP["embedder"])
+@click.option("--embed-model", envvar="AIMEM_EMBED_MODEL", help=SETTINGS_HELP["embed_model"])
+@click.option("--embed-base-url", envvar="AIMEM_EMBED_BASE_URL",
+              help=SETTINGS_HELP["embed_base_url"] + " (key from AIMEM_EMBED_API_KEY or "
+              "OPENAI_API_KEY)")
+@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=float,
+              help=SETTINGS_HELP["checkpoint_seconds"])
+def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str,
+          embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float) -> None:
+    """Run a memory server on the embedded store in DATA.
+
+    Example: aimem serve --data ~/.aimem
+    """
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = ServerSettings(data_dir=data_dir, host=host, port=port, token=token,
+                                  embedder=embedder, embed_model=embed_model,
+                                  embed_base_url=embed_base_url,
+                                  checkpoint_seconds=checkpoint_seconds)
+        with start_server(settings) as running:
+            where = running.token_file or "given by --token/AIMEM_TOKEN"
+            click.echo(f"aimem: serving {data_dir} on {running.uri}", err=True)
+            click.echo(f"aimem: token: {where}", err=True)
+            click.echo(f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} "
+                       "aimem stats", err=True)
+            _wait_for_signal()
+            click.echo("aimem: stopping (saving indexes)", err=True)
+    except AiosMemoryError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass

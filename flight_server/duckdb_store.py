@@ -1,0 +1,418 @@
+"""The embedded default store: one DuckDB file for records, derived indexes beside it.
+
+Layout of a data directory::
+
+    memory.duckdb       records (current version per tenant and id) and facts
+    index/<tenant>/     keyword/ (tantivy) and vectors/<tier>/<model>/ (hnswlib)
+    token               the bearer token, mode 0600 (written by the server)
+
+A write is acknowledged only after DuckDB's commit (which syncs its WAL);
+the indexes are updated after, and rebuilt or caught up from the records
+whenever they are missing, stale or fail their checksum.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.schemas import (
+    HIT_SCHEMA,
+    RECORD_SCHEMA,
+    TIERS,
+    HybridClock,
+    InvalidVectorError,
+    ScanRequest,
+    SearchRequest,
+    ServerInternalError,
+)
+
+from ._files import dir_bytes
+from ._index_set import IndexSet, VectorKey
+from ._search import fuse, hit_table
+from ._sql_filters import Sql, compile_scan, compile_where
+from ._versioning import SAME_MEMORY_FIELDS, Current, decide
+from .ingest import PreparedWrite, dequantize
+from .keyword_index import KeywordDoc
+from .store import Store, WriteResult
+from .vector_index import HnswParams
+
+__all__ = ["DuckDBStore", "DB_FILE"]
+
+DB_FILE = "memory.duckdb"
+COLUMNS = ", ".join(f.name for f in RECORD_SCHEMA)
+_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    seq BIGINT NOT NULL, id VARCHAR NOT NULL, tenant VARCHAR NOT NULL, tier VARCHAR NOT NULL,
+    agent VARCHAR, session VARCHAR, kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    hlc UBIGINT NOT NULL, origin VARCHAR NOT NULL, privacy UTINYINT NOT NULL,
+    codec VARCHAR NOT NULL, dict_id UINTEGER, payload BLOB NOT NULL, raw_size UINTEGER NOT NULL,
+    content_hash BLOB NOT NULL, embedding TINYINT[], embedding_scale FLOAT, embed_model VARCHAR,
+    metadata VARCHAR, deleted BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS facts (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    tenant VARCHAR NOT NULL, embed_model VARCHAR NOT NULL, dim INTEGER NOT NULL,
+    PRIMARY KEY (tenant, embed_model)
+);
+"""
+_CANDIDATES_MIN = 50
+
+
+class DuckDBStore(Store):
+    """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
+
+    def __init__(self, data_dir: Path, params: HnswParams | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._con = self._connect(self.data_dir / DB_FILE)
+        self._write_lock = threading.Lock()
+        self.replica_id = self._fact("replica_id", lambda: "r" + secrets.token_hex(8))
+        last_hlc, last_seq = self._cursor().execute(
+            "SELECT coalesce(max(hlc), 0), coalesce(max(seq), 0) FROM records").fetchone()
+        self.clock = HybridClock(int(last_hlc))
+        self._seq = int(last_seq)
+        self._dims = {(t, m): d for t, m, d in
+                      self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
+        self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
+                                self._live_labels, self._fetch_vectors, self._keyword_backlog)
+
+    # -- connection -------------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise ServerInternalError(
+                f"cannot open the database {path}: {exc}. If it was damaged by a crash or a full "
+                f"disk, move it aside and restore from `aimem export` or the cloud copy."
+            ) from None
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(_DDL)
+        return con
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # One cursor per call: DuckDB connections are not shared across threads.
+        return self._con.cursor()
+
+    def _fact(self, key: str, make: Any) -> str:
+        row = self._cursor().execute("SELECT value FROM facts WHERE key = ?", [key]).fetchone()
+        if row:
+            return str(row[0])
+        value = make()
+        self._cursor().execute("INSERT INTO facts VALUES (?, ?)", [key, value])
+        return str(value)
+
+    # -- writing ----------------------------------------------------------------------------
+    def put(self, write: PreparedWrite) -> WriteResult:
+        with self._write_lock:
+            table = write.records
+            rows = table.select(["id", "tenant", "hlc", "origin", *SAME_MEMORY_FIELDS]).to_pylist()
+            currents = self._currents(table)
+            first_new_seq = self._seq + 1
+            written: dict[tuple[str, str], tuple[int, int, int, str]] = {}
+            acks, replaced = [], []
+            for i, row in enumerate(rows):
+                key = (row["tenant"], row["id"])
+                decision = decide(row, currents.get(key), self.clock, self.replica_id)
+                acks.append((row["id"], decision.hlc))
+                if not decision.write:
+                    continue
+                self._seq += 1
+                old = decision.replaces
+                if old is not None and old.seq < first_new_seq:
+                    replaced.append((key, old))  # a stored row; one from this put is just dropped
+                written[key] = (i, self._seq, decision.hlc, decision.origin)
+                currents[key] = _current_of(row, self._seq, decision, table, i)
+            new_rows = self._rows_to_insert(table, sorted(written.values(), key=lambda w: w[1]))
+            self._commit(new_rows, replaced)
+            self._index(new_rows, [write.texts[w[0]] for w in sorted(written.values(), key=lambda w: w[1])], replaced)
+            return _split_acks(acks, write.batch_sizes)
+
+    def _currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
+        keys = table.select(["tenant", "id"])
+        cur = self._cursor()
+        cur.register("incoming_keys", keys)
+        fields = ", ".join(f"r.{f}" for f in SAME_MEMORY_FIELDS)
+        found = cur.execute(
+            f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, {fields} "
+            "FROM records r JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
+        ).fetchall()
+        return {(t, i): Current(seq, hlc, origin, tier, model, tuple(rest))
+                for t, i, seq, hlc, origin, tier, model, *rest in found}
+
+    def _rows_to_insert(self, table: pa.Table, written: list[tuple[int, int, int, str]]) -> pa.Table:
+        if not written:
+            return table.slice(0, 0).append_column("seq", pa.array([], pa.int64()))
+        picked = table.take(pa.array([w[0] for w in written]))
+        picked = picked.set_column(picked.schema.get_field_index("hlc"), RECORD_SCHEMA.field("hlc"),
+                                   pa.array([w[2] for w in written], pa.uint64()))
+        picked = picked.set_column(picked.schema.get_field_index("origin"),
+                                   RECORD_SCHEMA.field("origin"), pa.array([w[3] for w in written]))
+        self._check_dimensions(picked)
+        return picked.append_column("seq", pa.array([w[1] for w in written], pa.int64()))
+
+    def _check_dimensions(self, table: pa.Table) -> None:
+        lengths = table.column("embedding").combine_chunks().value_lengths().to_pylist()
+        for row, (tenant, model, dim) in enumerate(zip(table.column("tenant").to_pylist(),
+                                                      table.column("embed_model").to_pylist(),
+                                                      lengths)):
+            if dim is None:
+                continue
+            known = self._dims.get((tenant, model))
+            if known is not None and known != dim:
+                raise InvalidVectorError(
+                    f"embedding at row {row} has dimension {dim}; tenant {tenant!r} stores "
+                    f"{known}-dimensional vectors for model {model!r}",
+                    row=row, expected=known, got=dim, embed_model=model)
+
+    def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]]) -> None:
+        if not new_rows.num_rows:
+            return
+        cur = self._cursor()
+        cur.register("new_rows", new_rows)
+        cur.register("old_seqs", pa.table({"seq": pa.array([c.seq for _, c in replaced],
+                                                           pa.int64())}))
+        cur.execute("BEGIN")
+        try:
+            cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
+            cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
+            self._register_models(cur, new_rows)
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            cur.execute("ROLLBACK")
+            raise ServerInternalError(f"the write was not committed: {exc}") from None
+
+    def _register_models(self, cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        lengths = rows.column("embedding").combine_chunks().value_lengths().to_pylist()
+        for tenant, model, dim in zip(rows.column("tenant").to_pylist(),
+                                      rows.column("embed_model").to_pylist(), lengths):
+            if dim is not None and (tenant, model) not in self._dims:
+                cur.execute("INSERT INTO models VALUES (?, ?, ?)", [tenant, model, dim])
+                self._dims[(tenant, model)] = dim
+
+    def _index(self, rows: pa.Table, texts: list[str | None],
+               replaced: list[tuple[tuple[str, str], Current]]) -> None:
+        for (tenant, _), old in replaced:
+            if old.embed_model is not None:
+                index = self.indexes.existing_vector((tenant, old.tier, old.embed_model))
+                if index is not None:
+                    index.remove([old.seq])
+        self._add_vectors(rows)
+        by_tenant: dict[str, list[KeywordDoc]] = {}
+        for tenant, id_, seq, tier, text in zip(*(rows.column(c).to_pylist() for c in
+                                                  ("tenant", "id", "seq", "tier")), texts):
+            by_tenant.setdefault(tenant, []).append(KeywordDoc(id_, seq, tier, text))
+        for tenant, docs in by_tenant.items():
+            self.indexes.keyword(tenant).apply(docs)
+
+    def _add_vectors(self, rows: pa.Table) -> None:
+        live = rows.filter(pa.compute.and_(pa.compute.is_valid(rows.column("embedding")),
+                                           pa.compute.invert(rows.column("deleted"))))
+        if not live.num_rows:
+            return
+        groups = live.group_by(["tenant", "tier", "embed_model"]).aggregate([]).to_pylist()
+        for group in groups:
+            key = (group["tenant"], group["tier"], group["embed_model"])
+            mask = pa.compute.and_(pa.compute.and_(
+                pa.compute.equal(live.column("tenant"), key[0]),
+                pa.compute.equal(live.column("tier"), key[1])),
+                pa.compute.equal(live.column("embed_model"), key[2]))
+            part = live.filter(mask)
+            index = self.indexes.existing_vector(key)
+            if index is None:
+                # Opening reconciles with the committed records, which already hold `part`.
+                self.indexes.vector(key, self._dims[(key[0], key[2])])
+                continue
+            vectors = dequantize(part.column("embedding").combine_chunks(),
+                                 part.column("embedding_scale").combine_chunks())
+            index.add(part.column("seq").to_numpy(), vectors)
+
+    def forget(self, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
+        live = self.get(tenant, ids)
+        if not live.num_rows:
+            return []
+        tombstones = _tombstones(live)
+        result = self.put(PreparedWrite(tombstones, [None] * tombstones.num_rows,
+                                        [tombstones.num_rows]))
+        return list(zip(*result[0]))
+
+    # -- reading ----------------------------------------------------------------------------
+    def scan(self, request: ScanRequest, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        sql = compile_scan(request)
+        cur = self._cursor()
+        reader = cur.sql(f"SELECT {COLUMNS} FROM records WHERE {sql.where()} ORDER BY seq",
+                         params=sql.params).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield _conform(batch)
+
+    def get(self, tenant: str, ids: list[str]) -> pa.Table:
+        batches = list(self.scan(ScanRequest(tenant=tenant, ids=list(ids))))
+        return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+
+    def _rows_by_seq(self, tenant: str, seqs: list[int]) -> pa.Table:
+        cur = self._cursor()
+        cur.register("wanted", pa.table({"seq": pa.array(seqs, pa.int64())}))
+        return cur.sql(f"SELECT seq, {COLUMNS} FROM records WHERE tenant = ? AND "
+                       "seq IN (SELECT seq FROM wanted)", params=[tenant]).to_arrow_table()
+
+    def _allowed(self, request: SearchRequest, tiers: list[str]) -> np.ndarray | None:
+        if not request.where:
+            return None
+        sql = Sql()
+        sql.add("tenant = ?", request.tenant)
+        compile_where(sql, {"tier": {"$in": tiers}, **request.where})
+        sql.add("NOT deleted")
+        rows = self._cursor().execute(f"SELECT seq FROM records WHERE {sql.where()}",
+                                      sql.params).fetchnumpy()
+        return rows["seq"].astype(np.uint64)
+
+    def search(self, request: SearchRequest, query_vector: np.ndarray | None,
+               embed_model: str | None) -> pa.Table:
+        tiers = _tiers(request.tier)
+        allowed = self._allowed(request, tiers)
+        depth = min(max(request.k * 2, _CANDIDATES_MIN), 2000)
+        vector_hits = keyword_hits = None
+        if request.mode != "keyword" and query_vector is not None and embed_model:
+            vector_hits = self._vector_candidates(request.tenant, tiers, embed_model,
+                                                  query_vector, depth, allowed)
+        if request.mode != "vector" and request.query:
+            keyword_hits = self.indexes.keyword(request.tenant).search(
+                request.query, depth, tiers,
+                None if allowed is None else [int(x) for x in allowed])
+        ranked = fuse(vector_hits, keyword_hits, request.k)
+        rows = self._rows_by_seq(request.tenant, [seq for seq, _ in ranked])
+        return hit_table(rows, ranked)
+
+    def _vector_candidates(self, tenant: str, tiers: list[str], model: str, query: np.ndarray,
+                           depth: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        dim = self._dims.get((tenant, model))
+        if dim is None:
+            return []
+        if len(query) != dim:
+            raise InvalidVectorError(f"query vector has dimension {len(query)}; model {model!r} "
+                                     f"stores {dim}", expected=dim, got=len(query))
+        found: list[tuple[int, float]] = []
+        for tier in tiers:
+            index = self.indexes.vector((tenant, tier, model), dim)
+            if len(index):
+                labels, distances = index.search(query, depth, allowed)
+                found.extend((int(l), float(d)) for l, d in zip(labels, distances))
+        return sorted(found, key=lambda pair: pair[1])[:depth]
+
+    # -- facts ------------------------------------------------------------------------------
+    def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
+        rows = self._cursor().execute(
+            "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
+            "WHERE tenant = ? AND NOT deleted GROUP BY tier", [tenant]).fetchall()
+        counts = {tier: (0, 0) for tier in TIERS}
+        counts.update({tier: (int(n), int(b)) for tier, n, b in rows})
+        return counts
+
+    def stats(self, tenant: str) -> dict[str, Any]:
+        rows = self._cursor().execute(
+            "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
+            "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0) "
+            "FROM records WHERE tenant = ? GROUP BY tier", [tenant]).fetchall()
+        tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0}
+                 for t in TIERS}
+        for tier, live, dead, raw, stored in rows:
+            tiers[tier] = {"memories": live, "deleted": dead, "text_bytes": int(raw),
+                           "payload_bytes": int(stored)}
+        return {"tenant": tenant, "tiers": tiers,
+                "memories": sum(t["memories"] for t in tiers.values()),
+                "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},
+                "data_dir_bytes": dir_bytes(self.data_dir), "replica_id": self.replica_id,
+                "index_events": list(self.indexes.events)}
+
+    # -- index callbacks --------------------------------------------------------------------
+    def _live_labels(self, key: VectorKey) -> np.ndarray:
+        rows = self._cursor().execute(
+            "SELECT seq FROM records WHERE tenant = ? AND tier = ? AND embed_model = ? "
+            "AND NOT deleted AND embedding IS NOT NULL", list(key)).fetchnumpy()
+        return rows["seq"].astype(np.uint64)
+
+    def _fetch_vectors(self, key: VectorKey, labels: np.ndarray) -> np.ndarray:
+        cur = self._cursor()
+        cur.register("wanted", pa.table({"seq": pa.array(labels.astype(np.int64))}))
+        table = cur.sql("SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
+                        "JOIN records r USING (seq) ORDER BY w.seq").to_arrow_table()
+        if table.num_rows != len(labels):
+            raise ServerInternalError(f"vectors of {key} changed while the index was opening")
+        return dequantize(table.column("embedding").combine_chunks(),
+                          table.column("embedding_scale").combine_chunks().cast(pa.float32()))
+
+    def _keyword_backlog(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
+        from aios_memory.client.codecs import decode_text
+
+        cur = self._cursor()
+        reader = cur.sql(
+            "SELECT id, seq, tier, codec, payload, raw_size, deleted FROM records "
+            "WHERE tenant = ? AND seq > ? ORDER BY seq", params=[tenant, watermark]
+        ).to_arrow_reader(8192)
+        for batch in reader:
+            for id_, seq, tier, codec, payload, size, deleted in zip(
+                    *(c.to_pylist() for c in batch.columns)):
+                text = None if deleted else decode_text(codec, payload, size, max_bytes=1 << 30)
+                yield KeywordDoc(id_, seq, tier, text)
+
+    def checkpoint(self) -> None:
+        self.indexes.checkpoint()
+
+    def close(self) -> None:
+        with self._write_lock:
+            self.indexes.close()
+            self._con.execute("CHECKPOINT")
+            self._con.close()
+
+
+def _tiers(tier: str | list[str] | None) -> list[str]:
+    if tier is None:
+        return list(TIERS)
+    return [tier] if isinstance(tier, str) else list(tier)
+
+
+def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """DuckDB's Arrow types (blobs, views, time zones) cast to the record schema."""
+    return pa.RecordBatch.from_arrays(
+        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA)
+
+
+def _current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
+    return Current(seq, decision.hlc, decision.origin, row["tier"],
+                   table.column("embed_model")[i].as_py(),
+                   tuple(row[f] for f in SAME_MEMORY_FIELDS))
+
+
+def _split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:
+    out, start = [], 0
+    for size in sizes:
+        part = acks[start:start + size]
+        out.append(([a[0] for a in part], [a[1] for a in part]))
+        start += size
+    return out
+
+
+def _tombstones(live: pa.Table) -> pa.Table:
+    import hashlib
+
+    n = live.num_rows
+    empty_hash = hashlib.blake2b(b"", digest_size=16).digest()
+    replace = {
+        "hlc": pa.array([0] * n, pa.uint64()), "origin": pa.array([""] * n),
+        "codec": pa.array(["none"] * n), "dict_id": pa.nulls(n, pa.uint32()),
+        "payload": pa.array([b""] * n, pa.binary()), "raw_size": pa.array([0] * n, pa.uint32()),
+        "content_hash": pa.array([empty_hash] * n, pa.binary(16)),
+        "embedding": pa.nulls(n, pa.list_(pa.int8())), "embedding_scale": pa.nulls(n, pa.float32()),
+        "embed_model": pa.nulls(n, pa.string()), "metadata": pa.nulls(n, pa.string()),
+        "deleted": pa.array([True] * n),
+    }
+    for name, values in replace.items():
+        live = live.set_column(live.schema.get_field_index(name), RECORD_SCHEMA.field(name), values)
+    return live

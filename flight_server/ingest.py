@@ -1,0 +1,93 @@
+"""What happens to a put before the store sees it: validate, decode, embed.
+
+Kept apart from any store so that every backend (the embedded DuckDB one
+now, a lakehouse later) accepts exactly the same records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.client.codecs import decode_text
+from aios_memory.schemas import (
+    RECORD_SCHEMA,
+    AiosMemoryError,
+    Limits,
+    validate_record_batch,
+)
+
+from .embedder import Embedder, quantize_int8
+
+__all__ = ["PreparedWrite", "prepare_write", "dequantize"]
+
+
+@dataclass
+class PreparedWrite:
+    """A put's records (embeddings filled where the server could) and their texts.
+
+    ``texts[i]`` is None for tombstones. ``batch_sizes`` lets acks follow the
+    client's batches.
+    """
+
+    records: pa.Table
+    texts: list[str | None]
+    batch_sizes: list[int]
+
+
+def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
+                  limits: Limits) -> PreparedWrite:
+    """Validate every batch fully, decode every text, embed what came without a vector."""
+    for batch in batches:
+        validate_record_batch(batch, limits)
+    table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
+    texts = _decode_texts(table, limits)
+    if embedder is not None:
+        table = _embed_missing(table, texts, embedder)
+    return PreparedWrite(table, texts, [b.num_rows for b in batches])
+
+
+def _decode_texts(table: pa.Table, limits: Limits) -> list[str | None]:
+    columns = [table.column(n).to_pylist() for n in
+               ("codec", "payload", "raw_size", "content_hash", "deleted")]
+    texts: list[str | None] = []
+    for row, (codec, payload, size, digest, deleted) in enumerate(zip(*columns)):
+        if deleted:
+            texts.append(None)
+            continue
+        try:
+            texts.append(decode_text(codec, payload, size, digest, max_bytes=limits.max_text_bytes))
+        except AiosMemoryError as exc:
+            exc.detail.setdefault("row", row)
+            exc.args = (f"row {row}: {exc.message}",)
+            exc.message = exc.args[0]
+            raise
+    return texts
+
+
+def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:
+    missing = [i for i, (vec, text) in enumerate(zip(table.column("embedding").to_pylist(), texts))
+               if vec is None and text is not None]
+    if not missing:
+        return table
+    vectors, scales = quantize_int8(embedder.embed_passages([texts[i] for i in missing]))
+    embedding = table.column("embedding").to_pylist()
+    scale = table.column("embedding_scale").to_pylist()
+    model = table.column("embed_model").to_pylist()
+    for j, i in enumerate(missing):
+        embedding[i], scale[i], model[i] = vectors[j].tolist(), float(scales[j]), embedder.name
+    for name, values in (("embedding", embedding), ("embedding_scale", scale),
+                         ("embed_model", model)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, RECORD_SCHEMA.field(name),
+                                 pa.array(values, RECORD_SCHEMA.field(name).type))
+    return table
+
+
+def dequantize(embeddings: pa.Array, scales: pa.Array) -> np.ndarray:
+    """``(n, dim)`` float32 from int8 lists and their scales (all one dimension)."""
+    flat = embeddings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    matrix = flat.reshape(len(embeddings), -1)
+    return matrix * scales.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]

@@ -1,0 +1,142 @@
+"""BM25 keyword search per tenant, on tantivy, derived from the records.
+
+tantivy was chosen over bm25s and DuckDB's fts extension because it adds
+documents incrementally and keeps its index on disk (bm25s and ``PRAGMA
+create_fts_index`` rebuild from scratch on every change); bench/RESULTS.md
+has the quality and speed figures.
+
+The index is a cache like the vector index: a checkpoint writes a manifest
+with the hash of every file and the highest ``seq`` indexed; on open the
+files must match it, then only rows written after that ``seq`` are applied.
+A crash between checkpoints, a missing file or a changed byte costs a rebuild.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import tantivy
+
+from ._files import read_manifest, verify_files, write_manifest
+
+__all__ = ["KeywordDoc", "KeywordIndex"]
+
+_WRITER_HEAP = 32 * 1024 * 1024
+# Query syntax characters: user text is words, never operators.
+_SYNTAX = re.compile(r"[+\-&|!(){}\[\]^\"~*?:\\/'<>=]")
+_LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock", "manifest.json", "manifest.json.tmp"}
+
+
+@dataclass(frozen=True)
+class KeywordDoc:
+    """What the keyword index needs of a record: ``text`` None means remove ``id``."""
+
+    id: str
+    seq: int
+    tier: str
+    text: str | None
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", tokenizer_name="raw")
+    builder.add_integer_field("seq", stored=True, indexed=True, fast=True)
+    builder.add_text_field("tier", tokenizer_name="raw")
+    builder.add_text_field("text", tokenizer_name="en_stem", index_option="freq")
+    return builder.build()
+
+
+class KeywordIndex:
+    """One tenant's BM25 index over every tier, thread-safe."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._schema = _schema()
+        self._lock = threading.Lock()
+        self.watermark = 0
+        self.rebuilt = False
+        self.dirty = False
+        self._index, self._writer = self._open()
+
+    def _open(self) -> tuple[tantivy.Index, tantivy.IndexWriter]:
+        manifest = read_manifest(self.directory)
+        if manifest is not None and self._files_match(manifest):
+            self.watermark = int(manifest.get("watermark", 0))
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.rebuilt = True
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
+        except (ValueError, OSError):
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory.mkdir(parents=True)
+            self.watermark, self.rebuilt = 0, True
+            index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
+        return index, index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+
+    def _files_match(self, manifest: dict) -> bool:
+        listed = set(manifest.get("files", {}))
+        present = {p.name for p in self.directory.iterdir()} - _LOCK_FILES \
+            if self.directory.exists() else set()
+        return listed == present and verify_files(self.directory, manifest)
+
+    def apply(self, docs: Iterable[KeywordDoc]) -> None:
+        """Index new versions and drop replaced or deleted ones, in one commit."""
+        with self._lock:
+            top = self.watermark
+            for doc in docs:
+                self._writer.delete_documents_by_term("id", doc.id)
+                if doc.text is not None:
+                    self._writer.add_document(tantivy.Document(
+                        id=doc.id, seq=doc.seq, tier=doc.tier, text=doc.text))
+                top = max(top, doc.seq)
+            self._writer.commit()
+            self._index.reload()
+            self.watermark = top
+            self.dirty = True
+
+    def search(self, text: str, limit: int, tiers: list[str] | None = None,
+               allowed: list[int] | None = None) -> list[tuple[int, float]]:
+        """``(seq, bm25 score)`` best first; ``tiers``/``allowed`` restrict inside the query."""
+        cleaned = _SYNTAX.sub(" ", text).lower().strip()
+        if not cleaned or allowed == []:
+            return []
+        query, _errors = self._index.parse_query_lenient(cleaned, ["text"])
+        clauses = [(tantivy.Occur.Must, query)]
+        if tiers:
+            clauses.append((tantivy.Occur.Must,
+                            tantivy.Query.term_set_query(self._schema, "tier", tiers)))
+        if allowed is not None:
+            clauses.append((tantivy.Occur.Must,
+                            tantivy.Query.term_set_query(self._schema, "seq", allowed)))
+        searcher = self._index.searcher()
+        result = searcher.search(tantivy.Query.boolean_query(clauses), limit)
+        return [(int(searcher.doc(address)["seq"][0]), float(score))
+                for score, address in result.hits]
+
+    def __len__(self) -> int:
+        return int(self._index.searcher().num_docs)
+
+    def checkpoint(self) -> None:
+        """Record the files and watermark so the next open can trust them."""
+        with self._lock:
+            self._writer.commit()
+            self._writer.wait_merging_threads()
+            self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            self._writer.garbage_collect_files()
+            names = sorted(p.name for p in self.directory.iterdir()
+                           if p.name not in _LOCK_FILES and p.is_file())
+            write_manifest(self.directory, names, watermark=self.watermark)
+            self.dirty = False
+
+    def close(self) -> None:
+        if self.dirty or self.rebuilt:
+            self.checkpoint()
+        with self._lock:
+            self._writer.wait_merging_threads()

@@ -1,0 +1,226 @@
+"""``MemoryFlightServer``: decode the request, call the store, encode the answer.
+
+Nothing here knows SQL or index files. Every handler runs inside
+``flight_errors`` so bad input gets a specific Flight error, the server keeps
+serving, and nothing stored changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from aios_memory.schemas import (
+    ACTIONS,
+    DEFAULT_TENANT,
+    RECORD_SCHEMA,
+    SCHEMA_VERSION,
+    TIERS,
+    WIRE_VERSION,
+    EmbedderError,
+    IdsRequest,
+    IncompleteWriteError,
+    InvalidRequestError,
+    LimitExceededError,
+    Limits,
+    PutAck,
+    PutCommit,
+    ScanRequest,
+    SearchRequest,
+    StatsRequest,
+    validate_record_schema,
+)
+
+from ._flight_errors import flight_errors
+from .auth import BearerAuthMiddlewareFactory
+from .embedder import Embedder, normalize
+from .ingest import prepare_write
+from .store import Store
+
+__all__ = ["MemoryFlightServer", "SERVER_VERSION"]
+
+SERVER_VERSION = "0.1.0"
+
+
+class MemoryFlightServer(flight.FlightServerBase):
+    """The memory server over Arrow Flight; see ``schemas.wire`` for every message."""
+
+    def __init__(self, location: str, store: Store, embedder: Embedder | None, token: str,
+                 limits: Limits) -> None:
+        super().__init__(location, middleware={"auth": BearerAuthMiddlewareFactory(token)})
+        self.store, self.embedder, self.limits = store, embedder, limits
+        self.started = time.monotonic()
+        self._actions = {"search": self._search, "get": self._get, "forget": self._forget,
+                         "stats": self._stats, "health": self._health}
+
+    # -- discovery --------------------------------------------------------------------------
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        with flight_errors("list_flights"):
+            tenant = _tenant_of(criteria)
+            counts = self.store.tier_counts(tenant)
+        for tier in TIERS:
+            yield self._info(ScanRequest(tenant=tenant, tier=tier), *counts[tier])
+
+    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        with flight_errors("get_flight_info"):
+            request = _scan_request(descriptor)
+            if isinstance(request.tier, str) and request.where is None and request.ids is None:
+                return self._info(request, *self.store.tier_counts(request.tenant)[request.tier])
+            return self._info(request, -1, -1)
+
+    def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
+        with flight_errors("get_schema"):
+            _scan_request(descriptor)
+            return flight.SchemaResult(RECORD_SCHEMA)
+
+    def _info(self, request: ScanRequest, rows: int, size: int) -> flight.FlightInfo:
+        body = request.to_bytes()
+        return flight.FlightInfo(RECORD_SCHEMA, flight.FlightDescriptor.for_command(body),
+                                 [flight.FlightEndpoint(body, [])], rows, size)
+
+    # -- reading ----------------------------------------------------------------------------
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        with flight_errors("do_get"):
+            request = ScanRequest.from_bytes(ticket.ticket)
+            self._check_ids(request.ids or [])
+            batches = self.store.scan(request)
+            first = next(batches, None)  # surface filter errors before the stream starts
+        return flight.GeneratorStream(RECORD_SCHEMA, _chain(first, batches))
+
+    # -- writing ----------------------------------------------------------------------------
+    def do_put(self, context: Any, descriptor: flight.FlightDescriptor,
+               reader: flight.MetadataRecordBatchReader, writer: flight.FlightMetadataWriter) -> None:
+        with flight_errors("do_put"):
+            validate_record_schema(reader.schema)
+            batches, commit = self._read_put(reader)
+            # A cut stream ends like a normal one; only the commit message proves it whole.
+            if commit is None or context.is_cancelled():
+                raise IncompleteWriteError(
+                    "the write stream ended before its commit message; nothing was stored. "
+                    "Retry the write (retries are idempotent).")
+            rows = sum(b.num_rows for b in batches)
+            if (commit.batches, commit.rows) != (len(batches), rows):
+                raise IncompleteWriteError(
+                    f"commit says {commit.batches} batches / {commit.rows} rows, received "
+                    f"{len(batches)} / {rows}; nothing was stored")
+            results = self.store.put(prepare_write(batches, self.embedder, self.limits))
+            for number, (ids, hlcs) in enumerate(results):
+                writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
+
+    def _read_put(self, reader: flight.MetadataRecordBatchReader
+                  ) -> tuple[list[pa.RecordBatch], PutCommit | None]:
+        batches: list[pa.RecordBatch] = []
+        size = rows = 0
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                return batches, None
+            if chunk.data is not None:
+                batches.append(chunk.data)
+                size, rows = size + chunk.data.nbytes, rows + chunk.data.num_rows
+                if size > self.limits.max_bytes_per_put or rows > self.limits.max_rows_per_put:
+                    raise LimitExceededError(
+                        f"one put may carry {self.limits.max_rows_per_put} rows and "
+                        f"{self.limits.max_bytes_per_put} bytes; split the write")
+            if chunk.app_metadata is not None:
+                return batches, PutCommit.from_bytes(chunk.app_metadata.to_pybytes())
+
+    # -- actions ----------------------------------------------------------------------------
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return list(ACTIONS.items())
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
+        with flight_errors(f"do_action {action.type}"):
+            handler = self._actions.get(action.type)
+            if handler is None:
+                raise InvalidRequestError(
+                    f"unknown action {action.type!r}; actions are {', '.join(ACTIONS)}")
+            body = action.body.to_pybytes() if action.body is not None else b""
+            result = handler(body)
+        return iter([flight.Result(result)])
+
+    def _search(self, body: bytes) -> pa.Buffer:
+        request = SearchRequest.from_bytes(body)
+        if request.k > self.limits.max_k:
+            raise LimitExceededError(f"k={request.k} is over the limit {self.limits.max_k}")
+        vector, model = self._query_vector(request)
+        return _ipc(self.store.search(request, vector, model))
+
+    def _query_vector(self, request: SearchRequest) -> tuple[np.ndarray | None, str | None]:
+        if request.embedding is not None:
+            model = request.embed_model or (self.embedder.name if self.embedder else None)
+            return normalize(np.asarray(request.embedding, np.float32)), model
+        if request.mode == "keyword" or request.query is None:
+            return None, None
+        if self.embedder is None:
+            if request.mode == "vector":
+                raise EmbedderError("this server has no embedder (--embedder none): pass "
+                                    "an embedding, or use mode='keyword'")
+            return None, None  # hybrid degrades to keyword-only
+        if request.embed_model not in (None, self.embedder.name):
+            raise EmbedderError(f"this server embeds with {self.embedder.name!r}, not "
+                                f"{request.embed_model!r}; pass the query's embedding instead")
+        return self.embedder.embed_query(request.query), self.embedder.name
+
+    def _get(self, body: bytes) -> pa.Buffer:
+        request = IdsRequest.from_bytes(body)
+        self._check_ids(request.ids)
+        return _ipc(self.store.get(request.tenant, request.ids))
+
+    def _forget(self, body: bytes) -> bytes:
+        request = IdsRequest.from_bytes(body)
+        self._check_ids(request.ids)
+        done = self.store.forget(request.tenant, request.ids)
+        return _json({"forgotten": len(done), "ids": [i for i, _ in done],
+                      "hlcs": [h for _, h in done]})
+
+    def _stats(self, body: bytes) -> bytes:
+        request = StatsRequest.from_bytes(body) if body else StatsRequest()
+        stats = self.store.stats(request.tenant)
+        stats["embedder"] = self.embedder.name if self.embedder else None
+        return _json(stats)
+
+    def _health(self, body: bytes) -> bytes:
+        return _json({"status": "ok", "version": SERVER_VERSION, "schema_version": SCHEMA_VERSION,
+                      "wire_version": WIRE_VERSION, "replica_id": self.store.replica_id,
+                      "uptime_s": round(time.monotonic() - self.started, 3)})
+
+    def _check_ids(self, ids: list[str]) -> None:
+        if len(ids) > self.limits.max_ids_per_call:
+            raise LimitExceededError(
+                f"{len(ids)} ids in one call; the limit is {self.limits.max_ids_per_call}")
+
+
+def _tenant_of(criteria: bytes | None) -> str:
+    if not criteria:
+        return DEFAULT_TENANT
+    return StatsRequest.from_bytes(criteria).tenant
+
+
+def _scan_request(descriptor: flight.FlightDescriptor) -> ScanRequest:
+    if descriptor.descriptor_type != flight.DescriptorType.CMD:
+        raise InvalidRequestError("descriptors are commands holding a ScanRequest")
+    return ScanRequest.from_bytes(descriptor.command)
+
+
+def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    if first is not None:
+        yield first
+        yield from rest
+
+
+def _ipc(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as out:
+        out.write_table(table)
+    return sink.getvalue()
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps({"v": WIRE_VERSION, **body}, separators=(",", ":")).encode()

@@ -1,0 +1,71 @@
+"""Server settings: one frozen dataclass, validated once.
+
+Precedence: defaults < ``AIMEM_*`` environment < CLI flags (the CLI passes
+explicit values; ``from_env`` fills the rest).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from aios_memory.schemas import DEFAULT_LIMITS, DEFAULT_PORT, InvalidValueError, Limits
+
+from .embedder import EMBEDDERS
+
+__all__ = ["ServerSettings", "SETTINGS_HELP"]
+
+SETTINGS_HELP = {
+    "data_dir": "directory holding the database, indexes and token",
+    "host": "address to bind; 127.0.0.1 keeps the server on this machine",
+    "port": "TCP port; 0 picks a free one",
+    "token": "bearer token clients must send; generated and kept in DATA/token when unset",
+    "embedder": "local (offline e5-small), openai (any OpenAI-compatible endpoint) or none",
+    "embed_model": "model name for the openai embedder",
+    "embed_base_url": "base URL of the OpenAI-compatible endpoint",
+    "hnsw_m": "hnswlib graph degree",
+    "hnsw_ef_construction": "hnswlib build-time candidate list",
+    "hnsw_ef_search": "hnswlib search-time candidate list (raised to k when k is larger)",
+    "vector_persist_min": "vector indexes smaller than this are rebuilt on open instead of stored",
+    "checkpoint_seconds": "how often dirty indexes are saved; 0 saves only at shutdown",
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``aimem serve`` can be told; see SETTINGS_HELP for each field."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    embedder: str = "local"
+    embed_model: str | None = None
+    embed_base_url: str | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 64
+    vector_persist_min: int = 10_000
+    checkpoint_seconds: float = 300.0
+    limits: Limits = field(default=DEFAULT_LIMITS)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.embedder not in EMBEDDERS:
+            raise InvalidValueError(
+                f"embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
+        if not 0 <= self.port < 65536:
+            raise InvalidValueError(f"port {self.port} is out of range")
+        if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
+            raise InvalidValueError("hnsw parameters must be positive")
+
+    def with_env(self, environ: dict[str, str] | None = None) -> "ServerSettings":
+        """These settings with unset fields filled from ``AIMEM_<FIELD>`` variables."""
+        env = os.environ if environ is None else environ
+        changes = {}
+        for f in fields(self):
+            value = env.get(f"AIMEM_{f.name.upper()}")
+            if value is not None and getattr(self, f.name) == f.default and f.name != "limits":
+                changes[f.name] = type(f.default)(value) if f.default is not None else value
+        return replace(self, **changes) if changes else self

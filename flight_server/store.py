@@ -1,0 +1,71 @@
+"""The ``Store`` interface: what the Flight server needs of a backend.
+
+Narrow on purpose, so a lakehouse on object storage can stand in for the
+embedded DuckDB store: writes arrive already validated, decoded and embedded
+(``ingest.PreparedWrite``); reads return Arrow.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.schemas import ScanRequest, SearchRequest
+
+from .ingest import PreparedWrite
+
+__all__ = ["Store", "WriteResult"]
+
+WriteResult = list[tuple[list[str], list[int]]]  # per client batch: ids, hlcs
+
+
+class Store(ABC):
+    """A durable home for records plus the indexes derived from them."""
+
+    replica_id: str
+
+    @abstractmethod
+    def put(self, write: PreparedWrite) -> WriteResult:
+        """Commit every record of ``write`` atomically and durably, then index it.
+
+        Returns, per client batch, the ids and the hlc each id now has. A
+        record identical to the stored current version is not written again
+        (retries are idempotent); a record from a replica (hlc set) wins only
+        if its ``(hlc, origin)`` is higher than the stored one.
+        """
+
+    @abstractmethod
+    def scan(self, request: ScanRequest, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Current versions matching ``request``, in write order, as record batches."""
+
+    @abstractmethod
+    def get(self, tenant: str, ids: list[str]) -> pa.Table:
+        """Live current versions of ``ids`` (missing and deleted ids are left out)."""
+
+    @abstractmethod
+    def forget(self, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
+        """Tombstone live ``ids``; returns ``(id, tombstone hlc)`` of those that were live."""
+
+    @abstractmethod
+    def search(self, request: SearchRequest, query_vector: np.ndarray | None,
+               embed_model: str | None) -> pa.Table:
+        """Hits (HIT_SCHEMA), best first, filters applied before the top-k is cut."""
+
+    @abstractmethod
+    def stats(self, tenant: str) -> dict[str, Any]:
+        """Counts and sizes per tier for ``tenant``."""
+
+    @abstractmethod
+    def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
+        """``tier -> (live memories, payload bytes)``."""
+
+    @abstractmethod
+    def checkpoint(self) -> None:
+        """Save derived indexes that changed (they are rebuilt if this never runs)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Checkpoint and release every file."""
