@@ -22,6 +22,7 @@ from aios_memory.schemas import (
     SCHEMA_VERSION,
     TIERS,
     WIRE_VERSION,
+    EXTERNAL_EMBED_MODEL,
     EmbedderError,
     IdsRequest,
     IncompleteWriteError,
@@ -154,8 +155,8 @@ class MemoryFlightServer(flight.FlightServerBase):
 
     def _query_vector(self, request: SearchRequest) -> tuple[np.ndarray | None, str | None]:
         if request.embedding is not None:
-            model = request.embed_model or (self.embedder.name if self.embedder else None)
-            return normalize(np.asarray(request.embedding, np.float32)), model
+            return normalize(np.asarray(request.embedding, np.float32)), \
+                request.embed_model or EXTERNAL_EMBED_MODEL
         if request.mode == "keyword" or request.query is None:
             return None, None
         if self.embedder is None:

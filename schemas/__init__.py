@@ -9,6 +9,7 @@ from .errors import __all__ as _error_names
 from .ids import HybridClock, hlc_pack, hlc_unpack, new_id
 from .record import (
     DEFAULT_KIND,
+    EXTERNAL_EMBED_MODEL,
     DEFAULT_TENANT,
     HIT_SCHEMA,
     LOCAL_TIERS,
@@ -42,7 +43,7 @@ __all__ = [
     *_error_names,
     "CODEC_NONE", "CODEC_ZSTD", "CODECS", "Codec",
     "HybridClock", "hlc_pack", "hlc_unpack", "new_id",
-    "DEFAULT_KIND", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
+    "DEFAULT_KIND", "EXTERNAL_EMBED_MODEL", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
     "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",
     "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
     "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH",

@@ -41,6 +41,7 @@ __all__ = [
     "PRIVACY_LEVELS",
     "DEFAULT_TENANT",
     "DEFAULT_KIND",
+    "EXTERNAL_EMBED_MODEL",
     "schema_version_of",
 ]
 
@@ -51,6 +52,8 @@ SYNCED_TIERS = ("long_term", "shared")
 PRIVACY_LEVELS = {0: "public", 1: "personal", 2: "private", 3: "secret"}
 DEFAULT_TENANT = "default"
 DEFAULT_KIND = "text"
+# embed_model of vectors a caller supplies without naming their model.
+EXTERNAL_EMBED_MODEL = "external"
 
 _META = {b"aios_memory.schema": b"record", b"aios_memory.version": str(SCHEMA_VERSION).encode()}
 

@@ -1,0 +1,59 @@
+"""Fixtures: real servers on 127.0.0.1 port 0 over real DuckDB files in a temp directory."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pytest
+
+from aios_memory.flight_server import RunningServer, ServerSettings, start_server
+
+TOKEN = "test-token"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start servers with chosen settings; ``data_dir`` defaults to one shared temp folder.
+
+    Returns a context manager factory so a test can stop a server and start
+    another on the same data (a restart).
+    """
+    stack = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def make(**settings: Any) -> Iterator[RunningServer]:
+        settings.setdefault("data_dir", tmp_path / "data")
+        settings.setdefault("port", 0)
+        settings.setdefault("token", TOKEN)
+        settings.setdefault("embedder", "none")
+        settings.setdefault("checkpoint_seconds", 0)
+        with start_server(ServerSettings(**settings)) as running:
+            yield running
+
+    with stack:
+        yield make
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Any]) -> Iterator[RunningServer]:
+    """A server with the embedder off: tests supply vectors or search by keyword."""
+    with server_factory() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[Any]:
+    from aios_memory.client import MemoryClient
+
+    with MemoryClient(server.uri, server.token, timeout=30) as connected:
+        yield connected
+
+
+def unit_vectors(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """Seeded random unit vectors."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
