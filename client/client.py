@@ -1,0 +1,291 @@
+"""``MemoryClient``: the SDK an agent uses to talk to a memory server."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+from aios_memory.schemas import (
+    DEFAULT_LIMITS,
+    DEFAULT_TENANT,
+    HIT_SCHEMA,
+    RECORD_SCHEMA,
+    ConnectionFailedError,
+    CorruptDataError,
+    IdsRequest,
+    InvalidRequestError,
+    InvalidValueError,
+    LimitExceededError,
+    ScanRequest,
+    SearchRequest,
+    StatsRequest,
+)
+
+from . import _records
+from ._models import Hit, Memory, hits_from_table, memories_from_table, with_text
+from ._transport import Transport
+from .importers import MemoryInput
+
+__all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
+
+DEFAULT_URI = "grpc://127.0.0.1:8815"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_EMBED_MODEL = "external"
+DEFAULT_IMPORT_BATCH = 1024
+_SCAN_FILTERS = ("ids", "since_hlc", "kind", "session", "created_after", "created_before",
+                 "where", "include_deleted")
+
+
+class MemoryClient:
+    """A connection to one memory server, for one tenant.
+
+    Parameters
+    ----------
+    uri : str
+        Server address, ``grpc://host:port``.
+    token : str, optional
+        Bearer token; defaults to the ``AIMEM_TOKEN`` environment variable.
+    timeout : float
+        Seconds any one call may take (a whole stream included).
+    tenant : str
+        Whose memories to read and write.
+    embed_model : str
+        Name stored with vectors you supply; recall with ``embedding=`` searches it.
+
+    Examples
+    --------
+    >>> with MemoryClient("grpc://127.0.0.1:8815") as mem:           # doctest: +SKIP
+    ...     ids = mem.remember("Ada prefers tea", tier="core")
+    ...     hits = mem.recall("what does Ada drink?", k=3)
+    """
+
+    def __init__(self, uri: str = DEFAULT_URI, token: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, tenant: str = DEFAULT_TENANT,
+                 embed_model: str = DEFAULT_EMBED_MODEL) -> None:
+        self.uri, self.tenant, self.embed_model = uri, tenant, embed_model
+        self.timeout = float(timeout)
+        token = token if token is not None else os.environ.get("AIMEM_TOKEN") or None
+        self._transport = Transport(uri, token, self.timeout)
+
+    def __repr__(self) -> str:
+        return f"MemoryClient({self.uri!r}, tenant={self.tenant!r})"
+
+    def __enter__(self) -> MemoryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._transport.close()
+
+    # -- writes ---------------------------------------------------------------
+
+    def remember(self, texts: str | Sequence[str], *, tier: str = "working",
+                 metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+                 kind: str = "text", session: str | None = None, agent: str | None = None,
+                 privacy: int = 1, embeddings: Any = None) -> list[str]:
+        """Store one text or several; return their ids in order.
+
+        Parameters
+        ----------
+        texts : str or list of str
+            What to remember.
+        tier : str
+            ``core``, ``working``, ``long_term`` or ``shared``.
+        metadata : dict or list of dict, optional
+            One JSON object for all texts, or one per text.
+        kind, session, agent : str, optional
+            Stored as given.
+        privacy : int
+            0 public, 1 personal, 2 private, 3 secret.
+        embeddings : list of list of float or 2-D array, optional
+            One vector per text, from your own model (stored under ``embed_model``);
+            without it the server embeds with its own model.
+
+        Raises
+        ------
+        InvalidValueError
+            Bad input (``UnknownTierError``, ``InvalidVectorError``, ``TextTooLargeError``...),
+            raised before anything is sent.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        pairs = zip(texts, _spread(metadata, texts), strict=True)
+        items = [MemoryInput(text=t, metadata=m) for t, m in pairs]
+        vectors = _records.prepare_embeddings(embeddings, len(items))
+        defaults = self._defaults(tier=tier, kind=kind, session=session, agent=agent,
+                                  privacy=privacy)
+        batches = [_records.rows_to_batch(rows) for rows in
+                   _records.chunk_rows(_records.encode_rows(items, vectors, defaults))]
+        return self._upload(batches)
+
+    def remember_many(self, items: Iterable[MemoryInput], *, tier: str = "working",
+                      batch_size: int = DEFAULT_IMPORT_BATCH,
+                      progress: Callable[[int], Any] | None = None) -> list[str]:
+        """Store a stream of ``MemoryInput`` items, ``batch_size`` per put; return all ids.
+
+        Each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win;
+        ``tier`` is the default for items that name none. ``progress(n)`` is
+        called after each put with the number of items it stored.
+        """
+        if batch_size < 1:
+            raise InvalidValueError("batch_size must be at least 1")
+        ids: list[str] = []
+        source = iter(items)
+        while chunk := list(itertools.islice(source, batch_size)):
+            rows = _records.encode_rows(chunk, itertools.repeat(None), self._defaults(tier=tier))
+            ids += self._upload([_records.rows_to_batch(r) for r in _records.chunk_rows(rows)])
+            if progress is not None:
+                progress(len(chunk))
+        return ids
+
+    def forget(self, ids: str | Sequence[str]) -> int:
+        """Delete memories by id (a tombstone that syncs); return how many were live."""
+        total = 0
+        for chunk in _chunks(_id_list(ids), DEFAULT_LIMITS.max_ids_per_call):
+            body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
+            total += int(self._transport.action_json("forget", body).get("forgotten", 0))
+        return total
+
+    # -- reads ----------------------------------------------------------------
+
+    def recall(self, query: str | None = None, *, embedding: Any = None, k: int = 10,
+               tier: str | Sequence[str] | None = None, where: dict[str, Any] | None = None,
+               mode: str = "hybrid") -> list[Hit]:
+        """The ``k`` memories most relevant to a text and/or a vector, best first.
+
+        Parameters
+        ----------
+        query : str, optional
+            Text to match (keywords, and the server's embedder when it has one).
+        embedding : list of float, optional
+            A query vector from the model that made your ``embeddings``.
+        k : int
+            How many hits at most (1..1000).
+        tier : str or list of str, optional
+            Only these tiers.
+        where : dict, optional
+            Filters on record fields or metadata keys, e.g. ``{"topic": "food",
+            "privacy": {"$lte": 1}}``; applied before the top ``k``.
+        mode : str
+            ``hybrid``, ``vector`` or ``keyword``.
+        """
+        vector = None if embedding is None else _records.normalize(embedding).tolist()
+        request = SearchRequest(
+            tenant=self.tenant, query=query, embedding=vector,
+            embed_model=self.embed_model if vector is not None else None,
+            k=k, tier=_tier_arg(tier), where=where, mode=mode)
+        request.check()
+        if k > DEFAULT_LIMITS.max_k:
+            raise LimitExceededError(f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}",
+                                     limit=DEFAULT_LIMITS.max_k)
+        table = self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA)
+        return hits_from_table(table)
+
+    def get(self, ids: str | Sequence[str]) -> list[Memory]:
+        """Memories by id, in the order asked; ids not found (or forgotten) are skipped."""
+        wanted = list(dict.fromkeys(_id_list(ids)))
+        found: dict[str, Memory] = {}
+        for chunk in _chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
+            body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
+            table = self._transport.action_table("get", body, RECORD_SCHEMA)
+            found.update((m.id, m) for m in memories_from_table(table))
+        return [found[i] for i in wanted if i in found]
+
+    def iter_scan(self, tier: str | Sequence[str] | None = None,
+                  **filters: Any) -> Iterator[pa.RecordBatch]:
+        """Stream records as RecordBatches with a decoded ``text`` column.
+
+        Filters: ``ids``, ``since_hlc``, ``kind``, ``session``, ``created_after``,
+        ``created_before`` (datetime or ISO text), ``where``, ``include_deleted``.
+        The client's ``timeout`` bounds the whole stream.
+        """
+        ticket = self._scan_request(tier, filters).to_bytes()
+        for batch in self._transport.stream(ticket, RECORD_SCHEMA):
+            yield with_text(batch)
+
+    def scan(self, tier: str | Sequence[str] | None = None, **filters: Any) -> pa.Table:
+        """All records ``iter_scan`` yields, as one Table (record columns plus ``text``)."""
+        batches = list(self.iter_scan(tier, **filters))
+        schema = RECORD_SCHEMA.append(pa.field("text", pa.string()))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and bytes per tier, as the server reports them."""
+        return self._transport.action_json("stats", StatsRequest(tenant=self.tenant).to_bytes())
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and version of the server."""
+        return self._transport.action_json("health", b"")
+
+    def tiers(self) -> list[dict[str, Any]]:
+        """One ``{"tier", "memories", "bytes"}`` per tier the server lists."""
+        infos = self._transport.list_flights(StatsRequest(tenant=self.tenant).to_bytes())
+        return [{"tier": _listed_tier(info.descriptor.command), "memories": info.total_records,
+                 "bytes": info.total_bytes} for info in infos]
+
+    # -- internals ------------------------------------------------------------
+
+    def _defaults(self, **values: Any) -> _records.Defaults:
+        return _records.Defaults(tenant=self.tenant, embed_model=self.embed_model, **values)
+
+    def _upload(self, batches: list[pa.RecordBatch]) -> list[str]:
+        ids: list[str] = []
+        for group in _records.plan_puts(batches):
+            try:
+                acks = self._transport.put(group)
+            except ConnectionFailedError:  # one retry: same ids and content are idempotent
+                acks = self._transport.put(group)
+            ids += [i for ack in acks for i in ack.ids]
+        return ids
+
+    def _scan_request(self, tier: Any, filters: dict[str, Any]) -> ScanRequest:
+        unknown = sorted(set(filters) - set(_SCAN_FILTERS))
+        if unknown:
+            raise InvalidRequestError(f"unknown scan filters {unknown}; use {list(_SCAN_FILTERS)}")
+        for name in ("created_after", "created_before"):
+            if isinstance(filters.get(name), datetime):
+                filters[name] = filters[name].isoformat()
+        if isinstance(filters.get("ids"), str):
+            filters["ids"] = [filters["ids"]]
+        request = ScanRequest(tenant=self.tenant, tier=_tier_arg(tier), **filters)
+        request.check()
+        return request
+
+
+def _listed_tier(command: bytes | None) -> Any:
+    try:
+        return ScanRequest.from_bytes(command or b"").tier
+    except InvalidRequestError as exc:
+        raise CorruptDataError(f"the server listed a flight without a scan request: {exc}") \
+            from None
+
+
+def _spread(metadata: Any, texts: list[str]) -> list[Any]:
+    if metadata is None or isinstance(metadata, dict):
+        return [metadata] * len(texts)
+    values = list(metadata)
+    if len(values) != len(texts):
+        raise InvalidValueError(f"{len(values)} metadata objects for {len(texts)} texts; "
+                                "give one dict for all or one per text", field="metadata")
+    return values
+
+
+def _id_list(ids: str | Sequence[str]) -> list[str]:
+    values = [ids] if isinstance(ids, str) else list(ids)
+    if not all(isinstance(i, str) for i in values):
+        raise InvalidValueError("ids must be strings")
+    return values
+
+
+def _tier_arg(tier: Any) -> Any:
+    return tier if tier is None or isinstance(tier, str) else list(tier)
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
