@@ -11,6 +11,7 @@ import pyarrow as pa
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_TENANT,
+    EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
     RECORD_SCHEMA,
     ConnectionFailedError,
@@ -33,7 +34,7 @@ __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODE
 
 DEFAULT_URI = "grpc://127.0.0.1:8815"
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_EMBED_MODEL = "external"
+DEFAULT_EMBED_MODEL = EXTERNAL_EMBED_MODEL
 DEFAULT_IMPORT_BATCH = 1024
 _SCAN_FILTERS = ("ids", "since_hlc", "kind", "session", "created_after", "created_before",
                  "where", "include_deleted")
