@@ -42,7 +42,7 @@ class BearerAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
                 "no token: pass --token or set AIMEM_TOKEN (the server prints where its token is)"))
         if not hmac.compare_digest(presented, self._expected):
             raise to_flight_error(AuthenticationError(
-                "wrong token: use the one in the server's data directory (DATA/token)"))
+                "wrong token: pass --token or AIMEM_TOKEN with the one in the server's DATA/token"))
         return _Authenticated()
 
 
