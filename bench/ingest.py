@@ -1,0 +1,125 @@
+"""How many memories per second does ``remember`` store? Batched against one by one.
+
+Each method writes into its own fresh server (so no method pays for another's
+index), and the methods take turns for ``--rounds`` rounds, so machine noise
+falls on all of them alike. Vectors (clustered 384-d, seeded) are supplied by
+the caller, server embedder ``none``, except for ``remember_many`` (its
+``MemoryInput`` items carry no vector: it is measured text-only, and once with
+the server's local embedder, which is the ``aimem import`` path).
+
+Example::
+
+    /work/venv/bin/python bench/ingest.py --rows 20000 --one-by-one 500 --rounds 3
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import base_parser, connect, emit, latency_ms, log, quick, running_server  # noqa: E402
+from _vectors import Dataset, make_dataset  # noqa: E402
+
+TARGET_PER_S = 3000.0
+
+
+def batched(client: Any, data: Dataset, count: int, batch: int) -> list[float]:
+    """``remember`` of lists of ``batch`` texts with their vectors; seconds per call."""
+    calls = []
+    for first in range(0, count, batch):
+        last = min(first + batch, count)
+        start = time.perf_counter()
+        client.remember(data.texts[first:last], embeddings=data.vectors[first:last],
+                        metadata={"source": "bench"})
+        calls.append(time.perf_counter() - start)
+    return calls
+
+
+def one_by_one(client: Any, data: Dataset, count: int) -> list[float]:
+    """``remember`` of one text (and its vector) per call; seconds per call."""
+    calls = []
+    for row in range(count):
+        start = time.perf_counter()
+        client.remember(data.texts[row], embeddings=[data.vectors[row]],
+                        metadata={"source": "bench"})
+        calls.append(time.perf_counter() - start)
+    return calls
+
+
+def many(client: Any, data: Dataset, count: int, batch: int) -> list[float]:
+    """``remember_many`` of ``MemoryInput`` items (no vectors: the SDK cannot carry them)."""
+    from aios_memory.client import MemoryInput
+
+    items = [MemoryInput(text=t, metadata={"source": "bench"}) for t in data.texts[:count]]
+    start = time.perf_counter()
+    client.remember_many(items, batch_size=batch)
+    return [time.perf_counter() - start]
+
+
+def run_method(name: str, fn: Callable[[Any], list[float]], rows: int, embedder: str) -> dict:
+    """One method against a fresh server: rate over the whole run and per-call latency."""
+    with running_server(embedder=embedder, checkpoint_seconds=0) as running, \
+            connect(running, timeout=600.0) as client:
+        start = time.perf_counter()
+        calls = fn(client)
+        total = time.perf_counter() - start
+        stored = client.stats()
+    log(f"    {name}: {rows / total:,.0f}/s")
+    return {"per_s": rows / total, "seconds": total, "calls": calls, "stats": stored}
+
+
+def plan(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float]], int, str]]:
+    """Methods by name: (function of the client, rows it writes, server embedder)."""
+    n, batch, single = args.rows, args.batch, args.one_by_one
+    return {
+        f"remember_batch{batch}_vectors": (lambda c: batched(c, data, n, batch), n, "none"),
+        f"remember_many_batch{batch}_text_only": (lambda c: many(c, data, n, batch), n, "none"),
+        "remember_one_by_one_vectors": (lambda c: one_by_one(c, data, single), single, "none"),
+        f"remember_many_batch{batch}_local_embedder": (
+            lambda c: many(c, data, args.embedded_rows, batch), args.embedded_rows, "local"),
+    }
+
+
+def summarize(name: str, runs: list[dict], rows: int, embedder: str, params: dict) -> None:
+    """One JSON line for a method over its rounds."""
+    rates = [r["per_s"] for r in runs]
+    calls = [c for r in runs for c in r["calls"]]
+    emit("ingest", {**params, "method": name, "rows": rows, "embedder": embedder},
+         method=name, rows=rows, memories_per_s_median=round(statistics.median(rates), 1),
+         memories_per_s_each_round=[round(r, 1) for r in rates],
+         per_call=latency_ms(calls), meets_target=statistics.median(rates) >= TARGET_PER_S,
+         server_stats=runs[-1]["stats"])
+
+
+def main() -> None:
+    """Run every method ``--rounds`` times, in turn."""
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=20000, help="rows for the batched methods")
+    parser.add_argument("--batch", type=int, default=1000, help="texts per remember call")
+    parser.add_argument("--one-by-one", type=int, default=500, help="rows written one per call")
+    parser.add_argument("--embedded-rows", type=int, default=2000,
+                        help="rows for remember_many with the server's local embedder")
+    parser.add_argument("--rounds", type=int, default=3, help="times each method runs")
+    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    args = parser.parse_args()
+    if quick():
+        args.rows, args.one_by_one, args.embedded_rows, args.rounds = 2000, 100, 128, 1
+    data = make_dataset(args.rows, 1, seed=args.seed)
+    methods = plan(args, data)
+    runs: dict[str, list[dict]] = {name: [] for name in methods}
+    for round_number in range(args.rounds):
+        log(f"round {round_number + 1}/{args.rounds}")
+        for name, (fn, rows, embedder) in methods.items():
+            runs[name].append(run_method(name, fn, rows, embedder))
+    params = {"batch": args.batch, "rounds": args.rounds, "dim": data.vectors.shape[1],
+              "seed": args.seed}
+    for name, (_, rows, embedder) in methods.items():
+        summarize(name, runs[name], rows, embedder, params)
+
+
+if __name__ == "__main__":
+    main()
