@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -21,6 +22,8 @@ __all__ = ["IndexSet", "VectorKey"]
 
 VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
+# Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions), the longest a search waits.
+BUILD_STEP = 16
 
 
 def _slug(name: str) -> str:
@@ -43,6 +46,39 @@ class IndexSet:
         self._keywords: dict[str, KeywordIndex] = {}
         self._lock = threading.Lock()
         self.events: list[str] = []  # what was rebuilt, for stats and tests
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._builder = threading.Thread(target=self._build_loop, name="vector-builder",
+                                         daemon=True)
+        self._builder.start()
+
+    def _build_loop(self) -> None:
+        """Move pending vectors into their graphs, a small step at a time, off the write path."""
+        while not self._stop.is_set():
+            with self._lock:
+                indexes = list(self._vectors.values())
+            moved = 0
+            for index in indexes:
+                moved += index.build_step(BUILD_STEP)
+                time.sleep(0.0005)  # let waiting searches take the index lock between steps
+            if not moved:
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def notify(self) -> None:
+        """New vectors are pending: wake the builder."""
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Build every pending vector into its graph now (benchmarks and shutdown use it)."""
+        with self._lock:
+            indexes = list(self._vectors.values())
+        for index in indexes:
+            index.build_all()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(index.pending for index in self._vectors.values())
 
     def _vector_dir(self, key: VectorKey) -> Path:
         tenant, tier, model = key
@@ -87,6 +123,9 @@ class IndexSet:
                 keyword.checkpoint()
 
     def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._builder.join()
         with self._lock:
             for index in self._vectors.values():
                 if index.dirty or not index.loaded_from_disk:

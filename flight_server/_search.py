@@ -1,4 +1,4 @@
-"""Fusing vector and keyword candidates, and shaping hits.
+"""Fusing vector and keyword candidates.
 
 Reciprocal rank fusion (Cormack et al. 2009) needs no score calibration
 between cosine distances and BM25, which live on unrelated scales; k=60 is
@@ -7,11 +7,7 @@ the paper's constant. bench/locomo_recall.py measures it against each arm.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from aios_memory.schemas import HIT_SCHEMA, RECORD_SCHEMA
-
-__all__ = ["fuse", "hit_table", "RRF_K"]
+__all__ = ["fuse", "RRF_K"]
 
 RRF_K = 60
 
@@ -28,14 +24,3 @@ def fuse(vector_hits: list[tuple[int, float]] | None,
         for rank, (seq, _) in enumerate(hits):
             scores[seq] = scores.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
-
-
-def hit_table(rows: pa.Table, ranked: list[tuple[int, float]]) -> pa.Table:
-    """Rows (with a ``seq`` column) ordered as ``ranked``, with a ``score`` column."""
-    position = {seq: i for i, seq in enumerate(rows.column("seq").to_pylist())}
-    order = [position[seq] for seq, _ in ranked if seq in position]
-    scores = [score for seq, score in ranked if seq in position]
-    picked = rows.take(pa.array(order, pa.int64())) if order else rows.slice(0, 0)
-    columns = [picked.column(f.name).cast(f.type) for f in RECORD_SCHEMA]
-    columns.append(pa.array(scores, pa.float64()))
-    return pa.Table.from_arrays(columns, schema=HIT_SCHEMA)

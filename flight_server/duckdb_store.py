@@ -35,7 +35,8 @@ from aios_memory.schemas import (
 
 from ._files import dir_bytes
 from ._index_set import IndexSet, VectorKey
-from ._search import fuse, hit_table
+from ._hit_cache import CACHED_COLUMNS, HitCache
+from ._search import fuse
 from ._sql_filters import Sql, compile_scan, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
@@ -56,7 +57,6 @@ CREATE TABLE IF NOT EXISTS records (
     content_hash BLOB NOT NULL, embedding TINYINT[], embedding_scale FLOAT, embed_model VARCHAR,
     metadata VARCHAR, deleted BOOLEAN NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_seq ON records (seq);
 CREATE TABLE IF NOT EXISTS facts (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
     tenant VARCHAR NOT NULL, embed_model VARCHAR NOT NULL, dim INTEGER NOT NULL,
@@ -81,6 +81,7 @@ class DuckDBStore(Store):
         self._seq = int(last_seq)
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
+        self._hits = HitCache(self._load_hit_rows)
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
 
@@ -133,6 +134,7 @@ class DuckDBStore(Store):
                 currents[key] = _current_of(row, self._seq, decision, table, i)
             new_rows = self._rows_to_insert(table, sorted(written.values(), key=lambda w: w[1]))
             self._commit(new_rows, replaced)
+            self._hits.append(new_rows, len(replaced))
             self._index(new_rows, [write.texts[w[0]] for w in sorted(written.values(), key=lambda w: w[1])], replaced)
             return _split_acks(acks, write.batch_sizes)
 
@@ -234,6 +236,7 @@ class DuckDBStore(Store):
             vectors = dequantize(part.column("embedding").combine_chunks(),
                                  part.column("embedding_scale").combine_chunks())
             index.add(part.column("seq").to_numpy(), vectors)
+        self.indexes.notify()
 
     def forget(self, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
         live = self.get(tenant, ids)
@@ -257,14 +260,10 @@ class DuckDBStore(Store):
         batches = list(self.scan(ScanRequest(tenant=tenant, ids=list(ids))))
         return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
 
-    def _rows_by_seq(self, tenant: str, seqs: list[int]) -> pa.Table:
-        if not seqs:
-            return RECORD_SCHEMA.empty_table().append_column("seq", pa.array([], pa.int64()))
-        # A literal IN list of our own integers lets DuckDB use the ART index on seq:
-        # 1.2 ms at 100k rows against 2.7 ms for a join with a registered table.
-        listed = ", ".join(str(int(seq)) for seq in seqs)
-        return self._cursor().sql(f"SELECT seq, {COLUMNS} FROM records WHERE tenant = ? AND "
-                                  f"seq IN ({listed})", params=[tenant]).to_arrow_table()
+    def _load_hit_rows(self) -> pa.Table:
+        columns = ", ".join(CACHED_COLUMNS)
+        return self._cursor().sql(f"SELECT seq, {columns} FROM records WHERE NOT deleted "
+                                  "ORDER BY seq").to_arrow_table()
 
     def _allowed(self, request: SearchRequest, tiers: list[str]) -> np.ndarray | None:
         if not request.where:
@@ -290,9 +289,7 @@ class DuckDBStore(Store):
             keyword_hits = self.indexes.keyword(request.tenant).search(
                 request.query, depth, tiers,
                 None if allowed is None else [int(x) for x in allowed])
-        ranked = fuse(vector_hits, keyword_hits, request.k)
-        rows = self._rows_by_seq(request.tenant, [seq for seq, _ in ranked])
-        return hit_table(rows, ranked)
+        return self._hits.take(fuse(vector_hits, keyword_hits, request.k))
 
     def _vector_candidates(self, tenant: str, tiers: list[str], model: str, query: np.ndarray,
                            depth: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
@@ -333,6 +330,7 @@ class DuckDBStore(Store):
                 "memories": sum(t["memories"] for t in tiers.values()),
                 "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},
                 "data_dir_bytes": dir_bytes(self.data_dir), "replica_id": self.replica_id,
+                "vectors_pending": self.indexes.pending,
                 "index_events": list(self.indexes.events)}
 
     # -- index callbacks --------------------------------------------------------------------

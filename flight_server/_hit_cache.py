@@ -1,0 +1,88 @@
+"""Rows for search hits, kept in memory so recall never waits on a SQL point lookup.
+
+Measured here: fetching 10 rows by ``seq`` from DuckDB costs about 2 ms even
+through its ART index (about 0.1 ms a column), more than the hnswlib search
+itself. Hits are looked up by ``seq``, which only grows, so an append-only
+list of Arrow chunks and a sorted seq array answer with a binary search.
+
+Rows are cached without their embeddings (hits do not return vectors; ``get``
+does): about 300 bytes a memory. Replaced and deleted rows stay until the
+next reload but are never asked for, since the indexes only return live labels.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.schemas import HIT_SCHEMA, RECORD_SCHEMA
+
+__all__ = ["HitCache", "CACHED_COLUMNS"]
+
+CACHED_COLUMNS = [f.name for f in RECORD_SCHEMA if f.name not in ("embedding", "embedding_scale")]
+_RELOAD_WHEN_DEAD = 0.5
+
+
+class HitCache:
+    """Record rows by ``seq``, loaded on first use from ``load()`` (rows ordered by seq)."""
+
+    def __init__(self, load: Callable[[], pa.Table]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._table: pa.Table | None = None
+        self._seqs = np.empty(0, np.int64)
+        self._replaced = 0
+
+    def _ensure(self) -> pa.Table:
+        if self._table is None:
+            table = self._load()
+            self._seqs = table.column("seq").to_numpy().astype(np.int64)
+            self._table = _conform(table).combine_chunks()
+            self._replaced = 0
+        return self._table
+
+    def append(self, rows: pa.Table, replaced: int) -> None:
+        """Rows just committed (with a ``seq`` column, increasing); ``replaced`` rows died."""
+        with self._lock:
+            if self._table is None:
+                return  # not loaded yet: the load will read them from the store
+            self._replaced += replaced
+            if self._replaced > _RELOAD_WHEN_DEAD * max(len(self._seqs), 1):
+                self._table = None  # mostly dead rows: reload lazily
+                return
+            seqs = rows.column("seq").to_numpy().astype(np.int64)
+            fresh = seqs > (self._seqs[-1] if len(self._seqs) else 0)  # a load may have them
+            if not fresh.any():
+                return
+            rows = rows.filter(pa.array(fresh))
+            self._table = pa.concat_tables([self._table, _conform(rows)])
+            self._seqs = np.concatenate([self._seqs, seqs[fresh]])
+
+    def take(self, ranked: list[tuple[int, float]]) -> pa.Table:
+        """HIT_SCHEMA rows in the order of ``ranked`` (seq, score); unknown seqs are skipped."""
+        with self._lock:
+            table = self._ensure()
+            seqs = self._seqs
+        wanted = np.asarray([seq for seq, _ in ranked], np.int64)
+        positions = np.searchsorted(seqs, wanted)
+        positions = np.minimum(positions, max(len(seqs) - 1, 0))
+        found = (seqs[positions] == wanted) if len(seqs) else np.zeros(len(wanted), bool)
+        picked = table.take(pa.array(positions[found]))
+        scores = pa.array([s for (_, s), ok in zip(ranked, found) if ok], pa.float64())
+        n = picked.num_rows
+        columns = [picked.column(f.name) if f.name in CACHED_COLUMNS else pa.nulls(n, f.type)
+                   for f in RECORD_SCHEMA]
+        return pa.Table.from_arrays([*columns, scores], schema=HIT_SCHEMA)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._table = None
+
+
+def _conform(rows: pa.Table) -> pa.Table:
+    fields = [RECORD_SCHEMA.field(name) for name in CACHED_COLUMNS]
+    return pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in fields],
+                                schema=pa.schema(fields))
