@@ -68,8 +68,8 @@ class KeywordIndex:
         if manifest is not None and self._files_match(manifest):
             self.watermark = int(manifest.get("watermark", 0))
         else:
+            self.rebuilt = self.directory.exists()  # a first open builds, it does not rebuild
             shutil.rmtree(self.directory, ignore_errors=True)
-            self.rebuilt = True
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)

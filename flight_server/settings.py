@@ -1,13 +1,12 @@
 """Server settings: one frozen dataclass, validated once.
 
-Precedence: defaults < ``AIMEM_*`` environment < CLI flags (the CLI passes
-explicit values; ``from_env`` fills the rest).
+Precedence: defaults < ``AIMEM_*`` environment < CLI flags (``aimem serve``
+reads the environment through click's ``envvar``).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aios_memory.schemas import DEFAULT_LIMITS, DEFAULT_PORT, InvalidValueError, Limits
@@ -59,13 +58,3 @@ class ServerSettings:
             raise InvalidValueError(f"port {self.port} is out of range")
         if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
             raise InvalidValueError("hnsw parameters must be positive")
-
-    def with_env(self, environ: dict[str, str] | None = None) -> "ServerSettings":
-        """These settings with unset fields filled from ``AIMEM_<FIELD>`` variables."""
-        env = os.environ if environ is None else environ
-        changes = {}
-        for f in fields(self):
-            value = env.get(f"AIMEM_{f.name.upper()}")
-            if value is not None and getattr(self, f.name) == f.default and f.name != "limits":
-                changes[f.name] = type(f.default)(value) if f.default is not None else value
-        return replace(self, **changes) if changes else self
