@@ -13,7 +13,6 @@ A crash between checkpoints, a missing file or a changed byte costs a rebuild.
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -23,12 +22,13 @@ from typing import Iterable
 import tantivy
 
 from ._files import read_manifest, verify_files, write_manifest
+from ._stopwords import STOPWORDS
 
 __all__ = ["KeywordDoc", "KeywordIndex"]
 
 _WRITER_HEAP = 32 * 1024 * 1024
-# Query syntax characters: user text is words, never operators.
-_SYNTAX = re.compile(r"[+\-&|!(){}\[\]^\"~*?:\\/'<>=]")
+# Bump when the analyzer changes: an index built with another one is rebuilt.
+ANALYZER = "en_memory_v1"
 _LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock", "manifest.json", "manifest.json.tmp"}
 
 
@@ -47,8 +47,18 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("id", tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True, indexed=True, fast=True)
     builder.add_text_field("tier", tokenizer_name="raw")
-    builder.add_text_field("text", tokenizer_name="en_stem", index_option="freq")
+    builder.add_text_field("text", tokenizer_name=ANALYZER, index_option="freq")
     return builder.build()
+
+
+def _analyzer() -> tantivy.TextAnalyzer:
+    """Words, lowercased, function words dropped, English-stemmed (bench/keyword_engines.py)."""
+    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+            .filter(tantivy.Filter.remove_long(40))
+            .filter(tantivy.Filter.lowercase())
+            .filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
+            .filter(tantivy.Filter.stemmer("english"))
+            .build())
 
 
 class KeywordIndex:
@@ -57,6 +67,7 @@ class KeywordIndex:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._schema = _schema()
+        self._analyzer = _analyzer()
         self._lock = threading.Lock()
         self.watermark = 0
         self.rebuilt = False
@@ -65,7 +76,8 @@ class KeywordIndex:
 
     def _open(self) -> tuple[tantivy.Index, tantivy.IndexWriter]:
         manifest = read_manifest(self.directory)
-        if manifest is not None and self._files_match(manifest):
+        if manifest is not None and manifest.get("analyzer") == ANALYZER \
+                and self._files_match(manifest):
             self.watermark = int(manifest.get("watermark", 0))
         else:
             self.rebuilt = self.directory.exists()  # a first open builds, it does not rebuild
@@ -78,6 +90,7 @@ class KeywordIndex:
             self.directory.mkdir(parents=True)
             self.watermark, self.rebuilt = 0, True
             index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
+        index.register_tokenizer(ANALYZER, _analyzer())
         return index, index.writer(heap_size=_WRITER_HEAP, num_threads=1)
 
     def _files_match(self, manifest: dict) -> bool:
@@ -104,10 +117,14 @@ class KeywordIndex:
     def search(self, text: str, limit: int, tiers: list[str] | None = None,
                allowed: list[int] | None = None) -> list[tuple[int, float]]:
         """``(seq, bm25 score)`` best first; ``tiers``/``allowed`` restrict inside the query."""
-        cleaned = _SYNTAX.sub(" ", text).lower().strip()
-        if not cleaned or allowed == []:
+        # The query goes through the index's own analyzer, then an OR of its terms: no
+        # query syntax to escape, and a question of only function words matches nothing.
+        terms = sorted(set(self._analyzer.analyze(text)))
+        if not terms or allowed == []:
             return []
-        query, _errors = self._index.parse_query_lenient(cleaned, ["text"])
+        query = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", term))
+             for term in terms])
         clauses = [(tantivy.Occur.Must, query)]
         if tiers:
             clauses.append((tantivy.Occur.Must,
@@ -132,7 +149,7 @@ class KeywordIndex:
             self._writer.garbage_collect_files()
             names = sorted(p.name for p in self.directory.iterdir()
                            if p.name not in _LOCK_FILES and p.is_file())
-            write_manifest(self.directory, names, watermark=self.watermark)
+            write_manifest(self.directory, names, watermark=self.watermark, analyzer=ANALYZER)
             self.dirty = False
 
     def close(self) -> None:
