@@ -153,8 +153,8 @@ class ServerInternalError(AiosMemoryError):
     code = "INTERNAL"
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    out = [cls]
+def _all_subclasses(cls: type[AiosMemoryError]) -> list[type[AiosMemoryError]]:
+    out: list[type[AiosMemoryError]] = [cls]
     for sub in cls.__subclasses__():
         out.extend(_all_subclasses(sub))
     return out
