@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,9 +55,22 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
 def emit(bench: str, params: dict[str, Any], **result: Any) -> dict[str, Any]:
     """Print one result as one JSON line on stdout, with parameters and versions."""
     line = {"bench": bench, **result, "params": params, "versions": versions(),
-            "loadavg": _loadavg(), "quick": quick()}
+            "code": code_state(), "loadavg": _loadavg(), "quick": quick()}
     print(json.dumps(line, default=_jsonable), flush=True)
     return line
+
+
+@functools.lru_cache(maxsize=1)
+def code_state() -> dict[str, Any]:
+    """The project's git commit and the files changed since, as this process loaded them."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.rstrip("\n")
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no",
+                                         "--", "flight_server", "client", "schemas").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "changed": changed}
 
 
 def _loadavg() -> list[float] | None:
@@ -207,6 +222,21 @@ def connect(running: Any, **options: Any) -> Any:
     from aios_memory.client import MemoryClient
 
     return MemoryClient(running.uri, running.token, **options)
+
+
+def wait_until_indexed(client: Any, timeout: float = 3600.0, poll: float = 0.2) -> float:
+    """Wait until the server reports no vectors pending for its graphs; seconds waited.
+
+    The server acknowledges writes before their vectors are in the hnswlib
+    graph (pending vectors are searched exactly meanwhile); latency measured
+    during that catch-up would measure the build, not the search.
+    """
+    start = time.perf_counter()
+    while client.stats().get("vectors_pending", 0):
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"vectors still pending after {timeout} s")
+        time.sleep(poll)
+    return time.perf_counter() - start
 
 
 def dir_bytes(root: str | Path) -> tuple[int, dict[str, int]]:

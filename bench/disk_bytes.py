@@ -77,19 +77,56 @@ def _top(relative: str) -> str:
     return "/".join(parts[:3]) + ("/" if len(parts) > 3 else "")
 
 
+def duckdb_breakdown(path: Path) -> dict[str, Any]:
+    """Blocks used and free in a DuckDB file, and an estimate of bytes per column of ``records``.
+
+    A column's bytes are estimated from its segments' places in their blocks
+    (a segment runs to the next segment's offset, or to the block's end), so
+    the sum is close to, and at most, the used blocks.
+    """
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        size = con.execute("PRAGMA database_size").fetchone()
+        block = int(size[2])
+        rows = con.execute("SELECT column_name, block_id, block_offset, additional_block_ids "
+                           "FROM pragma_storage_info('records') WHERE block_id >= 0").fetchall()
+    finally:
+        con.close()
+    return {"block_size": block, "total_blocks": size[3], "used_blocks": size[4],
+            "free_blocks": size[5], "records_column_bytes": _column_bytes(rows, block)}
+
+
+def _column_bytes(rows: list[tuple], block: int) -> dict[str, int]:
+    by_block: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    sizes: dict[str, int] = defaultdict(int)
+    for column, block_id, offset, extra in rows:
+        by_block[block_id].append((offset, column))
+        sizes[column] += block * len(extra or [])
+    for segments in by_block.values():
+        segments.sort()
+        ends = [offset for offset, _ in segments[1:]] + [block]
+        for (offset, column), end in zip(segments, ends):
+            sizes[column] += end - offset
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+
 def measure(files: list[Path], copies: int, keep: str | None) -> None:
     """One import into a fresh data directory; print totals and the breakdown."""
     with tempfile.TemporaryDirectory(prefix="aimem-disk-", dir=keep) as folder:
         data_dir = Path(folder) / "data"
         count, seconds, text_bytes, stats = import_all(data_dir, files, copies)
         total, breakdown = dir_bytes(data_dir)
+        database = duckdb_breakdown(data_dir / "memory.duckdb")
     per_memory = total / count
     params = {"conversations": [p.stem for p in files], "copies": copies, "tier": TIER,
               "embedder": "local"}
     emit("disk_bytes", params, memories=count, total_bytes=total,
          bytes_per_memory=round(per_memory, 1), meets_target=per_memory < TARGET_BYTES,
          text_bytes_per_memory=round(text_bytes / count, 1), import_s=round(seconds, 1),
-         by_entry=group(breakdown, count), files=breakdown, server_stats=stats)
+         by_entry=group(breakdown, count), duckdb=database, files=breakdown,
+         server_stats=stats)
 
 
 def main() -> None:

@@ -15,14 +15,16 @@ Example::
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (Question, base_parser, connect, conversation_files, emit,  # noqa: E402
                      latency_ms, load_questions, locomo_turns, log, quick, running_server,
-                     summarize_recall)
+                     summarize_recall, wait_until_indexed)
 
 K = 10
 DEPTH = 50  # the server fuses its arms' top max(2k, 50)
@@ -34,16 +36,26 @@ QUICK_QUESTIONS = 30
 Arm = list[tuple[str, str, float]]  # (dia_id, memory id, score), best first
 
 
-def import_all(client: Any, files: list[Path]) -> tuple[list[Question], float, int]:
-    """Import every conversation; its questions, the seconds taken and the memory count."""
+@dataclass
+class Corpus:
+    """What was imported: the items, their ids (same order), the questions and the time taken."""
+
+    items: list[Any]
+    ids: list[str]
+    questions: list[Question]
+    import_s: float
+
+
+def import_all(client: Any, files: list[Path]) -> Corpus:
+    """Import every conversation into the server."""
     questions, items = [], []
     for path in files:
         turns = locomo_turns(path)
         items += turns
         questions += load_questions(path, {t.metadata["dia_id"] for t in turns})
     start = time.perf_counter()
-    client.remember_many(items, tier=TIER)
-    return questions, time.perf_counter() - start, len(items)
+    ids = client.remember_many(items, tier=TIER)
+    return Corpus(items, ids, questions, time.perf_counter() - start)
 
 
 def ask(client: Any, question: Question, mode: str, k: int) -> Arm:
@@ -128,6 +140,43 @@ def report_fusions(questions: list[Question], run: dict[str, Any], params: dict[
              mode=f"fused/{name}", **summarize_recall(rows))
 
 
+def local_keyword_arm(corpus: Corpus, stopwords: str) -> list[Arm]:
+    """What if the server's keyword arm removed stopwords? The same turns in a local tantivy
+    index per conversation (en_stem + the ``stopwords`` list, see keyword_engines.py)."""
+    from keyword_engines import TantivyEngine
+
+    by_conversation: dict[str, list[tuple[str, str, str]]] = {}
+    for item, memory_id in zip(corpus.items, corpus.ids):
+        by_conversation.setdefault(item.metadata["conversation"], []).append(
+            (item.text, item.metadata["dia_id"], memory_id))
+    arms: list[Arm] = []
+    with tempfile.TemporaryDirectory(prefix="kw-what-if-") as folder:
+        engines = {}
+        for name, turns in by_conversation.items():
+            engines[name] = TantivyEngine(f"en_stem_{stopwords}", "terms", Path(folder))
+            engines[name].build([text for text, _, _ in turns])
+        for question in corpus.questions:
+            turns = by_conversation[question.conversation]
+            rows = engines[question.conversation].search(question.text, DEPTH)
+            arms.append([(turns[r][1], turns[r][2], 0.0) for r in rows])
+    return arms
+
+
+def report_what_if(corpus: Corpus, run: dict[str, Any], params: dict[str, Any]) -> None:
+    """Hybrid with a stopword-aware keyword arm: server vector arm + local tantivy arm."""
+    vectors = run["found"][f"vector@{DEPTH}"]
+    for stopwords in ("none", "stop", "stopplus"):  # "none": the control, like the server
+        keywords = local_keyword_arm(corpus, stopwords)
+        rules = {"keyword_only": lambda v, kw: [dia for dia, _, _ in kw],
+                 "rrf_c60": lambda v, kw: rrf(v, kw, 60), "rrf_c10": lambda v, kw: rrf(v, kw, 10)}
+        for name, rule in rules.items():
+            rows = [(q, rule(v, kw)[:K]) for q, v, kw in
+                    zip(corpus.questions, vectors, keywords)]
+            emit("locomo_recall", {**params, "keyword_arm": f"local tantivy en_stem_{stopwords}",
+                                   "fusion": name, "depth": DEPTH},
+                 source="what_if", mode=f"what_if/{stopwords}/{name}", **summarize_recall(rows))
+
+
 def main() -> None:
     """Import, ask, report."""
     parser = base_parser(__doc__.split("\n")[0], data=True)
@@ -136,15 +185,18 @@ def main() -> None:
     with running_server(embedder="local", checkpoint_seconds=0) as running, \
             connect(running, timeout=3600.0) as client:
         log(f"importing {len(files)} conversations")
-        questions, import_s, count = import_all(client, files)
-        questions = questions[:QUICK_QUESTIONS] if quick() else questions
-        log(f"imported {count} memories in {import_s:.1f} s; {len(questions)} questions")
-        run = run_questions(client, questions)
-    params = {"data": args.data, "conversations": [p.stem for p in files], "memories": count,
-              "k": K, "tier": TIER, "embedder": "local", "categories": [1, 2, 3, 4],
-              "import_s": round(import_s, 1)}
-    report_modes(questions, run, params)
-    report_fusions(questions, run, params)
+        corpus = import_all(client, files)
+        corpus.questions = corpus.questions[:QUICK_QUESTIONS] if quick() else corpus.questions
+        log(f"imported {len(corpus.ids)} memories in {corpus.import_s:.1f} s; "
+            f"{len(corpus.questions)} questions")
+        wait_until_indexed(client)
+        run = run_questions(client, corpus.questions)
+    params = {"data": args.data, "conversations": [p.stem for p in files],
+              "memories": len(corpus.ids), "k": K, "tier": TIER, "embedder": "local",
+              "categories": [1, 2, 3, 4], "import_s": round(corpus.import_s, 1)}
+    report_modes(corpus.questions, run, params)
+    report_fusions(corpus.questions, run, params)
+    report_what_if(corpus, run, params)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, connect, emit, latency_ms, log, quick, running_server  # noqa: E402
+from _common import (base_parser, connect, emit, latency_ms, log, quick,  # noqa: E402
+                     running_server, wait_until_indexed)
 from _vectors import GROUPS, Dataset, exact_top_k, make_dataset, overlap_at_k  # noqa: E402
 
 K = 10
@@ -125,10 +126,14 @@ def measure_size(n: int, args: Any) -> None:
             connect(running, timeout=600.0) as client:
         log(f"size {n}: ingesting through Flight")
         ingest_s, rows = ingest(client, data, args.batch)
+        log(f"size {n}: acknowledged in {ingest_s:.1f} s; waiting for the graph")
+        graph_s = wait_until_indexed(client)
         log(f"size {n}: building raw hnswlib")
         raw, build_s = build_hnswlib(data, args.m, args.ef_construction, args.ef)
         emit("recall_latency", params, method="build", size=n,
              server_ingest_s=round(ingest_s, 2), server_memories_per_s=round(n / ingest_s, 1),
+             server_graph_catch_up_s=round(graph_s, 2),
+             server_memories_per_s_with_graph=round(n / (ingest_s + graph_s), 1),
              hnswlib_build_s=round(build_s, 2))
         log(f"size {n}: {args.queries} queries x 7 methods, round robin")
         durations, results = run_round_robin(methods(client, raw, data, rows), args.queries)
