@@ -203,7 +203,7 @@ def _embedding_array(values: list[np.ndarray | None]) -> pa.Array:
     lengths = [0 if v is None else len(v) for v in values]
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     flat = pa.array(np.concatenate(present), type=pa.int8())
-    mask = pa.array([v is None for v in values])
+    mask = pa.array([v is None for v in values], pa.bool_())
     return pa.ListArray.from_arrays(offsets, flat, mask=mask)
 
 

@@ -24,6 +24,8 @@ VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
 # Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions), the longest a search waits.
 BUILD_STEP = 16
+# Staged keyword changes wait at most about this long (plus a loop turn) for a commit.
+KEYWORD_COMMIT_DELAY = 0.2
 
 
 def _slug(name: str) -> str:
@@ -52,16 +54,20 @@ class IndexSet:
         self._builder.start()
 
     def _build_loop(self) -> None:
-        """Move pending vectors into their graphs, a small step at a time, off the write path."""
+        """Off the write path: commit staged keyword changes, build pending vectors into graphs."""
         while not self._stop.is_set():
             with self._lock:
                 indexes = list(self._vectors.values())
+            with self._lock:
+                keywords = list(self._keywords.values())
+            for keyword in keywords:
+                keyword.flush(older_than=KEYWORD_COMMIT_DELAY)
             moved = 0
             for index in indexes:
                 moved += index.build_step(BUILD_STEP)
                 time.sleep(0.0005)  # let waiting searches take the index lock between steps
             if not moved:
-                self._wake.wait(0.5)
+                self._wake.wait(KEYWORD_COMMIT_DELAY)
                 self._wake.clear()
 
     def notify(self) -> None:
@@ -119,6 +125,7 @@ class IndexSet:
             if index.dirty or not only_dirty:
                 index.save()
         for keyword in keywords:
+            keyword.flush()
             if keyword.dirty or not only_dirty:
                 keyword.checkpoint()
 

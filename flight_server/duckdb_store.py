@@ -156,11 +156,12 @@ class DuckDBStore(Store):
     def _rows_to_insert(self, table: pa.Table, written: list[tuple[int, int, int, str]]) -> pa.Table:
         if not written:
             return table.slice(0, 0).append_column("seq", pa.array([], pa.int64()))
-        picked = table.take(pa.array([w[0] for w in written]))
+        picked = table.take(pa.array([w[0] for w in written], pa.int64()))
         picked = picked.set_column(picked.schema.get_field_index("hlc"), RECORD_SCHEMA.field("hlc"),
                                    pa.array([w[2] for w in written], pa.uint64()))
         picked = picked.set_column(picked.schema.get_field_index("origin"),
-                                   RECORD_SCHEMA.field("origin"), pa.array([w[3] for w in written]))
+                                   RECORD_SCHEMA.field("origin"),
+                                   pa.array([w[3] for w in written], pa.string()))
         self._check_dimensions(picked)
         return picked.append_column("seq", pa.array([w[1] for w in written], pa.int64()))
 
@@ -217,25 +218,22 @@ class DuckDBStore(Store):
             by_tenant.setdefault(tenant, []).append(KeywordDoc(id_, seq, tier, text))
         for tenant, docs in by_tenant.items():
             self.indexes.keyword(tenant).apply(docs)
+        self.indexes.notify()
 
     def _add_vectors(self, rows: pa.Table) -> None:
-        live = rows.filter(pa.compute.and_(pa.compute.is_valid(rows.column("embedding")),
-                                           pa.compute.invert(rows.column("deleted"))))
-        if not live.num_rows:
-            return
-        groups = live.group_by(["tenant", "tier", "embed_model"]).aggregate([]).to_pylist()
-        for group in groups:
-            key = (group["tenant"], group["tier"], group["embed_model"])
-            mask = pa.compute.and_(pa.compute.and_(
-                pa.compute.equal(live.column("tenant"), key[0]),
-                pa.compute.equal(live.column("tier"), key[1])),
-                pa.compute.equal(live.column("embed_model"), key[2]))
-            part = live.filter(mask)
+        groups: dict[VectorKey, list[int]] = {}
+        columns = (rows.column(c).to_pylist()
+                   for c in ("tenant", "tier", "embed_model", "embedding_scale", "deleted"))
+        for i, (tenant, tier, model, scale, deleted) in enumerate(zip(*columns)):
+            if scale is not None and not deleted:
+                groups.setdefault((tenant, tier, model), []).append(i)
+        for key, positions in groups.items():
             index = self.indexes.existing_vector(key)
             if index is None:
-                # Opening reconciles with the committed records, which already hold `part`.
+                # Opening reconciles with the committed records, which already hold these rows.
                 self.indexes.vector(key, self._dims[(key[0], key[2])])
                 continue
+            part = rows.take(pa.array(positions, pa.int64()))
             vectors = dequantize(part.column("embedding").combine_chunks(),
                                  part.column("embedding_scale").combine_chunks())
             index.add(part.column("seq").to_numpy(), vectors)
@@ -410,13 +408,13 @@ def _tombstones(live: pa.Table) -> pa.Table:
     n = live.num_rows
     empty_hash = hashlib.blake2b(b"", digest_size=16).digest()
     replace = {
-        "hlc": pa.array([0] * n, pa.uint64()), "origin": pa.array([""] * n),
-        "codec": pa.array(["none"] * n), "dict_id": pa.nulls(n, pa.uint32()),
+        "hlc": pa.array([0] * n, pa.uint64()), "origin": pa.array([""] * n, pa.string()),
+        "codec": pa.array(["none"] * n, pa.string()), "dict_id": pa.nulls(n, pa.uint32()),
         "payload": pa.array([b""] * n, pa.binary()), "raw_size": pa.array([0] * n, pa.uint32()),
         "content_hash": pa.array([empty_hash] * n, pa.binary(16)),
         "embedding": pa.nulls(n, pa.list_(pa.int8())), "embedding_scale": pa.nulls(n, pa.float32()),
         "embed_model": pa.nulls(n, pa.string()), "metadata": pa.nulls(n, pa.string()),
-        "deleted": pa.array([True] * n),
+        "deleted": pa.array([True] * n, pa.bool_()),
     }
     for name, values in replace.items():
         live = live.set_column(live.schema.get_field_index(name), RECORD_SCHEMA.field(name), values)
