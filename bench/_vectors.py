@@ -90,6 +90,13 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,
     return out
 
 
+def int8_roundtrip(vectors: np.ndarray) -> np.ndarray:
+    """Vectors as the server stores them: int8 codes with scale max|v|/127, decoded, re-normalized."""
+    scales = np.abs(vectors).max(axis=1, keepdims=True) / 127.0
+    decoded = np.rint(vectors / scales).astype(np.int8).astype(np.float32) * scales
+    return (decoded / np.linalg.norm(decoded, axis=1, keepdims=True)).astype(np.float32)
+
+
 def overlap_at_k(found: list[list[int]], truth: np.ndarray, k: int) -> float:
     """Mean fraction of the true ``k`` nearest that were found (recall@k against exact)."""
     scores = [len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth)]

@@ -25,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (base_parser, connect, emit, latency_ms, log, quick,  # noqa: E402
                      running_server, wait_until_indexed)
-from _vectors import GROUPS, Dataset, exact_top_k, make_dataset, overlap_at_k  # noqa: E402
+from _vectors import (GROUPS, Dataset, exact_top_k, int8_roundtrip, make_dataset,  # noqa: E402
+                      overlap_at_k)
 
 K = 10
 SERVER_DEPTH = 50  # the store asks the graph for max(2k, 50) candidates before fusing
@@ -104,6 +105,12 @@ def run_round_robin(fns: dict[str, Callable[[int], Any]], queries: int
     return durations, results
 
 
+def int8_ceiling(data: Dataset, plain: np.ndarray) -> float:
+    """Recall@10 of exact search over int8-rounded vectors: the best the server can do."""
+    return overlap_at_k(exact_top_k(int8_roundtrip(data.vectors), data.queries, K).tolist(),
+                        plain, K)
+
+
 def truths(data: Dataset) -> dict[str, np.ndarray]:
     """Exact top-k per query, unfiltered and within the query's filter group."""
     plain = exact_top_k(data.vectors, data.queries, K)
@@ -134,7 +141,8 @@ def measure_size(n: int, args: Any) -> None:
              server_ingest_s=round(ingest_s, 2), server_memories_per_s=round(n / ingest_s, 1),
              server_graph_catch_up_s=round(graph_s, 2),
              server_memories_per_s_with_graph=round(n / (ingest_s + graph_s), 1),
-             hnswlib_build_s=round(build_s, 2))
+             hnswlib_build_s=round(build_s, 2), **{
+                 "int8_exact_recall@10_vs_exact": int8_ceiling(data, truth["plain"])})
         log(f"size {n}: {args.queries} queries x 7 methods, round robin")
         durations, results = run_round_robin(methods(client, raw, data, rows), args.queries)
     report(params, durations, results, truth)
