@@ -113,7 +113,8 @@ def base_parser(description: str, data: bool = False) -> argparse.ArgumentParser
     parser = argparse.ArgumentParser(description=description)
     if data:
         parser.add_argument("--data", default=DEFAULT_DATA,
-                            help=f"folder of LoCoMo conversation JSON files (default {DEFAULT_DATA})")
+                            help="folder of LoCoMo conversation JSON files "
+                                 f"(default {DEFAULT_DATA})")
     return parser
 
 

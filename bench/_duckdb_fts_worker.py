@@ -60,7 +60,8 @@ def stopwords() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="duckfts-") as folder:
         con = connect(Path(folder) / "stop.duckdb")
         build(con, ["x"])
-        words = [row[0] for row in con.execute("SELECT sw FROM fts_main_turns.stopwords").fetchall()]
+        rows = con.execute("SELECT sw FROM fts_main_turns.stopwords").fetchall()
+        words = [row[0] for row in rows]
         con.close()
     return words
 

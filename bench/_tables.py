@@ -2,7 +2,8 @@
 
 Example::
 
-    /work/venv/bin/python bench/_tables.py /tmp/bench_out
+    /work/venv/bin/python bench/_tables.py bench/results            # every table
+    /work/venv/bin/python bench/_tables.py bench/results ingest     # one bench
 """
 
 from __future__ import annotations
@@ -97,9 +98,16 @@ def disk_bytes(lines: list[dict[str, Any]]) -> str:
             parts.append(f"memory.duckdb: {db['used_blocks']} used + {db['free_blocks']} free "
                          f"blocks of {db['block_size']:,} bytes")
             parts.append(table(["records column", "bytes (estimate)", "bytes / memory"],
-                               [[c, b, round(b / d["memories"], 1)]
-                                for c, b in db["records_column_bytes"].items()]))
+                               _columns(db["records_column_bytes"], d["memories"])))
     return "\n\n".join(parts)
+
+
+def _columns(sizes: dict[str, int], memories: int) -> list[list[Any]]:
+    """Columns of at least 1 byte a memory, then the rest summed."""
+    big = [[c, b, round(b / memories, 1)] for c, b in sizes.items() if b >= memories]
+    rest = [b for b in sizes.values() if b < memories]
+    return big + ([[f"{len(rest)} other columns", sum(rest), round(sum(rest) / memories, 1)]]
+                  if rest else [])
 
 
 def locomo_recall(lines: list[dict[str, Any]]) -> str:
@@ -113,14 +121,26 @@ def locomo_recall(lines: list[dict[str, Any]]) -> str:
             recall_table(fused, lambda d: d["mode"]))
 
 
+def vector_index_bytes(lines: list[dict[str, Any]]) -> str:
+    """Index file bytes, build time, latency and recall per index kind."""
+    rows = [[d["index"], d["params"]["size"], d["bytes_per_vector"], d["build_s"], d["p50_ms"],
+             d["p99_ms"], d["recall@10_vs_exact"]] for d in lines]
+    return table(["index", "vectors", "file bytes / vector", "build s (2 threads)", "p50 ms",
+                  "p99 ms", "recall@10 vs exact"], rows)
+
+
 def main() -> None:
-    """Print every table found in the folder given."""
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/bench_out")
+    """Print every table found in the folder given (or only those of the bench named after it)."""
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
+    only = sys.argv[2] if len(sys.argv) > 2 else None
     for name, render in (("keyword_engines", keyword_engines), ("recall_latency", recall_latency),
                          ("ingest", ingest), ("disk_bytes", disk_bytes),
-                         ("locomo_recall", locomo_recall)):
+                         ("locomo_recall", locomo_recall),
+                         ("vector_index_bytes", vector_index_bytes)):
         lines = read(folder, name)
-        if lines:
+        if only == name:
+            print(render(lines))
+        elif lines and only is None:
             print(f"## {name}\n\n{render(lines)}\n")
 
 

@@ -91,7 +91,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,
 
 
 def int8_roundtrip(vectors: np.ndarray) -> np.ndarray:
-    """Vectors as the server stores them: int8 codes with scale max|v|/127, decoded, re-normalized."""
+    """Vectors as the server stores them: int8 codes scaled by max|v|/127, decoded, unit length."""
     scales = np.abs(vectors).max(axis=1, keepdims=True) / 127.0
     decoded = np.rint(vectors / scales).astype(np.int8).astype(np.float32) * scales
     return (decoded / np.linalg.norm(decoded, axis=1, keepdims=True)).astype(np.float32)

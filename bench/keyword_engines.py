@@ -111,8 +111,11 @@ class TantivyEngine:
 
 
 class Bm25sEngine:
-    """bm25s (in memory, numpy); ``stopwords`` None, "en" (33), "en_plus" (179) or a list; ``stem`` uses tantivy's English
-    Snowball stemmer word by word (PyStemmer is not installed)."""
+    """bm25s (in memory, numpy).
+
+    ``stopwords`` is None, "en" (33 words), "en_plus" (179) or a list; ``stem``
+    uses tantivy's English Snowball stemmer word by word (PyStemmer is not installed).
+    """
 
     incremental = False
     persistent = True  # retriever.save(dir) / BM25.load(dir), whole index at once
