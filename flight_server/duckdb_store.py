@@ -13,6 +13,7 @@ whenever they are missing, stale or fail their checksum.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from pathlib import Path
@@ -64,6 +65,7 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 _CANDIDATES_MIN = 50
+_ALLOWED_CACHE_SIZE = 64
 
 
 class DuckDBStore(Store):
@@ -82,6 +84,7 @@ class DuckDBStore(Store):
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
+        self._allowed_cache: dict[str, np.ndarray] = {}
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
 
@@ -137,6 +140,7 @@ class DuckDBStore(Store):
                 currents[key] = _current_of(row, self._seq, decision, table, i)
             new_rows = self._rows_to_insert(table, sorted(written.values(), key=lambda w: w[1]))
             self._commit(new_rows, replaced)
+            self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
             self._index(new_rows, [write.texts[w[0]] for w in sorted(written.values(), key=lambda w: w[1])], replaced)
             return _split_acks(acks, write.batch_sizes)
@@ -184,11 +188,12 @@ class DuckDBStore(Store):
             return
         cur = self._cursor()
         cur.register("new_rows", new_rows)
-        cur.register("old_seqs", pa.table({"seq": pa.array([c.seq for _, c in replaced],
-                                                           pa.int64())}))
         cur.execute("BEGIN")
         try:
-            cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
+            if replaced:
+                cur.register("old_seqs", pa.table({"seq": pa.array(
+                    [c.seq for _, c in replaced], pa.int64())}))
+                cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
             cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
             self._register_models(cur, new_rows)
             cur.execute("COMMIT")
@@ -197,6 +202,9 @@ class DuckDBStore(Store):
             raise ServerInternalError(f"the write was not committed: {exc}") from None
 
     def _register_models(self, cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        models = set(zip(rows.column("tenant").to_pylist(), rows.column("embed_model").to_pylist()))
+        if all(key in self._dims for key in models if key[1] is not None):
+            return
         lengths = rows.column("embedding").combine_chunks().value_lengths().to_pylist()
         for tenant, model, dim in zip(rows.column("tenant").to_pylist(),
                                       rows.column("embed_model").to_pylist(), lengths):
@@ -267,15 +275,25 @@ class DuckDBStore(Store):
                                   "ORDER BY seq").to_arrow_table()
 
     def _allowed(self, request: SearchRequest, tiers: list[str]) -> np.ndarray | None:
+        """Live rows a ``where`` admits, cached until the next write (agents repeat filters)."""
         if not request.where:
             return None
+        key = json.dumps([request.tenant, tiers, request.where], sort_keys=True)
+        cached = self._allowed_cache.get(key)
+        if cached is not None:
+            return cached
         sql = Sql()
         sql.add("tenant = ?", request.tenant)
         compile_where(sql, {"tier": {"$in": tiers}, **request.where})
         sql.add("NOT deleted")
         rows = self._cursor().execute(f"SELECT seq FROM records WHERE {sql.where()}",
                                       sql.params).fetchnumpy()
-        return rows["seq"].astype(np.uint64)
+        allowed = np.sort(rows["seq"].astype(np.uint64))
+        with self._write_lock:
+            if len(self._allowed_cache) >= _ALLOWED_CACHE_SIZE:
+                self._allowed_cache.pop(next(iter(self._allowed_cache)))
+            self._allowed_cache[key] = allowed
+        return allowed
 
     def search(self, request: SearchRequest, query_vector: np.ndarray | None,
                embed_model: str | None) -> pa.Table:

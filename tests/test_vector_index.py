@@ -57,3 +57,24 @@ def test_saved_index_reloads_and_reconciles(tmp_path):
     query = vectors[10]
     got, _ = second.search(query, 5)
     assert [int(x) for x in got] == brute(vectors[labels % 2 == 0], live, query, 5)
+
+
+@pytest.mark.parametrize("overfetch", [True, False])
+def test_broad_filters_match_brute_force(tmp_path, monkeypatch, overfetch):
+    """Over 4,096 allowed rows: over-fetch and filter, or hnswlib's own filter as fallback."""
+    from aios_memory.flight_server import vector_index
+
+    if not overfetch:
+        monkeypatch.setattr(vector_index, "OVERFETCH_MIN_FRACTION", 1.1)
+    vectors = unit_vectors(6000, dim=8, seed=6)
+    labels = np.arange(1, 6001, dtype=np.uint64)
+    index = VectorIndex(tmp_path / "v", 8, HnswParams(ef_search=400))
+    index.open(np.empty(0, np.uint64), lambda _: np.empty((0, 8), np.float32))
+    index.add(labels, vectors)
+    index.build_all()
+    allowed = labels[labels % 5 != 0]  # 4,800 rows
+    mask = labels % 5 != 0
+    for seed in range(5):
+        query = unit_vectors(1, dim=8, seed=100 + seed)[0]
+        got, _ = index.search(query, 10, allowed=allowed)
+        assert [int(x) for x in got] == brute(vectors[mask], labels[mask], query, 10)
