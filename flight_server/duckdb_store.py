@@ -138,11 +138,12 @@ class DuckDBStore(Store):
                     replaced.append((key, old))  # a stored row; one from this put is just dropped
                 written[key] = (i, self._seq, decision.hlc, decision.origin)
                 currents[key] = _current_of(row, self._seq, decision, table, i)
-            new_rows = self._rows_to_insert(table, sorted(written.values(), key=lambda w: w[1]))
+            in_order = sorted(written.values(), key=lambda w: w[1])
+            new_rows = self._rows_to_insert(table, in_order)
             self._commit(new_rows, replaced)
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
-            self._index(new_rows, [write.texts[w[0]] for w in sorted(written.values(), key=lambda w: w[1])], replaced)
+            self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced)
             return _split_acks(acks, write.batch_sizes)
 
     def _currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
@@ -171,13 +172,14 @@ class DuckDBStore(Store):
 
     def _check_dimensions(self, table: pa.Table) -> None:
         lengths = table.column("embedding").combine_chunks().value_lengths().to_pylist()
+        dims = dict(self._dims)  # a new model takes the dimension of its first vector
         for row, (tenant, model, dim) in enumerate(zip(table.column("tenant").to_pylist(),
                                                       table.column("embed_model").to_pylist(),
                                                       lengths)):
             if dim is None:
                 continue
-            known = self._dims.get((tenant, model))
-            if known is not None and known != dim:
+            known = dims.setdefault((tenant, model), dim)
+            if known != dim:
                 raise InvalidVectorError(
                     f"embedding at row {row} has dimension {dim}; tenant {tenant!r} stores "
                     f"{known}-dimensional vectors for model {model!r}",

@@ -178,3 +178,12 @@ def test_retry_of_the_same_put_is_idempotent(server):
     second = put(server.uri, server.token, [batch])
     assert first == second
     assert scan_all(server.uri, server.token).num_rows == 2
+
+
+def test_mixed_dimensions_for_a_new_model_in_one_put_are_refused(server):
+    columns = record_columns(["a", "b"], unit_vectors(2, dim=16), model="fresh")
+    columns["embedding"][1] = columns["embedding"][1][:8]
+    with pytest.raises(flight.FlightError) as excinfo:
+        put(server.uri, server.token, [batch_of(columns)])
+    assert _code_of(excinfo) == "INVALID_VECTOR"
+    assert scan_all(server.uri, server.token).num_rows == 0
