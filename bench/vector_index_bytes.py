@@ -6,7 +6,7 @@ target once the index is persisted. This builds the same seeded clustered
 vectors into each index with the same M / ef_construction / ef, saves it, and
 reports bytes per vector, build time, query latency and recall@10 against
 exact search. Needs only numpy and hnswlib (usearch rows appear when the
-``usearch`` package is importable; the project's venv does not have it).
+``usearch`` package is importable; the `[bench]` extra installs it).
 
 Example::
 
