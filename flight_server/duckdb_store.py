@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 
 from aios_memory.schemas import (
-    HIT_SCHEMA,
     RECORD_SCHEMA,
     TIERS,
     HybridClock,
@@ -37,6 +36,7 @@ from aios_memory.schemas import (
 from ._files import dir_bytes
 from ._index_set import IndexSet, VectorKey
 from ._hit_cache import CACHED_COLUMNS, HitCache
+from ._rows import conform, current_of, split_acks, tiers_of, tombstones
 from ._search import fuse
 from ._sql_filters import Sql, compile_scan, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
@@ -137,14 +137,14 @@ class DuckDBStore(Store):
                 if old is not None and old.seq < first_new_seq:
                     replaced.append((key, old))  # a stored row; one from this put is just dropped
                 written[key] = (i, self._seq, decision.hlc, decision.origin)
-                currents[key] = _current_of(row, self._seq, decision, table, i)
+                currents[key] = current_of(row, self._seq, decision, table, i)
             in_order = sorted(written.values(), key=lambda w: w[1])
             new_rows = self._rows_to_insert(table, in_order)
             self._commit(new_rows, replaced)
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
             self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced)
-            return _split_acks(acks, write.batch_sizes)
+            return split_acks(acks, write.batch_sizes)
 
     def _currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
         keys = table.select(["tenant", "id"])
@@ -253,9 +253,8 @@ class DuckDBStore(Store):
         live = self.get(tenant, ids)
         if not live.num_rows:
             return []
-        tombstones = _tombstones(live)
-        result = self.put(PreparedWrite(tombstones, [None] * tombstones.num_rows,
-                                        [tombstones.num_rows]))
+        dead = tombstones(live)
+        result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
         return list(zip(*result[0]))
 
     # -- reading ----------------------------------------------------------------------------
@@ -265,7 +264,7 @@ class DuckDBStore(Store):
         reader = cur.sql(f"SELECT {COLUMNS} FROM records WHERE {sql.where()} ORDER BY seq",
                          params=sql.params).to_arrow_reader(batch_rows)
         for batch in reader:
-            yield _conform(batch)
+            yield conform(batch)
 
     def get(self, tenant: str, ids: list[str]) -> pa.Table:
         batches = list(self.scan(ScanRequest(tenant=tenant, ids=list(ids))))
@@ -299,7 +298,7 @@ class DuckDBStore(Store):
 
     def search(self, request: SearchRequest, query_vector: np.ndarray | None,
                embed_model: str | None) -> pa.Table:
-        tiers = _tiers(request.tier)
+        tiers = tiers_of(request.tier)
         allowed = self._allowed(request, tiers)
         depth = min(max(request.k * 2, _CANDIDATES_MIN), 2000)
         vector_hits = keyword_hits = None
@@ -393,49 +392,3 @@ class DuckDBStore(Store):
             self.indexes.close()
             self._con.execute("CHECKPOINT")
             self._con.close()
-
-
-def _tiers(tier: str | list[str] | None) -> list[str]:
-    if tier is None:
-        return list(TIERS)
-    return [tier] if isinstance(tier, str) else list(tier)
-
-
-def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """DuckDB's Arrow types (blobs, views, time zones) cast to the record schema."""
-    return pa.RecordBatch.from_arrays(
-        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA)
-
-
-def _current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
-    return Current(seq, decision.hlc, decision.origin, row["tier"],
-                   table.column("embed_model")[i].as_py(),
-                   tuple(row[f] for f in SAME_MEMORY_FIELDS))
-
-
-def _split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:
-    out, start = [], 0
-    for size in sizes:
-        part = acks[start:start + size]
-        out.append(([a[0] for a in part], [a[1] for a in part]))
-        start += size
-    return out
-
-
-def _tombstones(live: pa.Table) -> pa.Table:
-    import hashlib
-
-    n = live.num_rows
-    empty_hash = hashlib.blake2b(b"", digest_size=16).digest()
-    replace = {
-        "hlc": pa.array([0] * n, pa.uint64()), "origin": pa.array([""] * n, pa.string()),
-        "codec": pa.array(["none"] * n, pa.string()), "dict_id": pa.nulls(n, pa.uint32()),
-        "payload": pa.array([b""] * n, pa.binary()), "raw_size": pa.array([0] * n, pa.uint32()),
-        "content_hash": pa.array([empty_hash] * n, pa.binary(16)),
-        "embedding": pa.nulls(n, pa.list_(pa.int8())), "embedding_scale": pa.nulls(n, pa.float32()),
-        "embed_model": pa.nulls(n, pa.string()), "metadata": pa.nulls(n, pa.string()),
-        "deleted": pa.array([True] * n, pa.bool_()),
-    }
-    for name, values in replace.items():
-        live = live.set_column(live.schema.get_field_index(name), RECORD_SCHEMA.field(name), values)
-    return live

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+
 
 import numpy as np
 import pyarrow as pa
