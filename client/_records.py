@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
@@ -23,10 +22,11 @@ from aios_memory.schemas import (
 
 from .codecs import encode_text
 from .importers import MemoryInput
+from .vectors import normalize, quantize
 
 __all__ = [
     "Defaults", "MAX_BATCH_ROWS", "MAX_BATCH_BYTES", "MAX_PUT_BYTES",
-    "normalize", "quantize", "prepare_embeddings", "encode_rows", "chunk_rows",
+    "prepare_embeddings", "encode_rows", "chunk_rows",
     "rows_to_batch", "plan_puts",
 ]
 
@@ -47,33 +47,6 @@ class Defaults:
     session: str | None = None
     agent: str | None = None
     privacy: int = 1
-
-
-def normalize(vector: Any, *, row: int = 0) -> np.ndarray:
-    """``vector`` as a unit-length float64 array, or InvalidVectorError."""
-    try:
-        v = np.asarray(vector, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidVectorError(f"embedding {row} is not a list of numbers", row=row) from None
-    if v.ndim != 1 or v.size == 0:
-        raise InvalidVectorError(f"embedding {row} must be a non-empty 1-D vector", row=row)
-    if not np.isfinite(v).all():
-        raise InvalidVectorError(f"embedding {row} contains NaN or inf", row=row)
-    norm = float(np.linalg.norm(v))
-    if norm == 0.0 or not math.isfinite(norm):
-        raise InvalidVectorError(f"embedding {row} has no direction (all zeros)", row=row)
-    return v / norm
-
-
-def quantize(unit: np.ndarray) -> tuple[np.ndarray, float]:
-    """int8 codes and the float32 scale of a unit vector: ``v ~ q * scale``.
-
-    ``scale = max(|v|) / 127`` so the largest component uses the full range;
-    each component is off by at most ``scale / 2 <= 1 / 254``.
-    """
-    scale = np.float32(np.max(np.abs(unit)) / 127.0)
-    codes = np.clip(np.rint(unit / np.float64(scale)), -127, 127).astype(np.int8)
-    return codes, float(scale)
 
 
 def prepare_embeddings(embeddings: Any, count: int) -> list[np.ndarray | None]:
@@ -105,7 +78,8 @@ def _encode_row(item: MemoryInput, vector: np.ndarray | None, defaults: Defaults
             f"text {row} is over {DEFAULT_LIMITS.max_text_bytes} bytes; split it into several "
             "memories", row=row, limit=DEFAULT_LIMITS.max_text_bytes)
     encoded = encode_text(item.text)
-    codes, scale = quantize(vector) if vector is not None else (None, None)
+    codes, scales = quantize(vector) if vector is not None else (None, None)
+    scale = None if scales is None else float(scales)
     return {
         "id": new_id(), "tenant": defaults.tenant,
         "tier": _pick(item.tier, defaults.tier),

@@ -26,6 +26,7 @@ from aios_memory.schemas import (
 )
 
 from . import _records
+from . import vectors as _vectors
 from ._models import Hit, Memory, hits_from_table, memories_from_table, with_text
 from ._transport import Transport
 from .importers import MemoryInput
@@ -175,7 +176,7 @@ class MemoryClient:
         mode : str
             ``hybrid``, ``vector`` or ``keyword``.
         """
-        vector = None if embedding is None else _records.normalize(embedding).tolist()
+        vector = None if embedding is None else _vectors.normalize(embedding).tolist()
         request = SearchRequest(
             tenant=self.tenant, query=query, embedding=vector,
             embed_model=self.embed_model if vector is not None else None,

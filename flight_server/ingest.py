@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from aios_memory.client.codecs import decode_text
+from aios_memory.client.vectors import normalize_rows, quantize
 from aios_memory.schemas import (
     RECORD_SCHEMA,
     AiosMemoryError,
@@ -19,7 +20,7 @@ from aios_memory.schemas import (
     validate_record_batch,
 )
 
-from .embedder import Embedder, quantize_int8
+from .embedder import Embedder
 
 __all__ = ["PreparedWrite", "prepare_write", "dequantize"]
 
@@ -72,7 +73,7 @@ def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder)
                if vec is None and text is not None]
     if not missing:
         return table
-    vectors, scales = quantize_int8(embedder.embed_passages([texts[i] for i in missing]))
+    vectors, scales = quantize(normalize_rows(embedder.embed_passages([texts[i] for i in missing])))
     embedding = table.column("embedding").to_pylist()
     scale = table.column("embedding_scale").to_pylist()
     model = table.column("embed_model").to_pylist()

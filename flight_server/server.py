@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from aios_memory.client.vectors import normalize
 from aios_memory.schemas import (
     ACTIONS,
     DEFAULT_TENANT,
@@ -39,7 +40,7 @@ from aios_memory.schemas import (
 
 from ._flight_errors import flight_errors
 from .auth import BearerAuthMiddlewareFactory
-from .embedder import Embedder, normalize
+from .embedder import Embedder
 from .ingest import prepare_write
 from .store import Store
 
@@ -155,7 +156,7 @@ class MemoryFlightServer(flight.FlightServerBase):
 
     def _query_vector(self, request: SearchRequest) -> tuple[np.ndarray | None, str | None]:
         if request.embedding is not None:
-            return normalize(np.asarray(request.embedding, np.float32)), \
+            return normalize(request.embedding).astype(np.float32), \
                 request.embed_model or EXTERNAL_EMBED_MODEL
         if request.mode == "keyword" or request.query is None:
             return None, None

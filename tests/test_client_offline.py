@@ -35,6 +35,7 @@ from aios_memory.client import (
     TextTooLargeError,
     UnknownTierError,
     _records,
+    vectors,
 )
 from aios_memory.client._models import hits_from_table, memories_from_table, with_text
 from aios_memory.client.cli import _load_plugin, main
@@ -155,8 +156,8 @@ def test_empty_writes_and_reads_send_nothing(offline: MemoryClient) -> None:
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=64)
        .filter(lambda v: any(abs(x) > 1e-3 for x in v)))
 def test_quantization_round_trip_within_one_127th(vector: list[float]) -> None:
-    unit = _records.normalize(vector)
-    codes, scale = _records.quantize(unit)
+    unit = vectors.normalize(vector)
+    codes, scale = vectors.quantize(unit)
     assert codes.dtype == np.int8 and np.abs(codes).max() == 127
     assert np.abs(codes.astype(np.float64) * scale - unit).max() <= 1 / 127
 
@@ -378,7 +379,7 @@ def test_client_never_imports_the_server() -> None:
 
 def test_all_matches_public_names() -> None:
     public = {n for n in vars(client_pkg) if not n.startswith("_")}
-    modules = {"client", "codecs", "importers", "cli"}
+    modules = {"client", "codecs", "importers", "cli", "vectors"}
     assert set(client_pkg.__all__) == public - modules
     assert {"MemoryClient", "Hit", "Memory", "MemoryInput", "AiosMemoryError"} <= public
 
