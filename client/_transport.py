@@ -180,6 +180,15 @@ class Transport:
                 if not done:  # the caller stopped early: free the server's stream
                     reader.cancel()
 
+    def exchange(self, command: bytes) -> tuple[Any, Any]:
+        """Open a ``do_exchange`` on ``command``; returns Flight's ``(writer, reader)``.
+
+        The caller wraps its reads and writes in ``errors()``.
+        """
+        with self.errors():
+            return self._client.do_exchange(flight.FlightDescriptor.for_command(command),
+                                            self._options)
+
     def put(self, batches: list[pa.RecordBatch]) -> list[PutAck]:
         """Send ``batches`` as one committed put and return the server's acks."""
         descriptor = flight.FlightDescriptor.for_path(PUT_PATH)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -37,7 +38,9 @@ def _open_store(settings: ServerSettings) -> DuckDBStore:
     params = HnswParams(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                         ef_search=settings.hnsw_ef_search,
                         persist_min=settings.vector_persist_min)
-    return DuckDBStore(settings.data_dir, params)
+    offset = settings.clock_offset_ms
+    wall = (lambda: int(time.time() * 1000) + offset) if offset else None
+    return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 
 def _checkpoints(store: DuckDBStore, every: float, stop: threading.Event) -> None:
@@ -63,7 +66,7 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
     try:
         embedder = make_embedder(settings.embedder, settings.embed_model, settings.embed_base_url)
         server = MemoryFlightServer(f"grpc://{settings.host}:{settings.port}", store, embedder,
-                                    token, settings.limits)
+                                    token, settings.limits, settings.sync_tiers, settings.role)
     except BaseException:
         store.close()
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aios_memory.schemas import HybridClock
+from aios_memory.schemas import HybridClock, TierPolicyError
 
 __all__ = ["Current", "Decision", "decide"]
 
@@ -44,9 +44,18 @@ class Decision:
 
 
 def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
-           replica_id: str) -> Decision:
-    """The decision for one incoming row given the stored current version."""
+           replica_id: str, sync_tiers: tuple[str, ...] = ()) -> Decision:
+    """The decision for one incoming row given the stored current version.
+
+    A client may not move a memory from a tier that syncs to one that does not:
+    the cloud would keep the old version and no later round could tell it.
+    """
     if row["hlc"] == 0:
+        if current is not None and current.tier in sync_tiers and row["tier"] not in sync_tiers:
+            raise TierPolicyError(
+                f"memory {row['id']} is in {current.tier!r}, which syncs; it cannot move to "
+                f"{row['tier']!r}, which does not. Forget it and remember it anew there.",
+                memory_id=row["id"], tier=row["tier"])
         if current is not None and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS):
             return Decision(False, current.hlc, current.origin, None)
         return Decision(True, clock.now(), replica_id, current)

@@ -17,6 +17,7 @@ from aios_memory.schemas import (
     RECORD_SCHEMA,
     AiosMemoryError,
     Limits,
+    check_tiers_allowed,
     validate_record_batch,
 )
 
@@ -39,10 +40,16 @@ class PreparedWrite:
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
-                  limits: Limits) -> PreparedWrite:
-    """Validate every batch fully, decode every text, embed what came without a vector."""
+                  limits: Limits, allowed_tiers: tuple[str, ...] | None = None) -> PreparedWrite:
+    """Validate every batch fully, decode every text, embed what came without a vector.
+
+    ``allowed_tiers`` (a cloud endpoint's sync tiers) refuses records of any other tier.
+    """
     for batch in batches:
         validate_record_batch(batch, limits)
+        if allowed_tiers is not None:
+            check_tiers_allowed(set(batch.column("tier").to_pylist()), allowed_tiers,
+                                "this cloud endpoint")
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
     texts = _decode_texts(table, limits)
     if embedder is not None:

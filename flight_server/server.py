@@ -35,12 +35,18 @@ from aios_memory.schemas import (
     ScanRequest,
     SearchRequest,
     StatsRequest,
+    SyncFinish,
+    SyncOpen,
+    SyncProtocolError,
     validate_record_schema,
 )
+from aios_memory.sync.frames import encode_frame, read_frame
+from aios_memory.sync.reconcile import Message
 
 from ._flight_errors import flight_errors
 from .auth import BearerAuthMiddlewareFactory
 from .embedder import Embedder
+from ._sync_session import SyncSession
 from .ingest import prepare_write
 from .store import Store
 
@@ -53,9 +59,12 @@ class MemoryFlightServer(flight.FlightServerBase):
     """The memory server over Arrow Flight; see ``schemas.wire`` for every message."""
 
     def __init__(self, location: str, store: Store, embedder: Embedder | None, token: str,
-                 limits: Limits) -> None:
+                 limits: Limits, sync_tiers: tuple[str, ...], role: str = "device") -> None:
         super().__init__(location, middleware={"auth": BearerAuthMiddlewareFactory(token)})
         self.store, self.embedder, self.limits = store, embedder, limits
+        self.sync_tiers, self.role = tuple(sync_tiers), role
+        # A cloud endpoint stores only the tiers that sync; a device stores every tier.
+        self._allowed_tiers = self.sync_tiers if role == "cloud" else None
         self.started = time.monotonic()
         self._actions = {"search": self._search, "get": self._get, "forget": self._forget,
                          "stats": self._stats, "health": self._health}
@@ -110,7 +119,8 @@ class MemoryFlightServer(flight.FlightServerBase):
                 raise IncompleteWriteError(
                     f"commit says {commit.batches} batches / {commit.rows} rows, received "
                     f"{len(batches)} / {rows}; nothing was stored")
-            results = self.store.put(prepare_write(batches, self.embedder, self.limits))
+            results = self.store.put(prepare_write(batches, self.embedder, self.limits,
+                                                   self._allowed_tiers))
             for number, (ids, hlcs) in enumerate(results):
                 writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
 
@@ -132,6 +142,38 @@ class MemoryFlightServer(flight.FlightServerBase):
                         f"{self.limits.max_bytes_per_put} bytes; split the write")
             if chunk.app_metadata is not None:
                 return batches, PutCommit.from_bytes(chunk.app_metadata.to_pybytes())
+
+    # -- sync -------------------------------------------------------------------------------
+    def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor,
+                    reader: flight.MetadataRecordBatchReader,
+                    writer: flight.MetadataRecordBatchWriter) -> None:
+        with flight_errors("do_exchange"):
+            if descriptor.descriptor_type != flight.DescriptorType.CMD:
+                raise InvalidRequestError("a sync exchange opens with a SyncOpen command")
+            request = SyncOpen.from_bytes(descriptor.command)
+            session = SyncSession(self.store, request, self.sync_tiers, self._apply_synced)
+            writer.begin(RECORD_SCHEMA)
+            writer.write_metadata(pa.py_buffer(encode_frame(session.accept())))
+            if request.role == "initiator":
+                _send(writer, *session.first())
+            while not context.is_cancelled():
+                incoming = read_frame(reader)
+                if incoming is None:
+                    return  # the daemon closed: the round is over (or will be redone)
+                value, batches, _ = incoming
+                if isinstance(value, SyncFinish):
+                    session.finish(value)
+                    return
+                if not isinstance(value, Message):
+                    raise SyncProtocolError("expected a reconciliation message")
+                _send(writer, *session.step(value, batches))
+
+    def _apply_synced(self, batches: list[pa.RecordBatch]) -> None:
+        for batch in batches:
+            if batch.num_rows:
+                validate_record_schema(batch.schema)
+                self.store.put(prepare_write([batch], self.embedder, self.limits,
+                                             self._allowed_tiers))
 
     # -- actions ----------------------------------------------------------------------------
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
@@ -191,12 +233,20 @@ class MemoryFlightServer(flight.FlightServerBase):
     def _health(self, body: bytes) -> bytes:
         return _json({"status": "ok", "version": SERVER_VERSION, "schema_version": SCHEMA_VERSION,
                       "wire_version": WIRE_VERSION, "replica_id": self.store.replica_id,
+                      "role": self.role, "sync_tiers": list(self.sync_tiers),
                       "uptime_s": round(time.monotonic() - self.started, 3)})
 
     def _check_ids(self, ids: list[str]) -> None:
         if len(ids) > self.limits.max_ids_per_call:
             raise LimitExceededError(
                 f"{len(ids)} ids in one call; the limit is {self.limits.max_ids_per_call}")
+
+
+def _send(writer: flight.MetadataRecordBatchWriter, message: Message,
+          batches: list[pa.RecordBatch]) -> None:
+    writer.write_metadata(pa.py_buffer(encode_frame(message)))
+    for batch in batches:
+        writer.write_batch(batch)
 
 
 def _tenant_of(criteria: bytes | None) -> str:

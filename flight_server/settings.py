@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aios_memory.schemas import DEFAULT_LIMITS, DEFAULT_PORT, InvalidValueError, Limits
+from aios_memory.schemas import (
+    DEFAULT_LIMITS,
+    DEFAULT_PORT,
+    DEFAULT_SYNC_TIERS,
+    SERVER_ROLES,
+    InvalidValueError,
+    Limits,
+    parse_sync_tiers,
+)
 
 from .embedder import EMBEDDERS
 
@@ -28,6 +36,9 @@ SETTINGS_HELP = {
     "hnsw_ef_search": "hnswlib search-time candidate list (raised to k when k is larger)",
     "vector_persist_min": "vector indexes smaller than this are rebuilt on open instead of stored",
     "checkpoint_seconds": "how often dirty indexes are saved; 0 saves only at shutdown",
+    "role": "device (stores every tier) or cloud (stores only the sync tiers, refuses others)",
+    "sync_tiers": "tiers that leave the device in a sync round (default long_term and shared)",
+    "clock_offset_ms": "added to the wall clock of this server's hybrid clock (for skew tests)",
 }
 
 
@@ -47,6 +58,9 @@ class ServerSettings:
     hnsw_ef_search: int = 64
     vector_persist_min: int = 10_000
     checkpoint_seconds: float = 300.0
+    role: str = "device"
+    sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS
+    clock_offset_ms: int = 0
     limits: Limits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:
@@ -56,5 +70,9 @@ class ServerSettings:
                 f"embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
         if not 0 <= self.port < 65536:
             raise InvalidValueError(f"port {self.port} is out of range")
+        if self.role not in SERVER_ROLES:
+            raise InvalidValueError(f"role must be one of {', '.join(SERVER_ROLES)}, "
+                                    f"not {self.role!r}")
+        object.__setattr__(self, "sync_tiers", parse_sync_tiers(self.sync_tiers))
         if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
             raise InvalidValueError("hnsw parameters must be positive")

@@ -62,6 +62,35 @@ class Store(ABC):
     def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
         """``tier -> (live memories, payload bytes)``."""
 
+    # -- sync (see sync/PROTOCOL.md) -------------------------------------------------------
+    @abstractmethod
+    def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int
+                   ) -> tuple[Any, np.ndarray]:
+        """The ``ItemSet`` of current versions in ``tiers`` (tombstones at or below
+        ``horizon`` left out) and the row seq of each item in the set's order."""
+
+    @abstractmethod
+    def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+        """Rows by seq as stored (payloads never decoded), skipping rows replaced meanwhile."""
+
+    @abstractmethod
+    def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
+        """``(tombstone horizon, {peer: last finished round})``."""
+
+    @abstractmethod
+    def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
+                        completed: dict[str, str]) -> None:
+        """Hub bookkeeping when a peer opens a round."""
+
+    @abstractmethod
+    def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
+        """Raise the hub's horizon as far as every known peer allows; drop settled tombstones."""
+
+    @abstractmethod
+    def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
+                    horizon: int) -> None:
+        """Initiator bookkeeping when a round finished: note it, adopt the hub's horizon."""
+
     @abstractmethod
     def checkpoint(self) -> None:
         """Save derived indexes that changed (they are rebuilt if this never runs)."""

@@ -20,6 +20,7 @@ from .record import (
     TIERS,
     schema_version_of,
 )
+from .policy import DEFAULT_SYNC_TIERS, SERVER_ROLES, check_tiers_allowed, parse_sync_tiers
 from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
 from .wire import (
     ACTIONS,
@@ -35,6 +36,10 @@ from .wire import (
     ScanRequest,
     SearchRequest,
     StatsRequest,
+    SyncAccept,
+    SyncFinish,
+    SyncOpen,
+    SYNC_ROLES,
     decode_message,
     validate_where,
 )
@@ -45,8 +50,10 @@ __all__ = [
     "HybridClock", "hlc_pack", "hlc_unpack", "new_id",
     "DEFAULT_KIND", "EXTERNAL_EMBED_MODEL", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
     "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",
+    "DEFAULT_SYNC_TIERS", "SERVER_ROLES", "check_tiers_allowed", "parse_sync_tiers",
     "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
     "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH",
     "IdsRequest", "PutAck", "PutCommit", "ScanRequest", "SearchRequest", "StatsRequest",
+    "SyncAccept", "SyncFinish", "SyncOpen", "SYNC_ROLES",
     "decode_message", "validate_where",
 ]

@@ -20,9 +20,11 @@ sides of the wire, and no Python traceback ever crosses it.
     │   │   ├── InvalidUtf8Error
     │   │   ├── TextTooLargeError
     │   │   ├── InvalidVectorError   NaN/inf, zero norm, wrong dimension
-    │   │   └── InvalidFilterError
+    │   │   ├── InvalidFilterError
+    │   │   └── TierPolicyError      a tier this server or sync does not carry
     │   ├── LimitExceededError       too many rows/bytes in one call
-    │   └── IncompleteWriteError     a put stream that ended before its commit message
+    │   ├── IncompleteWriteError     a put stream that ended before its commit message
+    │   └── SyncProtocolError        a malformed or out-of-order sync message
     ├── CorruptDataError             payload that does not decode or match its hash
     ├── EmbedderError                the embedder is missing or failed
     ├── NotFoundError
@@ -50,6 +52,8 @@ __all__ = [
     "InvalidFilterError",
     "LimitExceededError",
     "IncompleteWriteError",
+    "TierPolicyError",
+    "SyncProtocolError",
     "CorruptDataError",
     "EmbedderError",
     "NotFoundError",
@@ -129,12 +133,20 @@ class InvalidFilterError(InvalidValueError):
     code = "INVALID_FILTER"
 
 
+class TierPolicyError(InvalidValueError):
+    code = "TIER_NOT_ALLOWED"
+
+
 class LimitExceededError(InvalidRequestError):
     code = "LIMIT_EXCEEDED"
 
 
 class IncompleteWriteError(InvalidRequestError):
     code = "INCOMPLETE_WRITE"
+
+
+class SyncProtocolError(InvalidRequestError):
+    code = "SYNC_PROTOCOL"
 
 
 class CorruptDataError(AiosMemoryError):

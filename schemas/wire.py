@@ -34,6 +34,10 @@ __all__ = [
     "StatsRequest",
     "PutCommit",
     "PutAck",
+    "SyncOpen",
+    "SyncAccept",
+    "SyncFinish",
+    "SYNC_ROLES",
     "validate_where",
     "decode_message",
 ]
@@ -43,6 +47,7 @@ DEFAULT_PORT = 8815
 # do_put takes FlightDescriptor.for_path(PUT_PATH); the records say their own tenant and tier.
 PUT_PATH = "records"
 SEARCH_MODES = ("hybrid", "vector", "keyword")
+SYNC_ROLES = ("initiator", "responder")
 ACTIONS = {
     "search": "Hybrid recall: body SearchRequest, result one Arrow IPC stream of hits.",
     "get": "Current versions of ids: body IdsRequest, result one Arrow IPC stream of records.",
@@ -50,6 +55,7 @@ ACTIONS = {
     "stats": "Counts and bytes per tier: body StatsRequest, result JSON.",
     "health": "Liveness and version: empty body, result JSON.",
 }
+# do_exchange takes FlightDescriptor.for_command(SyncOpen(...).to_bytes()): see sync/PROTOCOL.md.
 # Record fields a `where` may name directly; any other key is a metadata key.
 FIELD_FILTERS = ("id", "tier", "agent", "session", "kind", "privacy", "created_at", "embed_model")
 FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
@@ -233,6 +239,96 @@ class PutAck(_Message):
     batch: int = 0
     ids: list[str] = field(default_factory=list)
     hlcs: list[int] = field(default_factory=list)
+
+
+def _check_uint64(value: Any, name: str) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64,
+             f"{name} must be an unsigned 64-bit integer")
+
+
+def _check_round_map(value: Any) -> None:
+    _require(isinstance(value, dict) and len(value) <= 1024
+             and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+             "completed must map replica ids to round ids")
+
+
+@dataclass(frozen=True)
+class SyncOpen(_Message):
+    """The ``do_exchange`` descriptor command that opens one side of a sync round.
+
+    ``tiers`` None means "the tiers this server syncs". ``horizon`` None means
+    "your own": tombstones with an hlc at or below it are left out of the
+    reconciled set (they are settled everywhere; see ``sync/PROTOCOL.md``).
+    ``peer`` and ``peer_clock`` name the other side and its clock at the start
+    of the round; ``completed`` is the other side's map of the last round it
+    finished with each replica, so a hub learns which rounds its peers finished.
+    """
+
+    TYPE: ClassVar[str] = "sync_open"
+    tenant: str = "default"
+    tiers: list[str] | None = None
+    role: str = "responder"
+    round: str = ""
+    horizon: int | None = None
+    dry_run: bool = False
+    peer: str = ""
+    peer_clock: int = 0
+    completed: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        _require(isinstance(self.tenant, str), "tenant must be a string")
+        if self.tiers is not None:
+            _require(isinstance(self.tiers, list) and bool(self.tiers), "tiers must be a list")
+            _check_tier(self.tiers)
+        _require(self.role in SYNC_ROLES, f"role must be one of {', '.join(SYNC_ROLES)}")
+        for name in ("round", "peer"):
+            value = getattr(self, name)
+            _require(isinstance(value, str) and len(value) <= 128, f"{name} must be a string")
+        if self.horizon is not None:
+            _check_uint64(self.horizon, "horizon")
+        _check_uint64(self.peer_clock, "peer_clock")
+        _require(isinstance(self.dry_run, bool), "dry_run must be true or false")
+        _check_round_map(self.completed)
+
+
+@dataclass(frozen=True)
+class SyncAccept(_Message):
+    """A server's first frame in a sync exchange: who it is and what it will reconcile."""
+
+    TYPE: ClassVar[str] = "sync_accept"
+    replica_id: str = ""
+    clock: int = 0
+    horizon: int = 0
+    tiers: list[str] = field(default_factory=list)
+    items: int = 0
+    completed: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        _require(isinstance(self.replica_id, str), "replica_id must be a string")
+        _check_uint64(self.clock, "clock")
+        _check_uint64(self.horizon, "horizon")
+        _check_tier(self.tiers)
+        _require(isinstance(self.items, int) and self.items >= 0, "items must be a count")
+        _check_round_map(self.completed)
+
+
+@dataclass(frozen=True)
+class SyncFinish(_Message):
+    """The daemon's last frame to the initiator: the round finished on both sides.
+
+    The initiator records ``round`` as finished with ``peer`` and adopts the
+    peer's (the hub's) tombstone ``horizon``.
+    """
+
+    TYPE: ClassVar[str] = "sync_finish"
+    peer: str = ""
+    round: str = ""
+    horizon: int = 0
+
+    def check(self) -> None:
+        _require(isinstance(self.peer, str) and isinstance(self.round, str),
+                 "peer and round must be strings")
+        _check_uint64(self.horizon, "horizon")
 
 
 def validate_where(where: Any) -> None:

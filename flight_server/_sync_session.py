@@ -1,0 +1,95 @@
+"""One side of one sync round, inside a ``do_exchange``: the store behind the protocol.
+
+The daemon opens an exchange on each server: the device is the initiator
+(it writes the first message), the cloud the responder and the hub (it keeps
+the peers' bookkeeping and decides the tombstone horizon). The daemon relays
+each message to the other side until one side has nothing more to say.
+Each side commits the records it receives before it answers, so an answer
+means "stored durably"; a cut anywhere leaves both stores valid and the next
+round finishes the job.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aios_memory.schemas import (
+    SyncAccept,
+    SyncFinish,
+    SyncOpen,
+    SyncProtocolError,
+    check_tiers_allowed,
+)
+from aios_memory.sync.reconcile import Message, Reconciler
+
+from .store import Store
+
+__all__ = ["SyncSession"]
+
+Apply = Callable[[list[pa.RecordBatch]], None]
+
+
+class SyncSession:
+    """The state of one round on one server: its item set, frozen at the start."""
+
+    def __init__(self, store: Store, request: SyncOpen, allowed_tiers: tuple[str, ...],
+                 apply: Apply) -> None:
+        self.store, self.request, self._apply = store, request, apply
+        self.tiers = tuple(request.tiers or allowed_tiers)
+        check_tiers_allowed(self.tiers, allowed_tiers, "this server")
+        self.dry_run = request.dry_run
+        own_horizon, self.completed = store.sync_state(request.tenant)
+        self.horizon = own_horizon
+        if request.role == "responder" and request.peer and not self.dry_run:
+            store.sync_open_round(request.tenant, request.peer, request.round,
+                                  request.peer_clock, request.completed)
+            self.horizon = store.sync_settle(request.tenant, self.tiers)
+        # Both sides leave out the same settled tombstones: the initiator's horizon.
+        exclude = own_horizon if request.horizon is None else request.horizon
+        self.items, self.seqs = store.sync_items(request.tenant, self.tiers, exclude)
+        self.reconciler = Reconciler(self.items)
+
+    def accept(self) -> SyncAccept:
+        return SyncAccept(replica_id=self.store.replica_id, clock=self.store.clock.now(),
+                          horizon=self.horizon, tiers=list(self.tiers), items=len(self.items),
+                          completed=self.completed)
+
+    def first(self) -> tuple[Message, list[pa.RecordBatch]]:
+        if self.request.role != "initiator":
+            raise SyncProtocolError("only the initiator writes the first message")
+        return self.reconciler.initiate(), []
+
+    def step(self, message: Message, batches: list[pa.RecordBatch]
+             ) -> tuple[Message, list[pa.RecordBatch]]:
+        """Store what came, answer the ranges, send what the peer lacks or asked for."""
+        if batches:
+            if self.dry_run:
+                raise SyncProtocolError("a dry run carries no records")
+            self._apply([self._unsettled(b) for b in batches])
+        outcome = self.reconciler.respond(message)
+        offered = (self.reconciler.offered(ident) for ident in message.need)
+        send = sorted(set(outcome.have) | {i for i in offered if i is not None})
+        if self.dry_run:
+            have = tuple(self.items.id_at(i) for i in send)
+            return Message(tuple(outcome.ranges), tuple(outcome.need), have), []
+        out = list(self.store.sync_rows(self.seqs[np.asarray(send, np.int64)])) if send else []
+        return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(out)), out
+
+    def _unsettled(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        # A tombstone at or below this side's horizon is settled: every peer holds it or
+        # has dropped it. Storing it again would only be collected again.
+        if not self.horizon:
+            return batch
+        settled = pc.and_(batch.column("deleted"),
+                          pc.less_equal(batch.column("hlc"), pa.scalar(self.horizon, pa.uint64())))
+        return batch.filter(pc.invert(settled))
+
+    def finish(self, message: SyncFinish) -> None:
+        if self.request.role != "initiator" or self.dry_run:
+            return
+        self.store.sync_finish(self.request.tenant, self.tiers, message.peer, message.round,
+                               message.horizon)

@@ -1,0 +1,180 @@
+"""``sync_once()``: one round between a device's server and its cloud endpoint.
+
+The daemon is a relay: the device's server writes the first message, the
+cloud answers, and each answer goes to the other side until one side has
+nothing more to say (see ``sync/PROTOCOL.md``). Records travel inside the
+same exchanges as stored bytes. Both servers commit what they receive before
+answering, so a round cut anywhere leaves both stores valid, and the next
+round finishes the job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from aios_memory.schemas import (
+    DEFAULT_TENANT,
+    AiosMemoryError,
+    SyncAccept,
+    SyncFinish,
+    SyncOpen,
+    new_id,
+)
+
+from .reconcile import Message
+from .replica import Exchange, FlightReplica
+
+__all__ = ["SyncReport", "sync_once", "SyncStopped"]
+
+
+class SyncStopped(AiosMemoryError):
+    """Raised inside ``sync_once`` when ``should_stop()`` turned true; nothing partial was kept."""
+
+    code = "SYNC_STOPPED"
+
+
+@dataclass
+class SyncReport:
+    """What one round did (or, with ``dry_run``, would do), as ``--json`` prints it.
+
+    ``sent``/``received`` count records from the device to the cloud and back;
+    ``bytes_*`` and ``round_trips`` are on the link to the cloud, and
+    ``reconcile_bytes`` is the part of those bytes that is not records.
+    """
+
+    round: str
+    tenant: str
+    tiers: list[str]
+    dry_run: bool = False
+    sent: int = 0
+    received: int = 0
+    tombstones_sent: int = 0
+    tombstones_received: int = 0
+    conflicts: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    reconcile_bytes: int = 0
+    round_trips: int = 0
+    seconds: float = 0.0
+    local_items: int = 0
+    cloud_items: int = 0
+    horizon: int = 0
+    local_replica: str = ""
+    cloud_replica: str = ""
+    _sent_ids: set[str] = field(default_factory=set, repr=False)
+    _received_ids: set[str] = field(default_factory=set, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAULT_TENANT,
+              tiers: list[str] | None = None, dry_run: bool = False,
+              progress: Callable[[SyncReport], Any] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> SyncReport:
+    """Reconcile ``local`` (a device's server) with ``cloud`` once; return the report.
+
+    Parameters
+    ----------
+    local, cloud : FlightReplica
+        The device's server (it starts the round) and the cloud endpoint (the hub).
+    tenant : str
+        Whose memories.
+    tiers : list of str, optional
+        Tiers to reconcile; default the local server's sync tiers. Both servers
+        refuse a tier outside their policy (``TierPolicyError``).
+    dry_run : bool
+        Find the difference, change nothing.
+    progress : callable, optional
+        Called with the report so far after every round trip.
+    should_stop : callable, optional
+        Polled between messages; when true the round is dropped (``SyncStopped``).
+
+    Raises
+    ------
+    AiosMemoryError
+        Any failure of either server or the link; what was committed stays
+        committed and valid, and the next round resumes.
+    """
+    started = time.monotonic()
+    round_id = new_id()
+    local_open = SyncOpen(tenant=tenant, tiers=tiers, role="initiator", round=round_id,
+                          dry_run=dry_run)
+    with local.open(local_open) as lx:
+        mine = lx.receive_accept()
+        report = SyncReport(round_id, tenant, list(mine.tiers), dry_run, local_items=mine.items,
+                            local_replica=mine.replica_id, horizon=mine.horizon)
+        first = lx.receive_message()
+        with cloud.open(_cloud_open(mine, tenant, round_id, dry_run)) as cx:
+            hub = _relay(lx, cx, first, report, progress, should_stop)
+            if not dry_run:
+                lx.send(SyncFinish(peer=hub.replica_id, round=round_id, horizon=hub.horizon))
+        report.bytes_sent, report.bytes_received = cx.bytes_sent, cx.bytes_received
+        report.reconcile_bytes = cx.frame_bytes
+    report.conflicts = len(report._sent_ids & report._received_ids)
+    report.seconds = round(time.monotonic() - started, 4)
+    return report
+
+
+def _cloud_open(mine: SyncAccept, tenant: str, round_id: str, dry_run: bool) -> SyncOpen:
+    return SyncOpen(tenant=tenant, tiers=list(mine.tiers), role="responder", round=round_id,
+                    horizon=mine.horizon, dry_run=dry_run, peer=mine.replica_id,
+                    peer_clock=mine.clock, completed=mine.completed)
+
+
+def _relay(lx: Exchange, cx: Exchange, first: tuple[Message, list[pa.RecordBatch]],
+           report: SyncReport, progress: Callable[[SyncReport], Any] | None,
+           should_stop: Callable[[], bool] | None) -> SyncAccept:
+    """Pass messages between the two sides until one has nothing to say; the hub's accept."""
+    message, batches = first
+    cx.send(message, batches)
+    hub = cx.receive_accept()
+    report.cloud_items, report.cloud_replica = hub.items, hub.replica_id
+    while True:
+        _stop_if(should_stop)
+        if report.round_trips:
+            cx.send(message, batches)
+        report.round_trips += 1
+        reply, reply_batches = cx.receive_message()
+        _count(report, reply, reply_batches, incoming=True)
+        if progress is not None:
+            progress(report)
+        if reply.idle:
+            return hub
+        _stop_if(should_stop)
+        lx.send(reply, reply_batches)
+        message, batches = lx.receive_message()
+        _count(report, message, batches, incoming=False)
+        if message.idle:
+            return hub
+
+
+def _count(report: SyncReport, message: Message, batches: list[pa.RecordBatch],
+           incoming: bool) -> None:
+    ids = report._received_ids if incoming else report._sent_ids
+    if report.dry_run:
+        ids.update(i.hex() for i in message.have)
+        rows = len(ids)
+        if incoming:
+            report.received = rows
+        else:
+            report.sent = rows
+        return
+    for batch in batches:
+        ids.update(batch.column("id").to_pylist())
+        dead = sum(1 for d in batch.column("deleted").to_pylist() if d)
+        if incoming:
+            report.received += batch.num_rows
+            report.tombstones_received += dead
+        else:
+            report.sent += batch.num_rows
+            report.tombstones_sent += dead
+
+
+def _stop_if(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise SyncStopped("sync stopped before the round finished; the next round resumes it")
