@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from aios_memory.schemas import DEFAULT_PORT, AiosMemoryError
+from aios_memory.schemas import DEFAULT_PORT, DEFAULT_SYNC_TIERS, SERVER_ROLES, TIERS, AiosMemoryError
 
 from ._running import start_server
 from .embedder import EMBEDDERS
@@ -34,11 +34,22 @@ __all__ = ["serve"]
               "OPENAI_API_KEY)")
 @click.option("--checkpoint-seconds", default=300.0, show_default=True, type=float,
               help=SETTINGS_HELP["checkpoint_seconds"])
+@click.option("--role", type=click.Choice(SERVER_ROLES), default="device", show_default=True,
+              envvar="AIMEM_ROLE", help=SETTINGS_HELP["role"])
+@click.option("--sync-tier", "sync_tiers", type=click.Choice(TIERS), multiple=True,
+              help=SETTINGS_HELP["sync_tiers"] + "; repeat for each tier, e.g. "
+              "--sync-tier long_term --sync-tier shared --sync-tier core")
+@click.option("--clock-offset-ms", default=0, type=int, hidden=True,
+              help=SETTINGS_HELP["clock_offset_ms"])
 def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str,
-          embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float) -> None:
+          embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float,
+          role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int) -> None:
     """Run a memory server on the embedded store in DATA.
 
-    Example: aimem serve --data ~/.aimem
+    \b
+    Example:
+        aimem serve --data ~/.aimem                          # a device
+        aimem serve --data /srv/aimem --role cloud --host 0.0.0.0 --port 8815
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,10 +57,13 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
         settings = ServerSettings(data_dir=data_dir, host=host, port=port, token=token,
                                   embedder=embedder, embed_model=embed_model,
                                   embed_base_url=embed_base_url,
-                                  checkpoint_seconds=checkpoint_seconds)
+                                  checkpoint_seconds=checkpoint_seconds, role=role,
+                                  sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
+                                  clock_offset_ms=clock_offset_ms)
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
-            click.echo(f"aimem: serving {data_dir} on {running.uri}", err=True)
+            click.echo(f"aimem: serving {data_dir} on {running.uri} as a {role} "
+                       f"(syncs {', '.join(settings.sync_tiers)})", err=True)
             click.echo(f"aimem: token: {where}", err=True)
             click.echo(f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} "
                        "aimem stats", err=True)
