@@ -18,12 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aios_memory.schemas import (
+    ScanRequest,
     SyncAccept,
     SyncFinish,
     SyncOpen,
     SyncProtocolError,
+    SyncSummary,
     check_tiers_allowed,
 )
+from aios_memory.schemas.wire import MAX_SUMMARY_IDS
 from aios_memory.sync.reconcile import Message, Reconciler
 
 from .store import Store
@@ -52,6 +55,7 @@ class SyncSession:
         exclude = own_horizon if request.horizon is None else request.horizon
         self.items, self.seqs = store.sync_items(request.tenant, self.tiers, exclude)
         self.reconciler = Reconciler(self.items)
+        self.stored, self.conflicts, self._conflict_ids = 0, 0, []
 
     def accept(self) -> SyncAccept:
         return SyncAccept(replica_id=self.store.replica_id, clock=self.store.clock.now(),
@@ -69,7 +73,8 @@ class SyncSession:
         if batches:
             if self.dry_run:
                 raise SyncProtocolError("a dry run carries no records")
-            self._apply([self._unsettled(b) for b in batches])
+            for batch in batches:
+                self._store(self._unsettled(batch))
         outcome = self.reconciler.respond(message)
         offered = (self.reconciler.offered(ident) for ident in message.need)
         send = sorted(set(outcome.have) | {i for i in offered if i is not None})
@@ -78,6 +83,32 @@ class SyncSession:
             return Message(tuple(outcome.ranges), tuple(outcome.need), have), []
         out = list(self.store.sync_rows(self.seqs[np.asarray(send, np.int64)])) if send else []
         return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(out)), out
+
+    def _store(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        self._count_conflicts(batch)
+        self._apply([batch])
+        self.stored += batch.num_rows
+
+    def _count_conflicts(self, batch: pa.RecordBatch) -> None:
+        """Incoming versions of memories this side holds in another version."""
+        ids = batch.column("id").to_pylist()
+        request = ScanRequest(tenant=self.request.tenant, ids=ids, include_deleted=True)
+        held = {}
+        for stored in self.store.scan(request):
+            held.update(zip(stored.column("id").to_pylist(),
+                            zip(stored.column("hlc").to_pylist(), stored.column("origin").to_pylist())))
+        versions = zip(batch.column("hlc").to_pylist(), batch.column("origin").to_pylist())
+        for memory_id, version in zip(ids, versions):
+            if memory_id in held and held[memory_id] != version:
+                self.conflicts += 1
+                if len(self._conflict_ids) < MAX_SUMMARY_IDS:
+                    self._conflict_ids.append(memory_id)
+
+    def summary(self) -> SyncSummary:
+        return SyncSummary(stored=self.stored, conflicts_total=self.conflicts,
+                           conflicts=self._conflict_ids)
 
     def _unsettled(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         # A tombstone at or below this side's horizon is settled: every peer holds it or

@@ -158,12 +158,13 @@ class MemoryFlightServer(flight.FlightServerBase):
                 _send(writer, *session.first())
             while not context.is_cancelled():
                 incoming = read_frame(reader)
-                if incoming is None:
-                    return  # the daemon closed: the round is over (or will be redone)
-                value, batches, _ = incoming
-                if isinstance(value, SyncFinish):
-                    session.finish(value)
+                if incoming is None or isinstance(incoming[0], SyncFinish):
+                    # The daemon closed or finished the round: say what was stored.
+                    if incoming is not None:
+                        session.finish(incoming[0])
+                    writer.write_metadata(pa.py_buffer(encode_frame(session.summary())))
                     return
+                value, batches, _ = incoming
                 if not isinstance(value, Message):
                     raise SyncProtocolError("expected a reconciliation message")
                 _send(writer, *session.step(value, batches))

@@ -39,6 +39,7 @@ from .wire import (
     SyncAccept,
     SyncFinish,
     SyncOpen,
+    SyncSummary,
     SYNC_ROLES,
     decode_message,
     validate_where,
@@ -54,6 +55,6 @@ __all__ = [
     "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
     "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH",
     "IdsRequest", "PutAck", "PutCommit", "ScanRequest", "SearchRequest", "StatsRequest",
-    "SyncAccept", "SyncFinish", "SyncOpen", "SYNC_ROLES",
+    "SyncAccept", "SyncFinish", "SyncOpen", "SyncSummary", "SYNC_ROLES",
     "decode_message", "validate_where",
 ]

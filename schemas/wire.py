@@ -37,6 +37,7 @@ __all__ = [
     "SyncOpen",
     "SyncAccept",
     "SyncFinish",
+    "SyncSummary",
     "SYNC_ROLES",
     "validate_where",
     "decode_message",
@@ -48,6 +49,7 @@ DEFAULT_PORT = 8815
 PUT_PATH = "records"
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 SYNC_ROLES = ("initiator", "responder")
+MAX_SUMMARY_IDS = 10_000
 ACTIONS = {
     "search": "Hybrid recall: body SearchRequest, result one Arrow IPC stream of hits.",
     "get": "Current versions of ids: body IdsRequest, result one Arrow IPC stream of records.",
@@ -329,6 +331,28 @@ class SyncFinish(_Message):
         _require(isinstance(self.peer, str) and isinstance(self.round, str),
                  "peer and round must be strings")
         _check_uint64(self.horizon, "horizon")
+
+
+@dataclass(frozen=True)
+class SyncSummary(_Message):
+    """A server's last frame in a sync exchange: what it stored from the peer.
+
+    ``conflicts`` are ids (at most ``MAX_SUMMARY_IDS``) of records that arrived
+    while this side held another version of the same memory; the higher
+    ``(hlc, origin)`` was kept. ``conflicts_total`` counts them all.
+    """
+
+    TYPE: ClassVar[str] = "sync_summary"
+    stored: int = 0
+    conflicts_total: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        _require(isinstance(self.stored, int) and isinstance(self.conflicts_total, int),
+                 "stored and conflicts_total must be counts")
+        _require(isinstance(self.conflicts, list) and len(self.conflicts) <= MAX_SUMMARY_IDS
+                 and all(isinstance(i, str) for i in self.conflicts),
+                 f"conflicts must be at most {MAX_SUMMARY_IDS} ids")
 
 
 def validate_where(where: Any) -> None:

@@ -5,7 +5,7 @@ followed by as many FlightData as the message announces, each carrying one
 record batch and no metadata. A frame is a kind byte and a body::
 
     0x01  a reconciliation ``Message`` (sync/reconcile.py)
-    0x02  a JSON control message of ``schemas.wire`` (SyncAccept, SyncFinish)
+    0x02  a JSON control message of ``schemas.wire`` (SyncAccept, SyncFinish, SyncSummary)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aios_memory.schemas import (
     SyncAccept,
     SyncFinish,
     SyncProtocolError,
+    SyncSummary,
     decode_message,
 )
 
@@ -28,8 +29,8 @@ __all__ = ["FRAME_MESSAGE", "FRAME_CONTROL", "encode_frame", "decode_frame", "re
 
 FRAME_MESSAGE, FRAME_CONTROL = 0x01, 0x02
 MAX_BATCHES_PER_MESSAGE = 1 << 20
-Control = Union[SyncAccept, SyncFinish]
-_CONTROLS = {SyncAccept.TYPE: SyncAccept, SyncFinish.TYPE: SyncFinish}
+Control = Union[SyncAccept, SyncFinish, SyncSummary]
+_CONTROLS = {c.TYPE: c for c in (SyncAccept, SyncFinish, SyncSummary)}
 
 
 def encode_frame(value: Message | Control) -> bytes:

@@ -12,7 +12,13 @@ from typing import Any
 import pyarrow as pa
 
 from aios_memory.client._transport import Transport
-from aios_memory.schemas import RECORD_SCHEMA, SyncAccept, SyncOpen, SyncProtocolError
+from aios_memory.schemas import (
+    RECORD_SCHEMA,
+    SyncAccept,
+    SyncOpen,
+    SyncProtocolError,
+    SyncSummary,
+)
 
 from .frames import Control, encode_frame, read_frame
 from .reconcile import Message
@@ -29,6 +35,7 @@ class Exchange:
     def __init__(self, transport: Transport, writer: Any, reader: Any) -> None:
         self._transport, self._writer, self._reader = transport, writer, reader
         self.bytes_sent = self.bytes_received = self.frame_bytes = 0
+        self.summary: SyncSummary | None = None  # the server's last word, read by close()
         self._closed = False
 
     def __enter__(self) -> Exchange:
@@ -78,8 +85,9 @@ class Exchange:
         self._closed = True
         with self._transport.errors():
             self._writer.done_writing()
-            while read_frame(self._reader) is not None:
-                pass
+            while (incoming := read_frame(self._reader)) is not None:
+                if isinstance(incoming[0], SyncSummary):
+                    self.summary = incoming[0]
             self._writer.close()
 
     def abort(self) -> None:

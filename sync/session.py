@@ -42,6 +42,9 @@ class SyncReport:
     """What one round did (or, with ``dry_run``, would do), as ``--json`` prints it.
 
     ``sent``/``received`` count records from the device to the cloud and back;
+    ``conflicts`` counts memories whose version on one side met another version
+    on the other (an edit on either side, or on both); the higher ``(hlc, origin)``
+    was kept on both.
     ``bytes_*`` and ``round_trips`` are on the link to the cloud, and
     ``reconcile_bytes`` is the part of those bytes that is not records.
     """
@@ -65,7 +68,7 @@ class SyncReport:
     horizon: int = 0
     local_replica: str = ""
     cloud_replica: str = ""
-    _sent_ids: set[str] = field(default_factory=set, repr=False)
+    _sent_ids: set[str] = field(default_factory=set, repr=False)  # dry runs: items
     _received_ids: set[str] = field(default_factory=set, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAU
                 lx.send(SyncFinish(peer=hub.replica_id, round=round_id, horizon=hub.horizon))
         report.bytes_sent, report.bytes_received = cx.bytes_sent, cx.bytes_received
         report.reconcile_bytes = cx.frame_bytes
-    report.conflicts = len(report._sent_ids & report._received_ids)
+    report.conflicts = _conflicts(lx, cx)
     report.seconds = round(time.monotonic() - started, 4)
     return report
 
@@ -165,7 +168,6 @@ def _count(report: SyncReport, message: Message, batches: list[pa.RecordBatch],
             report.sent = rows
         return
     for batch in batches:
-        ids.update(batch.column("id").to_pylist())
         dead = sum(1 for d in batch.column("deleted").to_pylist() if d)
         if incoming:
             report.received += batch.num_rows
@@ -173,6 +175,17 @@ def _count(report: SyncReport, message: Message, batches: list[pa.RecordBatch],
         else:
             report.sent += batch.num_rows
             report.tombstones_sent += dead
+
+
+def _conflicts(*sides: Exchange) -> int:
+    """Memories that met another version on either side (counted once)."""
+    ids: set[str] = set()
+    extra = 0
+    for side in sides:
+        if side.summary is not None:
+            ids.update(side.summary.conflicts)
+            extra += side.summary.conflicts_total - len(side.summary.conflicts)
+    return len(ids) + extra
 
 
 def _stop_if(should_stop: Callable[[], bool] | None) -> None:
