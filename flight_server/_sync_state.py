@@ -92,8 +92,8 @@ def horizon_of(cur: duckdb.DuckDBPyConnection, tenant: str) -> int:
     return int(row[0]) if row else 0
 
 
-def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]) -> int:
-    """A hub's horizon: computed from its peers' finished rounds, never lowered; purges below it."""
+def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]) -> tuple[int, int]:
+    """A hub's horizon from its peers' finished rounds, never lowered; ``(horizon, purged)``."""
     peers = cur.execute(
         "SELECT count(*), count(acked_seq), min(acked_seq), min(acked_clock) FROM sync_peers "
         "WHERE tenant = ?", [tenant]).fetchone()
@@ -107,14 +107,24 @@ def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]) 
 
 
 def adopt_horizon(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...],
-                  horizon: int) -> int:
-    """Raise the tenant's horizon to ``horizon`` (never lower it) and drop settled tombstones."""
+                  horizon: int) -> tuple[int, int]:
+    """Raise the tenant's horizon to ``horizon`` (never lower it) and drop settled tombstones.
+
+    Returns ``(horizon now, tombstones dropped)``; one transaction.
+    """
     adopted = max(horizon_of(cur, tenant), int(horizon))
-    cur.execute("INSERT INTO sync_horizons VALUES (?, ?) ON CONFLICT (tenant) "
-                "DO UPDATE SET horizon = excluded.horizon", [tenant, adopted])
-    cur.execute(f"DELETE FROM records WHERE tenant = ? AND deleted AND hlc <= ? "
-                f"AND tier IN ({_tier_marks(tiers)})", [tenant, adopted, *tiers])
-    return adopted
+    cur.execute("BEGIN")
+    try:
+        cur.execute("INSERT INTO sync_horizons VALUES (?, ?) ON CONFLICT (tenant) "
+                    "DO UPDATE SET horizon = excluded.horizon", [tenant, adopted])
+        purged = cur.execute(f"DELETE FROM records WHERE tenant = ? AND deleted AND hlc <= ? "
+                             f"AND tier IN ({_tier_marks(tiers)})",
+                             [tenant, adopted, *tiers]).fetchone()[0]
+        cur.execute("COMMIT")
+    except duckdb.Error:
+        cur.execute("ROLLBACK")
+        raise
+    return adopted, int(purged)
 
 
 def completed_rounds(cur: duckdb.DuckDBPyConnection, tenant: str) -> dict[str, str]:

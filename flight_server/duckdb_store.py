@@ -39,6 +39,7 @@ from ._index_set import IndexSet, VectorKey
 from ._hit_cache import CACHED_COLUMNS, HitCache
 from ._rows import conform, current_of, split_acks, tiers_of, tombstones
 from . import _sync_state as sync_sql
+from ._sync_store import SyncStoreMixin
 from ._search import fuse
 from ._sql_filters import Sql, compile_scan, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
@@ -46,7 +47,7 @@ from .ingest import PreparedWrite, dequantize
 from .keyword_index import KeywordDoc
 from .store import Store, WriteResult
 from .vector_index import HnswParams
-from aios_memory.sync.reconcile import ItemSet
+
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
@@ -71,7 +72,7 @@ _CANDIDATES_MIN = 50
 _ALLOWED_CACHE_SIZE = 64
 
 
-class DuckDBStore(Store):
+class DuckDBStore(SyncStoreMixin, Store):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
 
     def __init__(self, data_dir: Path, params: HnswParams | None = None,
@@ -88,7 +89,7 @@ class DuckDBStore(Store):
         self.clock = HybridClock(int(last_hlc), wall_ms)
         self._seq = int(last_seq)
         self._generation = 0  # bumped by every change of records; keys the sync item cache
-        self._items_cache: tuple[Any, ItemSet, np.ndarray] | None = None
+        self._items_cache: tuple[Any, Any, np.ndarray] | None = None  # see _sync_store
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
@@ -337,51 +338,6 @@ class DuckDBStore(Store):
                 labels, distances = index.search(query, depth, allowed)
                 found.extend((int(l), float(d)) for l, d in zip(labels, distances))
         return sorted(found, key=lambda pair: pair[1])[:depth]
-
-    # -- sync -------------------------------------------------------------------------------
-    def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int
-                   ) -> tuple[ItemSet, np.ndarray]:
-        """The item set of a sync round and the seq of each item (cached until a write)."""
-        key = (tenant, tuple(tiers), horizon, self._generation)
-        cached = self._items_cache
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        seqs, hlcs, ids = sync_sql.item_arrays(self._cursor(), tenant, tuple(tiers), horizon)
-        items = ItemSet(hlcs, ids)
-        self._items_cache = (key, items, seqs[items.order])
-        return items, seqs[items.order]
-
-    def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
-        """Stored rows by seq, payloads as stored, for sending to a peer."""
-        yield from sync_sql.rows_by_seq(self._cursor(), seqs, batch_rows)
-
-    def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
-        """This tenant's tombstone horizon and the last round finished with each peer."""
-        cur = self._cursor()
-        return sync_sql.horizon_of(cur, tenant), sync_sql.completed_rounds(cur, tenant)
-
-    def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
-                        completed: dict[str, str]) -> None:
-        """A hub's note that ``peer`` opened ``round_id`` (and finished the one before)."""
-        with self._write_lock:
-            self.clock.observe(peer_clock)
-            sync_sql.open_round(self._cursor(), tenant, peer, round_id, peer_clock, self._seq,
-                                self.replica_id, completed)
-
-    def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
-        """A hub's tombstone horizon, raised as far as its peers allow; settled tombstones go."""
-        with self._write_lock:
-            self._generation += 1
-            return sync_sql.settle(self._cursor(), tenant, tuple(tiers))
-
-    def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
-                    horizon: int) -> None:
-        """An initiator's note that the round finished: remember it, adopt the hub's horizon."""
-        with self._write_lock:
-            cur = self._cursor()
-            sync_sql.finish_round(cur, tenant, peer, round_id)
-            sync_sql.adopt_horizon(cur, tenant, tuple(tiers), horizon)
-            self._generation += 1
 
     # -- facts ------------------------------------------------------------------------------
     def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:

@@ -1,0 +1,79 @@
+"""The sync side of the DuckDB store: item sets, rows by seq, peers, the tombstone horizon.
+
+A mixin so ``duckdb_store`` stays about records and indexes; the SQL is in
+``_sync_state``. It uses the store's cursor, write lock, clock and the
+``_generation`` counter that every change of records bumps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.sync.reconcile import ItemSet
+
+from . import _sync_state as sync_sql
+
+__all__ = ["SyncStoreMixin"]
+
+
+class SyncStoreMixin:
+    """The ``Store`` sync methods for ``DuckDBStore``."""
+
+    _generation: int
+    _items_cache: Any
+    _write_lock: Any
+    _seq: int
+    replica_id: str
+    clock: Any
+
+    def _cursor(self) -> Any:
+        raise NotImplementedError
+
+    def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int
+                   ) -> tuple[ItemSet, np.ndarray]:
+        """The item set of a sync round and the seq of each item (cached until a write)."""
+        key = (tenant, tuple(tiers), horizon, self._generation)
+        cached = self._items_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        seqs, hlcs, ids = sync_sql.item_arrays(self._cursor(), tenant, tuple(tiers), horizon)
+        items = ItemSet(hlcs, ids)
+        self._items_cache = (key, items, seqs[items.order])
+        return items, seqs[items.order]
+
+    def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+        """Stored rows by seq, payloads as stored, for sending to a peer."""
+        yield from sync_sql.rows_by_seq(self._cursor(), seqs, batch_rows)
+
+    def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
+        """This tenant's tombstone horizon and the last round finished with each peer."""
+        cur = self._cursor()
+        return sync_sql.horizon_of(cur, tenant), sync_sql.completed_rounds(cur, tenant)
+
+    def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
+                        completed: dict[str, str]) -> None:
+        """A hub's note that ``peer`` opened ``round_id`` (and finished the one before)."""
+        with self._write_lock:
+            self.clock.observe(peer_clock)
+            sync_sql.open_round(self._cursor(), tenant, peer, round_id, peer_clock, self._seq,
+                                self.replica_id, completed)
+
+    def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
+        """A hub's tombstone horizon, raised as far as its peers allow; settled tombstones go."""
+        with self._write_lock:
+            horizon, purged = sync_sql.settle(self._cursor(), tenant, tuple(tiers))
+            self._generation += bool(purged)
+            return horizon
+
+    def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
+                    horizon: int) -> None:
+        """An initiator's note that the round finished: remember it, adopt the hub's horizon."""
+        with self._write_lock:
+            cur = self._cursor()
+            sync_sql.finish_round(cur, tenant, peer, round_id)
+            _, purged = sync_sql.adopt_horizon(cur, tenant, tuple(tiers), horizon)
+            self._generation += bool(purged)
+
