@@ -11,7 +11,7 @@ round finishes the job.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,8 @@ from .store import Store
 __all__ = ["SyncSession"]
 
 Apply = Callable[[list[pa.RecordBatch]], None]
+# Rows per record batch sent: one DuckDB query each; ~1 MB with 384-dimension vectors.
+SEND_BATCH_ROWS = 2048
 
 
 class SyncSession:
@@ -62,27 +64,36 @@ class SyncSession:
                           horizon=self.horizon, tiers=list(self.tiers), items=len(self.items),
                           completed=self.completed)
 
-    def first(self) -> tuple[Message, list[pa.RecordBatch]]:
+    def first(self) -> tuple[Message, Iterable[pa.RecordBatch]]:
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator writes the first message")
-        return self.reconciler.initiate(), []
+        return self.reconciler.initiate(), iter(())
 
-    def step(self, message: Message, batches: list[pa.RecordBatch]
-             ) -> tuple[Message, list[pa.RecordBatch]]:
-        """Store what came, answer the ranges, send what the peer lacks or asked for."""
-        if batches:
-            if self.dry_run:
-                raise SyncProtocolError("a dry run carries no records")
-            for batch in batches:
-                self._store(self._unsettled(batch))
+    def step(self, message: Message, batches: Iterable[pa.RecordBatch]
+             ) -> tuple[Message, Iterator[pa.RecordBatch]]:
+        """Store what came (batch by batch), answer the ranges, send what the peer lacks.
+
+        The batches to send are made lazily, one query per batch, as they are written.
+        """
+        if message.batches and self.dry_run:
+            raise SyncProtocolError("a dry run carries no records")
+        for batch in batches:
+            self._store(self._unsettled(batch))
         outcome = self.reconciler.respond(message)
         offered = (self.reconciler.offered(ident) for ident in message.need)
         send = sorted(set(outcome.have) | {i for i in offered if i is not None})
         if self.dry_run:
             have = tuple(self.items.id_at(i) for i in send)
-            return Message(tuple(outcome.ranges), tuple(outcome.need), have), []
-        out = list(self.store.sync_rows(self.seqs[np.asarray(send, np.int64)])) if send else []
-        return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(out)), out
+            return Message(tuple(outcome.ranges), tuple(outcome.need), have), iter(())
+        seqs = self.seqs[np.asarray(send, np.int64)]
+        batches = self.store.sync_rows(seqs, SEND_BATCH_ROWS)
+        if len(seqs) <= SEND_BATCH_ROWS:
+            # One batch at most: read it now, so rows replaced meanwhile cost no empty batch.
+            ready = [b for b in batches if b.num_rows]
+            return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(ready)), \
+                iter(ready)
+        count = -(-len(seqs) // SEND_BATCH_ROWS)
+        return Message(tuple(outcome.ranges), tuple(outcome.need), batches=count), batches
 
     def _store(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:

@@ -15,8 +15,6 @@ records; a device adopts its hub's horizon when a round finishes.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -63,14 +61,13 @@ def item_arrays(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, .
             table.column("hlc").to_numpy().astype(np.uint64), ids)
 
 
-def rows_by_seq(cur: duckdb.DuckDBPyConnection, seqs: np.ndarray,
-                batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The stored rows of ``seqs`` as record batches (rows replaced meanwhile are skipped)."""
+def rows_by_seq(cur: duckdb.DuckDBPyConnection, seqs: np.ndarray) -> pa.RecordBatch:
+    """The stored rows of ``seqs`` as one record batch (rows replaced meanwhile are skipped)."""
     cur.register("wanted_seqs", pa.table({"seq": pa.array(np.asarray(seqs, np.int64))}))
-    reader = cur.sql(f"SELECT {_COLUMNS} FROM records JOIN wanted_seqs USING (seq) "
-                     "ORDER BY seq").to_arrow_reader(batch_rows)
-    for batch in reader:
-        yield conform(batch)
+    table = cur.sql(f"SELECT {_COLUMNS} FROM records JOIN wanted_seqs USING (seq) "
+                    "ORDER BY seq").to_arrow_table()
+    batches = table.combine_chunks().to_batches()
+    return conform(batches[0]) if batches else pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
 
 
 def open_round(cur: duckdb.DuckDBPyConnection, tenant: str, peer: str, round_id: str,

@@ -45,8 +45,10 @@ class SyncStoreMixin:
         return items, seqs[items.order]
 
     def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
-        """Stored rows by seq, payloads as stored, for sending to a peer."""
-        yield from sync_sql.rows_by_seq(self._cursor(), seqs, batch_rows)
+        """Stored rows by seq, payloads as stored: exactly one batch per ``batch_rows`` seqs
+        (rows replaced meanwhile are left out, so a batch may be short or empty)."""
+        for start in range(0, len(seqs), batch_rows):
+            yield sync_sql.rows_by_seq(self._cursor(), seqs[start:start + batch_rows])
 
     def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
         """This tenant's tombstone horizon and the last round finished with each peer."""

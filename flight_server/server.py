@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -158,16 +158,15 @@ class MemoryFlightServer(flight.FlightServerBase):
                 _send(writer, *session.first())
             while not context.is_cancelled():
                 incoming = read_frame(reader)
-                if incoming is None or isinstance(incoming[0], SyncFinish):
+                if incoming is None or isinstance(incoming.value, SyncFinish):
                     # The daemon closed or finished the round: say what was stored.
                     if incoming is not None:
-                        session.finish(incoming[0])
+                        session.finish(incoming.value)
                     writer.write_metadata(pa.py_buffer(encode_frame(session.summary())))
                     return
-                value, batches, _ = incoming
-                if not isinstance(value, Message):
+                if not isinstance(incoming.value, Message):
                     raise SyncProtocolError("expected a reconciliation message")
-                _send(writer, *session.step(value, batches))
+                _send(writer, *session.step(incoming.value, incoming.batches))
 
     def _apply_synced(self, batches: list[pa.RecordBatch]) -> None:
         for batch in batches:
@@ -244,7 +243,7 @@ class MemoryFlightServer(flight.FlightServerBase):
 
 
 def _send(writer: flight.MetadataRecordBatchWriter, message: Message,
-          batches: list[pa.RecordBatch]) -> None:
+          batches: Iterable[pa.RecordBatch]) -> None:
     writer.write_metadata(pa.py_buffer(encode_frame(message)))
     for batch in batches:
         writer.write_batch(batch)

@@ -6,11 +6,15 @@ record batch and no metadata. A frame is a kind byte and a body::
 
     0x01  a reconciliation ``Message`` (sync/reconcile.py)
     0x02  a JSON control message of ``schemas.wire`` (SyncAccept, SyncFinish, SyncSummary)
+
+Batches are streamed, never gathered: a reader hands them out one at a time
+(``Incoming.batches``), so a round that moves a million records holds one
+batch in memory at a time on every hop.
 """
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import pyarrow as pa
 
@@ -25,7 +29,7 @@ from aios_memory.schemas import (
 from .reconcile import Message
 
 __all__ = ["FRAME_MESSAGE", "FRAME_CONTROL", "encode_frame", "decode_frame", "read_frame",
-           "Control", "MAX_BATCHES_PER_MESSAGE"]
+           "Control", "Incoming", "MAX_BATCHES_PER_MESSAGE"]
 
 FRAME_MESSAGE, FRAME_CONTROL = 0x01, 0x02
 MAX_BATCHES_PER_MESSAGE = 1 << 20
@@ -54,12 +58,38 @@ def decode_frame(data: bytes) -> Message | Control:
     raise SyncProtocolError(f"unknown sync frame kind 0x{kind:02x}")
 
 
-def read_frame(reader: Any) -> tuple[Message | Control, list[pa.RecordBatch], int] | None:
-    """The next frame and its record batches from a Flight reader, or None at the stream's end.
+class Incoming:
+    """One received message: its frame now, its record batches as they are read.
 
-    Returns ``(value, batches, bytes)`` where ``bytes`` counts the frame and
-    the batches' IPC bodies. Batches are not validated here: the store
-    validates fully what it applies.
+    ``batches`` must be read to the end before the next frame; ``bytes`` and
+    ``frame_bytes`` grow as it is.
+    """
+
+    def __init__(self, reader: Any, value: Message | Control, frame_bytes: int) -> None:
+        self.value, self.frame_bytes, self.bytes = value, frame_bytes, frame_bytes
+        self._reader = reader
+        self.expected = value.batches if isinstance(value, Message) else 0
+        if self.expected > MAX_BATCHES_PER_MESSAGE:
+            raise SyncProtocolError(f"a sync message announces {self.expected} batches")
+        self.batches = self._read_batches()
+
+    def _read_batches(self) -> Iterator[pa.RecordBatch]:
+        for _ in range(self.expected):
+            chunk = _next(self._reader)
+            if chunk is None or chunk.data is None or chunk.app_metadata is not None:
+                raise SyncProtocolError("a sync message ended before the batches it announced")
+            self.bytes += pa.ipc.get_record_batch_size(chunk.data)
+            yield chunk.data
+
+    def drain(self) -> None:
+        for _ in self.batches:
+            pass
+
+
+def read_frame(reader: Any) -> Incoming | None:
+    """The next message from a Flight reader, or None at the stream's end.
+
+    Batches are not validated here: the store validates fully what it applies.
     """
     chunk = _next(reader)
     if chunk is None:
@@ -67,19 +97,7 @@ def read_frame(reader: Any) -> tuple[Message | Control, list[pa.RecordBatch], in
     if chunk.app_metadata is None:
         raise SyncProtocolError("a sync message must start with a frame, not a record batch")
     raw = chunk.app_metadata.to_pybytes()
-    value = decode_frame(raw)
-    batches: list[pa.RecordBatch] = []
-    size = len(raw)
-    expected = value.batches if isinstance(value, Message) else 0
-    if expected > MAX_BATCHES_PER_MESSAGE:
-        raise SyncProtocolError(f"a sync message announces {expected} batches")
-    for _ in range(expected):
-        data = _next(reader)
-        if data is None or data.data is None or data.app_metadata is not None:
-            raise SyncProtocolError("a sync message ended before the batches it announced")
-        batches.append(data.data)
-        size += pa.ipc.get_record_batch_size(data.data)
-    return value, batches, size
+    return Incoming(reader, decode_frame(raw), len(raw))
 
 
 def _next(reader: Any) -> Any:

@@ -7,7 +7,7 @@ Every error from the Flight layer comes out as an ``AiosMemoryError``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -20,7 +20,7 @@ from aios_memory.schemas import (
     SyncSummary,
 )
 
-from .frames import Control, encode_frame, read_frame
+from .frames import Control, Incoming, encode_frame, read_frame
 from .reconcile import Message
 
 __all__ = ["FlightReplica", "Exchange", "DEFAULT_SYNC_TIMEOUT"]
@@ -47,36 +47,50 @@ class Exchange:
         else:
             self.abort()
 
-    def send(self, value: Message | Control, batches: list[pa.RecordBatch] = ()) -> None:
+    def send(self, value: Message | Control, batches: Iterable[pa.RecordBatch] = ()) -> None:
+        """Write a frame, then stream ``batches`` (the message must announce how many)."""
         frame = encode_frame(value)
         with self._transport.errors():
             self._writer.write_metadata(pa.py_buffer(frame))
-            for batch in batches:
-                self._writer.write_batch(batch)
         self.frame_bytes += len(frame)
-        self.bytes_sent += len(frame) + sum(pa.ipc.get_record_batch_size(b) for b in batches)
+        self.bytes_sent += len(frame)
+        for batch in batches:
+            with self._transport.errors():
+                self._writer.write_batch(batch)
+            self.bytes_sent += pa.ipc.get_record_batch_size(batch)
 
-    def receive(self) -> tuple[Message | Control, list[pa.RecordBatch]]:
+    def receive(self) -> Incoming:
+        """The next message; its batches stream as they are read (read them all)."""
         with self._transport.errors():
             incoming = read_frame(self._reader)
         if incoming is None:
             raise SyncProtocolError("the server ended the sync exchange in the middle of a round")
-        value, batches, size = incoming
-        self.bytes_received += size
-        self.frame_bytes += size - sum(pa.ipc.get_record_batch_size(b) for b in batches)
-        return value, batches
+        self.frame_bytes += incoming.frame_bytes
+        self.bytes_received += incoming.frame_bytes
+        incoming.batches = self._counted(incoming.batches)
+        return incoming
 
-    def receive_message(self) -> tuple[Message, list[pa.RecordBatch]]:
-        value, batches = self.receive()
-        if not isinstance(value, Message):
-            raise SyncProtocolError(f"expected a reconciliation message, got {type(value).__name__}")
-        return value, batches
+    def _counted(self, source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        while True:
+            with self._transport.errors():
+                batch = next(source, None)
+            if batch is None:
+                return
+            self.bytes_received += pa.ipc.get_record_batch_size(batch)
+            yield batch
+
+    def receive_message(self) -> Incoming:
+        incoming = self.receive()
+        if not isinstance(incoming.value, Message):
+            raise SyncProtocolError(
+                f"expected a reconciliation message, got {type(incoming.value).__name__}")
+        return incoming
 
     def receive_accept(self) -> SyncAccept:
-        value, _ = self.receive()
-        if not isinstance(value, SyncAccept):
+        incoming = self.receive()
+        if not isinstance(incoming.value, SyncAccept):
             raise SyncProtocolError("the server did not accept the sync round")
-        return value
+        return incoming.value
 
     def close(self) -> None:
         """Finish writing and wait for the server to end its side (raising its error if any)."""
@@ -86,8 +100,9 @@ class Exchange:
         with self._transport.errors():
             self._writer.done_writing()
             while (incoming := read_frame(self._reader)) is not None:
-                if isinstance(incoming[0], SyncSummary):
-                    self.summary = incoming[0]
+                incoming.drain()
+                if isinstance(incoming.value, SyncSummary):
+                    self.summary = incoming.value
             self._writer.close()
 
     def abort(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -26,6 +26,7 @@ from aios_memory.schemas import (
 )
 
 from .reconcile import Message
+from .frames import Incoming
 from .replica import Exchange, FlightReplica
 
 __all__ = ["SyncReport", "sync_once", "SyncStopped"]
@@ -129,52 +130,59 @@ def _cloud_open(mine: SyncAccept, tenant: str, round_id: str, dry_run: bool) -> 
                     peer_clock=mine.clock, completed=mine.completed)
 
 
-def _relay(lx: Exchange, cx: Exchange, first: tuple[Message, list[pa.RecordBatch]],
-           report: SyncReport, progress: Callable[[SyncReport], Any] | None,
+def _relay(lx: Exchange, cx: Exchange, first: Incoming, report: SyncReport,
+           progress: Callable[[SyncReport], Any] | None,
            should_stop: Callable[[], bool] | None) -> SyncAccept:
-    """Pass messages between the two sides until one has nothing to say; the hub's accept."""
-    message, batches = first
-    cx.send(message, batches)
+    """Pass messages between the two sides until one has nothing to say; the hub's accept.
+
+    Batches stream through: each is written to one side as it is read from the other.
+    """
+    tick = (lambda: progress(report)) if progress is not None else (lambda: None)
+    message = first
+    cx.send(message.value, _counted(message, report, False, tick))
     hub = cx.receive_accept()
     report.cloud_items, report.cloud_replica = hub.items, hub.replica_id
     while True:
         _stop_if(should_stop)
         if report.round_trips:
-            cx.send(message, batches)
+            cx.send(message.value, _counted(message, report, False, tick))
         report.round_trips += 1
-        reply, reply_batches = cx.receive_message()
-        _count(report, reply, reply_batches, incoming=True)
-        if progress is not None:
-            progress(report)
-        if reply.idle:
+        reply = cx.receive_message()
+        if _idle(reply.value):
             return hub
         _stop_if(should_stop)
-        lx.send(reply, reply_batches)
-        message, batches = lx.receive_message()
-        _count(report, message, batches, incoming=False)
-        if message.idle:
+        lx.send(reply.value, _counted(reply, report, True, tick))
+        tick()
+        message = lx.receive_message()
+        if _idle(message.value):
             return hub
 
 
-def _count(report: SyncReport, message: Message, batches: list[pa.RecordBatch],
-           incoming: bool) -> None:
-    ids = report._received_ids if incoming else report._sent_ids
-    if report.dry_run:
+def _idle(value: Any) -> bool:
+    return isinstance(value, Message) and value.idle
+
+
+def _counted(incoming: Incoming, report: SyncReport, from_cloud: bool,
+             tick: Callable[[], Any]) -> Iterator[pa.RecordBatch]:
+    """``incoming``'s batches, counted into the report as they pass."""
+    message = incoming.value
+    if report.dry_run and isinstance(message, Message):
+        ids = report._received_ids if from_cloud else report._sent_ids
         ids.update(i.hex() for i in message.have)
-        rows = len(ids)
-        if incoming:
-            report.received = rows
+        if from_cloud:
+            report.received = len(ids)
         else:
-            report.sent = rows
-        return
-    for batch in batches:
+            report.sent = len(ids)
+    for batch in incoming.batches:
         dead = sum(1 for d in batch.column("deleted").to_pylist() if d)
-        if incoming:
+        if from_cloud:
             report.received += batch.num_rows
             report.tombstones_received += dead
         else:
             report.sent += batch.num_rows
             report.tombstones_sent += dead
+        yield batch
+        tick()
 
 
 def _conflicts(*sides: Exchange) -> int:
