@@ -98,6 +98,7 @@ class SyncSession:
     def _store(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
+        _check_versioned(batch)
         self._count_conflicts(batch)
         self._apply([batch])
         self.stored += batch.num_rows
@@ -135,3 +136,14 @@ class SyncSession:
             return
         self.store.sync_finish(self.request.tenant, self.tiers, message.peer, message.round,
                                message.horizon)
+
+
+def _check_versioned(batch: pa.RecordBatch) -> None:
+    """Records in a sync are versions a replica made: they carry their hlc and origin."""
+    if "hlc" not in batch.schema.names or "origin" not in batch.schema.names:
+        return  # the store's schema check names what is missing
+    unversioned = pc.or_(pc.equal(batch.column("hlc"), pa.scalar(0, pa.uint64())),
+                         pc.equal(pc.utf8_length(batch.column("origin")), pa.scalar(0, pa.int32())))
+    if pc.any(unversioned).as_py():
+        raise SyncProtocolError("a record in a sync has no version (hlc 0 or no origin); "
+                                "sync carries replica versions, write new memories with do_put")
