@@ -48,10 +48,16 @@ class SyncSession:
         check_tiers_allowed(self.tiers, allowed_tiers, "this server")
         self.dry_run = request.dry_run
         own_horizon, self.completed = store.sync_state(request.tenant)
+        # Read before the item set: every version made after this is above the clock the
+        # peer is told, and so cannot be settled by a hub before it travels.
+        self.clock = store.clock.now()
         self.horizon = own_horizon
         if request.role == "responder" and request.peer and not self.dry_run:
+            # Only a round over every tier this hub syncs says the peer holds all it must:
+            # a round over fewer tiers neither opens nor finishes a round in the books.
             store.sync_open_round(request.tenant, request.peer, request.round,
-                                  request.peer_clock, request.completed)
+                                  request.peer_clock, request.completed,
+                                  counts=set(self.tiers) >= set(allowed_tiers))
             self.horizon = store.sync_settle(request.tenant, self.tiers)
         # Both sides leave out the same settled tombstones: the initiator's horizon.
         exclude = own_horizon if request.horizon is None else request.horizon
@@ -60,7 +66,7 @@ class SyncSession:
         self.stored, self.conflicts, self._conflict_ids = 0, 0, []
 
     def accept(self) -> SyncAccept:
-        return SyncAccept(replica_id=self.store.replica_id, clock=self.store.clock.now(),
+        return SyncAccept(replica_id=self.store.replica_id, clock=self.clock,
                           horizon=self.horizon, tiers=list(self.tiers), items=len(self.items),
                           completed=self.completed)
 
@@ -99,9 +105,19 @@ class SyncSession:
         if not batch.num_rows:
             return
         _check_versioned(batch)
+        self._check_scope(batch)
         self._count_conflicts(batch)
         self._apply([batch])
         self.stored += batch.num_rows
+
+    def _check_scope(self, batch: pa.RecordBatch) -> None:
+        """A round carries its tenant's records of its tiers, nothing else."""
+        tenants = set(batch.column("tenant").to_pylist())
+        if tenants - {self.request.tenant}:
+            raise SyncProtocolError(
+                f"a sync round of tenant {self.request.tenant!r} carried records of "
+                f"{sorted(tenants - {self.request.tenant})}")
+        check_tiers_allowed(set(batch.column("tier").to_pylist()), self.tiers, "this sync round")
 
     def _count_conflicts(self, batch: pa.RecordBatch) -> None:
         """Incoming versions of memories this side holds in another version."""

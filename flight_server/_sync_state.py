@@ -70,14 +70,19 @@ def rows_by_seq(cur: duckdb.DuckDBPyConnection, seqs: np.ndarray) -> pa.RecordBa
     return conform(batches[0]) if batches else pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
 
 
-def open_round(cur: duckdb.DuckDBPyConnection, tenant: str, peer: str, round_id: str,
+def open_round(cur: duckdb.DuckDBPyConnection, tenant: str, peer: str, round_id: str | None,
                peer_clock: int, my_seq: int, my_id: str, completed: dict[str, str]) -> None:
-    """A hub's bookkeeping when a peer opens a round: promote the round it finished, if any."""
+    """A hub's bookkeeping when a peer opens a round: promote the round it finished, if any.
+
+    ``round_id`` None registers the peer (so it holds collection back) and nothing else.
+    """
     row = cur.execute("SELECT pending_round, pending_seq, pending_clock FROM sync_peers "
                       "WHERE tenant = ? AND peer = ?", [tenant, peer]).fetchone()
     if row is None:
         cur.execute("INSERT INTO sync_peers (tenant, peer) VALUES (?, ?)", [tenant, peer])
-    elif row[0] is not None and completed.get(my_id) == row[0]:
+    if round_id is None:
+        return
+    if row is not None and row[0] is not None and completed.get(my_id) == row[0]:
         cur.execute("UPDATE sync_peers SET acked_seq = ?, acked_clock = ? "
                     "WHERE tenant = ? AND peer = ?", [row[1], row[2], tenant, peer])
     cur.execute("UPDATE sync_peers SET pending_round = ?, pending_seq = ?, pending_clock = ? "

@@ -56,12 +56,16 @@ class SyncStoreMixin:
         return sync_sql.horizon_of(cur, tenant), sync_sql.completed_rounds(cur, tenant)
 
     def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
-                        completed: dict[str, str]) -> None:
-        """A hub's note that ``peer`` opened ``round_id`` (and finished the one before)."""
+                        completed: dict[str, str], counts: bool = True) -> None:
+        """A hub's note that ``peer`` opened ``round_id`` (and finished the one before).
+
+        ``counts`` False (a round over only some tiers) registers the peer but
+        leaves its rounds in the books as they were.
+        """
         with self._write_lock:
             self.clock.observe(peer_clock)
-            sync_sql.open_round(self._cursor(), tenant, peer, round_id, peer_clock, self._seq,
-                                self.replica_id, completed)
+            sync_sql.open_round(self._cursor(), tenant, peer, round_id if counts else None,
+                                peer_clock, self._seq, self.replica_id, completed)
 
     def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
         """A hub's tombstone horizon, raised as far as its peers allow; settled tombstones go."""

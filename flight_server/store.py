@@ -79,7 +79,7 @@ class Store(ABC):
 
     @abstractmethod
     def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
-                        completed: dict[str, str]) -> None:
+                        completed: dict[str, str], counts: bool = True) -> None:
         """Hub bookkeeping when a peer opens a round."""
 
     @abstractmethod

@@ -44,7 +44,12 @@ def encode_frame(value: Message | Control) -> bytes:
 
 
 def decode_frame(data: bytes) -> Message | Control:
-    """A frame's message; anything else is a ``SyncProtocolError``."""
+    """A frame's message.
+
+    Raises ``SyncProtocolError`` for a bad frame or reconciliation message, and
+    the wire's ``InvalidRequestError``/``UnsupportedVersionError`` for a bad
+    JSON control message.
+    """
     if not data:
         raise SyncProtocolError("an empty sync frame")
     kind, body = data[0], data[1:]
@@ -96,6 +101,8 @@ def read_frame(reader: Any) -> Incoming | None:
         return None
     if chunk.app_metadata is None:
         raise SyncProtocolError("a sync message must start with a frame, not a record batch")
+    if chunk.data is not None:
+        raise SyncProtocolError("a sync frame carries no record batch; batches follow it")
     raw = chunk.app_metadata.to_pybytes()
     return Incoming(reader, decode_frame(raw), len(raw))
 

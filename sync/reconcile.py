@@ -31,7 +31,8 @@ __all__ = [
     "item_id", "SKIP", "FINGERPRINT", "IDLIST",
 ]
 
-PROTOCOL_VERSION = 0x61  # negentropy's first version byte; ours has 16-byte ids and two lists
+# Our own byte: negentropy v1's 0x61 would let a negentropy peer misparse our layout.
+PROTOCOL_VERSION = 0x41
 ID_BYTES = 16
 BRANCHING = 16
 # A mismatched range holding at most this many of the answerer's items is answered with ids:
@@ -139,6 +140,8 @@ class Message:
 
 def _varint(value: int) -> bytes:
     """Base-128, most significant digit first, high bit set on all but the last byte."""
+    if not 0 <= value < 2**64:
+        raise SyncProtocolError(f"{value} does not fit an unsigned 64-bit varint")
     digits = [value & 0x7F]
     value >>= 7
     while value:
@@ -148,6 +151,8 @@ def _varint(value: int) -> bytes:
 
 
 def _encode_bound(out: bytearray, bound: Bound, last: int) -> int:
+    if bound.ts < last or len(bound.prefix) > ID_BYTES:
+        raise SyncProtocolError("a message's bounds must ascend and prefixes fit an id")
     if bound.ts == INFINITY:
         out += _varint(0)
         last = INFINITY
@@ -259,6 +264,9 @@ class ItemSet:
         self.order = np.lexsort((big[:, 1], big[:, 0], ts))
         self.ts, self.ids = ts[self.order], ids[self.order]
         self._words = big[self.order]
+        same = (self.ts[1:] == self.ts[:-1]) & np.all(self._words[1:] == self._words[:-1], axis=1)
+        if same.any():
+            raise ValueError("an item set holds every item once")
         limbs = self.ids.view("<u4").reshape(-1, 4).astype(np.uint64)
         # 32-bit limbs summed in 64 bits stay exact for up to 2**32 items.
         self._prefix = np.zeros((len(ts) + 1, 4), np.uint64)
@@ -321,6 +329,9 @@ class Reconciler:
 
     def __init__(self, items: ItemSet, branching: int = BRANCHING,
                  idlist_max: int = IDLIST_MAX) -> None:
+        if not 2 <= branching <= idlist_max + 1:
+            # More parts than items would make empty parts with equal bounds.
+            raise ValueError("branching must be 2 .. idlist_max + 1")
         self.items, self.branching, self.idlist_max = items, branching, idlist_max
         self._offered: dict[bytes, int] = {}  # ids this side sent in id lists -> index
 
