@@ -249,3 +249,19 @@ def test_tombstones_are_collected_only_after_every_known_replica_has_them(start)
         assert {r[0] for r in live(server)} == set(ids[2:]), "nothing deleted comes back"
     report = sync(phone, cloud)
     assert (report.sent, report.received) == (0, 0)
+
+
+def test_rounds_over_some_tiers_do_not_settle_tombstones_of_the_others(start):
+    laptop, phone, cloud = start("laptop"), start("phone"), start("cloud", role="cloud")
+    [memory_id] = remember(laptop, 1, "shared between devices", tier="shared")
+    for local in (laptop, phone):
+        sync(local, cloud)
+    assert client(laptop).forget(memory_id) == 1
+    sync(laptop, cloud)
+    for _ in range(3):  # the phone only ever syncs long_term: it never receives the tombstone
+        sync(phone, cloud, tiers=["long_term"])
+        sync(laptop, cloud)
+    assert memory_id in _tombstone_ids(cloud), "the cloud must keep what the phone lacks"
+    sync(phone, cloud)
+    for server in (laptop, phone, cloud):
+        assert memory_id not in {r[0] for r in live(server, ("shared",))}
