@@ -101,6 +101,8 @@ class Exchange:
             self._writer.done_writing()
             while (incoming := read_frame(self._reader)) is not None:
                 incoming.drain()
+                self.frame_bytes += incoming.frame_bytes
+                self.bytes_received += incoming.bytes
                 if isinstance(incoming.value, SyncSummary):
                     self.summary = incoming.value
             self._writer.close()
