@@ -45,20 +45,20 @@ def _tier_marks(tiers: tuple[str, ...]) -> str:
     return ", ".join("?" for _ in tiers)
 
 
-def item_arrays(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...],
-                horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(seq, hlc, ids[n,16])`` of current versions in ``tiers``, settled tombstones left out."""
+def item_arrays(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(seq, hlc, ids[n,16], deleted)`` of every current version in ``tiers``."""
     table = cur.sql(
-        f"SELECT seq, hlc, {_ITEM_SQL} AS item FROM records WHERE tenant = ? "
-        f"AND tier IN ({_tier_marks(tiers)}) AND NOT (deleted AND hlc <= ?)",
-        params=[tenant, *tiers, horizon]).to_arrow_table()
+        f"SELECT seq, hlc, {_ITEM_SQL} AS item, deleted FROM records WHERE tenant = ? "
+        f"AND tier IN ({_tier_marks(tiers)})", params=[tenant, *tiers]).to_arrow_table()
     ids = np.empty((0, 16), np.uint8)
     if table.num_rows:
         items = table.column("item").combine_chunks().cast(pa.binary(16))
         ids = np.frombuffer(items.buffers()[1], np.uint8,
                             count=16 * len(items), offset=16 * items.offset).reshape(-1, 16)
     return (table.column("seq").to_numpy().astype(np.int64),
-            table.column("hlc").to_numpy().astype(np.uint64), ids)
+            table.column("hlc").to_numpy().astype(np.uint64), ids,
+            table.column("deleted").to_numpy(zero_copy_only=False).astype(bool))
 
 
 def rows_by_seq(cur: duckdb.DuckDBPyConnection, seqs: np.ndarray) -> pa.RecordBatch:
@@ -94,8 +94,9 @@ def horizon_of(cur: duckdb.DuckDBPyConnection, tenant: str) -> int:
     return int(row[0]) if row else 0
 
 
-def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]) -> tuple[int, int]:
-    """A hub's horizon from its peers' finished rounds, never lowered; ``(horizon, purged)``."""
+def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]
+           ) -> tuple[int, list[int]]:
+    """A hub's horizon from its peers' finished rounds, never lowered; ``(horizon, purged seqs)``."""
     peers = cur.execute(
         "SELECT count(*), count(acked_seq), min(acked_seq), min(acked_clock) FROM sync_peers "
         "WHERE tenant = ?", [tenant]).fetchone()
@@ -109,24 +110,25 @@ def settle(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]) 
 
 
 def adopt_horizon(cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...],
-                  horizon: int) -> tuple[int, int]:
+                  horizon: int) -> tuple[int, list[int]]:
     """Raise the tenant's horizon to ``horizon`` (never lower it) and drop settled tombstones.
 
-    Returns ``(horizon now, tombstones dropped)``; one transaction.
+    Returns ``(horizon now, seqs of the tombstones dropped)``; one transaction.
     """
     adopted = max(horizon_of(cur, tenant), int(horizon))
     cur.execute("BEGIN")
     try:
         cur.execute("INSERT INTO sync_horizons VALUES (?, ?) ON CONFLICT (tenant) "
                     "DO UPDATE SET horizon = excluded.horizon", [tenant, adopted])
-        purged = cur.execute(f"DELETE FROM records WHERE tenant = ? AND deleted AND hlc <= ? "
-                             f"AND tier IN ({_tier_marks(tiers)})",
-                             [tenant, adopted, *tiers]).fetchone()[0]
+        purged = [seq for (seq,) in cur.execute(
+            f"DELETE FROM records WHERE tenant = ? AND deleted AND hlc <= ? "
+            f"AND tier IN ({_tier_marks(tiers)}) RETURNING seq", [tenant, adopted, *tiers]
+        ).fetchall()]
         cur.execute("COMMIT")
     except duckdb.Error:
         cur.execute("ROLLBACK")
         raise
-    return adopted, int(purged)
+    return adopted, purged
 
 
 def completed_rounds(cur: duckdb.DuckDBPyConnection, tenant: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 A mixin so ``duckdb_store`` stays about records and indexes; the SQL is in
 ``_sync_state``. It uses the store's cursor, write lock, clock and the
-``_generation`` counter that every change of records bumps.
+item caches that every committed write updates (``_item_cache``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import pyarrow as pa
 from aios_memory.sync.reconcile import ItemSet
 
 from . import _sync_state as sync_sql
+from ._item_cache import NOTED_COLUMNS, ItemCache
+
+# Item caches kept at once: one per (tenant, tiers) a daemon syncs.
+_CACHES = 8
 
 __all__ = ["SyncStoreMixin"]
 
@@ -22,8 +26,7 @@ __all__ = ["SyncStoreMixin"]
 class SyncStoreMixin:
     """The ``Store`` sync methods for ``DuckDBStore``."""
 
-    _generation: int
-    _items_cache: Any
+    _items_cache: dict[tuple[str, tuple[str, ...]], ItemCache]
     _write_lock: Any
     _seq: int
     replica_id: str
@@ -34,15 +37,24 @@ class SyncStoreMixin:
 
     def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int
                    ) -> tuple[ItemSet, np.ndarray]:
-        """The item set of a sync round and the seq of each item (cached until a write)."""
-        key = (tenant, tuple(tiers), horizon, self._generation)
-        cached = self._items_cache
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        seqs, hlcs, ids = sync_sql.item_arrays(self._cursor(), tenant, tuple(tiers), horizon)
-        items = ItemSet(hlcs, ids)
-        self._items_cache = (key, items, seqs[items.order])
-        return items, seqs[items.order]
+        """The item set of a sync round and the seq of each item (see ``_item_cache``)."""
+        key = (tenant, tuple(tiers))
+        with self._write_lock:
+            cache = self._items_cache.get(key)
+            if cache is None or cache.stale:
+                cache = ItemCache.build(tenant, key[1], *sync_sql.item_arrays(
+                    self._cursor(), tenant, key[1]))
+                if len(self._items_cache) >= _CACHES:
+                    self._items_cache.pop(next(iter(self._items_cache)))
+                self._items_cache[key] = cache
+            return cache.view(horizon)
+
+    def _note_for_sync(self, rows: pa.Table, removed: list[int]) -> None:
+        """Tell the item caches what a committed write changed (under the write lock)."""
+        if self._items_cache:
+            noted = rows.select(NOTED_COLUMNS)
+            for cache in self._items_cache.values():
+                cache.note(noted, removed)
 
     def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
         """Stored rows by seq, payloads as stored: exactly one batch per ``batch_rows`` seqs
@@ -71,7 +83,7 @@ class SyncStoreMixin:
         """A hub's tombstone horizon, raised as far as its peers allow; settled tombstones go."""
         with self._write_lock:
             horizon, purged = sync_sql.settle(self._cursor(), tenant, tuple(tiers))
-            self._generation += bool(purged)
+            self._note_for_sync(_NO_ROWS, purged)
             return horizon
 
     def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
@@ -81,5 +93,7 @@ class SyncStoreMixin:
             cur = self._cursor()
             sync_sql.finish_round(cur, tenant, peer, round_id)
             _, purged = sync_sql.adopt_horizon(cur, tenant, tuple(tiers), horizon)
-            self._generation += bool(purged)
+            self._note_for_sync(_NO_ROWS, purged)
 
+
+_NO_ROWS = pa.table({name: pa.array([], pa.string()) for name in NOTED_COLUMNS})

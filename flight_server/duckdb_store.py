@@ -88,8 +88,7 @@ class DuckDBStore(SyncStoreMixin, Store):
             "SELECT coalesce(max(hlc), 0), coalesce(max(seq), 0) FROM records").fetchone()
         self.clock = HybridClock(int(last_hlc), wall_ms)
         self._seq = int(last_seq)
-        self._generation = 0  # bumped by every change of records; keys the sync item cache
-        self._items_cache: tuple[Any, Any, np.ndarray] | None = None  # see _sync_store
+        self._items_cache = {}  # (tenant, tiers) -> _item_cache.ItemCache
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
@@ -152,7 +151,7 @@ class DuckDBStore(SyncStoreMixin, Store):
             in_order = sorted(written.values(), key=lambda w: w[1])
             new_rows = self._rows_to_insert(table, in_order)
             self._commit(new_rows, replaced)
-            self._generation += bool(new_rows.num_rows)
+            self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
             self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced)
