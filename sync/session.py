@@ -47,7 +47,8 @@ class SyncReport:
     on the other (an edit on either side, or on both); the higher ``(hlc, origin)``
     was kept on both.
     ``bytes_*`` and ``round_trips`` are on the link to the cloud, and
-    ``reconcile_bytes`` is the part of those bytes that is not records.
+    ``reconcile_bytes`` is the part of those bytes that is not records;
+    ``horizon`` is the tombstone horizon the device holds after the round.
     """
 
     round: str
@@ -117,6 +118,7 @@ def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAU
             hub = _relay(lx, cx, first, report, progress, should_stop)
             if not dry_run:
                 lx.send(SyncFinish(peer=hub.replica_id, round=round_id, horizon=hub.horizon))
+                report.horizon = max(report.horizon, hub.horizon)
         report.bytes_sent, report.bytes_received = cx.bytes_sent, cx.bytes_received
         report.reconcile_bytes = cx.frame_bytes
     report.conflicts = _conflicts(lx, cx)
