@@ -147,8 +147,22 @@ class SyncSession:
                           pc.less_equal(batch.column("hlc"), pa.scalar(self.horizon, pa.uint64())))
         return batch.filter(pc.invert(settled))
 
+    def meet(self, hub: SyncAccept) -> None:
+        """The hub's accept, relayed to the initiator before any of the hub's records.
+
+        The clock passes the hub's clock and horizon, so every version this side
+        writes from now on, a delete above all, orders after what the hub has
+        settled: a tombstone is never born below the horizon.
+        """
+        if self.request.role != "initiator":
+            raise SyncProtocolError("only the initiator hears of the hub")
+        self.store.clock.observe(max(hub.clock, hub.horizon))
+
     def finish(self, message: SyncFinish) -> None:
-        if self.request.role != "initiator" or self.dry_run:
+        if self.request.role != "initiator":
+            raise SyncProtocolError("only the initiator finishes a round")
+        self.store.clock.observe(message.horizon)
+        if self.dry_run:
             return
         self.store.sync_finish(self.request.tenant, self.tiers, message.peer, message.round,
                                message.horizon)

@@ -35,6 +35,7 @@ from aios_memory.schemas import (
     ScanRequest,
     SearchRequest,
     StatsRequest,
+    SyncAccept,
     SyncFinish,
     SyncOpen,
     SyncProtocolError,
@@ -164,6 +165,9 @@ class MemoryFlightServer(flight.FlightServerBase):
                         session.finish(incoming.value)
                     writer.write_metadata(pa.py_buffer(encode_frame(session.summary())))
                     return
+                if isinstance(incoming.value, SyncAccept):
+                    session.meet(incoming.value)
+                    continue
                 if not isinstance(incoming.value, Message):
                     raise SyncProtocolError("expected a reconciliation message")
                 _send(writer, *session.step(incoming.value, incoming.batches))

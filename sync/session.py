@@ -143,6 +143,9 @@ def _relay(lx: Exchange, cx: Exchange, first: Incoming, report: SyncReport,
     message = first
     cx.send(message.value, _counted(message, report, False, tick))
     hub = cx.receive_accept()
+    # Before the device stores anything of the hub's, its clock passes the hub's: no version
+    # it writes from now on (a delete above all) can fall at or below the hub's horizon.
+    lx.send(hub)
     report.cloud_items, report.cloud_replica = hub.items, hub.replica_id
     while True:
         _stop_if(should_stop)

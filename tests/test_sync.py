@@ -265,3 +265,23 @@ def test_rounds_over_some_tiers_do_not_settle_tombstones_of_the_others(start):
     sync(phone, cloud)
     for server in (laptop, phone, cloud):
         assert memory_id not in {r[0] for r in live(server, ("shared",))}
+
+
+def test_a_new_device_with_a_slow_clock_cannot_delete_below_the_hub_horizon(start):
+    laptop = start("laptop")
+    phone = start("phone", clock_offset_ms=-HOUR_MS)  # joins late, its clock an hour behind
+    cloud = start("cloud", role="cloud")
+    [memory_id] = remember(laptop, 1, "old news")
+    with client(laptop) as mem:  # a settled tombstone moves the hub's horizon up to now
+        [gone] = mem.remember(["settled"], tier="long_term")
+        mem.forget(gone)
+    for _ in range(3):
+        sync(laptop, cloud)
+    assert sync(laptop, cloud).horizon > 0
+    sync(phone, cloud)
+    assert client(phone).forget(memory_id) == 1
+    for _ in range(2):
+        for local in (phone, laptop):
+            sync(local, cloud)
+    for server in (laptop, phone, cloud):
+        assert memory_id not in {r[0] for r in live(server)}, "the phone's delete was lost"
