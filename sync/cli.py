@@ -106,9 +106,11 @@ def sync(local_uri: str, cloud_uri: str, local_token: str | None, local_token_fi
                    --local-token-file ~/.aimem/token --once --json
     """
     local = FlightReplica(local_uri, _token(local_token, local_token_file, "local"),
-                          timeout=timeout)
+                          timeout=timeout, label="the local server",
+                          token_hint="--local-token(-file) / AIMEM_TOKEN(_FILE)")
     cloud = FlightReplica(cloud_uri, _token(cloud_token, cloud_token_file, "cloud"),
-                          timeout=timeout)
+                          timeout=timeout, label="the cloud endpoint",
+                          token_hint="--cloud-token(-file) / AIMEM_CLOUD_TOKEN(_FILE)")
     options = {"tenant": tenant, "tiers": list(tiers) or None}
     with local, cloud:
         if once or dry_run:

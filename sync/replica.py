@@ -7,13 +7,15 @@ Every error from the Flight layer comes out as an ``AiosMemoryError``.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from aios_memory.client._transport import Transport
 from aios_memory.schemas import (
     RECORD_SCHEMA,
+    AuthenticationError,
     SyncAccept,
     SyncOpen,
     SyncProtocolError,
@@ -32,8 +34,8 @@ DEFAULT_SYNC_TIMEOUT = 600.0
 class Exchange:
     """One open sync exchange with a server; a context manager that always closes it."""
 
-    def __init__(self, transport: Transport, writer: Any, reader: Any) -> None:
-        self._transport, self._writer, self._reader = transport, writer, reader
+    def __init__(self, errors: Callable[[], Any], writer: Any, reader: Any) -> None:
+        self._errors, self._writer, self._reader = errors, writer, reader
         self.bytes_sent = self.bytes_received = self.frame_bytes = 0
         self.summary: SyncSummary | None = None  # the server's last word, read by close()
         self._closed = False
@@ -50,18 +52,18 @@ class Exchange:
     def send(self, value: Message | Control, batches: Iterable[pa.RecordBatch] = ()) -> None:
         """Write a frame, then stream ``batches`` (the message must announce how many)."""
         frame = encode_frame(value)
-        with self._transport.errors():
+        with self._errors():
             self._writer.write_metadata(pa.py_buffer(frame))
         self.frame_bytes += len(frame)
         self.bytes_sent += len(frame)
         for batch in batches:
-            with self._transport.errors():
+            with self._errors():
                 self._writer.write_batch(batch)
             self.bytes_sent += pa.ipc.get_record_batch_size(batch)
 
     def receive(self) -> Incoming:
         """The next message; its batches stream as they are read (read them all)."""
-        with self._transport.errors():
+        with self._errors():
             incoming = read_frame(self._reader)
         if incoming is None:
             raise SyncProtocolError("the server ended the sync exchange in the middle of a round")
@@ -72,7 +74,7 @@ class Exchange:
 
     def _counted(self, source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         while True:
-            with self._transport.errors():
+            with self._errors():
                 batch = next(source, None)
             if batch is None:
                 return
@@ -97,7 +99,7 @@ class Exchange:
         if self._closed:
             return
         self._closed = True
-        with self._transport.errors():
+        with self._errors():
             self._writer.done_writing()
             while (incoming := read_frame(self._reader)) is not None:
                 incoming.drain()
@@ -130,21 +132,36 @@ class FlightReplica:
         Its bearer token.
     timeout : float
         Seconds one round's exchange may take.
+    label, token_hint : str
+        How errors name this replica and the option that sets its token.
     """
 
     def __init__(self, uri: str, token: str | None = None, *,
-                 timeout: float = DEFAULT_SYNC_TIMEOUT) -> None:
-        self.uri = uri
+                 timeout: float = DEFAULT_SYNC_TIMEOUT, label: str = "the server",
+                 token_hint: str = "--token / AIMEM_TOKEN") -> None:
+        self.uri, self.label, self.token_hint = uri, label, token_hint
         self._transport = Transport(uri, token, timeout)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The transport's error translation, naming this replica when it refuses the token."""
+        try:
+            with self._transport.errors():
+                yield
+        except AuthenticationError as exc:
+            raise AuthenticationError(
+                f"{self.label} at {self.uri} refused the token: pass {self.token_hint} "
+                f"({exc.message})", uri=self.uri) from None
 
     def __repr__(self) -> str:
         return f"FlightReplica({self.uri!r})"
 
     def open(self, request: SyncOpen) -> Exchange:
         """Open one side of a round; the first frame to read is the server's ``SyncAccept``."""
-        writer, reader = self._transport.exchange(request.to_bytes())
-        exchange = Exchange(self._transport, writer, reader)
-        with self._transport.errors():
+        with self._errors():
+            writer, reader = self._transport.exchange(request.to_bytes())
+        exchange = Exchange(self._errors, writer, reader)
+        with self._errors():
             writer.begin(RECORD_SCHEMA)
         exchange.bytes_sent += len(request.to_bytes())
         exchange.frame_bytes += len(request.to_bytes())
