@@ -1,5 +1,10 @@
 """Sync converges: a star of two devices and a cloud, random writes, deletes, syncs and cut links.
 
+Rules: remember (any replica, working only on devices), update and forget an id the
+replica knows, sync a device (or dry-run), sync while writes land, sync through
+proxies with one link cut after a random number of bytes, and move a server's
+clock (d2 starts an hour behind, the cloud ten minutes ahead).
+
 The stateful test keeps a model of every acknowledged write (id -> versions
 ``(hlc, origin, content_hash | tombstone)`` from the servers' acks) and, after
 a final quiet round (D1<->C, D2<->C, D1<->C), checks that all three replicas
