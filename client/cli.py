@@ -106,13 +106,15 @@ def main() -> None:
 # -- shared options -------------------------------------------------------------
 
 
-def _read_token(token: str | None, token_file: str | None) -> str | None:
+def read_token(token: str | None, token_file: str | None,
+               option: str = "--token-file") -> str | None:
+    """The token given, else the one in ``token_file`` (``option`` names it in errors)."""
     if token or not token_file:
         return token or None
     try:
         return Path(token_file).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise click.ClickException(f"cannot read --token-file {token_file}: {exc.strerror}") \
+        raise click.ClickException(f"cannot read {option} {token_file}: {exc.strerror}") \
             from None
 
 
@@ -131,7 +133,7 @@ def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(server: str, token: str | None, token_file: str | None, tenant: str,
                 timeout: float, **kwargs: Any) -> Any:
-        secret = _read_token(token, token_file)
+        secret = read_token(token, token_file)
         with MemoryClient(server, secret or "", timeout=timeout, tenant=tenant) as mem:
             return fn(mem=mem, **kwargs)
     return wrapper

@@ -50,11 +50,11 @@ class ItemCache:
         """True when the noted changes are many enough that a rebuild is cheaper."""
         return self._noted > REBUILD_AFTER
 
-    def note(self, rows: pa.Table, removed: list[int]) -> None:
+    def note(self, rows: pa.Table | None, removed: list[int]) -> None:
         """A committed write: ``rows`` (NOTED_COLUMNS) became current, ``removed`` seqs left."""
         self._removed.extend(removed)
         self._noted += len(removed)
-        if not rows.num_rows:
+        if rows is None or not rows.num_rows:
             return
         mine = [tenant == self.tenant and tier in self.tiers for tenant, tier in
                 zip(rows.column("tenant").to_pylist(), rows.column("tier").to_pylist())]

@@ -49,10 +49,10 @@ class SyncStoreMixin:
                 self._items_cache[key] = cache
             return cache.view(horizon)
 
-    def _note_for_sync(self, rows: pa.Table, removed: list[int]) -> None:
+    def _note_for_sync(self, rows: pa.Table | None, removed: list[int]) -> None:
         """Tell the item caches what a committed write changed (under the write lock)."""
         if self._items_cache:
-            noted = rows.select(NOTED_COLUMNS)
+            noted = None if rows is None else rows.select(NOTED_COLUMNS)
             for cache in self._items_cache.values():
                 cache.note(noted, removed)
 
@@ -83,7 +83,7 @@ class SyncStoreMixin:
         """A hub's tombstone horizon, raised as far as its peers allow; settled tombstones go."""
         with self._write_lock:
             horizon, purged = sync_sql.settle(self._cursor(), tenant, tuple(tiers))
-            self._note_for_sync(_NO_ROWS, purged)
+            self._note_for_sync(None, purged)
             return horizon
 
     def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
@@ -93,7 +93,5 @@ class SyncStoreMixin:
             cur = self._cursor()
             sync_sql.finish_round(cur, tenant, peer, round_id)
             _, purged = sync_sql.adopt_horizon(cur, tenant, tuple(tiers), horizon)
-            self._note_for_sync(_NO_ROWS, purged)
+            self._note_for_sync(None, purged)
 
-
-_NO_ROWS = pa.table({name: pa.array([], pa.string()) for name in NOTED_COLUMNS})

@@ -7,12 +7,11 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from aios_memory.client.cli import CONTEXT
+from aios_memory.client.cli import CONTEXT, read_token
 from aios_memory.client.client import DEFAULT_URI
 from aios_memory.schemas import DEFAULT_TENANT, TIERS, AiosMemoryError
 
@@ -24,16 +23,6 @@ __all__ = ["sync"]
 
 # Rounds shorter than this print no progress line.
 _PROGRESS_AFTER_S = 1.0
-
-
-def _token(token: str | None, token_file: str | None, which: str) -> str | None:
-    if token or not token_file:
-        return token or None
-    try:
-        return Path(token_file).read_text(encoding="utf-8").strip() or None
-    except OSError as exc:
-        raise click.ClickException(f"cannot read --{which}-token-file {token_file}: "
-                                   f"{exc.strerror}") from None
 
 
 def _summary(report: SyncReport) -> str:
@@ -105,10 +94,10 @@ def sync(local_uri: str, cloud_uri: str, local_token: str | None, local_token_fi
         aimem sync --cloud grpc://cloud.example:8815 --cloud-token-file ~/.aimem/cloud-token \\
                    --local-token-file ~/.aimem/token --once --json
     """
-    local = FlightReplica(local_uri, _token(local_token, local_token_file, "local"),
+    local = FlightReplica(local_uri, read_token(local_token, local_token_file, "--local-token-file"),
                           timeout=timeout, label="the local server",
                           token_hint="--local-token(-file) / AIMEM_TOKEN(_FILE)")
-    cloud = FlightReplica(cloud_uri, _token(cloud_token, cloud_token_file, "cloud"),
+    cloud = FlightReplica(cloud_uri, read_token(cloud_token, cloud_token_file, "--cloud-token-file"),
                           timeout=timeout, label="the cloud endpoint",
                           token_hint="--cloud-token(-file) / AIMEM_CLOUD_TOKEN(_FILE)")
     options = {"tenant": tenant, "tiers": list(tiers) or None}

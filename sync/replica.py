@@ -36,9 +36,14 @@ class Exchange:
 
     def __init__(self, errors: Callable[[], Any], writer: Any, reader: Any) -> None:
         self._errors, self._writer, self._reader = errors, writer, reader
-        self.bytes_sent = self.bytes_received = self.frame_bytes = 0
+        self.bytes_sent = self.frame_bytes = 0
         self.summary: SyncSummary | None = None  # the server's last word, read by close()
+        self._received: list[Incoming] = []  # each counts its own bytes as its batches are read
         self._closed = False
+
+    @property
+    def bytes_received(self) -> int:
+        return sum(incoming.bytes for incoming in self._received)
 
     def __enter__(self) -> Exchange:
         return self
@@ -68,17 +73,17 @@ class Exchange:
         if incoming is None:
             raise SyncProtocolError("the server ended the sync exchange in the middle of a round")
         self.frame_bytes += incoming.frame_bytes
-        self.bytes_received += incoming.frame_bytes
-        incoming.batches = self._counted(incoming.batches)
+        self._received.append(incoming)
+        incoming.batches = self._translated(incoming.batches)
         return incoming
 
-    def _counted(self, source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def _translated(self, source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``source``'s batches, with Flight errors met while reading them translated."""
         while True:
             with self._errors():
                 batch = next(source, None)
             if batch is None:
                 return
-            self.bytes_received += pa.ipc.get_record_batch_size(batch)
             yield batch
 
     def receive_message(self) -> Incoming:
@@ -104,7 +109,7 @@ class Exchange:
             while (incoming := read_frame(self._reader)) is not None:
                 incoming.drain()
                 self.frame_bytes += incoming.frame_bytes
-                self.bytes_received += incoming.bytes
+                self._received.append(incoming)
                 if isinstance(incoming.value, SyncSummary):
                     self.summary = incoming.value
             self._writer.close()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aios_memory.schemas import (
     DEFAULT_TENANT,
@@ -179,7 +180,7 @@ def _counted(incoming: Incoming, report: SyncReport, from_cloud: bool,
         else:
             report.sent = len(ids)
     for batch in incoming.batches:
-        dead = sum(1 for d in batch.column("deleted").to_pylist() if d)
+        dead = pc.sum(batch.column("deleted")).as_py() or 0
         if from_cloud:
             report.received += batch.num_rows
             report.tombstones_received += dead
