@@ -3,7 +3,17 @@
 Imports only pyarrow and the standard library, and does no I/O.
 """
 
-from .codecs import CODEC_NONE, CODEC_ZSTD, CODECS, Codec
+from .codecs import (
+    CODEC_LM,
+    CODEC_NONE,
+    CODEC_ZSTD,
+    CODEC_ZSTD_DICT,
+    CODECS,
+    DICTIONARY_KIND,
+    SYSTEM_KINDS,
+    Codec,
+    dictionary_id_of,
+)
 from .errors import *  # noqa: F403 - the hierarchy is public as a whole
 from .errors import __all__ as _error_names
 from .ids import HybridClock, hlc_pack, hlc_unpack, new_id
@@ -47,7 +57,8 @@ from .wire import (
 
 __all__ = [
     *_error_names,
-    "CODEC_NONE", "CODEC_ZSTD", "CODECS", "Codec",
+    "CODEC_LM", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODECS", "Codec",
+    "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
     "HybridClock", "hlc_pack", "hlc_unpack", "new_id",
     "DEFAULT_KIND", "EXTERNAL_EMBED_MODEL", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
     "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",

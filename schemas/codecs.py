@@ -1,29 +1,48 @@
 """The codec registry: every stored payload names how it decodes.
 
-The implementations live where the bytes are made (the client); this module
-is the shared list, so a server can refuse a codec no client could decode.
-Later codecs (``zstd-dict``, ``lm``, encryption) add entries here; an entry is
-never removed or reused, so old payloads stay readable forever.
+A record's ``codec`` names the entry below; its ``dict_id`` names the
+parameter the codec needs beyond the payload: the trained dictionary for
+``zstd-dict``, the model fingerprint for ``lm``. The implementations live where
+the bytes are made (the client); this module is the shared list, so a server
+can refuse a codec no client could decode. An entry is never removed or reused
+and a codec's bytes never change meaning, so old payloads stay readable
+forever: a new format is a new name.
+
+Dictionaries are records of their own (``kind`` = ``DICTIONARY_KIND``): the
+payload is the zstd dictionary, ``dict_id`` its id, the tier the one whose
+texts it was trained on. So they live, sync and stay private exactly like
+the memories that need them: per tenant, never across tenants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD"]
+__all__ = [
+    "Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODEC_LM",
+    "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
+]
 
 
 @dataclass(frozen=True)
 class Codec:
-    """A payload encoding: ``name`` is what records carry in ``codec``."""
+    """A payload encoding: ``name`` is what records carry in ``codec``.
+
+    ``dict_id`` says what the record's ``dict_id`` holds for this codec
+    (empty: it must be null).
+    """
 
     name: str
     version: int
     description: str
+    dict_id: str = ""
+    extra: str = ""  # the optional install that provides it, if any
 
 
 CODEC_NONE = "none"
 CODEC_ZSTD = "zstd"
+CODEC_ZSTD_DICT = "zstd-dict"
+CODEC_LM = "lm"
 
 CODECS: dict[str, Codec] = {
     CODEC_NONE: Codec(CODEC_NONE, 1, "UTF-8 text as is"),
@@ -32,4 +51,33 @@ CODECS: dict[str, Codec] = {
         "a zstd frame without magic number, checksum or dictionary id; content size kept "
         "so the reader can refuse a bomb before allocating",
     ),
+    CODEC_ZSTD_DICT: Codec(
+        CODEC_ZSTD_DICT, 1,
+        "a zstd frame made with the tenant's trained dictionary, without magic number, "
+        "checksum, dictionary id or content size (the record carries raw_size)",
+        dict_id="the dictionary record's dict_id",
+    ),
+    CODEC_LM: Codec(
+        CODEC_LM, 1,
+        "range coding of the text's tokens under a local language model's next-token "
+        "probabilities, conditioned on the record's agent",
+        dict_id="the model fingerprint: first 4 bytes of SHA-256 over model file, runtime and "
+                "codec parameters",
+        extra="lm",
+    ),
 }
+
+DICTIONARY_KIND = "zstd-dictionary"
+# Kinds that are not text for people: never decoded as text, indexed or recalled.
+SYSTEM_KINDS = frozenset({DICTIONARY_KIND})
+
+
+def dictionary_id_of(content_hash: bytes) -> int:
+    """The ``dict_id`` of a dictionary: the first 4 bytes of its content hash, never 0.
+
+    Made from the content, so two devices that train the same dictionary
+    agree on its id and different dictionaries collide only by chance (1 in
+    2^32 a pair; a collision is detected by hash on use and retrained).
+    """
+    value = int.from_bytes(content_hash[:4], "little")
+    return value or 1

@@ -26,6 +26,8 @@ sides of the wire, and no Python traceback ever crosses it.
     │   ├── IncompleteWriteError     a put stream that ended before its commit message
     │   └── SyncProtocolError        a malformed or out-of-order sync message
     ├── CorruptDataError             payload that does not decode or match its hash
+    │   └── CodecMismatchError       a payload made by a model or dictionary this side lacks
+    ├── CodecUnavailableError        a codec whose optional extra is not installed
     ├── EmbedderError                the embedder is missing or failed
     ├── NotFoundError
     └── ServerInternalError          a bug or an I/O failure on the server
@@ -55,6 +57,8 @@ __all__ = [
     "TierPolicyError",
     "SyncProtocolError",
     "CorruptDataError",
+    "CodecMismatchError",
+    "CodecUnavailableError",
     "EmbedderError",
     "NotFoundError",
     "ServerInternalError",
@@ -151,6 +155,14 @@ class SyncProtocolError(InvalidRequestError):
 
 class CorruptDataError(AiosMemoryError):
     code = "CORRUPT_DATA"
+
+
+class CodecMismatchError(CorruptDataError):
+    code = "CODEC_MISMATCH"
+
+
+class CodecUnavailableError(AiosMemoryError):
+    code = "CODEC_UNAVAILABLE"
 
 
 class EmbedderError(AiosMemoryError):
