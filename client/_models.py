@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-from aios_memory.schemas import DEFAULT_LIMITS, CorruptDataError
+from aios_memory.schemas import DEFAULT_LIMITS, SYSTEM_KINDS, CorruptDataError
 
-from .codecs import decode_text
+from .codecs import Codebook
+
+_PLAIN = Codebook()
 
 __all__ = ["Memory", "Hit", "memories_from_table", "hits_from_table", "with_text", "row_text"]
 
@@ -75,12 +77,11 @@ class Hit:
     privacy: int
 
 
-def row_text(row: dict[str, Any]) -> str | None:
-    """The decoded text of one record row (``None`` for a tombstone)."""
-    if row.get("deleted"):
+def row_text(row: dict[str, Any], codebook: Codebook = _PLAIN) -> str | None:
+    """The decoded text of one record row (``None`` for a tombstone or a dictionary)."""
+    if row.get("deleted") or row.get("kind") in SYSTEM_KINDS:
         return None
-    return decode_text(row["codec"], row["payload"], row["raw_size"], row["content_hash"],
-                       max_bytes=DEFAULT_LIMITS.max_text_bytes)
+    return codebook.text(row, max_bytes=DEFAULT_LIMITS.max_text_bytes)
 
 
 def _metadata(text: str | None, memory_id: str) -> dict[str, Any]:
@@ -96,29 +97,30 @@ def _metadata(text: str | None, memory_id: str) -> dict[str, Any]:
     return value
 
 
-def _common(row: dict[str, Any]) -> dict[str, Any]:
+def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
     return {
-        "id": row["id"], "text": row_text(row) or "", "tier": row["tier"],
+        "id": row["id"], "text": row_text(row, codebook) or "", "tier": row["tier"],
         "metadata": _metadata(row["metadata"], row["id"]), "created_at": row["created_at"],
         "kind": row["kind"], "session": row["session"], "agent": row["agent"],
         "privacy": row["privacy"],
     }
 
 
-def memories_from_table(table: pa.Table) -> list[Memory]:
+def memories_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Memory]:
     """A ``Memory`` per RECORD_SCHEMA row."""
-    return [Memory(**_common(row), hlc=row["hlc"]) for row in table.to_pylist()]
+    return [Memory(**_common(row, codebook), hlc=row["hlc"]) for row in table.to_pylist()]
 
 
-def hits_from_table(table: pa.Table) -> list[Hit]:
+def hits_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Hit]:
     """A ``Hit`` per HIT_SCHEMA row, in the server's order (best first)."""
-    return [Hit(**_common(row), score=row["score"]) for row in table.to_pylist()]
+    return [Hit(**_common(row, codebook), score=row["score"]) for row in table.to_pylist()]
 
 
-def with_text(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """``batch`` plus a decoded ``text`` string column (null for tombstones)."""
-    names = ("codec", "payload", "raw_size", "content_hash", "deleted")
+def with_text(batch: pa.RecordBatch, codebook: Codebook = _PLAIN) -> pa.RecordBatch:
+    """``batch`` plus a decoded ``text`` string column (null for tombstones and dictionaries)."""
+    names = ("id", "kind", "agent", "codec", "dict_id", "payload", "raw_size", "content_hash",
+             "deleted")
     columns = {name: batch.column(name).to_pylist() for name in names}
-    texts = [row_text(dict(zip(names, values, strict=True)))
+    texts = [row_text(dict(zip(names, values, strict=True)), codebook)
              for values in zip(*columns.values(), strict=True)]
     return batch.append_column("text", pa.array(texts, type=pa.string()))

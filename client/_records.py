@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -15,18 +15,20 @@ from aios_memory.schemas import (
     RECORD_SCHEMA,
     InvalidValueError,
     InvalidVectorError,
+    TIERS,
     TextTooLargeError,
+    UnknownTierError,
     new_id,
     validate_record_batch,
 )
 
-from .codecs import encode_text
+from .codecs import EncodedText, encode_text, utf8
 from .importers import MemoryInput
 from .vectors import normalize, quantize
 
 __all__ = [
     "Defaults", "MAX_BATCH_ROWS", "MAX_BATCH_BYTES", "MAX_PUT_BYTES",
-    "prepare_embeddings", "encode_rows", "chunk_rows",
+    "Encoder", "prepare_embeddings", "encode_rows", "chunk_rows",
     "rows_to_batch", "plan_puts",
 ]
 
@@ -34,6 +36,13 @@ MAX_BATCH_ROWS = 4096
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_PUT_BYTES = 32 * 1024 * 1024
 _ROW_OVERHEAD = 160  # fixed-width columns, ids and offsets: a generous estimate per row
+
+Encoder = Callable[[str, str, "str | None"], EncodedText]
+"""``(text, tier, agent) -> EncodedText``: how the client's codec policy compresses a text."""
+
+
+def _plain_encoder(text: str, tier: str, agent: str | None) -> EncodedText:
+    return encode_text(text)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Defaults:
     session: str | None = None
     agent: str | None = None
     privacy: int = 1
+    encode: Encoder = _plain_encoder
 
 
 def prepare_embeddings(embeddings: Any, count: int) -> list[np.ndarray | None]:
@@ -73,25 +83,28 @@ def encode_rows(items: Iterable[MemoryInput], vectors: Iterable[np.ndarray | Non
 
 def _encode_row(item: MemoryInput, vector: np.ndarray | None, defaults: Defaults,
                 now: datetime, row: int) -> dict[str, Any]:
-    if isinstance(item.text, str) and len(item.text) > DEFAULT_LIMITS.max_text_bytes:
+    if len(utf8(item.text)) > DEFAULT_LIMITS.max_text_bytes:
         raise TextTooLargeError(
             f"text {row} is over {DEFAULT_LIMITS.max_text_bytes} bytes; split it into several "
             "memories", row=row, limit=DEFAULT_LIMITS.max_text_bytes)
-    encoded = encode_text(item.text)
-    codes, scales = quantize(vector) if vector is not None else (None, None)
-    scale = None if scales is None else float(scales)
-    return {
-        "id": new_id(), "tenant": defaults.tenant,
-        "tier": _pick(item.tier, defaults.tier),
-        "agent": _name(item.agent, defaults.agent, "agent"),
+    tier, agent = _pick(item.tier, defaults.tier), _name(item.agent, defaults.agent, "agent")
+    fields = {
+        "id": new_id(), "tenant": defaults.tenant, "tier": tier, "agent": agent,
         "session": _name(item.session, defaults.session, "session"),
         "kind": _name(item.kind, defaults.kind, "kind"),
         "created_at": now, "hlc": 0, "origin": "", "privacy": _privacy(item.privacy, defaults),
-        "codec": encoded.codec, "dict_id": None, "payload": encoded.payload,
-        "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
-        "embedding": codes, "embedding_scale": scale,
-        "embed_model": defaults.embed_model if codes is not None else None,
         "metadata": _metadata(item.metadata, row), "deleted": False,
+    }
+    if tier not in TIERS:  # before encoding: the policy may ask the server for dictionaries
+        raise UnknownTierError(f"unknown tier {tier!r} at row {row}; tiers are "
+                               f"{', '.join(TIERS)}", field="tier", row=row, tier=str(tier))
+    encoded = defaults.encode(item.text, tier, agent)
+    codes, scales = quantize(vector) if vector is not None else (None, None)
+    return {
+        **fields, "codec": encoded.codec, "dict_id": encoded.dict_id, "payload": encoded.payload,
+        "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
+        "embedding": codes, "embedding_scale": None if scales is None else float(scales),
+        "embed_model": defaults.embed_model if codes is not None else None,
     }
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 from aios_memory.schemas import (
     PUT_PATH,
+    REENCODE_PATH,
     RECORD_SCHEMA,
     AiosMemoryError,
     AuthenticationError,
@@ -189,9 +190,13 @@ class Transport:
             return self._client.do_exchange(flight.FlightDescriptor.for_command(command),
                                             self._options)
 
-    def put(self, batches: list[pa.RecordBatch]) -> list[PutAck]:
-        """Send ``batches`` as one committed put and return the server's acks."""
-        descriptor = flight.FlightDescriptor.for_path(PUT_PATH)
+    def put(self, batches: list[pa.RecordBatch], *, reencode: bool = False) -> list[PutAck]:
+        """Send ``batches`` as one committed put and return the server's acks.
+
+        ``reencode``: the rows are new encodings of stored versions (``REENCODE_PATH``).
+        """
+        path = (PUT_PATH, REENCODE_PATH) if reencode else (PUT_PATH,)
+        descriptor = flight.FlightDescriptor.for_path(*path)
         with self.errors():
             writer, reader = self._client.do_put(descriptor, RECORD_SCHEMA, self._options)
             try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 from aios_memory.schemas import (
+    CODEC_LM,
+    CODEC_ZSTD_DICT,
     DEFAULT_LIMITS,
+    DICTIONARY_KIND,
     DEFAULT_TENANT,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
@@ -20,6 +23,7 @@ from aios_memory.schemas import (
     InvalidRequestError,
     InvalidValueError,
     LimitExceededError,
+    PutAck,
     ScanRequest,
     SearchRequest,
     StatsRequest,
@@ -27,7 +31,18 @@ from aios_memory.schemas import (
 
 from . import _records
 from . import vectors as _vectors
+from ._codec_policy import parse_codec_policy
+from ._dictionaries import (
+    MIN_SAMPLES,
+    RETRAIN_GROWTH,
+    DictionaryBook,
+    TrainingReport,
+    dictionary_row,
+    train_dictionary,
+)
+from ._recompress import RecompressReport, recompress
 from ._models import Hit, Memory, hits_from_table, memories_from_table, with_text
+from .codecs import MIN_COMPRESS_BYTES, Codebook, EncodedText, encode_text, utf8
 from ._transport import Transport
 from .importers import MemoryInput
 
@@ -56,6 +71,9 @@ class MemoryClient:
         Whose memories to read and write.
     embed_model : str
         Name stored with vectors you supply; recall with ``embedding=`` searches it.
+    codecs : str or dict, optional
+        Codec per tier for new memories, over the default (``zstd-dict`` everywhere):
+        ``{"long_term": "lm"}`` or ``"long_term=lm"``; defaults to ``AIMEM_CODECS``.
 
     Examples
     --------
@@ -66,11 +84,15 @@ class MemoryClient:
 
     def __init__(self, uri: str = DEFAULT_URI, token: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, tenant: str = DEFAULT_TENANT,
-                 embed_model: str = DEFAULT_EMBED_MODEL) -> None:
+                 embed_model: str = DEFAULT_EMBED_MODEL,
+                 codecs: str | dict[str, str] | None = None) -> None:
         self.uri, self.tenant, self.embed_model = uri, tenant, embed_model
         self.timeout = float(timeout)
+        self.codec_policy = parse_codec_policy(codecs or os.environ.get("AIMEM_CODECS"))
         token = token if token is not None else os.environ.get("AIMEM_TOKEN") or None
         self._transport = Transport(uri, token, self.timeout)
+        self._dictionaries = DictionaryBook(self._fetch_dictionaries)
+        self.codebook = Codebook(self._dictionaries.get)
 
     def __repr__(self) -> str:
         return f"MemoryClient({self.uri!r}, tenant={self.tenant!r})"
@@ -123,7 +145,7 @@ class MemoryClient:
                                   privacy=privacy)
         batches = [_records.rows_to_batch(rows) for rows in
                    _records.chunk_rows(_records.encode_rows(items, vectors, defaults))]
-        return self._upload(batches)
+        return [i for ack in self._upload(batches) for i in ack.ids]
 
     def remember_many(self, items: Iterable[MemoryInput], *, tier: str = "working",
                       batch_size: int = DEFAULT_IMPORT_BATCH,
@@ -140,7 +162,8 @@ class MemoryClient:
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
             rows = _records.encode_rows(chunk, itertools.repeat(None), self._defaults(tier=tier))
-            ids += self._upload([_records.rows_to_batch(r) for r in _records.chunk_rows(rows)])
+            acks = self._upload([_records.rows_to_batch(r) for r in _records.chunk_rows(rows)])
+            ids += [i for ack in acks for i in ack.ids]
             if progress is not None:
                 progress(len(chunk))
         return ids
@@ -186,7 +209,7 @@ class MemoryClient:
             raise LimitExceededError(f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}",
                                      limit=DEFAULT_LIMITS.max_k)
         table = self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA)
-        return hits_from_table(table)
+        return hits_from_table(table, self.codebook)
 
     def get(self, ids: str | Sequence[str]) -> list[Memory]:
         """Memories by id, in the order asked; ids not found (or forgotten) are skipped."""
@@ -195,7 +218,7 @@ class MemoryClient:
         for chunk in _chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
             body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
             table = self._transport.action_table("get", body, RECORD_SCHEMA)
-            found.update((m.id, m) for m in memories_from_table(table))
+            found.update((m.id, m) for m in memories_from_table(table, self.codebook))
         return [found[i] for i in wanted if i in found]
 
     def iter_scan(self, tier: str | Sequence[str] | None = None,
@@ -206,9 +229,14 @@ class MemoryClient:
         ``created_before`` (datetime or ISO text), ``where``, ``include_deleted``.
         The client's ``timeout`` bounds the whole stream.
         """
+        for batch in self.iter_records(tier, **filters):
+            yield with_text(batch, self.codebook)
+
+    def iter_records(self, tier: str | Sequence[str] | None = None,
+                     **filters: Any) -> Iterator[pa.RecordBatch]:
+        """Stream records as stored (payloads not decoded); filters as in ``iter_scan``."""
         ticket = self._scan_request(tier, filters).to_bytes()
-        for batch in self._transport.stream(ticket, RECORD_SCHEMA):
-            yield with_text(batch)
+        yield from self._transport.stream(ticket, RECORD_SCHEMA)
 
     def scan(self, tier: str | Sequence[str] | None = None, **filters: Any) -> pa.Table:
         """All records ``iter_scan`` yields, as one Table (record columns plus ``text``)."""
@@ -230,20 +258,85 @@ class MemoryClient:
         return [{"tier": _listed_tier(info.descriptor.command), "memories": info.total_records,
                  "bytes": info.total_bytes} for info in infos]
 
+    # -- compression ----------------------------------------------------------
+
+    def encode(self, text: str, tier: str, agent: str | None = None, *,
+               codec: str | None = None) -> EncodedText:
+        """``text`` compressed as the policy (or ``codec``) says for ``tier``."""
+        chosen = codec or self.codec_policy.get(tier, CODEC_ZSTD_DICT)
+        if chosen != CODEC_LM and len(utf8(text)) < MIN_COMPRESS_BYTES:
+            return encode_text(text)  # stored as is: no need to look up a dictionary
+        newest = self._dictionaries.newest(tier) if chosen in (CODEC_ZSTD_DICT, CODEC_LM) \
+            else None
+        lm = self.codebook.lm() if chosen == CODEC_LM else None
+        return encode_text(text, codec=chosen, dictionary=newest and newest.dictionary,
+                           lm=lm, agent=agent)
+
+    def train_dictionary(self, tier: str, *, force: bool = False) -> TrainingReport:
+        """Train a zstd dictionary on ``tier``'s texts and keep it if it measurably helps.
+
+        Trains only once the tier has grown to twice what the current
+        dictionary saw (``force`` skips that check); keeps the result only if
+        it compresses held-out texts at least 2% better. Old dictionaries stay.
+        """
+        current = self._dictionaries.newest(tier)
+        count = int(self.stats()["tiers"].get(tier, {}).get("memories", 0))
+        seen = int(current.metadata.get("trained_on", 0)) if current else 0
+        if not force and count < max(MIN_SAMPLES, seen * RETRAIN_GROWTH):
+            due = max(MIN_SAMPLES, int(seen * RETRAIN_GROWTH))
+            return TrainingReport(tier, False, f"{count} memories in {tier}; training is due "
+                                  f"at {due} (or pass force)", current and current.dictionary.dict_id)
+        samples, privacy = self._training_samples(tier)
+        data, report = train_dictionary(samples, current.dictionary if current else None)
+        report = TrainingReport(**{**report.as_dict(), "tier": tier})
+        if data is not None:
+            meta = {"trained_on": len(samples), "held_out_ratio": report.held_out_ratio,
+                    "previous": current.dictionary.dict_id if current else None}
+            row = dictionary_row(data, tenant=self.tenant, tier=tier, privacy=privacy,
+                                 metadata=meta, created_at=datetime.now(timezone.utc))
+            acks = self._transport.put([_records.rows_to_batch([row])])
+            self._dictionaries.add(row, acks[0].hlcs[0])
+        return report
+
+    def recompress(self, tier: str, codec: str, *, older_than: timedelta | None = None,
+                   progress: Callable[[RecompressReport], Any] | None = None) -> RecompressReport:
+        """Re-encode ``tier``'s memories with ``codec``; every text is kept byte for byte.
+
+        Each new payload is decoded and checked against the memory's content
+        hash before it is sent, and the server writes it only if the memory
+        was not edited meanwhile. See ``aimem recompress``.
+        """
+        return recompress(self, tier, codec, older_than=older_than, progress=progress)
+
+    def _training_samples(self, tier: str) -> tuple[list[bytes], int]:
+        samples, privacy = [], 0
+        for batch in self.iter_records(tier):
+            for row in batch.to_pylist():
+                if row["kind"] == DICTIONARY_KIND or row["codec"] == CODEC_LM:
+                    continue  # the model's payloads cost a decode each; the rest are enough
+                samples.append(self.codebook.decode(row, max_bytes=DEFAULT_LIMITS.max_text_bytes))
+                privacy = max(privacy, row["privacy"])
+        return samples, privacy
+
+    def _fetch_dictionaries(self) -> list[dict[str, Any]]:
+        ticket = ScanRequest(tenant=self.tenant, kind=DICTIONARY_KIND).to_bytes()
+        return [row for batch in self._transport.stream(ticket, RECORD_SCHEMA)
+                for row in batch.to_pylist()]
+
     # -- internals ------------------------------------------------------------
 
     def _defaults(self, **values: Any) -> _records.Defaults:
-        return _records.Defaults(tenant=self.tenant, embed_model=self.embed_model, **values)
+        return _records.Defaults(tenant=self.tenant, embed_model=self.embed_model,
+                                 encode=self.encode, **values)
 
-    def _upload(self, batches: list[pa.RecordBatch]) -> list[str]:
-        ids: list[str] = []
+    def _upload(self, batches: list[pa.RecordBatch], *, reencode: bool = False) -> list[PutAck]:
+        acks: list[PutAck] = []
         for group in _records.plan_puts(batches):
             try:
-                acks = self._transport.put(group)
+                acks += self._transport.put(group, reencode=reencode)
             except ConnectionFailedError:  # one retry: same ids and content are idempotent
-                acks = self._transport.put(group)
-            ids += [i for ack in acks for i in ack.ids]
-        return ids
+                acks += self._transport.put(group, reencode=reencode)
+        return acks
 
     def _scan_request(self, tier: Any, filters: dict[str, Any]) -> ScanRequest:
         unknown = sorted(set(filters) - set(_SCAN_FILTERS))

@@ -30,7 +30,7 @@ def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
 def current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
     return Current(seq, decision.hlc, decision.origin, row["tier"],
                    table.column("embed_model")[i].as_py(),
-                   tuple(row[f] for f in SAME_MEMORY_FIELDS))
+                   tuple(row[f] for f in SAME_MEMORY_FIELDS), (row["codec"], row["dict_id"]))
 
 
 def split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:

@@ -31,6 +31,7 @@ class Current:
     tier: str
     embed_model: str | None
     fields: tuple[Any, ...]  # values of SAME_MEMORY_FIELDS
+    encoding: tuple[Any, ...] = ()  # (codec, dict_id)
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,14 @@ class Decision:
 
 
 def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
-           replica_id: str, sync_tiers: tuple[str, ...] = ()) -> Decision:
+           replica_id: str, sync_tiers: tuple[str, ...] = (), reencode: bool = False) -> Decision:
     """The decision for one incoming row given the stored current version.
 
     A client may not move a memory from a tier that syncs to one that does not:
     the cloud would keep the old version and no later round could tell it.
     """
+    if reencode:
+        return _decide_reencode(row, current, clock, replica_id)
     if row["hlc"] == 0:
         if current is not None and current.tier in sync_tiers and row["tier"] not in sync_tiers:
             raise TierPolicyError(
@@ -64,3 +67,13 @@ def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
     if current is not None and (current.hlc, current.origin) >= (row["hlc"], origin):
         return Decision(False, current.hlc, current.origin, None)
     return Decision(True, row["hlc"], origin, current)
+
+
+def _decide_reencode(row: dict[str, Any], current: Current | None, clock: HybridClock,
+                     replica_id: str) -> Decision:
+    same = (current is not None and row["hlc"] == 0
+            and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS))
+    if current is None or not same or current.encoding == (row["codec"], row["dict_id"]):
+        return Decision(False, current.hlc if current else 0, current.origin if current else "",
+                        None)
+    return Decision(True, clock.now(), replica_id, current)

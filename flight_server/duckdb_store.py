@@ -25,7 +25,9 @@ import pyarrow as pa
 
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
+    DICTIONARY_KIND,
     RECORD_SCHEMA,
+    Limits,
     TIERS,
     HybridClock,
     InvalidVectorError,
@@ -44,6 +46,7 @@ from ._search import fuse
 from ._sql_filters import Sql, compile_scan, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
+from ._payloads import PayloadTexts
 from .keyword_index import KeywordDoc
 from .store import Store, WriteResult
 from .vector_index import HnswParams
@@ -72,6 +75,10 @@ _CANDIDATES_MIN = 50
 _ALLOWED_CACHE_SIZE = 64
 
 
+_PAYLOAD_COLUMNS = ("id, tenant, kind, agent, codec, dict_id, payload, raw_size, content_hash, "
+                    "deleted")
+
+
 class DuckDBStore(SyncStoreMixin, Store):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
 
@@ -92,6 +99,7 @@ class DuckDBStore(SyncStoreMixin, Store):
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
+        self.payloads = PayloadTexts(self._dictionary_bytes, self._current_rows)
         self._allowed_cache: dict[str, np.ndarray] = {}
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
@@ -130,7 +138,8 @@ class DuckDBStore(SyncStoreMixin, Store):
     def put(self, write: PreparedWrite) -> WriteResult:
         with self._write_lock:
             table = write.records
-            rows = table.select(["id", "tenant", "hlc", "origin", *SAME_MEMORY_FIELDS]).to_pylist()
+            rows = table.select(["id", "tenant", "hlc", "origin", "codec", "dict_id",
+                                 *SAME_MEMORY_FIELDS]).to_pylist()
             currents = self._currents(table)
             first_new_seq = self._seq + 1
             written: dict[tuple[str, str], tuple[int, int, int, str]] = {}
@@ -138,7 +147,7 @@ class DuckDBStore(SyncStoreMixin, Store):
             for i, row in enumerate(rows):
                 key = (row["tenant"], row["id"])
                 decision = decide(row, currents.get(key), self.clock, self.replica_id,
-                                  self.sync_tiers)
+                                  self.sync_tiers, write.reencode)
                 acks.append((row["id"], decision.hlc))
                 if not decision.write:
                     continue
@@ -163,11 +172,12 @@ class DuckDBStore(SyncStoreMixin, Store):
         cur.register("incoming_keys", keys)
         fields = ", ".join(f"r.{f}" for f in SAME_MEMORY_FIELDS)
         found = cur.execute(
-            f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, {fields} "
+            f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, r.codec, "
+            f"r.dict_id, {fields} "
             "FROM records r JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
         ).fetchall()
-        return {(t, i): Current(seq, hlc, origin, tier, model, tuple(rest))
-                for t, i, seq, hlc, origin, tier, model, *rest in found}
+        return {(t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
+                for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found}
 
     def _rows_to_insert(self, table: pa.Table, written: list[tuple[int, int, int, str]]) -> pa.Table:
         if not written:
@@ -382,18 +392,33 @@ class DuckDBStore(SyncStoreMixin, Store):
                           table.column("embedding_scale").combine_chunks().cast(pa.float32()))
 
     def _keyword_backlog(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
-        from aios_memory.client.codecs import decode_text
-
         cur = self._cursor()
         reader = cur.sql(
-            "SELECT id, seq, tier, codec, payload, raw_size, deleted FROM records "
+            f"SELECT seq, tier, {_PAYLOAD_COLUMNS} FROM records "
             "WHERE tenant = ? AND seq > ? ORDER BY seq", params=[tenant, watermark]
         ).to_arrow_reader(8192)
+        limits = Limits(max_text_bytes=1 << 30)
         for batch in reader:
-            for id_, seq, tier, codec, payload, size, deleted in zip(
-                    *(c.to_pylist() for c in batch.columns)):
-                text = None if deleted else decode_text(codec, payload, size, max_bytes=1 << 30)
-                yield KeywordDoc(id_, seq, tier, text)
+            for row in batch.to_pylist():
+                yield KeywordDoc(row["id"], row["seq"], row["tier"],
+                                 self.payloads.text(row, limits))
+
+    # -- payload decoding (see _payloads) --------------------------------------------------
+    def _dictionary_bytes(self, tenant: str, dict_id: int) -> bytes | None:
+        from aios_memory.client.codecs import decode_payload
+
+        found = self._cursor().execute(
+            "SELECT codec, payload, raw_size FROM records WHERE tenant = ? AND kind = ? "
+            "AND dict_id = ? AND NOT deleted", [tenant, DICTIONARY_KIND, dict_id]).fetchone()
+        if found is None:
+            return None
+        return decode_payload(found[0], found[1], found[2], max_bytes=1 << 24)
+
+    def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
+        cur = self._cursor()
+        cur.register("wanted_ids", pa.table({"id": pa.array(ids, pa.string())}))
+        return cur.sql(f"SELECT {_PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND id IN "
+                       "(SELECT id FROM wanted_ids)", params=[tenant]).to_arrow_table().to_pylist()
 
     def checkpoint(self) -> None:
         self.indexes.checkpoint()

@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from aios_memory.client.codecs import decode_text
 from aios_memory.client.vectors import normalize_rows, quantize
 from aios_memory.schemas import (
     RECORD_SCHEMA,
-    AiosMemoryError,
     Limits,
     check_tiers_allowed,
     validate_record_batch,
 )
 
+from ._payloads import PayloadTexts
 from .embedder import Embedder
 
 __all__ = ["PreparedWrite", "prepare_write", "dequantize"]
@@ -30,20 +29,25 @@ __all__ = ["PreparedWrite", "prepare_write", "dequantize"]
 class PreparedWrite:
     """A put's records (embeddings filled where the server could) and their texts.
 
-    ``texts[i]`` is None for tombstones. ``batch_sizes`` lets acks follow the
-    client's batches.
+    ``texts[i]`` is None for tombstones, dictionaries and texts this server
+    cannot decode (see ``_payloads``). ``batch_sizes`` lets acks follow the
+    client's batches. ``reencode``: the rows are new encodings of stored
+    versions (``REENCODE_PATH``).
     """
 
     records: pa.Table
     texts: list[str | None]
     batch_sizes: list[int]
+    reencode: bool = False
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
-                  limits: Limits, allowed_tiers: tuple[str, ...] | None = None) -> PreparedWrite:
+                  limits: Limits, allowed_tiers: tuple[str, ...] | None = None, *,
+                  payloads: PayloadTexts | None = None, reencode: bool = False) -> PreparedWrite:
     """Validate every batch fully, decode every text, embed what came without a vector.
 
     ``allowed_tiers`` (a cloud endpoint's sync tiers) refuses records of any other tier.
+    ``payloads`` decodes with the store's dictionaries (default: only those in the put).
     """
     for batch in batches:
         validate_record_batch(batch, limits)
@@ -51,28 +55,10 @@ def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
             check_tiers_allowed(set(batch.column("tier").to_pylist()), allowed_tiers,
                                 "this cloud endpoint")
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
-    texts = _decode_texts(table, limits)
+    texts = (payloads or PayloadTexts()).texts(table, limits)
     if embedder is not None:
         table = _embed_missing(table, texts, embedder)
-    return PreparedWrite(table, texts, [b.num_rows for b in batches])
-
-
-def _decode_texts(table: pa.Table, limits: Limits) -> list[str | None]:
-    columns = [table.column(n).to_pylist() for n in
-               ("codec", "payload", "raw_size", "content_hash", "deleted")]
-    texts: list[str | None] = []
-    for row, (codec, payload, size, digest, deleted) in enumerate(zip(*columns)):
-        if deleted:
-            texts.append(None)
-            continue
-        try:
-            texts.append(decode_text(codec, payload, size, digest, max_bytes=limits.max_text_bytes))
-        except AiosMemoryError as exc:
-            exc.detail.setdefault("row", row)
-            exc.args = (f"row {row}: {exc.message}",)
-            exc.message = exc.args[0]
-            raise
-    return texts
+    return PreparedWrite(table, texts, [b.num_rows for b in batches], reencode)
 
 
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:

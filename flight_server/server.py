@@ -28,6 +28,8 @@ from aios_memory.schemas import (
     IdsRequest,
     IncompleteWriteError,
     InvalidRequestError,
+    PUT_PATH,
+    REENCODE_PATH,
     LimitExceededError,
     Limits,
     PutAck,
@@ -120,8 +122,10 @@ class MemoryFlightServer(flight.FlightServerBase):
                 raise IncompleteWriteError(
                     f"commit says {commit.batches} batches / {commit.rows} rows, received "
                     f"{len(batches)} / {rows}; nothing was stored")
+            reencode = _is_reencode(descriptor)
             results = self.store.put(prepare_write(batches, self.embedder, self.limits,
-                                                   self._allowed_tiers))
+                                                   self._allowed_tiers, reencode=reencode,
+                                                   payloads=self.store.payloads))
             for number, (ids, hlcs) in enumerate(results):
                 writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
 
@@ -177,7 +181,7 @@ class MemoryFlightServer(flight.FlightServerBase):
             if batch.num_rows:
                 validate_record_schema(batch.schema)
                 self.store.put(prepare_write([batch], self.embedder, self.limits,
-                                             self._allowed_tiers))
+                                             self._allowed_tiers, payloads=self.store.payloads))
 
     # -- actions ----------------------------------------------------------------------------
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
@@ -257,6 +261,14 @@ def _tenant_of(criteria: bytes | None) -> str:
     if not criteria:
         return DEFAULT_TENANT
     return StatsRequest.from_bytes(criteria).tenant
+
+
+def _is_reencode(descriptor: flight.FlightDescriptor) -> bool:
+    path = [p.decode() if isinstance(p, bytes) else p for p in (descriptor.path or [])]
+    if path not in ([PUT_PATH], [PUT_PATH, REENCODE_PATH]):
+        raise InvalidRequestError(f"do_put takes the path [{PUT_PATH!r}] or "
+                                  f"[{PUT_PATH!r}, {REENCODE_PATH!r}], not {path}")
+    return path == [PUT_PATH, REENCODE_PATH]
 
 
 def _scan_request(descriptor: flight.FlightDescriptor) -> ScanRequest:

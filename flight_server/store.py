@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from aios_memory.schemas import ScanRequest, SearchRequest
 
+from ._payloads import PayloadTexts
 from .ingest import PreparedWrite
 
 __all__ = ["Store", "WriteResult"]
@@ -26,6 +27,7 @@ class Store(ABC):
     """A durable home for records plus the indexes derived from them."""
 
     replica_id: str
+    payloads: PayloadTexts  # decodes incoming payloads with this store's dictionaries
 
     @abstractmethod
     def put(self, write: PreparedWrite) -> WriteResult:
@@ -34,7 +36,8 @@ class Store(ABC):
         Returns, per client batch, the ids and the hlc each id now has. A
         record identical to the stored current version is not written again
         (retries are idempotent); a record from a replica (hlc set) wins only
-        if its ``(hlc, origin)`` is higher than the stored one.
+        if its ``(hlc, origin)`` is higher than the stored one; a re-encoding
+        (``write.reencode``) only where the stored content is unchanged.
         """
 
     @abstractmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .codecs import CODECS
+from .codecs import CODECS, DICTIONARY_KIND
 from .errors import (
     InvalidValueError,
     InvalidVectorError,
@@ -176,6 +176,21 @@ def _check_enums(batch: pa.RecordBatch) -> None:
             f"unknown codec {codecs[row].as_py()!r} at row {row}; known: {sorted(CODECS)}",
             field="codec", row=row,
         )
+    _check_dict_ids(batch)
+
+
+def _check_dict_ids(batch: pa.RecordBatch) -> None:
+    """``dict_id`` is set exactly where the codec or the kind needs one."""
+    needs = pc.or_(pc.is_in(batch.column("codec"), value_set=pa.array(
+        sorted(name for name, codec in CODECS.items() if codec.dict_id), pa.string())),
+        pc.equal(batch.column("kind"), DICTIONARY_KIND))
+    has = pc.is_valid(batch.column("dict_id"))
+    row = _first_false(pc.equal(needs, has))
+    if row >= 0:
+        codec = batch.column("codec")[row].as_py()
+        raise InvalidValueError(
+            f"dict_id at row {row} must be {'set' if needs[row].as_py() else 'null'} for codec "
+            f"{codec!r} and kind {batch.column('kind')[row].as_py()!r}", field="dict_id", row=row)
 
 
 def _check_sizes(batch: pa.RecordBatch, limits: Limits) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "WIRE_VERSION",
     "DEFAULT_PORT",
     "PUT_PATH",
+    "REENCODE_PATH",
     "ACTIONS",
     "SEARCH_MODES",
     "FIELD_FILTERS",
@@ -47,6 +48,10 @@ WIRE_VERSION = 1
 DEFAULT_PORT = 8815
 # do_put takes FlightDescriptor.for_path(PUT_PATH); the records say their own tenant and tier.
 PUT_PATH = "records"
+# for_path(PUT_PATH, REENCODE_PATH): each row is a new encoding of a stored current version.
+# It is written only where the stored version still has the same content and fields (so a
+# recompression never undoes a concurrent edit); elsewhere the ack carries the stored hlc.
+REENCODE_PATH = "reencode"
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 SYNC_ROLES = ("initiator", "responder")
 MAX_SUMMARY_IDS = 10_000

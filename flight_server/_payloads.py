@@ -1,0 +1,156 @@
+"""The texts of incoming records, decoded for indexing with the tenant's own dictionaries.
+
+The server reads payloads only to index them (keywords, its embedder) and to
+refuse a payload that does not match its content hash. What it needs:
+
+- a ``zstd-dict`` payload's dictionary: from the same put (a client writes a
+  new dictionary before the memories that use it) or from the store;
+- an ``lm`` payload's text: the model costs a decode per memory, so a version
+  whose content hash equals the stored version's (a recompression, or its
+  sync to another replica) takes the stored version's text instead. Only a
+  text never seen before needs the model; where the ``[lm]`` extra is not
+  installed, or was made by another model, the record is stored and synced
+  as it is and left out of the keyword index (its vector, if it carries one,
+  is still indexed). The client checks its hash when it reads it.
+
+Dictionary records themselves are checked here: codec ``none`` or ``zstd``,
+content hash, and a ``dict_id`` made from that hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from aios_memory.client.codecs import Codebook, Dictionary, content_hash, decode_payload
+from aios_memory.schemas import (
+    CODEC_LM,
+    CODEC_NONE,
+    CODEC_ZSTD,
+    DICTIONARY_KIND,
+    SYSTEM_KINDS,
+    AiosMemoryError,
+    CodecMismatchError,
+    CodecUnavailableError,
+    CorruptDataError,
+    Limits,
+    dictionary_id_of,
+)
+
+__all__ = ["PayloadTexts", "DictionaryLookup", "CurrentRows"]
+
+log = logging.getLogger("aios_memory.server")
+
+DictionaryLookup = Callable[[str, int], "bytes | None"]
+"""``(tenant, dict_id) -> dictionary bytes`` from the store, or None."""
+CurrentRows = Callable[[str, list[str]], "list[dict[str, Any]]"]
+"""``(tenant, ids) -> stored current rows`` (id, codec, dict_id, payload, raw_size, ...)."""
+
+_COLUMNS = ("id", "tenant", "kind", "agent", "codec", "dict_id", "payload", "raw_size",
+            "content_hash", "deleted")
+_MAX_DICTIONARY_BYTES = 1 << 24
+_CHEAP = (CODEC_NONE, CODEC_ZSTD)
+
+
+class PayloadTexts:
+    """Decodes records for indexing; one per store, safe to share between threads."""
+
+    def __init__(self, dictionary: DictionaryLookup | None = None,
+                 current_rows: CurrentRows | None = None) -> None:
+        self._lookup = dictionary or (lambda tenant, dict_id: None)
+        self._current_rows = current_rows or (lambda tenant, ids: [])
+        self._dictionaries: dict[tuple[str, int], Dictionary] = {}
+
+    def texts(self, table: pa.Table, limits: Limits) -> list[str | None]:
+        """One text per row of ``table`` (None: tombstone, dictionary, or not decodable here)."""
+        rows = table.select(list(_COLUMNS)).to_pylist()
+        overlay = self._dictionaries_in(rows)
+        reusable = self._reusable_texts(rows, limits)
+        texts: list[str | None] = []
+        for number, row in enumerate(rows):
+            if row["deleted"] or row["kind"] in SYSTEM_KINDS:
+                texts.append(None)
+            elif number in reusable:
+                texts.append(reusable[number])
+            else:
+                texts.append(_annotated(number, lambda r=row: self._text(r, overlay, limits)))
+        return texts
+
+    def text(self, row: dict[str, Any], limits: Limits) -> str | None:
+        """The text of one stored row for a keyword-index rebuild (None where undecodable)."""
+        if row["deleted"] or row["kind"] in SYSTEM_KINDS:
+            return None
+        return self._text(row, {}, limits)
+
+    def _text(self, row: dict[str, Any], overlay: dict[tuple[str, int], Dictionary],
+              limits: Limits) -> str | None:
+        tenant = row["tenant"]
+        codebook = Codebook(lambda dict_id: overlay.get((tenant, dict_id))
+                            or self._dictionary(tenant, dict_id), cache_bytes=0)
+        try:
+            return codebook.text(row, max_bytes=limits.max_text_bytes)
+        except (CodecUnavailableError, CodecMismatchError) as exc:
+            if row["codec"] != CODEC_LM:
+                raise
+            log.warning("memory %s is not keyword-indexed here: %s", row["id"], exc.message)
+            return None
+
+    def _dictionary(self, tenant: str, dict_id: int) -> Dictionary | None:
+        key = (tenant, dict_id)
+        if key not in self._dictionaries:
+            data = self._lookup(tenant, dict_id)
+            if data is None:
+                return None
+            self._dictionaries[key] = Dictionary(dict_id, data)
+        return self._dictionaries[key]
+
+    def _dictionaries_in(self, rows: list[dict[str, Any]]) -> dict[tuple[str, int], Dictionary]:
+        found = {}
+        for number, row in enumerate(rows):
+            if row["kind"] == DICTIONARY_KIND and not row["deleted"]:
+                dictionary = _annotated(number, lambda r=row: _checked_dictionary(r))
+                found[(row["tenant"], dictionary.dict_id)] = dictionary
+        return found
+
+    def _reusable_texts(self, rows: list[dict[str, Any]], limits: Limits) -> dict[int, str]:
+        """Texts of ``lm`` rows whose stored version has the same content, by row number."""
+        wanted: dict[str, list[int]] = {}
+        for number, row in enumerate(rows):
+            if row["codec"] == CODEC_LM and not row["deleted"]:
+                wanted.setdefault(row["tenant"], []).append(number)
+        reusable: dict[int, str] = {}
+        for tenant, numbers in wanted.items():
+            stored = {r["id"]: r for r in self._current_rows(tenant, [rows[n]["id"] for n in numbers])}
+            for number in numbers:
+                old = stored.get(rows[number]["id"])
+                if old and old["codec"] != CODEC_LM and old["content_hash"] == rows[number]["content_hash"]:
+                    text = self._text({**old, "tenant": tenant}, {}, limits)
+                    if text is not None:
+                        reusable[number] = text
+        return reusable
+
+
+def _checked_dictionary(row: dict[str, Any]) -> Dictionary:
+    if row["codec"] not in _CHEAP:
+        raise CorruptDataError(f"dictionary {row['id']} must be stored with codec none or zstd",
+                               memory_id=row["id"])
+    data = decode_payload(row["codec"], row["payload"], row["raw_size"],
+                          max_bytes=_MAX_DICTIONARY_BYTES)
+    digest = content_hash(data)
+    if digest != row["content_hash"] or row["dict_id"] != dictionary_id_of(digest):
+        raise CorruptDataError(f"dictionary {row['id']}: content hash or dict_id does not match "
+                               "its bytes", memory_id=row["id"])
+    return Dictionary(row["dict_id"], data)
+
+
+def _annotated(number: int, decode: Callable[[], Any]) -> Any:
+    """``decode()``, with the row number in any contract error it raises."""
+    try:
+        return decode()
+    except AiosMemoryError as exc:
+        exc.detail.setdefault("row", number)
+        exc.args = (f"row {number}: {exc.message}",)
+        exc.message = exc.args[0]
+        raise
