@@ -92,6 +92,12 @@ class DictionaryBook:
         found = [e for e in self._load().values() if e.tier == tier]
         return max(found, key=lambda e: e.hlc) if found else None
 
+    def describe(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per dictionary, oldest first."""
+        entries = sorted(self._load(refresh=True).values(), key=lambda e: e.hlc)
+        return [{"dict_id": e.dictionary.dict_id, "tier": e.tier, "bytes": len(e.dictionary.data),
+                 **e.metadata} for e in entries]
+
     def add(self, row: dict[str, Any], hlc: int) -> None:
         with self._lock:
             if self._entries is not None:

@@ -82,7 +82,7 @@ def recompress(client: MemoryClient, tier: str, codec: str, *,
 
 def _recompress_chunk(client: MemoryClient, rows: list[dict[str, Any]], codec: str,
                       report: RecompressReport) -> None:
-    changed, old_hlcs = [], []
+    changed = []
     for row in rows:
         report.scanned += 1
         new = _reencode(client, row, codec)
@@ -94,13 +94,12 @@ def _recompress_chunk(client: MemoryClient, rows: list[dict[str, Any]], codec: s
         report.bytes_after += len(new.payload)
         changed.append({**row, "codec": new.codec, "dict_id": new.dict_id,
                         "payload": new.payload, "hlc": 0, "origin": ""})
-        old_hlcs.append(row["hlc"])
     if not changed:
         return
     acks = client._upload([_records.rows_to_batch(part) for part in _records.chunk_rows(changed)],
                           reencode=True)
-    hlcs = [h for ack in acks for h in ack.hlcs]
-    kept = sum(1 for new, old in zip(hlcs, old_hlcs, strict=True) if new != old)
+    # The server acks a row it refused (edited or forgotten meanwhile) with hlc 0.
+    kept = sum(1 for ack in acks for hlc in ack.hlcs if hlc)
     report.reencoded += kept
     report.skipped_edited += len(changed) - kept
 

@@ -308,6 +308,10 @@ class MemoryClient:
         """
         return recompress(self, tier, codec, older_than=older_than, progress=progress)
 
+    def dictionaries(self) -> list[dict[str, Any]]:
+        """The tenant's trained dictionaries: ``dict_id``, ``tier``, ``bytes`` and how trained."""
+        return self._dictionaries.describe()
+
     def _training_samples(self, tier: str) -> tuple[list[bytes], int]:
         samples, privacy = [], 0
         for batch in self.iter_records(tier):

@@ -73,7 +73,8 @@ def _decide_reencode(row: dict[str, Any], current: Current | None, clock: Hybrid
                      replica_id: str) -> Decision:
     same = (current is not None and row["hlc"] == 0
             and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS))
-    if current is None or not same or current.encoding == (row["codec"], row["dict_id"]):
-        return Decision(False, current.hlc if current else 0, current.origin if current else "",
-                        None)
+    if current is None or not same:
+        return Decision(False, 0, "", None)  # edited, forgotten or gone: acked with hlc 0
+    if current.encoding == (row["codec"], row["dict_id"]):
+        return Decision(False, current.hlc, current.origin, None)  # a retry of a done one
     return Decision(True, clock.now(), replica_id, current)

@@ -50,7 +50,7 @@ DEFAULT_PORT = 8815
 PUT_PATH = "records"
 # for_path(PUT_PATH, REENCODE_PATH): each row is a new encoding of a stored current version.
 # It is written only where the stored version still has the same content and fields (so a
-# recompression never undoes a concurrent edit); elsewhere the ack carries the stored hlc.
+# recompression never undoes a concurrent edit); elsewhere the ack carries hlc 0.
 REENCODE_PATH = "reencode"
 SEARCH_MODES = ("hybrid", "vector", "keyword")
 SYNC_ROLES = ("initiator", "responder")
