@@ -5,13 +5,14 @@ refuse a payload that does not match its content hash. What it needs:
 
 - a ``zstd-dict`` payload's dictionary: from the same put (a client writes a
   new dictionary before the memories that use it) or from the store;
-- an ``lm`` payload's text: the model costs a decode per memory, so a version
-  whose content hash equals the stored version's (a recompression, or its
-  sync to another replica) takes the stored version's text instead. Only a
-  text never seen before needs the model; where the ``[lm]`` extra is not
-  installed, or was made by another model, the record is stored and synced
-  as it is and left out of the keyword index (its vector, if it carries one,
-  is still indexed). The client checks its hash when it reads it.
+- an ``lm`` payload's text: the model costs 0.1-0.3 s a memory, which a put
+  or a sync round must never wait for (a round of 2,048 such records would
+  outlast any timeout and never finish). So a version whose content hash
+  equals the stored version's (a recompression, or its sync to a replica that
+  had the memory) takes the stored version's text, and any other ``lm``
+  record is stored and synced as it is, indexed by its vector (which travels
+  with it) but left out of the keyword index. The server does not check its
+  hash; the client does when it reads it.
 
 Dictionary records themselves are checked here: codec ``none`` or ``zstd``,
 content hash, and a ``dict_id`` made from that hash.
@@ -32,8 +33,6 @@ from aios_memory.schemas import (
     DICTIONARY_KIND,
     SYSTEM_KINDS,
     AiosMemoryError,
-    CodecMismatchError,
-    CodecUnavailableError,
     CorruptDataError,
     Limits,
     dictionary_id_of,
@@ -86,16 +85,13 @@ class PayloadTexts:
 
     def _text(self, row: dict[str, Any], overlay: dict[tuple[str, int], Dictionary],
               limits: Limits) -> str | None:
+        if row["codec"] == CODEC_LM:
+            log.info("memory %s (lm-coded, new here) is not keyword-indexed", row["id"])
+            return None
         tenant = row["tenant"]
         codebook = Codebook(lambda dict_id: overlay.get((tenant, dict_id))
                             or self._dictionary(tenant, dict_id), cache_bytes=0)
-        try:
-            return codebook.text(row, max_bytes=limits.max_text_bytes)
-        except (CodecUnavailableError, CodecMismatchError) as exc:
-            if row["codec"] != CODEC_LM:
-                raise
-            log.warning("memory %s is not keyword-indexed here: %s", row["id"], exc.message)
-            return None
+        return codebook.text(row, max_bytes=limits.max_text_bytes)
 
     def _dictionary(self, tenant: str, dict_id: int) -> Dictionary | None:
         key = (tenant, dict_id)
