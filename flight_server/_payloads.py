@@ -10,9 +10,9 @@ refuse a payload that does not match its content hash. What it needs:
   outlast any timeout and never finish). So a version whose content hash
   equals the stored version's (a recompression, or its sync to a replica that
   had the memory) takes the stored version's text, and any other ``lm``
-  record is stored and synced as it is, indexed by its vector (which travels
-  with it) but left out of the keyword index. The server does not check its
-  hash; the client does when it reads it.
+  record is committed as it is (indexed at once by its vector, which travels
+  with it) and left to ``_text_backfill`` to decode in the background for the
+  keyword index. The client checks its hash whenever it reads it.
 
 Dictionary records themselves are checked here: codec ``none`` or ``zstd``,
 content hash, and a ``dict_id`` made from that hash.
@@ -20,7 +20,6 @@ content hash, and a ``dict_id`` made from that hash.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -39,8 +38,6 @@ from aios_memory.schemas import (
 )
 
 __all__ = ["PayloadTexts", "DictionaryLookup", "CurrentRows"]
-
-log = logging.getLogger("aios_memory.server")
 
 DictionaryLookup = Callable[[str, int], "bytes | None"]
 """``(tenant, dict_id) -> dictionary bytes`` from the store, or None."""
@@ -62,32 +59,38 @@ class PayloadTexts:
         self._current_rows = current_rows or (lambda tenant, ids: [])
         self._dictionaries: dict[tuple[str, int], Dictionary] = {}
 
-    def texts(self, table: pa.Table, limits: Limits) -> list[str | None]:
-        """One text per row of ``table`` (None: tombstone, dictionary, or not decodable here)."""
+    def texts(self, table: pa.Table, limits: Limits) -> tuple[list[str | None], list[int]]:
+        """One text per row of ``table`` (None: tombstone, dictionary, or deferred), and the
+        numbers of the rows deferred to the background (lm-coded, new here)."""
         rows = table.select(list(_COLUMNS)).to_pylist()
         overlay = self._dictionaries_in(rows)
         reusable = self._reusable_texts(rows, limits)
         texts: list[str | None] = []
+        deferred: list[int] = []
         for number, row in enumerate(rows):
             if row["deleted"] or row["kind"] in SYSTEM_KINDS:
                 texts.append(None)
             elif number in reusable:
                 texts.append(reusable[number])
+            elif row["codec"] == CODEC_LM:
+                texts.append(None)
+                deferred.append(number)
             else:
                 texts.append(_annotated(number, lambda r=row: self._text(r, overlay, limits)))
-        return texts
+        return texts, deferred
 
     def text(self, row: dict[str, Any], limits: Limits) -> str | None:
-        """The text of one stored row for a keyword-index rebuild (None where undecodable)."""
-        if row["deleted"] or row["kind"] in SYSTEM_KINDS:
+        """The text of one stored row (None for tombstones, dictionaries and lm rows)."""
+        if row["deleted"] or row["kind"] in SYSTEM_KINDS or row["codec"] == CODEC_LM:
             return None
         return self._text(row, {}, limits)
 
+    def decode_lm(self, row: dict[str, Any], limits: Limits) -> str:
+        """The text of an lm-coded stored row, with the model (slow; for the background)."""
+        return Codebook(cache_bytes=0).text(row, max_bytes=limits.max_text_bytes)
+
     def _text(self, row: dict[str, Any], overlay: dict[tuple[str, int], Dictionary],
               limits: Limits) -> str | None:
-        if row["codec"] == CODEC_LM:
-            log.info("memory %s (lm-coded, new here) is not keyword-indexed", row["id"])
-            return None
         tenant = row["tenant"]
         codebook = Codebook(lambda dict_id: overlay.get((tenant, dict_id))
                             or self._dictionary(tenant, dict_id), cache_bytes=0)
@@ -121,7 +124,8 @@ class PayloadTexts:
             stored = {r["id"]: r for r in self._current_rows(tenant, [rows[n]["id"] for n in numbers])}
             for number in numbers:
                 old = stored.get(rows[number]["id"])
-                if old and old["codec"] != CODEC_LM and old["content_hash"] == rows[number]["content_hash"]:
+                if old and old["codec"] != CODEC_LM \
+                        and old["content_hash"] == rows[number]["content_hash"]:
                     text = self._text({**old, "tenant": tenant}, {}, limits)
                     if text is not None:
                         reusable[number] = text

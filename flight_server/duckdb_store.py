@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
+    CODEC_LM,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
     Limits,
@@ -47,6 +48,7 @@ from ._sql_filters import Sql, compile_scan, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
 from ._payloads import PayloadTexts
+from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
 from .keyword_index import KeywordDoc
 from .store import Store, WriteResult
 from .vector_index import HnswParams
@@ -103,6 +105,7 @@ class DuckDBStore(SyncStoreMixin, Store):
         self._allowed_cache: dict[str, np.ndarray] = {}
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
+        self._backfill = TextBackfill(self)
 
     # -- connection -------------------------------------------------------------------------
     @staticmethod
@@ -120,6 +123,7 @@ class DuckDBStore(SyncStoreMixin, Store):
         con.execute("SET TimeZone = 'UTC'")
         con.execute(_DDL)
         con.execute(sync_sql.SYNC_DDL)
+        con.execute(TEXT_BACKLOG_DDL)
         return con
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -159,11 +163,13 @@ class DuckDBStore(SyncStoreMixin, Store):
                 currents[key] = current_of(row, self._seq, decision, table, i)
             in_order = sorted(written.values(), key=lambda w: w[1])
             new_rows = self._rows_to_insert(table, in_order)
-            self._commit(new_rows, replaced)
+            self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred])
             self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
             self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced)
+            if write.deferred:
+                self._backfill.notify()
             return split_acks(acks, write.batch_sizes)
 
     def _currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
@@ -206,7 +212,8 @@ class DuckDBStore(SyncStoreMixin, Store):
                     f"{known}-dimensional vectors for model {model!r}",
                     row=row, expected=known, got=dim, embed_model=model)
 
-    def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]]) -> None:
+    def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]],
+                deferred_seqs: list[int]) -> None:
         if not new_rows.num_rows:
             return
         cur = self._cursor()
@@ -218,6 +225,9 @@ class DuckDBStore(SyncStoreMixin, Store):
                     [c.seq for _, c in replaced], pa.int64())}))
                 cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
             cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
+            if deferred_seqs:
+                cur.executemany("INSERT OR IGNORE INTO text_backlog VALUES (?)",
+                                [[seq] for seq in deferred_seqs])
             self._register_models(cur, new_rows)
             cur.execute("COMMIT")
         except duckdb.Error as exc:
@@ -372,6 +382,7 @@ class DuckDBStore(SyncStoreMixin, Store):
                 "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},
                 "data_dir_bytes": dir_bytes(self.data_dir), "replica_id": self.replica_id,
                 "vectors_pending": self.indexes.pending,
+                "keyword_backlog": self._keyword_backlog_count(tenant),
                 "index_events": list(self.indexes.events)}
 
     # -- index callbacks --------------------------------------------------------------------
@@ -400,8 +411,43 @@ class DuckDBStore(SyncStoreMixin, Store):
         limits = Limits(max_text_bytes=1 << 30)
         for batch in reader:
             for row in batch.to_pylist():
+                if row["codec"] == CODEC_LM and not row["deleted"]:  # the model's: background
+                    self._cursor().execute("INSERT OR IGNORE INTO text_backlog VALUES (?)",
+                                           [row["seq"]])
                 yield KeywordDoc(row["id"], row["seq"], row["tier"],
                                  self.payloads.text(row, limits))
+
+    # -- the keyword backlog of lm-coded rows (see _text_backfill) --------------------------
+    def text_backlog_rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
+        """Up to ``limit`` backlog rows, oldest first, with their records (id None: gone)."""
+        cur = self._cursor()
+        cur.register("excluded", pa.table({"seq": pa.array(sorted(exclude), pa.int64())}))
+        columns = ", ".join(f"r.{c.strip()}" for c in _PAYLOAD_COLUMNS.split(","))
+        return cur.sql(
+            f"SELECT b.seq, r.tier, {columns} FROM text_backlog b LEFT JOIN records r "
+            "USING (seq) WHERE b.seq NOT IN (SELECT seq FROM excluded) ORDER BY b.seq LIMIT ?",
+            params=[limit]).to_arrow_table().to_pylist()
+
+    def index_if_current(self, tenant: str, doc: KeywordDoc) -> bool:
+        """Give ``doc`` to the keyword index if its row is still the current version."""
+        with self._write_lock:
+            found = self._cursor().execute("SELECT count(*) FROM records WHERE seq = ?",
+                                           [doc.seq]).fetchone()
+            if not found or not found[0]:
+                return False
+            self.indexes.keyword(tenant).apply([doc])
+            return True
+
+    def _keyword_backlog_count(self, tenant: str) -> int:
+        found = self._cursor().execute(
+            "SELECT count(*) FROM text_backlog b JOIN records r USING (seq) WHERE r.tenant = ?",
+            [tenant]).fetchone()
+        return int(found[0]) if found else 0
+
+    def _forget_backlog(self, seqs: list[int]) -> None:
+        if seqs:
+            self._cursor().executemany("DELETE FROM text_backlog WHERE seq = ?",
+                                       [[seq] for seq in seqs])
 
     # -- payload decoding (see _payloads) --------------------------------------------------
     def _dictionary_bytes(self, tenant: str, dict_id: int) -> bytes | None:
@@ -421,10 +467,15 @@ class DuckDBStore(SyncStoreMixin, Store):
                        "(SELECT id FROM wanted_ids)", params=[tenant]).to_arrow_table().to_pylist()
 
     def checkpoint(self) -> None:
+        done = self._backfill.take_done()  # before: their docs are staged, the checkpoint saves them
         self.indexes.checkpoint()
+        self._forget_backlog(done)
 
     def close(self) -> None:
+        self._backfill.close()
         with self._write_lock:
+            done = self._backfill.take_done()
             self.indexes.close()
+            self._forget_backlog(done)
             self._con.execute("CHECKPOINT")
             self._con.close()

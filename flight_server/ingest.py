@@ -29,16 +29,17 @@ __all__ = ["PreparedWrite", "prepare_write", "dequantize"]
 class PreparedWrite:
     """A put's records (embeddings filled where the server could) and their texts.
 
-    ``texts[i]`` is None for tombstones, dictionaries and texts this server
-    cannot decode (see ``_payloads``). ``batch_sizes`` lets acks follow the
-    client's batches. ``reencode``: the rows are new encodings of stored
-    versions (``REENCODE_PATH``).
+    ``texts[i]`` is None for tombstones, dictionaries and rows in ``deferred``
+    (lm-coded texts the store indexes in the background, see ``_payloads``).
+    ``batch_sizes`` lets acks follow the client's batches. ``reencode``: the
+    rows are new encodings of stored versions (``REENCODE_PATH``).
     """
 
     records: pa.Table
     texts: list[str | None]
     batch_sizes: list[int]
     reencode: bool = False
+    deferred: frozenset[int] = frozenset()
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
@@ -55,10 +56,11 @@ def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
             check_tiers_allowed(set(batch.column("tier").to_pylist()), allowed_tiers,
                                 "this cloud endpoint")
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
-    texts = (payloads or PayloadTexts()).texts(table, limits)
+    texts, deferred = (payloads or PayloadTexts()).texts(table, limits)
     if embedder is not None:
         table = _embed_missing(table, texts, embedder)
-    return PreparedWrite(table, texts, [b.num_rows for b in batches], reencode)
+    return PreparedWrite(table, texts, [b.num_rows for b in batches], reencode,
+                         frozenset(deferred))
 
 
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:

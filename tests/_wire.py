@@ -48,12 +48,12 @@ def batch_of(columns: dict[str, list], schema: pa.Schema = RECORD_SCHEMA) -> pa.
 
 
 def put(uri: str, token: str, batches: list[pa.RecordBatch], *, commit: bool = True,
-        schema: pa.Schema | None = None) -> list[PutAck]:
+        schema: pa.Schema | None = None, timeout: float = 10) -> list[PutAck]:
     """One do_put; without ``commit`` the stream just ends, as a cut connection would."""
     client = flight.FlightClient(uri)
     try:
         writer, reader = client.do_put(flight.FlightDescriptor.for_path(PUT_PATH),
-                                       schema or batches[0].schema, options(token))
+                                       schema or batches[0].schema, options(token, timeout))
         for batch in batches:
             writer.write_batch(batch)
         acks = []

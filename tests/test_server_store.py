@@ -225,7 +225,8 @@ def _wait_for_port(port: int, seconds: float = 20) -> None:
 def test_bulk_write_embeds_in_batches(server_factory):
     with server_factory(embedder="local") as running:
         texts = [f"memory {i}: the weather was {'sunny' if i % 2 else 'rainy'}" for i in range(200)]
-        put(running.uri, running.token, [batch_of(record_columns(texts))])
+        # 200 embeddings take about 2 s here, and far longer when the machine is busy.
+        put(running.uri, running.token, [batch_of(record_columns(texts))], timeout=120)
         table = scan_all(running.uri, running.token)
         assert table.num_rows == 200
         assert set(table.column("embed_model").to_pylist()) == {"multilingual-e5-small-q4"}

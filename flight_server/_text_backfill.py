@@ -1,0 +1,110 @@
+"""Keyword-indexing lm-coded records in the background, one at a time.
+
+A put or a sync round never waits for the language model (see
+``_payloads``): an ``lm`` record that is new to this replica is committed
+with its seq in ``text_backlog``, in the same transaction, and this thread
+decodes it later and hands its text to the keyword index. The backlog row
+is deleted only after the keyword index has been checkpointed with the
+text in it, so a crash in between costs a second decode, never a lost entry.
+
+A row replaced or deleted meanwhile is dropped, never indexed: whether it is
+still current is checked under the store's write lock, the same lock every
+put indexes under. Where the ``[lm]`` extra is missing or the record was
+made by another model, the row waits in the backlog (``stats`` counts it)
+until a server that can decode it opens the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from aios_memory.schemas import AiosMemoryError, CodecMismatchError, CodecUnavailableError, Limits
+
+from .keyword_index import KeywordDoc
+
+if TYPE_CHECKING:
+    from .duckdb_store import DuckDBStore
+
+__all__ = ["TEXT_BACKLOG_DDL", "TextBackfill"]
+
+log = logging.getLogger("aios_memory.server")
+
+TEXT_BACKLOG_DDL = "CREATE TABLE IF NOT EXISTS text_backlog (seq BIGINT PRIMARY KEY);"
+_STEP = 8
+_IDLE_SECONDS = 1.0
+_LIMITS = Limits(max_text_bytes=1 << 30)
+
+
+class TextBackfill:
+    """The background thread that works through ``text_backlog``."""
+
+    def __init__(self, store: DuckDBStore) -> None:
+        self._store = store
+        self._done: list[int] = []  # decoded and handed to the index, not yet checkpointed
+        self._skip: set[int] = set()  # undecodable here: left in the backlog
+        self._lock = threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="text-backfill", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New rows are in the backlog."""
+        self._wake.set()
+
+    def take_done(self) -> list[int]:
+        """Seqs handed to the keyword index so far (or dropped), forgotten here.
+
+        The store takes them just before it checkpoints the keyword indexes
+        and deletes them from the backlog just after.
+        """
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            worked = self._step()
+            if not worked:
+                self._wake.wait(_IDLE_SECONDS)
+                self._wake.clear()
+
+    def _step(self) -> bool:
+        try:
+            rows = self._store.text_backlog_rows(_STEP, exclude=self._skip | set(self._done))
+        except Exception as exc:  # a closing store: the loop ends on the stop flag
+            log.debug("text backfill paused: %s", exc)
+            return False
+        for row in rows:
+            if self._stop.is_set():
+                break
+            self._one(row)
+        return bool(rows)
+
+    def _one(self, row: dict[str, Any]) -> None:
+        if row["id"] is None or row["deleted"]:
+            with self._lock:
+                self._done.append(row["seq"])  # replaced or forgotten: nothing to index
+            return
+        try:
+            text = self._store.payloads.decode_lm(row, _LIMITS)
+        except (CodecUnavailableError, CodecMismatchError) as exc:
+            log.warning("memory %s waits in the keyword backlog: %s", row["id"], exc.message)
+            self._skip.add(row["seq"])
+            return
+        except AiosMemoryError as exc:
+            log.error("memory %s does not decode (%s); it stays out of the keyword index",
+                      row["id"], exc.message)
+            with self._lock:
+                self._done.append(row["seq"])
+            return
+        self._store.index_if_current(row["tenant"],
+                                     KeywordDoc(row["id"], row["seq"], row["tier"], text))
+        with self._lock:
+            self._done.append(row["seq"])
