@@ -53,6 +53,11 @@ class TextBackfill:
         """New rows are in the backlog."""
         self._wake.set()
 
+    def handled(self) -> list[int]:
+        """Seqs already indexed or dropped but still in the backlog table (until a checkpoint)."""
+        with self._lock:
+            return list(self._done)
+
     def take_done(self) -> list[int]:
         """Seqs handed to the keyword index so far (or dropped), forgotten here.
 

@@ -439,9 +439,12 @@ class DuckDBStore(SyncStoreMixin, Store):
             return True
 
     def _keyword_backlog_count(self, tenant: str) -> int:
-        found = self._cursor().execute(
-            "SELECT count(*) FROM text_backlog b JOIN records r USING (seq) WHERE r.tenant = ?",
-            [tenant]).fetchone()
+        """lm-coded memories of ``tenant`` still waiting for the model to be keyword-indexed."""
+        cur = self._cursor()
+        cur.register("handled", pa.table({"seq": pa.array(self._backfill.handled(), pa.int64())}))
+        found = cur.execute(
+            "SELECT count(*) FROM text_backlog b JOIN records r USING (seq) WHERE r.tenant = ? "
+            "AND b.seq NOT IN (SELECT seq FROM handled)", [tenant]).fetchone()
         return int(found[0]) if found else 0
 
     def _forget_backlog(self, seqs: list[int]) -> None:
