@@ -113,7 +113,7 @@ def encode_text(text: str, *, codec: str = CODEC_ZSTD, dictionary: Dictionary | 
     raw = utf8(text)
     digest = content_hash(raw)
     best = EncodedText(CODEC_NONE, raw, len(raw), digest)
-    if len(raw) < MIN_COMPRESS_BYTES and codec != CODEC_LM:
+    if codec == CODEC_NONE or (len(raw) < MIN_COMPRESS_BYTES and codec != CODEC_LM):
         return best
     for candidate in _candidates(raw, digest, codec, dictionary, lm, agent):
         if len(candidate.payload) < len(best.payload):

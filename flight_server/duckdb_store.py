@@ -163,6 +163,10 @@ class DuckDBStore(SyncStoreMixin, Store):
                 currents[key] = current_of(row, self._seq, decision, table, i)
             in_order = sorted(written.values(), key=lambda w: w[1])
             new_rows = self._rows_to_insert(table, in_order)
+            # A keyword index opened after the commit would catch up on this put's own rows
+            # from the table, and send its lm rows to the model instead of using write.texts.
+            for tenant in set(new_rows.column("tenant").to_pylist()):
+                self.indexes.keyword(tenant)
             self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred])
             self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
@@ -362,21 +366,27 @@ class DuckDBStore(SyncStoreMixin, Store):
     def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
         rows = self._cursor().execute(
             "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
-            "WHERE tenant = ? AND NOT deleted GROUP BY tier", [tenant]).fetchall()
+            "WHERE tenant = ? AND NOT deleted AND kind <> ? GROUP BY tier",
+            [tenant, DICTIONARY_KIND]).fetchall()
         counts = {tier: (0, 0) for tier in TIERS}
         counts.update({tier: (int(n), int(b)) for tier, n, b in rows})
         return counts
 
     def stats(self, tenant: str) -> dict[str, Any]:
+        # Dictionaries are records but not memories: counted apart, bytes and all.
         rows = self._cursor().execute(
             "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
-            "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0) "
-            "FROM records WHERE tenant = ? GROUP BY tier", [tenant]).fetchall()
-        tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0}
-                 for t in TIERS}
-        for tier, live, dead, raw, stored in rows:
-            tiers[tier] = {"memories": live, "deleted": dead, "text_bytes": int(raw),
-                           "payload_bytes": int(stored)}
+            "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0), "
+            "kind = ? AS is_dictionary FROM records WHERE tenant = ? GROUP BY ALL",
+            [DICTIONARY_KIND, tenant]).fetchall()
+        tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0,
+                     "dictionaries": 0, "dictionary_bytes": 0} for t in TIERS}
+        for tier, live, dead, raw, stored, is_dictionary in rows:
+            if is_dictionary:
+                tiers[tier].update(dictionaries=live, dictionary_bytes=int(stored))
+            else:
+                tiers[tier].update(memories=live, deleted=dead, text_bytes=int(raw),
+                                   payload_bytes=int(stored))
         return {"tenant": tenant, "tiers": tiers,
                 "memories": sum(t["memories"] for t in tiers.values()),
                 "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},

@@ -214,6 +214,9 @@ def test_training_waits_for_growth_and_keeps_old_dictionaries(client: MemoryClie
     assert not forced.trained  # same texts: the new one is no better on held-out texts
     assert len(client.dictionaries()) == 1
     assert client.train_dictionary("core").reason.startswith("0 memories")
+    stats = client.stats()  # a dictionary is a record, not a memory
+    assert stats["memories"] == 400 and stats["tiers"]["long_term"]["dictionaries"] == 1
+    assert {t["tier"]: t["memories"] for t in client.tiers()}["long_term"] == 400
 
 
 def test_dictionaries_stay_with_their_tenant(server: RunningServer) -> None:
@@ -305,12 +308,14 @@ def test_codec_policy_is_checked_and_chosen_per_tier(server: RunningServer) -> N
         MemoryClient(server.uri, server.token, codecs="attic=lm")
     with pytest.raises(InvalidValueError, match="codec"):
         MemoryClient(server.uri, server.token, codecs={"core": "gzip"})
-    with MemoryClient(server.uri, server.token, codecs="long_term=zstd") as mem:
+    with MemoryClient(server.uri, server.token, codecs="long_term=zstd,core=none") as mem:
         trained(mem)
         (memory_id,) = mem.remember([turns(1, seed=9)[0][1]], tier="long_term")
+        (plain_id,) = mem.remember(["a" * 500], tier="core")
         assert mem.codec_policy["long_term"] == CODEC_ZSTD
     rows = {r["id"]: r for r in scan_all(server.uri, server.token).to_pylist()}
     assert rows[memory_id]["codec"] == CODEC_ZSTD
+    assert rows[plain_id]["codec"] == "none" and rows[plain_id]["payload"] == b"a" * 500
 
 
 def test_cli_trains_lists_and_recompresses(server: RunningServer) -> None:

@@ -142,3 +142,14 @@ def test_a_replica_new_to_lm_records_indexes_them_in_the_background(
     assert all(content_hash(t.encode()) == stored[i]["content_hash"]
                for i, (_, t) in zip(ids, TURNS))
     assert {stored[i]["codec"] for i in ids} <= {CODEC_LM, CODEC_ZSTD_DICT}
+
+
+def test_recompress_right_after_a_restart_reuses_the_stored_texts(
+        server_factory: Callable[..., Any]) -> None:
+    with server_factory() as first, MemoryClient(first.uri, first.token) as mem:
+        ids = remember(mem)
+    with server_factory() as again, MemoryClient(again.uri, again.token) as mem:
+        assert mem.recompress("long_term", CODEC_LM).reencoded == len(ids)
+        assert mem.stats()["keyword_backlog"] == 0
+        hits = mem.recall("pottery class Thursday", mode="keyword", k=1)
+        assert [h.id for h in hits] == [ids[0]]
