@@ -50,6 +50,8 @@ DICT_ZSTD_LEVEL = 19
 # Below this many bytes a zstd frame costs more than it saves.
 MIN_COMPRESS_BYTES = 32
 DECODED_CACHE_BYTES = 16 * 1024 * 1024
+# The model takes 10-17 ms a token each way: past a few KB a memory would take minutes.
+MAX_LM_BYTES = 4096
 _READ_CHUNK = 64 * 1024
 
 
@@ -128,7 +130,7 @@ def _candidates(raw: bytes, digest: bytes, codec: str, dictionary: Dictionary | 
     if codec in (CODEC_ZSTD_DICT, CODEC_LM) and dictionary is not None:
         found.append(EncodedText(CODEC_ZSTD_DICT, dictionary.compress(raw), len(raw), digest,
                                  dictionary.dict_id))
-    if codec == CODEC_LM and lm is not None:
+    if codec == CODEC_LM and lm is not None and len(raw) <= MAX_LM_BYTES:
         verified = _lm_encode_verified(raw, digest, lm, agent)
         if verified is not None:
             found.append(verified)
