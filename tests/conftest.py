@@ -38,6 +38,18 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def start(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start named servers (``start("cloud", role="cloud")``), each on its own data directory."""
+    stack = contextlib.ExitStack()
+
+    def make(name: str, **settings: Any) -> RunningServer:
+        return stack.enter_context(server_factory(data_dir=tmp_path / name, **settings))
+
+    with stack:
+        yield make
+
+
+@pytest.fixture
 def server(server_factory: Callable[..., Any]) -> Iterator[RunningServer]:
     """A server with the embedder off: tests supply vectors or search by keyword."""
     with server_factory() as running:

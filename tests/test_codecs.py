@@ -3,11 +3,9 @@ and synced with their tier, and recompression that keeps every text and every ed
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pyarrow.flight as flight
 import pytest
@@ -158,17 +156,6 @@ def test_an_lm_payload_from_another_model_is_refused_not_garbled() -> None:
 
 
 # -- through a server -------------------------------------------------------------------
-
-@pytest.fixture
-def start(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    stack = contextlib.ExitStack()
-
-    def make(name: str, **options: Any) -> RunningServer:
-        return stack.enter_context(server_factory(data_dir=tmp_path / name, **options))
-
-    with stack:
-        yield make
-
 
 def refusal(server: RunningServer, columns: dict[str, list]) -> Exception:
     """The contract error the server answers a raw put of ``columns`` with."""

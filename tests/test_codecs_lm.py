@@ -6,11 +6,9 @@ memories. CI sets ``AIMEM_REQUIRE_LM=1``: a missing ``[lm]`` extra then fails th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -47,17 +45,6 @@ def remember(mem: MemoryClient, tier: str = "long_term") -> list[str]:
 
 def rows(server: RunningServer) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in scan_all(server.uri, server.token).to_pylist()}
-
-
-@pytest.fixture
-def start(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    stack = contextlib.ExitStack()
-
-    def make(name: str, **options: Any) -> RunningServer:
-        return stack.enter_context(server_factory(data_dir=tmp_path / name, **options))
-
-    with stack:
-        yield make
 
 
 def test_a_tier_whose_policy_is_lm_stores_what_the_model_cannot_predict(

@@ -7,9 +7,7 @@ collected only once every known replica has them.
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pyarrow.flight as flight
 import pytest
@@ -22,18 +20,6 @@ from aios_memory.sync import FlightReplica, SyncReport, sync_once
 from _wire import batch_of, put, record_columns, scan_all
 
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture
-def start(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Start named servers, each on its own data directory, all stopped at the end."""
-    stack = contextlib.ExitStack()
-
-    def make(name: str, **settings: Any) -> RunningServer:
-        return stack.enter_context(server_factory(data_dir=tmp_path / name, **settings))
-
-    with stack:
-        yield make
 
 
 @pytest.fixture
