@@ -52,6 +52,7 @@ DEFAULT_URI = "grpc://127.0.0.1:8815"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_EMBED_MODEL = EXTERNAL_EMBED_MODEL
 DEFAULT_IMPORT_BATCH = 1024
+AUTO_TRAIN_CHECK_EVERY = 1000  # memories of a tier an import writes between dictionary checks
 _SCAN_FILTERS = ("ids", "since_hlc", "kind", "session", "created_after", "created_before",
                  "where", "include_deleted")
 
@@ -149,24 +150,45 @@ class MemoryClient:
 
     def remember_many(self, items: Iterable[MemoryInput], *, tier: str = "working",
                       batch_size: int = DEFAULT_IMPORT_BATCH,
-                      progress: Callable[[int], Any] | None = None) -> list[str]:
+                      progress: Callable[[int], Any] | None = None,
+                      train_dictionaries: bool = True) -> list[str]:
         """Store a stream of ``MemoryInput`` items, ``batch_size`` per put; return all ids.
 
         Each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win;
         ``tier`` is the default for items that name none. ``progress(n)`` is
-        called after each put with the number of items it stored.
+        called after each put with the number of items it stored. With
+        ``train_dictionaries``, a tier whose policy uses a dictionary gets a new
+        one whenever it is due (see ``train_dictionary``), so the rest of a
+        large import is compressed with it.
         """
         if batch_size < 1:
             raise InvalidValueError("batch_size must be at least 1")
         ids: list[str] = []
+        unchecked: dict[str, int] = {}  # tier -> memories written since its last check
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
-            rows = _records.encode_rows(chunk, itertools.repeat(None), self._defaults(tier=tier))
+            rows = list(_records.encode_rows(chunk, itertools.repeat(None),
+                                             self._defaults(tier=tier)))
             acks = self._upload([_records.rows_to_batch(r) for r in _records.chunk_rows(rows)])
             ids += [i for ack in acks for i in ack.ids]
+            for row in rows:
+                unchecked[row["tier"]] = unchecked.get(row["tier"], 0) + 1
+            if train_dictionaries:
+                self._train_due(unchecked, final=False)
             if progress is not None:
                 progress(len(chunk))
+        if train_dictionaries:
+            self._train_due(unchecked, final=True)
         return ids
+
+    def _train_due(self, unchecked: dict[str, int], *, final: bool) -> None:
+        # Checking costs a stats call, and training only happens when a tier doubled.
+        for tier, count in list(unchecked.items()):
+            if self.codec_policy.get(tier) not in (CODEC_ZSTD_DICT, CODEC_LM):
+                continue
+            if final or count >= AUTO_TRAIN_CHECK_EVERY:
+                self.train_dictionary(tier)
+                unchecked[tier] = 0
 
     def forget(self, ids: str | Sequence[str]) -> int:
         """Delete memories by id (a tombstone that syncs); return how many were live."""

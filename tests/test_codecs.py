@@ -322,3 +322,19 @@ def test_cli_trains_lists_and_recompresses(server: RunningServer) -> None:
     bad = runner.invoke(main, ["recompress", "--tier", "long_term", "--codec", "zstd",
                                "--older-than", "soon"], env=env)
     assert bad.exit_code == 2 and "30d" in bad.output
+
+
+def test_a_large_import_trains_its_tiers_dictionary_on_the_way(client: MemoryClient,
+                                                              server: RunningServer) -> None:
+    from aios_memory.client.importers import MemoryInput
+
+    items = [MemoryInput(text=t, agent=a) for a, t in turns(2500)]
+    ids = client.remember_many(items, tier="long_term", batch_size=500)
+    entries = client.dictionaries()  # trained at 1,000 and, if it gained 2%, again at 2,000
+    assert {e["tier"] for e in entries} == {"long_term"} and 1 <= len(entries) <= 2
+    assert entries[0]["trained_on"] == 1000
+    rows = {r["id"]: r for r in scan_all(server.uri, server.token).to_pylist()}
+    assert rows[ids[0]]["codec"] != CODEC_ZSTD_DICT  # written before there was a dictionary
+    assert rows[ids[-1]]["codec"] == CODEC_ZSTD_DICT
+    assert client.remember_many(items[:10], tier="core", train_dictionaries=False)
+    assert {d["tier"] for d in client.dictionaries()} == {"long_term"}
