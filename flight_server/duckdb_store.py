@@ -28,6 +28,7 @@ from aios_memory.schemas import (
     CODEC_LM,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
+    InvalidValueError,
     Limits,
     TIERS,
     HybridClock,
@@ -288,6 +289,12 @@ class DuckDBStore(SyncStoreMixin, Store):
         live = self.get(tenant, ids)
         if not live.num_rows:
             return []
+        kinds = live.column("kind").to_pylist()
+        if DICTIONARY_KIND in kinds:
+            memory_id = live.column("id")[kinds.index(DICTIONARY_KIND)].as_py()
+            raise InvalidValueError(f"{memory_id} is a zstd dictionary that stored memories need "
+                                    "to be read; dictionaries are never forgotten",
+                                    memory_id=memory_id)
         dead = tombstones(live)
         result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
         return list(zip(*result[0]))

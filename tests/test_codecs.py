@@ -201,6 +201,11 @@ def test_training_waits_for_growth_and_keeps_old_dictionaries(client: MemoryClie
     assert not forced.trained  # same texts: the new one is no better on held-out texts
     assert len(client.dictionaries()) == 1
     assert client.train_dictionary("core").reason.startswith("0 memories")
+    (dictionary_id,) = [r["id"] for batch in client.iter_records(kind=DICTIONARY_KIND)
+                        for r in batch.to_pylist()]
+    with pytest.raises(InvalidValueError, match="never forgotten"):
+        client.forget([dictionary_id])
+    assert len(client.dictionaries()) == 1
     stats = client.stats()  # a dictionary is a record, not a memory
     assert stats["memories"] == 400 and stats["tiers"]["long_term"]["dictionaries"] == 1
     assert {t["tier"]: t["memories"] for t in client.tiers()}["long_term"] == 400
