@@ -177,19 +177,19 @@ def _mean(mean: Any, dim: int) -> np.ndarray | float:
 
 
 def _codes(codes: Any) -> np.ndarray:
-    table = np.asarray(codes)
-    if table.dtype != np.uint8 or table.ndim != 2:
-        raise InvalidVectorError(f"codes must be a 2-D uint8 array (from binary_codes), got "
-                                 f"{table.dtype} of shape {table.shape}")
-    return table
+    return _uint8(codes, 2, "codes must be a 2-D uint8 array")
 
 
 def _code(code: Any) -> np.ndarray:
-    query = np.asarray(code)
-    if query.dtype != np.uint8 or query.ndim != 1:
-        raise InvalidVectorError(f"a query code must be a 1-D uint8 array (from binary_codes), "
-                                 f"got {query.dtype} of shape {query.shape}")
-    return query
+    return _uint8(code, 1, "a query code must be a 1-D uint8 array")
+
+
+def _uint8(value: Any, ndim: int, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype != np.uint8 or array.ndim != ndim:
+        raise InvalidVectorError(f"{what} (from binary_codes), got {array.dtype} of shape "
+                                 f"{array.shape}")
+    return array
 
 
 def _rows(candidates: Any, n: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import zstandard
 
 from aios_memory.schemas import CODEC_ZSTD, DICTIONARY_KIND, dictionary_id_of, new_id
 
-from .codecs import Dictionary, _compressor, content_hash, decode_payload
+from .codecs import DEFAULT_ZSTD_LEVEL, Dictionary, _compressor, content_hash, decode_payload
 
 __all__ = ["DictionaryBook", "TrainingReport", "train_dictionary", "dictionary_row",
            "DEFAULT_DICT_BYTES", "MIN_SAMPLES", "RETRAIN_GROWTH", "MIN_GAIN"]
@@ -145,8 +145,10 @@ def train_dictionary(samples: list[bytes], current: Dictionary | None, *,
         return None, TrainingReport("", False, f"zstd could not train: {exc}",
                                     samples=len(samples))
     candidate = Dictionary(dictionary_id_of(content_hash(data)), data)
-    new_ratio = _ratio(candidate, held_out)
-    old_ratio = _ratio(current, held_out) if current is not None else _plain_ratio(held_out)
+    new_ratio = _ratio(candidate.compress, held_out)
+    # Without a dictionary the tier stores plain zstd: that is what a new one must beat.
+    plain = _compressor(DEFAULT_ZSTD_LEVEL).compress
+    old_ratio = _ratio(current.compress if current is not None else plain, held_out)
     report = TrainingReport("", new_ratio >= old_ratio * (1 + MIN_GAIN),
                             "", candidate.dict_id, len(samples), len(data),
                             round(new_ratio, 4), round(old_ratio, 4))
@@ -156,14 +158,9 @@ def train_dictionary(samples: list[bytes], current: Dictionary | None, *,
                                                                   "reason": reason})
 
 
-def _ratio(dictionary: Dictionary, texts: list[bytes]) -> float:
-    stored = sum(min(len(dictionary.compress(t)), len(t)) for t in texts)
-    return sum(map(len, texts)) / max(stored, 1)
-
-
-def _plain_ratio(texts: list[bytes]) -> float:
-    compressor = _compressor(3)
-    stored = sum(min(len(compressor.compress(t)), len(t)) for t in texts)
+def _ratio(compress: Callable[[bytes], bytes], texts: list[bytes]) -> float:
+    """Raw over stored bytes of ``texts``, each stored as it is where compression loses."""
+    stored = sum(min(len(compress(t)), len(t)) for t in texts)
     return sum(map(len, texts)) / max(stored, 1)
 
 
@@ -171,7 +168,7 @@ def dictionary_row(data: bytes, *, tenant: str, tier: str, privacy: int,
                    metadata: dict[str, Any], created_at: Any) -> dict[str, Any]:
     """The record (a dict of field values) that stores dictionary ``data``."""
     digest = content_hash(data)
-    payload = _compressor(3).compress(data)
+    payload = _compressor(DEFAULT_ZSTD_LEVEL).compress(data)
     return {
         "id": new_id(), "tenant": tenant, "tier": tier, "agent": None, "session": None,
         "kind": DICTIONARY_KIND, "created_at": created_at, "hlc": 0, "origin": "",

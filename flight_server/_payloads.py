@@ -65,6 +65,7 @@ class PayloadTexts:
         rows = table.select(list(_COLUMNS)).to_pylist()
         overlay = self._dictionaries_in(rows)
         reusable = self._reusable_texts(rows, limits)
+        codebooks: dict[str, Codebook] = {}
         texts: list[str | None] = []
         deferred: list[int] = []
         for number, row in enumerate(rows):
@@ -76,25 +77,27 @@ class PayloadTexts:
                 texts.append(None)
                 deferred.append(number)
             else:
-                texts.append(_annotated(number, lambda r=row: self._text(r, overlay, limits)))
+                tenant = row["tenant"]
+                if tenant not in codebooks:
+                    codebooks[tenant] = self._codebook(tenant, overlay)
+                texts.append(_annotated(number, lambda r=row, book=codebooks[tenant]:
+                                        book.text(r, max_bytes=limits.max_text_bytes)))
         return texts, deferred
 
     def text(self, row: dict[str, Any], limits: Limits) -> str | None:
         """The text of one stored row (None for tombstones, dictionaries and lm rows)."""
         if row["deleted"] or row["kind"] in SYSTEM_KINDS or row["codec"] == CODEC_LM:
             return None
-        return self._text(row, {}, limits)
+        return self._codebook(row["tenant"], {}).text(row, max_bytes=limits.max_text_bytes)
 
     def decode_lm(self, row: dict[str, Any], limits: Limits) -> str:
         """The text of an lm-coded stored row, with the model (slow; for the background)."""
         return Codebook(cache_bytes=0).text(row, max_bytes=limits.max_text_bytes)
 
-    def _text(self, row: dict[str, Any], overlay: dict[tuple[str, int], Dictionary],
-              limits: Limits) -> str | None:
-        tenant = row["tenant"]
-        codebook = Codebook(lambda dict_id: overlay.get((tenant, dict_id))
-                            or self._dictionary(tenant, dict_id), cache_bytes=0)
-        return codebook.text(row, max_bytes=limits.max_text_bytes)
+    def _codebook(self, tenant: str, overlay: dict[tuple[str, int], Dictionary]) -> Codebook:
+        """Decodes ``tenant``'s rows: dictionaries from the put first, then from the store."""
+        return Codebook(lambda dict_id: overlay.get((tenant, dict_id))
+                        or self._dictionary(tenant, dict_id), cache_bytes=0)
 
     def _dictionary(self, tenant: str, dict_id: int) -> Dictionary | None:
         key = (tenant, dict_id)
@@ -121,14 +124,14 @@ class PayloadTexts:
                 wanted.setdefault(row["tenant"], []).append(number)
         reusable: dict[int, str] = {}
         for tenant, numbers in wanted.items():
-            stored = {r["id"]: r for r in self._current_rows(tenant, [rows[n]["id"] for n in numbers])}
+            ids = [rows[n]["id"] for n in numbers]
+            stored = {r["id"]: r for r in self._current_rows(tenant, ids)}
+            codebook = self._codebook(tenant, {})
             for number in numbers:
                 old = stored.get(rows[number]["id"])
                 if old and old["codec"] != CODEC_LM \
                         and old["content_hash"] == rows[number]["content_hash"]:
-                    text = self._text({**old, "tenant": tenant}, {}, limits)
-                    if text is not None:
-                        reusable[number] = text
+                    reusable[number] = codebook.text(old, max_bytes=limits.max_text_bytes)
         return reusable
 
 
