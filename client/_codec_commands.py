@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 import click
-from aios_memory.schemas import CODECS, TIERS
+from aios_memory.schemas import CODEC_SEALED, CODECS, TIERS
 
 from . import _output
 from ._recompress import RecompressReport
-from .cli import CONTEXT, client_options, output_options
+from .cli import CONTEXT, client_options, output_options, parse_duration
 from .client import MemoryClient
 
 __all__ = ["recompress", "dictionaries"]
-
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _age(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    found = _AGE.match(value.strip())
-    if not found:
-        raise click.BadParameter("write a number with s, m, h or d, e.g. 30d or 12h")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-
 
 def _render_report(value: dict[str, Any]) -> str:
     saved = value["bytes_before"] - value["bytes_after"]
@@ -39,9 +25,9 @@ def _render_report(value: dict[str, Any]) -> str:
 
 @click.command(context_settings=CONTEXT)
 @click.option("--tier", type=click.Choice(TIERS), required=True, help="Tier to re-encode.")
-@click.option("--codec", type=click.Choice(sorted(CODECS)), required=True,
+@click.option("--codec", type=click.Choice(sorted(set(CODECS) - {CODEC_SEALED})), required=True,
               help="Codec to re-encode with (falls back where it does not pay).")
-@click.option("--older-than", callback=_age,
+@click.option("--older-than", callback=parse_duration,
               help="Only memories created longer ago than this, e.g. 30d (default: all).")
 @output_options(_render_report)
 @client_options

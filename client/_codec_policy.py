@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aios_memory.schemas import CODEC_LM, CODEC_ZSTD_DICT, CODECS, TIERS, InvalidValueError
+from aios_memory.schemas import (
+    CODEC_LM,
+    CODEC_SEALED,
+    CODEC_ZSTD_DICT,
+    CODECS,
+    TIERS,
+    InvalidValueError,
+)
 
 __all__ = ["DEFAULT_CODEC_POLICY", "parse_codec_policy"]
 
@@ -35,9 +42,10 @@ def parse_codec_policy(value: str | Mapping[str, str] | None) -> dict[str, str]:
         if tier not in TIERS:
             raise InvalidValueError(f"codec policy names tier {tier!r}; tiers are {list(TIERS)}",
                                     field="codecs")
-        if codec not in CODECS:
+        if codec not in CODECS or codec == CODEC_SEALED:
             raise InvalidValueError(f"codec policy names codec {codec!r}; codecs are "
-                                    f"{sorted(CODECS)}", field="codecs")
+                                    f"{sorted(set(CODECS) - {CODEC_SEALED})} (privacy, not the "
+                                    "policy, decides what is sealed)", field="codecs")
         policy[tier] = codec
     return policy
 

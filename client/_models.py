@@ -8,7 +8,13 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-from aios_memory.schemas import DEFAULT_LIMITS, SYSTEM_KINDS, CorruptDataError
+from aios_memory.schemas import (
+    CODEC_SEALED,
+    DEFAULT_LIMITS,
+    RECORD_SCHEMA,
+    SYSTEM_KINDS,
+    CorruptDataError,
+)
 
 from .codecs import Codebook
 
@@ -98,6 +104,7 @@ def _metadata(text: str | None, memory_id: str) -> dict[str, Any]:
 
 
 def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
+    row = dict(codebook.open(row))  # a sealed record shows its own agent, session and metadata
     return {
         "id": row["id"], "text": row_text(row, codebook) or "", "tier": row["tier"],
         "metadata": _metadata(row["metadata"], row["id"]), "created_at": row["created_at"],
@@ -117,7 +124,15 @@ def hits_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Hit]:
 
 
 def with_text(batch: pa.RecordBatch, codebook: Codebook = _PLAIN) -> pa.RecordBatch:
-    """``batch`` plus a decoded ``text`` string column (null for tombstones and dictionaries)."""
+    """``batch`` plus a decoded ``text`` string column (null for tombstones and dictionaries).
+
+    Sealed records come out opened: the fields their client wrote, not the ciphertext.
+    """
+    if CODEC_SEALED in batch.column("codec").to_pylist():
+        rows = [dict(codebook.open(row)) for row in batch.to_pylist()]
+        opened = pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
+        texts = [row_text(row, codebook) for row in rows]
+        return opened.append_column("text", pa.array(texts, type=pa.string()))
     names = ("id", "kind", "agent", "codec", "dict_id", "payload", "raw_size", "content_hash",
              "deleted")
     columns = {name: batch.column(name).to_pylist() for name in names}

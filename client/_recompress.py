@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from aios_memory.schemas import (
     CODEC_LM,
+    CODEC_SEALED,
     CODECS,
     DEFAULT_LIMITS,
     SYSTEM_KINDS,
@@ -45,6 +46,7 @@ class RecompressReport:
     reencoded: int = 0
     unchanged: int = 0
     skipped_edited: int = 0
+    skipped_sealed: int = 0
     verified: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
@@ -62,16 +64,21 @@ def recompress(client: MemoryClient, tier: str, codec: str, *,
     A memory is rewritten only where the new payload is smaller or its codec
     is the one asked for; ``progress(report)`` is called after every chunk.
     """
-    if codec not in CODECS:
-        raise InvalidValueError(f"unknown codec {codec!r}; codecs are {sorted(CODECS)}",
+    if codec not in CODECS or codec == CODEC_SEALED:
+        raise InvalidValueError(f"unknown codec {codec!r}; codecs are {sorted(CODECS)} "
+                                f"(except {CODEC_SEALED!r}: privacy decides what is sealed)",
                                 field="codec")
     report = RecompressReport(tier, codec)
     started = time.monotonic()
     filters = {} if older_than is None else {
         "created_before": (datetime.now(timezone.utc) - older_than).isoformat()}
     # Read the tier first: encoding with the model can outlast any one stream's timeout.
+    # Sealed memories are left as they are: their compression was chosen before sealing, and
+    # re-encoding them here would put their plain form on the re-encode path.
     rows = [row for batch in client.iter_records(tier, **filters) for row in batch.to_pylist()
             if row["kind"] not in SYSTEM_KINDS]
+    report.skipped_sealed = sum(1 for row in rows if row["codec"] == CODEC_SEALED)
+    rows = [row for row in rows if row["codec"] != CODEC_SEALED]
     for part in _chunks(rows, chunk):
         _recompress_chunk(client, part, codec, report)
         report.seconds = round(time.monotonic() - started, 3)

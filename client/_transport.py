@@ -5,7 +5,8 @@ Every exception from pyarrow or gRPC is translated in one place,
 ``AiosMemoryError`` tree::
 
     server error with extra_info  -> the class it names (decode_error)
-    FlightUnavailableError        -> ConnectionFailedError
+    FlightUnavailableError        -> ConnectionFailedError (a TLS handshake that failed
+                                     says which TLS option fixes it: see ``_tls``)
     FlightTimedOutError           -> DeadlineExceededError
     FlightUnauthenticatedError    -> AuthenticationError
     FlightUnauthorizedError       -> AuthenticationError
@@ -40,6 +41,8 @@ from aios_memory.schemas import (
     decode_error,
 )
 
+from ._tls import TlsOptions, tls_failure
+
 __all__ = ["Transport", "translate_errors", "map_error", "conform", "WRITE_SIZE_LIMIT"]
 
 # A soft cap per serialized batch: the client splits writes far below it (8 MiB).
@@ -48,18 +51,24 @@ _BOILERPLATE = re.compile(r"^Flight returned [\w ]+ error, with message: ")
 
 
 @contextmanager
-def translate_errors(uri: str, timeout: float) -> Iterator[None]:
+def translate_errors(uri: str, timeout: float, tls: TlsOptions | None = None,
+                     tls_flags: str = "--tls-") -> Iterator[None]:
     """Turn any pyarrow/Flight exception raised inside into an ``AiosMemoryError``."""
     try:
         yield
     except AiosMemoryError:
         raise
     except (flight.FlightError, pa.ArrowException) as exc:
-        raise map_error(exc, uri, timeout) from None
+        raise map_error(exc, uri, timeout, tls, tls_flags) from None
 
 
-def map_error(exc: BaseException, uri: str, timeout: float) -> AiosMemoryError:
-    """The ``AiosMemoryError`` for one exception from the Flight layer."""
+def map_error(exc: BaseException, uri: str, timeout: float, tls: TlsOptions | None = None,
+              tls_flags: str = "--tls-") -> AiosMemoryError:
+    """The ``AiosMemoryError`` for one exception from the Flight layer.
+
+    ``tls`` is what the client presented (None for plain ``grpc://``) and
+    ``tls_flags`` how the options that fix a failed handshake are spelled.
+    """
     decoded = decode_error(getattr(exc, "extra_info", None))
     if isinstance(decoded, AuthenticationError) and "AIMEM_TOKEN" not in decoded.message:
         # The server cannot know the client's flags; say how to pass a token here.
@@ -69,6 +78,9 @@ def map_error(exc: BaseException, uri: str, timeout: float) -> AiosMemoryError:
         return decoded
     reason = _reason(exc)
     if isinstance(exc, flight.FlightUnavailableError):
+        handshake = tls_failure(reason, uri, tls, tls_flags)
+        if handshake is not None:
+            return ConnectionFailedError(f"{handshake} ({reason})", uri=uri)
         return ConnectionFailedError(
             f"could not reach the memory server: is the server running at {uri}? "
             f"start one with `aimem serve --data DIR` ({reason})", uri=uri)
@@ -104,18 +116,26 @@ class Transport:
         Sent as ``authorization: Bearer <token>`` on every call.
     timeout : float
         Seconds each call may take, streams included.
+    tls : TlsOptions or None
+        CA and client certificate for a ``grpc+tls://`` uri (see ``_tls.tls_options``).
+    tls_flags : str
+        How error messages spell the TLS options (``--cloud-tls-`` for the sync peer).
     """
 
-    def __init__(self, uri: str, token: str | None, timeout: float) -> None:
+    def __init__(self, uri: str, token: str | None, timeout: float,
+                 tls: TlsOptions | None = None, tls_flags: str = "--tls-") -> None:
         self.uri, self.timeout = uri, float(timeout)
+        self.tls, self.tls_flags = tls, tls_flags
         self._closed = False
         headers = [(b"authorization", b"Bearer " + token.encode())] if token else []
         self._options = flight.FlightCallOptions(headers=headers, timeout=self.timeout)
         try:
-            self._client = flight.FlightClient(uri, write_size_limit_bytes=WRITE_SIZE_LIMIT)
+            self._client = flight.FlightClient(uri, write_size_limit_bytes=WRITE_SIZE_LIMIT,
+                                               **(tls.flight_kwargs() if tls else {}))
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise InvalidValueError(
-                f"{uri!r} is not a server address: use grpc://HOST:PORT ({exc})", uri=uri
+                f"{uri!r} is not a server address: use grpc://HOST:PORT or grpc+tls://HOST:PORT "
+                f"({exc})", uri=uri
             ) from None
 
     @contextmanager
@@ -123,7 +143,7 @@ class Transport:
         """Context manager translating Flight errors for this server."""
         if self._closed:
             raise InvalidRequestError("this MemoryClient is closed; open a new one")
-        with translate_errors(self.uri, self.timeout):
+        with translate_errors(self.uri, self.timeout, self.tls, self.tls_flags):
             yield
 
     def close(self) -> None:
@@ -201,6 +221,12 @@ class Transport:
             writer, reader = self._client.do_put(descriptor, RECORD_SCHEMA, self._options)
             try:
                 acks = _send(writer, reader, batches)
+            except flight.FlightWriteSizeExceededError:
+                try:  # the server saw only a stream without its commit: not the cause
+                    writer.close()
+                except flight.FlightError:
+                    pass
+                raise
             except BaseException:
                 writer.close()  # raises the server's own error if it has one
                 raise

@@ -1,7 +1,7 @@
 """``aimem``: the command line for a memory server.
 
 Every client command shares the connection options (``--server``, ``--token``,
-``--token-file``, ``--tenant``, ``--timeout``) and ``--json``. Results go to
+``--token-file``, ``--tenant``, ``--timeout``, ``--tls-*``) and ``--json``. Results go to
 stdout, progress and logs to stderr. Exit 0 ok, 1 error, 2 usage.
 Commands from other packages (``aimem serve``) register under the
 ``aimem.commands`` entry point group and load only when used.
@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
+from datetime import timedelta
 from importlib.metadata import EntryPoint, entry_points
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -130,13 +132,38 @@ def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                   help="Whose memories to use.")
     @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
                   default=DEFAULT_TIMEOUT, show_default=True, help="Seconds per call.")
+    @tls_client_options("--tls-", "AIMEM_TLS_", "the server")
     @functools.wraps(fn)
     def wrapper(server: str, token: str | None, token_file: str | None, tenant: str,
-                timeout: float, **kwargs: Any) -> Any:
+                timeout: float, tls_ca: str | None, tls_client_cert: str | None,
+                tls_client_key: str | None, **kwargs: Any) -> Any:
         secret = read_token(token, token_file)
-        with MemoryClient(server, secret or "", timeout=timeout, tenant=tenant) as mem:
+        with MemoryClient(server, secret or "", timeout=timeout, tenant=tenant,
+                          tls_root_certs=tls_ca, tls_cert=tls_client_cert,
+                          tls_key=tls_client_key) as mem:
             return fn(mem=mem, **kwargs)
     return wrapper
+
+
+def tls_client_options(flags: str, env: str, whose: str) -> Callable[..., Any]:
+    """Add ``{flags}ca``, ``{flags}client-cert``, ``{flags}client-key`` (env ``{env}CA`` ...).
+
+    The command gets them as ``{name}ca``, ``{name}client_cert``, ``{name}client_key``
+    where ``name`` is ``flags`` without dashes (``tls_ca`` for ``--tls-``).
+    """
+    file = click.Path(exists=True, dir_okay=False)
+    specs = [("ca", "CA", f"PEM CA that signed {whose}'s certificate, for grpc+tls:// "
+                          "(default: the system's roots)"),
+             ("client-cert", "CLIENT_CERT", f"PEM client certificate, when {whose} requires "
+                                            "mutual TLS"),
+             ("client-key", "CLIENT_KEY", "PEM key of that client certificate")]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for suffix, variable, text in reversed(specs):
+            fn = click.option(f"{flags}{suffix}", envvar=f"{env}{variable}", type=file,
+                              help=f"{text} [env {env}{variable}].")(fn)
+        return fn
+    return decorate
 
 
 def output_options(render: Callable[[Any], str]) -> Callable[..., Any]:
@@ -164,6 +191,19 @@ def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 _TIER = click.Choice(TIERS)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(ctx: click.Context, param: click.Parameter,
+                   value: str | None) -> timedelta | None:
+    """A click callback: ``30d``, ``12h``, ``90m`` or seconds as a timedelta (None stays None)."""
+    if value is None:
+        return None
+    found = _DURATION.match(value.strip())
+    if not found:
+        raise click.BadParameter("write a number with s, m, h or d, e.g. 30d or 12h")
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
 # -- commands -------------------------------------------------------------------
@@ -178,6 +218,9 @@ _TIER = click.Choice(TIERS)
 @click.option("--agent", help="Who is remembering.")
 @click.option("--privacy", type=click.IntRange(0, 3), default=1, show_default=True,
               help="0 public, 1 personal, 2 private, 3 secret.")
+@click.option("--reader", "readers", multiple=True,
+              help="For --tier shared: another tenant (bob) or principal (bob/phone) who may "
+                   "read it; repeat for each.")
 @output_options(_output.render_ids)
 @client_options
 def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[str, Any]:
@@ -187,9 +230,11 @@ def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[s
     Example:
         aimem remember "Ada prefers tea" --tier core --metadata '{"topic": "food"}'
         cat notes.txt | aimem remember - --tier long_term
+        aimem remember "Dinner at 8 on Friday" --tier shared --reader bob
     """
     if texts == ("-",):
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+    fields["readers"] = list(fields["readers"]) or None
     return {"ids": mem.remember(list(texts), **fields)}
 
 
@@ -267,6 +312,19 @@ def stats(mem: MemoryClient) -> dict[str, Any]:
         aimem stats --json
     """
     return mem.stats()
+
+
+@main.command(context_settings=CONTEXT)
+@output_options(_output.render_mapping)
+@client_options
+def whoami(mem: MemoryClient) -> dict[str, Any]:
+    """Print what the token may do: tenant, principal, tiers, clearance, expiry.
+
+    \b
+    Example:
+        AIMEM_TOKEN=aimem_... aimem whoami --json
+    """
+    return mem.whoami()
 
 
 @main.command("import", context_settings=CONTEXT)

@@ -16,6 +16,7 @@ from aios_memory.schemas import (
     DEFAULT_TENANT,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
+    READERS_KEY,
     RECORD_SCHEMA,
     ConnectionFailedError,
     CorruptDataError,
@@ -43,6 +44,9 @@ from ._dictionaries import (
 from ._recompress import RecompressReport, recompress
 from ._models import Hit, Memory, hits_from_table, memories_from_table, with_text
 from .codecs import MIN_COMPRESS_BYTES, Codebook, EncodedText, encode_text, utf8
+from ._tls import PemSource, tls_options
+from .keys import KeyStore, check_encrypt_at
+from .sealing import Sealer
 from ._transport import Transport
 from .importers import MemoryInput
 
@@ -63,7 +67,7 @@ class MemoryClient:
     Parameters
     ----------
     uri : str
-        Server address, ``grpc://host:port``.
+        Server address, ``grpc://host:port``, or ``grpc+tls://host:port`` for TLS.
     token : str, optional
         Bearer token; defaults to the ``AIMEM_TOKEN`` environment variable.
     timeout : float
@@ -75,6 +79,17 @@ class MemoryClient:
     codecs : str or dict, optional
         Codec per tier for new memories, over the default (``zstd-dict`` everywhere):
         ``{"long_term": "lm"}`` or ``"long_term=lm"``; defaults to ``AIMEM_CODECS``.
+    tls_root_certs : path or bytes, optional
+        PEM CA certificate(s) that signed the server's certificate (``grpc+tls://`` only);
+        without it the system's roots are trusted.
+    tls_cert, tls_key : path or bytes, optional
+        PEM client certificate and key, for a server that requires mutual TLS.
+    encrypt_at : int, optional
+        End-to-end encrypt memories at or above this privacy (0..4; 4 none), over the
+        tenant's own threshold (``aimem keys init --encrypt-at``, default 2); defaults to
+        ``AIMEM_ENCRYPT_AT``. See ``aimem keys``.
+    keys : path or KeyStore, optional
+        The key store (default ``AIMEM_KEYS`` or ``~/.config/aimem/keys``).
 
     Examples
     --------
@@ -86,17 +101,33 @@ class MemoryClient:
     def __init__(self, uri: str = DEFAULT_URI, token: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, tenant: str = DEFAULT_TENANT,
                  embed_model: str = DEFAULT_EMBED_MODEL,
-                 codecs: str | dict[str, str] | None = None) -> None:
+                 codecs: str | dict[str, str] | None = None,
+                 tls_root_certs: PemSource | None = None, tls_cert: PemSource | None = None,
+                 tls_key: PemSource | None = None, encrypt_at: int | None = None,
+                 keys: str | os.PathLike[str] | KeyStore | None = None) -> None:
         self.uri, self.tenant, self.embed_model = uri, tenant, embed_model
         self.timeout = float(timeout)
         self.codec_policy = parse_codec_policy(codecs or os.environ.get("AIMEM_CODECS"))
         token = token if token is not None else os.environ.get("AIMEM_TOKEN") or None
-        self._transport = Transport(uri, token, self.timeout)
+        tls = tls_options(uri, tls_root_certs, tls_cert, tls_key)
+        self._transport = Transport(uri, token, self.timeout, tls)
         self._dictionaries = DictionaryBook(self._fetch_dictionaries)
-        self.codebook = Codebook(self._dictionaries.get)
+        env_at = os.environ.get("AIMEM_ENCRYPT_AT")
+        self.sealer = Sealer(keys if isinstance(keys, KeyStore) else KeyStore(keys),
+                             encrypt_at if encrypt_at is not None or not env_at else _int(env_at))
+        self.codebook = Codebook(self._dictionaries.get, opener=self.sealer.open)
 
     def __repr__(self) -> str:
         return f"MemoryClient({self.uri!r}, tenant={self.tenant!r})"
+
+    @property
+    def encrypt_at(self) -> int:
+        """Memories of this tenant at or above this privacy are end-to-end encrypted."""
+        return self.sealer.threshold(self.tenant)
+
+    @encrypt_at.setter
+    def encrypt_at(self, value: int | None) -> None:
+        self.sealer.encrypt_at = None if value is None else check_encrypt_at(value)
 
     def __enter__(self) -> MemoryClient:
         return self
@@ -113,7 +144,8 @@ class MemoryClient:
     def remember(self, texts: str | Sequence[str], *, tier: str = "working",
                  metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
                  kind: str = "text", session: str | None = None, agent: str | None = None,
-                 privacy: int = 1, embeddings: Any = None) -> list[str]:
+                 privacy: int = 1, embeddings: Any = None,
+                 readers: Sequence[str] | None = None) -> list[str]:
         """Store one text or several; return their ids in order.
 
         Parameters
@@ -131,6 +163,9 @@ class MemoryClient:
         embeddings : list of list of float or 2-D array, optional
             One vector per text, from your own model (stored under ``embed_model``);
             without it the server embeds with its own model.
+        readers : list of str, optional
+            For ``shared`` memories: the other tenants (``"bob"``) or principals
+            (``"bob/phone"``) who may read them.
 
         Raises
         ------
@@ -140,13 +175,12 @@ class MemoryClient:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         pairs = zip(texts, _spread(metadata, texts), strict=True)
-        items = [MemoryInput(text=t, metadata=m) for t, m in pairs]
+        items = [MemoryInput(text=t, metadata=_with_readers(m, readers)) for t, m in pairs]
         vectors = _records.prepare_embeddings(embeddings, len(items))
         defaults = self._defaults(tier=tier, kind=kind, session=session, agent=agent,
                                   privacy=privacy)
-        batches = [_records.rows_to_batch(rows) for rows in
-                   _records.chunk_rows(_records.encode_rows(items, vectors, defaults))]
-        return [i for ack in self._upload(batches) for i in ack.ids]
+        rows = list(_records.encode_rows(items, vectors, defaults))
+        return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
 
     def remember_many(self, items: Iterable[MemoryInput], *, tier: str = "working",
                       batch_size: int = DEFAULT_IMPORT_BATCH,
@@ -169,7 +203,7 @@ class MemoryClient:
         while chunk := list(itertools.islice(source, batch_size)):
             rows = list(_records.encode_rows(chunk, itertools.repeat(None),
                                              self._defaults(tier=tier)))
-            acks = self._upload([_records.rows_to_batch(r) for r in _records.chunk_rows(rows)])
+            acks = self.sealer.write(rows, self._upload)
             ids += [i for ack in acks for i in ack.ids]
             for row in rows:
                 unchecked[row["tier"]] = unchecked.get(row["tier"], 0) + 1
@@ -230,7 +264,8 @@ class MemoryClient:
         if k > DEFAULT_LIMITS.max_k:
             raise LimitExceededError(f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}",
                                      limit=DEFAULT_LIMITS.max_k)
-        table = self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA)
+        table = self.sealer.observe(
+            self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA))
         return hits_from_table(table, self.codebook)
 
     def get(self, ids: str | Sequence[str]) -> list[Memory]:
@@ -239,7 +274,7 @@ class MemoryClient:
         found: dict[str, Memory] = {}
         for chunk in _chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
             body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
-            table = self._transport.action_table("get", body, RECORD_SCHEMA)
+            table = self.sealer.observe(self._transport.action_table("get", body, RECORD_SCHEMA))
             found.update((m.id, m) for m in memories_from_table(table, self.codebook))
         return [found[i] for i in wanted if i in found]
 
@@ -256,9 +291,10 @@ class MemoryClient:
 
     def iter_records(self, tier: str | Sequence[str] | None = None,
                      **filters: Any) -> Iterator[pa.RecordBatch]:
-        """Stream records as stored (payloads not decoded); filters as in ``iter_scan``."""
+        """Stream records as stored (payloads not decoded, sealed ones still sealed: open them
+        with ``codebook.open``); filters as in ``iter_scan``."""
         ticket = self._scan_request(tier, filters).to_bytes()
-        yield from self._transport.stream(ticket, RECORD_SCHEMA)
+        yield from map(self.sealer.observe, self._transport.stream(ticket, RECORD_SCHEMA))
 
     def scan(self, tier: str | Sequence[str] | None = None, **filters: Any) -> pa.Table:
         """All records ``iter_scan`` yields, as one Table (record columns plus ``text``)."""
@@ -269,6 +305,10 @@ class MemoryClient:
     def stats(self) -> dict[str, Any]:
         """Counts and bytes per tier, as the server reports them."""
         return self._transport.action_json("stats", StatsRequest(tenant=self.tenant).to_bytes())
+
+    def whoami(self) -> dict[str, Any]:
+        """The rights of this client's token: tenant, principal, tiers, clearance, expiry."""
+        return self._transport.action_json("whoami", b"")
 
     def health(self) -> dict[str, Any]:
         """Liveness and version of the server."""
@@ -316,7 +356,7 @@ class MemoryClient:
                     "previous": current.dictionary.dict_id if current else None}
             row = dictionary_row(data, tenant=self.tenant, tier=tier, privacy=privacy,
                                  metadata=meta, created_at=datetime.now(timezone.utc))
-            acks = self._transport.put([_records.rows_to_batch([row])])
+            acks = self.sealer.write([row], self._transport.put)  # sealed if its texts were
             self._dictionaries.add(row, acks[0].hlcs[0])
         return report
 
@@ -337,7 +377,7 @@ class MemoryClient:
     def _training_samples(self, tier: str) -> tuple[list[bytes], int]:
         samples, privacy = [], 0
         for batch in self.iter_records(tier):
-            for row in batch.to_pylist():
+            for row in map(self.sealer.open, batch.to_pylist()):
                 if row["kind"] == DICTIONARY_KIND or row["codec"] == CODEC_LM:
                     continue  # the model's payloads cost a decode each; the rest are enough
                 samples.append(self.codebook.decode(row, max_bytes=DEFAULT_LIMITS.max_text_bytes))
@@ -346,7 +386,7 @@ class MemoryClient:
 
     def _fetch_dictionaries(self) -> list[dict[str, Any]]:
         ticket = ScanRequest(tenant=self.tenant, kind=DICTIONARY_KIND).to_bytes()
-        return [row for batch in self._transport.stream(ticket, RECORD_SCHEMA)
+        return [self.sealer.open(row) for batch in self._transport.stream(ticket, RECORD_SCHEMA)
                 for row in batch.to_pylist()]
 
     # -- internals ------------------------------------------------------------
@@ -378,12 +418,27 @@ class MemoryClient:
         return request
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidValueError(f"AIMEM_ENCRYPT_AT must be a privacy level 0..4, not {text!r}",
+                                field="encrypt_at") from None
+
+
 def _listed_tier(command: bytes | None) -> Any:
     try:
         return ScanRequest.from_bytes(command or b"").tier
     except InvalidRequestError as exc:
         raise CorruptDataError(f"the server listed a flight without a scan request: {exc}") \
             from None
+
+
+def _with_readers(metadata: dict[str, Any] | None,
+                  readers: Sequence[str] | None) -> dict[str, Any] | None:
+    if readers is None:
+        return metadata
+    return {**(metadata or {}), READERS_KEY: list(readers)}
 
 
 def _spread(metadata: Any, texts: list[str]) -> list[Any]:

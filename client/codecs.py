@@ -27,6 +27,7 @@ import zstandard
 from aios_memory.schemas import (
     CODEC_LM,
     CODEC_NONE,
+    CODEC_SEALED,
     CODEC_ZSTD,
     CODEC_ZSTD_DICT,
     AiosMemoryError,
@@ -35,6 +36,7 @@ from aios_memory.schemas import (
     CorruptDataError,
     InvalidUtf8Error,
     InvalidValueError,
+    KeyMissingError,
     TextTooLargeError,
 )
 
@@ -161,14 +163,28 @@ class Codebook:
     lm : callable, optional
         Returns the loaded ``LanguageModelCodec``; raises ``CodecUnavailableError``
         when the ``[lm]`` extra is not installed. Defaults to the process's model.
+    opener : callable, optional
+        ``row -> row``: opens a ``sealed`` record with the tenant's key
+        (``sealing.Sealer.open``); without one a sealed record raises ``KeyMissingError``.
     """
 
     def __init__(self, dictionaries: Callable[[int], Dictionary | None] = lambda _: None,
                  lm: Callable[[], Any] | None = None,
-                 cache_bytes: int = DECODED_CACHE_BYTES) -> None:
+                 cache_bytes: int = DECODED_CACHE_BYTES,
+                 opener: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> None:
         self._dictionaries = dictionaries
         self._lm = lm or _default_lm
         self._cache = _DecodedCache(cache_bytes)
+        self._opener = opener
+
+    def open(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``row`` as its client wrote it: a sealed record opened, any other as it is."""
+        if row.get("codec") != CODEC_SEALED:
+            return row
+        if self._opener is None:
+            raise KeyMissingError(f"memory {row.get('id')} is end-to-end encrypted and this "
+                                  "reader holds no keys", memory_id=row.get("id"))
+        return self._opener(row)
 
     def lm(self) -> Any:
         """The loaded model codec, or ``CodecUnavailableError``."""
@@ -185,6 +201,7 @@ class Codebook:
 
     def decode(self, row: Mapping[str, Any], *, max_bytes: int) -> bytes:
         """The checked bytes of one record row (codec, dict_id, payload, raw_size, ...)."""
+        row = self.open(row)
         codec, size = row["codec"], row["raw_size"]
         if codec == CODEC_ZSTD_DICT:
             _check_size(size, max_bytes)
@@ -271,8 +288,9 @@ def decode_payload(codec: str, payload: bytes, raw_size: int, *, max_bytes: int)
         raw = bytes(payload)
     elif codec == CODEC_ZSTD:
         raw = _zstd_decode(payload, raw_size)
-    elif codec in (CODEC_ZSTD_DICT, CODEC_LM):
-        raise CodecUnavailableError(f"codec {codec!r} needs a Codebook to decode", codec=codec)
+    elif codec in (CODEC_ZSTD_DICT, CODEC_LM, CODEC_SEALED):
+        raise CodecUnavailableError(f"codec {codec!r} needs a Codebook (and, sealed, a key) "
+                                    "to decode", codec=codec)
     else:
         raise CorruptDataError(f"unknown codec {codec!r}: upgrade the client", codec=codec)
     if len(raw) != raw_size:

@@ -28,9 +28,11 @@ def normalize(vector: Any, *, row: int = 0) -> np.ndarray:
         raise InvalidVectorError(f"embedding {row} must be a non-empty 1-D vector", row=row)
     if not np.isfinite(v).all():
         raise InvalidVectorError(f"embedding {row} contains NaN or inf", row=row)
-    norm = float(np.linalg.norm(v))
+    with np.errstate(over="ignore"):  # components near 1e308 overflow the norm: refused below
+        norm = float(np.linalg.norm(v))
     if norm == 0.0 or not math.isfinite(norm):
-        raise InvalidVectorError(f"embedding {row} has no direction (all zeros)", row=row)
+        raise InvalidVectorError(f"embedding {row} has no direction (all zeros) or its length "
+                                 "overflows", row=row)
     return v / norm
 
 

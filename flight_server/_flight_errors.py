@@ -18,6 +18,7 @@ import pyarrow.flight as flight
 from aios_memory.schemas import (
     AiosMemoryError,
     AuthenticationError,
+    PermissionDeniedError,
     DeadlineExceededError,
     EmbedderError,
     InvalidValueError,
@@ -35,6 +36,8 @@ def to_flight_error(error: AiosMemoryError) -> flight.FlightError:
     extra = encode_error(error)
     if isinstance(error, AuthenticationError):
         return flight.FlightUnauthenticatedError(error.message, extra_info=extra)
+    if isinstance(error, PermissionDeniedError):
+        return flight.FlightUnauthorizedError(error.message, extra_info=extra)
     if isinstance(error, DeadlineExceededError):
         return flight.FlightTimedOutError(error.message, extra_info=extra)
     if isinstance(error, (ServerInternalError, EmbedderError)):

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from aios_memory.client.keys import KeyStore
+
+from .audit import AuditLog
 from .auth import resolve_token
 from .duckdb_store import DuckDBStore
 from .embedder import make_embedder
 from .server import MemoryFlightServer
+from ._tls import server_tls_kwargs
 from .settings import ServerSettings
+from .tokens import TokenAuthority
 from .vector_index import HnswParams
 
 __all__ = ["RunningServer", "start_server"]
@@ -43,6 +48,10 @@ def _open_store(settings: ServerSettings) -> DuckDBStore:
     return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 
+def _scheme(settings: ServerSettings) -> str:
+    return "grpc+tls" if settings.tls else "grpc"
+
+
 def _checkpoints(store: DuckDBStore, every: float, stop: threading.Event) -> None:
     while not stop.wait(every):
         try:
@@ -65,8 +74,14 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
     store = _open_store(settings)
     try:
         embedder = make_embedder(settings.embedder, settings.embed_model, settings.embed_base_url)
-        server = MemoryFlightServer(f"grpc://{settings.host}:{settings.port}", store, embedder,
-                                    token, settings.limits, settings.sync_tiers, settings.role)
+        if settings.keys_dir is not None:  # a device: sealed memories are opened to be indexed
+            store.payloads.enable_opening(KeyStore(settings.keys_dir), embedder)
+        tls = server_tls_kwargs(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        server = MemoryFlightServer(f"{_scheme(settings)}://{settings.host}:{settings.port}",
+                                    store, embedder, token, settings.limits,
+                                    settings.sync_tiers, settings.role,
+                                    authority=TokenAuthority(settings.data_dir),
+                                    audit=AuditLog(settings.data_dir), tls=tls)
     except BaseException:
         store.close()
         raise
@@ -79,7 +94,7 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
         thread.start()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     try:
-        yield RunningServer(f"grpc://{host}:{server.port}", token, token_file,
+        yield RunningServer(f"{_scheme(settings)}://{host}:{server.port}", token, token_file,
                             settings.data_dir, server, store)
     finally:
         stop.set()

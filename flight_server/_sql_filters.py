@@ -10,9 +10,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from aios_memory.schemas import FIELD_FILTERS, InvalidFilterError, ScanRequest
+from aios_memory.schemas import (
+    FIELD_FILTERS,
+    MAX_CLEARANCE,
+    READERS_KEY,
+    InvalidFilterError,
+    ScanRequest,
+    View,
+)
 
-__all__ = ["Sql", "compile_where", "compile_scan"]
+__all__ = ["Sql", "compile_where", "compile_scan", "compile_view"]
 
 _COMPARE = {"$eq": "=", "$ne": "IS DISTINCT FROM", "$gt": ">", "$gte": ">=", "$lt": "<",
             "$lte": "<="}
@@ -117,3 +124,15 @@ def compile_scan(request: ScanRequest) -> Sql:
         sql.add("NOT deleted")
     compile_where(sql, request.where)
     return sql
+
+
+def compile_view(sql: Sql, view: View | None) -> None:
+    """The conditions of a caller's view (``schemas.rights``); nothing for a whole tenant."""
+    if view is None or view.whole:
+        return
+    compile_where(sql, {"tier": {"$in": list(view.tiers)}})
+    if view.max_privacy < MAX_CLEARANCE:
+        sql.add("privacy <= ?", view.max_privacy)
+    if view.reader is not None:
+        sql.add("list_has_any(coalesce(json_extract_string(metadata, ?), []), ?)",
+                f'$."{READERS_KEY}"[*]', list(view.reader))

@@ -12,6 +12,12 @@ still current is checked under the store's write lock, the same lock every
 put indexes under. Where the ``[lm]`` extra is missing or the record was
 made by another model, the row waits in the backlog (``stats`` counts it)
 until a server that can decode it opens the store.
+
+Sealed records (``client.sealing``) that a device server could not open when
+they arrived, because the tenant's key was not on this device yet, wait here
+too: they are tried again only when the key store changes (or the server
+restarts), never in a loop. Once opened, the text goes to the keyword index
+and the vector (the envelope's, or the embedder's) to ``sealed_vectors``.
 """
 
 from __future__ import annotations
@@ -20,8 +26,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from aios_memory.schemas import AiosMemoryError, CodecMismatchError, CodecUnavailableError, Limits
+from aios_memory.schemas import (
+    AiosMemoryError,
+    CodecMismatchError,
+    CodecUnavailableError,
+    KeyMissingError,
+    Limits,
+)
 
+from ._payloads import Decoded
+from ._sealed_vectors import SealedVector, vectors_of
 from .keyword_index import KeywordDoc
 
 if TYPE_CHECKING:
@@ -44,6 +58,9 @@ class TextBackfill:
         self._store = store
         self._done: list[int] = []  # decoded and handed to the index, not yet checkpointed
         self._skip: set[int] = set()  # undecodable here: left in the backlog
+        self._waiting_for_keys: set[int] = set()  # in _skip until the key store changes
+        self._keys_version: Any = None
+        self._told: set[str] = set()  # tenants whose missing key was logged
         self._lock = threading.Lock()
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="text-backfill", daemon=True)
@@ -81,6 +98,7 @@ class TextBackfill:
                 self._wake.clear()
 
     def _step(self) -> bool:
+        self._retry_if_keys_changed()
         try:
             rows = self._store.text_backlog_rows(_STEP, exclude=self._skip | set(self._done))
         except Exception as exc:  # a closing store: the loop ends on the stop flag
@@ -92,13 +110,32 @@ class TextBackfill:
             self._one(row)
         return bool(rows)
 
+    def _retry_if_keys_changed(self) -> None:
+        try:
+            version = self._store.payloads.keys_version()
+        except OSError:
+            return
+        if version != self._keys_version:
+            self._keys_version = version
+            self._skip -= self._waiting_for_keys
+            self._waiting_for_keys.clear()
+            self._told.clear()
+
     def _one(self, row: dict[str, Any]) -> None:
         if row["id"] is None or row["deleted"]:
             with self._lock:
                 self._done.append(row["seq"])  # replaced or forgotten: nothing to index
             return
         try:
-            text = self._store.payloads.decode_lm(row, _LIMITS)
+            text, opened = self._store.payloads.background_text(row, _LIMITS)
+        except KeyMissingError as exc:
+            if row["tenant"] not in self._told:
+                self._told.add(row["tenant"])
+                log.warning("sealed memories of tenant %r wait to be indexed: %s",
+                            row["tenant"], exc.message)
+            self._skip.add(row["seq"])
+            self._waiting_for_keys.add(row["seq"])
+            return
         except (CodecUnavailableError, CodecMismatchError) as exc:
             log.warning("memory %s waits in the keyword backlog: %s", row["id"], exc.message)
             self._skip.add(row["seq"])
@@ -109,7 +146,20 @@ class TextBackfill:
             with self._lock:
                 self._done.append(row["seq"])
             return
-        self._store.index_if_current(row["tenant"],
-                                     KeywordDoc(row["id"], row["seq"], row["tier"], text))
+        doc = KeywordDoc(row["id"], row["seq"], row["tier"], text)
+        if opened is None:
+            self._store.index_if_current(row["tenant"], doc)
+        else:
+            self._store.index_opened_if_current(row["tenant"], doc, self._vector(opened, text))
         with self._lock:
             self._done.append(row["seq"])
+
+    def _vector(self, opened: dict[str, Any], text: str) -> SealedVector | None:
+        """The vector of a sealed record opened here: its own, else the embedder's."""
+        try:
+            return vectors_of(Decoded([text], opened={0: opened}),
+                              self._store.payloads.embedder).get(0)
+        except AiosMemoryError as exc:
+            log.error("memory %s could not be embedded (%s); it is searchable by keyword only",
+                      opened["id"], exc.message)
+            return None

@@ -4,7 +4,10 @@ A write from a client (hlc 0) gets a fresh hlc from this replica's clock,
 unless it repeats the stored current version exactly (a retry), which is
 acknowledged with the stored hlc and not written again. A write from another
 replica (hlc set) wins only with a higher ``(hlc, origin)``; the clock
-observes it either way so that later local writes order after it.
+observes it either way so that later local writes order after it. A client's
+sealed write (``client.sealing``) carries its own version and is decided the
+same way: a retry is acknowledged with the same hlc, and a newer stored
+version with its own (the client then seals again past it).
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
     """
     if reencode:
         return _decide_reencode(row, current, clock, replica_id)
+    # Also for versioned rows: a client's sealed write carries its hlc (a sync round only
+    # carries synced tiers, so this never refuses a replica's version).
+    if current is not None and current.tier in sync_tiers and row["tier"] not in sync_tiers:
+        raise TierPolicyError(
+            f"memory {row['id']} is in {current.tier!r}, which syncs; it cannot move to "
+            f"{row['tier']!r}, which does not. Forget it and remember it anew there.",
+            memory_id=row["id"], tier=row["tier"])
     if row["hlc"] == 0:
-        if current is not None and current.tier in sync_tiers and row["tier"] not in sync_tiers:
-            raise TierPolicyError(
-                f"memory {row['id']} is in {current.tier!r}, which syncs; it cannot move to "
-                f"{row['tier']!r}, which does not. Forget it and remember it anew there.",
-                memory_id=row["id"], tier=row["tier"])
         if current is not None and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS):
             return Decision(False, current.hlc, current.origin, None)
         return Decision(True, clock.now(), replica_id, current)

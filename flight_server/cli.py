@@ -18,6 +18,8 @@ from .settings import SETTINGS_HELP, ServerSettings
 
 __all__ = ["serve"]
 
+_PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", "data_dir", required=True, envvar="AIMEM_DATA",
@@ -41,15 +43,25 @@ __all__ = ["serve"]
               "--sync-tier long_term --sync-tier shared --sync-tier core")
 @click.option("--clock-offset-ms", default=0, type=int, hidden=True,
               help=SETTINGS_HELP["clock_offset_ms"])
+@click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
+              help=SETTINGS_HELP["keys_dir"] + "; refused with --role cloud")
+@click.option("--tls-cert", envvar="AIMEM_TLS_CERT", type=_PEM_FILE,
+              help=SETTINGS_HELP["tls_cert"] + " [env AIMEM_TLS_CERT]")
+@click.option("--tls-key", envvar="AIMEM_TLS_KEY", type=_PEM_FILE,
+              help=SETTINGS_HELP["tls_key"] + " [env AIMEM_TLS_KEY]")
+@click.option("--tls-client-ca", envvar="AIMEM_TLS_CLIENT_CA", type=_PEM_FILE,
+              help=SETTINGS_HELP["tls_client_ca"] + " [env AIMEM_TLS_CLIENT_CA]")
 def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str,
           embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float,
-          role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int) -> None:
+          role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int,
+          keys_dir: Path | None, **tls: Path | None) -> None:
     """Run a memory server on the embedded store in DATA.
 
     \b
     Example:
         aimem serve --data ~/.aimem                          # a device
-        aimem serve --data /srv/aimem --role cloud --host 0.0.0.0 --port 8815
+        aimem serve --data /srv/aimem --role cloud --host 0.0.0.0 --port 8815 \\
+                    --tls-cert cloud.crt --tls-key cloud.key --tls-client-ca devices-ca.crt
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,18 +71,31 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
                                   embed_base_url=embed_base_url,
                                   checkpoint_seconds=checkpoint_seconds, role=role,
                                   sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
-                                  clock_offset_ms=clock_offset_ms)
+                                  clock_offset_ms=clock_offset_ms, keys_dir=keys_dir, **tls)
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
             click.echo(f"aimem: serving {data_dir} on {running.uri} as a {role} "
                        f"(syncs {', '.join(settings.sync_tiers)})", err=True)
             click.echo(f"aimem: token: {where}", err=True)
+            _echo_tls(settings)
+            if settings.keys_dir is not None:
+                click.echo(f"aimem: end-to-end encrypted memories are opened (to be indexed "
+                           f"here) with the keys in {settings.keys_dir}", err=True)
             click.echo(f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} "
                        "aimem stats", err=True)
             _wait_for_signal()
             click.echo("aimem: stopping (saving indexes)", err=True)
     except AiosMemoryError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _echo_tls(settings: ServerSettings) -> None:
+    if settings.tls:
+        click.echo("aimem: TLS: clients pass --tls-ca with the CA that signed "
+                   f"{settings.tls_cert} (or trust it system-wide)", err=True)
+    if settings.tls_client_ca is not None:
+        click.echo("aimem: mutual TLS: clients must present a certificate signed by "
+                   f"{settings.tls_client_ca} (--tls-client-cert/--tls-client-key)", err=True)
 
 
 def _wait_for_signal() -> None:

@@ -25,7 +25,6 @@ import pyarrow as pa
 
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
-    CODEC_LM,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
     InvalidValueError,
@@ -36,6 +35,7 @@ from aios_memory.schemas import (
     ScanRequest,
     SearchRequest,
     ServerInternalError,
+    View,
 )
 
 from ._files import dir_bytes
@@ -45,11 +45,13 @@ from ._rows import conform, current_of, split_acks, tiers_of, tombstones
 from . import _sync_state as sync_sql
 from ._sync_store import SyncStoreMixin
 from ._search import fuse
-from ._sql_filters import Sql, compile_scan, compile_where
+from ._sql_filters import Sql, compile_scan, compile_view, compile_where
 from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
 from ._payloads import PayloadTexts
 from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
+from . import _sealed_vectors as sealed_sql
+from ._sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
 from .keyword_index import KeywordDoc
 from .store import Store, WriteResult
 from .vector_index import HnswParams
@@ -79,10 +81,10 @@ _ALLOWED_CACHE_SIZE = 64
 
 
 _PAYLOAD_COLUMNS = ("id, tenant, kind, agent, codec, dict_id, payload, raw_size, content_hash, "
-                    "deleted")
+                    "deleted, hlc, origin, privacy, created_at, metadata")
 
 
-class DuckDBStore(SyncStoreMixin, Store):
+class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, Store):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
 
     def __init__(self, data_dir: Path, params: HnswParams | None = None,
@@ -102,7 +104,7 @@ class DuckDBStore(SyncStoreMixin, Store):
         self._dims = {(t, m): d for t, m, d in
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
-        self.payloads = PayloadTexts(self._dictionary_bytes, self._current_rows)
+        self.payloads = PayloadTexts(self._dictionary_row, self._current_rows)
         self._allowed_cache: dict[str, np.ndarray] = {}
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
@@ -125,6 +127,7 @@ class DuckDBStore(SyncStoreMixin, Store):
         con.execute(_DDL)
         con.execute(sync_sql.SYNC_DDL)
         con.execute(TEXT_BACKLOG_DDL)
+        con.execute(SEALED_VECTORS_DDL)
         return con
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -164,15 +167,21 @@ class DuckDBStore(SyncStoreMixin, Store):
                 currents[key] = current_of(row, self._seq, decision, table, i)
             in_order = sorted(written.values(), key=lambda w: w[1])
             new_rows = self._rows_to_insert(table, in_order)
+            sealed = sealed_sql.vector_table(table, [w[:2] for w in in_order], write.sealed)
+            if sealed.num_rows:
+                self._check_dimensions(sealed_sql.dimension_rows(new_rows, sealed))
+            old_models = sealed_sql.models_of(self._cursor(), [old.seq for _, old in replaced])
             # A keyword index opened after the commit would catch up on this put's own rows
             # from the table, and send its lm rows to the model instead of using write.texts.
             for tenant in set(new_rows.column("tenant").to_pylist()):
                 self.indexes.keyword(tenant)
-            self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred])
+            self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred],
+                         sealed)
             self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
-            self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced)
+            self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced, sealed,
+                        old_models)
             if write.deferred:
                 self._backfill.notify()
             return split_acks(acks, write.batch_sizes)
@@ -218,7 +227,7 @@ class DuckDBStore(SyncStoreMixin, Store):
                     row=row, expected=known, got=dim, embed_model=model)
 
     def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]],
-                deferred_seqs: list[int]) -> None:
+                deferred_seqs: list[int], sealed: pa.Table) -> None:
         if not new_rows.num_rows:
             return
         cur = self._cursor()
@@ -233,7 +242,9 @@ class DuckDBStore(SyncStoreMixin, Store):
             if deferred_seqs:
                 cur.executemany("INSERT OR IGNORE INTO text_backlog VALUES (?)",
                                 [[seq] for seq in deferred_seqs])
+            sealed_sql.write_vectors(cur, sealed, [c.seq for _, c in replaced])
             self._register_models(cur, new_rows)
+            self._register_models(cur, sealed)
             cur.execute("COMMIT")
         except duckdb.Error as exc:
             cur.execute("ROLLBACK")
@@ -251,13 +262,17 @@ class DuckDBStore(SyncStoreMixin, Store):
                 self._dims[(tenant, model)] = dim
 
     def _index(self, rows: pa.Table, texts: list[str | None],
-               replaced: list[tuple[tuple[str, str], Current]]) -> None:
+               replaced: list[tuple[tuple[str, str], Current]], sealed: pa.Table,
+               old_models: dict[int, str]) -> None:
         for (tenant, _), old in replaced:
-            if old.embed_model is not None:
-                index = self.indexes.existing_vector((tenant, old.tier, old.embed_model))
+            model = old.embed_model or old_models.get(old.seq)  # a sealed row's is apart
+            if model is not None:
+                index = self.indexes.existing_vector((tenant, old.tier, model))
                 if index is not None:
                     index.remove([old.seq])
         self._add_vectors(rows)
+        if sealed.num_rows:
+            self._add_vectors(sealed)
         by_tenant: dict[str, list[KeywordDoc]] = {}
         for tenant, id_, seq, tier, text in zip(*(rows.column(c).to_pylist() for c in
                                                   ("tenant", "id", "seq", "tier")), texts):
@@ -285,8 +300,9 @@ class DuckDBStore(SyncStoreMixin, Store):
             index.add(part.column("seq").to_numpy(), vectors)
         self.indexes.notify()
 
-    def forget(self, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
-        live = self.get(tenant, ids)
+    def forget(self, tenant: str, ids: list[str], *,
+               view: View | None = None) -> list[tuple[str, int]]:
+        live = self.get(tenant, ids, view=view)
         if not live.num_rows:
             return []
         kinds = live.column("kind").to_pylist()
@@ -300,16 +316,18 @@ class DuckDBStore(SyncStoreMixin, Store):
         return list(zip(*result[0]))
 
     # -- reading ----------------------------------------------------------------------------
-    def scan(self, request: ScanRequest, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,
+             view: View | None = None) -> Iterator[pa.RecordBatch]:
         sql = compile_scan(request)
+        compile_view(sql, view)
         cur = self._cursor()
         reader = cur.sql(f"SELECT {COLUMNS} FROM records WHERE {sql.where()} ORDER BY seq",
                          params=sql.params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield conform(batch)
 
-    def get(self, tenant: str, ids: list[str]) -> pa.Table:
-        batches = list(self.scan(ScanRequest(tenant=tenant, ids=list(ids))))
+    def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
+        batches = list(self.scan(ScanRequest(tenant=tenant, ids=list(ids)), view=view))
         return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
 
     def _load_hit_rows(self) -> pa.Table:
@@ -317,17 +335,22 @@ class DuckDBStore(SyncStoreMixin, Store):
         return self._cursor().sql(f"SELECT seq, {columns} FROM records WHERE NOT deleted "
                                   "ORDER BY seq").to_arrow_table()
 
-    def _allowed(self, request: SearchRequest, tiers: list[str]) -> np.ndarray | None:
-        """Live rows a ``where`` admits, cached until the next write (agents repeat filters)."""
-        if not request.where:
+    def _allowed(self, request: SearchRequest, tiers: list[str],
+                 view: View | None) -> np.ndarray | None:
+        """Live rows a ``where`` and the caller's view admit, cached until the next write
+        (agents repeat filters); None when neither filters anything."""
+        scoped = view is not None and not view.whole
+        if not request.where and not scoped:
             return None
-        key = json.dumps([request.tenant, tiers, request.where], sort_keys=True)
+        key = json.dumps([request.tenant, tiers, request.where, view and
+                          [view.tiers, view.max_privacy, view.reader]], sort_keys=True)
         cached = self._allowed_cache.get(key)
         if cached is not None:
             return cached
         sql = Sql()
         sql.add("tenant = ?", request.tenant)
-        compile_where(sql, {"tier": {"$in": tiers}, **request.where})
+        compile_where(sql, {"tier": {"$in": tiers}, **(request.where or {})})
+        compile_view(sql, view)
         sql.add("NOT deleted")
         rows = self._cursor().execute(f"SELECT seq FROM records WHERE {sql.where()}",
                                       sql.params).fetchnumpy()
@@ -339,9 +362,9 @@ class DuckDBStore(SyncStoreMixin, Store):
         return allowed
 
     def search(self, request: SearchRequest, query_vector: np.ndarray | None,
-               embed_model: str | None) -> pa.Table:
-        tiers = tiers_of(request.tier)
-        allowed = self._allowed(request, tiers)
+               embed_model: str | None, *, view: View | None = None) -> pa.Table:
+        tiers = [t for t in tiers_of(request.tier) if view is None or t in view.tiers]
+        allowed = self._allowed(request, tiers, view)
         depth = min(max(request.k * 2, _CANDIDATES_MIN), 2000)
         vector_hits = keyword_hits = None
         if request.mode != "keyword" and query_vector is not None and embed_model:
@@ -370,22 +393,27 @@ class DuckDBStore(SyncStoreMixin, Store):
         return sorted(found, key=lambda pair: pair[1])[:depth]
 
     # -- facts ------------------------------------------------------------------------------
-    def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
+    def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
+        sql = Sql()
+        sql.add("tenant = ? AND NOT deleted AND kind <> ?", tenant, DICTIONARY_KIND)
+        compile_view(sql, view)
         rows = self._cursor().execute(
             "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
-            "WHERE tenant = ? AND NOT deleted AND kind <> ? GROUP BY tier",
-            [tenant, DICTIONARY_KIND]).fetchall()
+            f"WHERE {sql.where()} GROUP BY tier", sql.params).fetchall()
         counts = {tier: (0, 0) for tier in TIERS}
         counts.update({tier: (int(n), int(b)) for tier, n, b in rows})
         return counts
 
-    def stats(self, tenant: str) -> dict[str, Any]:
+    def stats(self, tenant: str, *, view: View | None = None) -> dict[str, Any]:
         # Dictionaries are records but not memories: counted apart, bytes and all.
+        sql = Sql()
+        sql.add("tenant = ?", tenant)
+        compile_view(sql, view)
         rows = self._cursor().execute(
             "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
             "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0), "
-            "kind = ? AS is_dictionary FROM records WHERE tenant = ? GROUP BY ALL",
-            [DICTIONARY_KIND, tenant]).fetchall()
+            f"kind = ? AS is_dictionary FROM records WHERE {sql.where()} GROUP BY ALL",
+            [DICTIONARY_KIND, *sql.params]).fetchall()
         tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0,
                      "dictionaries": 0, "dictionary_bytes": 0} for t in TIERS}
         for tier, live, dead, raw, stored, is_dictionary in rows:
@@ -405,15 +433,15 @@ class DuckDBStore(SyncStoreMixin, Store):
     # -- index callbacks --------------------------------------------------------------------
     def _live_labels(self, key: VectorKey) -> np.ndarray:
         rows = self._cursor().execute(
-            "SELECT seq FROM records WHERE tenant = ? AND tier = ? AND embed_model = ? "
-            "AND NOT deleted AND embedding IS NOT NULL", list(key)).fetchnumpy()
+            f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ?",
+            list(key)).fetchnumpy()
         return rows["seq"].astype(np.uint64)
 
     def _fetch_vectors(self, key: VectorKey, labels: np.ndarray) -> np.ndarray:
         cur = self._cursor()
         cur.register("wanted", pa.table({"seq": pa.array(labels.astype(np.int64))}))
         table = cur.sql("SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
-                        "JOIN records r USING (seq) ORDER BY w.seq").to_arrow_table()
+                        f"JOIN {VECTOR_ROWS} r USING (seq) ORDER BY w.seq").to_arrow_table()
         if table.num_rows != len(labels):
             raise ServerInternalError(f"vectors of {key} changed while the index was opening")
         return dequantize(table.column("embedding").combine_chunks(),
@@ -428,11 +456,11 @@ class DuckDBStore(SyncStoreMixin, Store):
         limits = Limits(max_text_bytes=1 << 30)
         for batch in reader:
             for row in batch.to_pylist():
-                if row["codec"] == CODEC_LM and not row["deleted"]:  # the model's: background
+                text, later = self.payloads.stored_text(row, limits)
+                if later:  # the model's, or sealed with a key still to come: background
                     self._cursor().execute("INSERT OR IGNORE INTO text_backlog VALUES (?)",
                                            [row["seq"]])
-                yield KeywordDoc(row["id"], row["seq"], row["tier"],
-                                 self.payloads.text(row, limits))
+                yield KeywordDoc(row["id"], row["seq"], row["tier"], text)
 
     # -- the keyword backlog of lm-coded rows (see _text_backfill) --------------------------
     def text_backlog_rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
@@ -470,15 +498,12 @@ class DuckDBStore(SyncStoreMixin, Store):
                                        [[seq] for seq in seqs])
 
     # -- payload decoding (see _payloads) --------------------------------------------------
-    def _dictionary_bytes(self, tenant: str, dict_id: int) -> bytes | None:
-        from aios_memory.client.codecs import decode_payload
-
-        found = self._cursor().execute(
-            "SELECT codec, payload, raw_size FROM records WHERE tenant = ? AND kind = ? "
-            "AND dict_id = ? AND NOT deleted", [tenant, DICTIONARY_KIND, dict_id]).fetchone()
-        if found is None:
-            return None
-        return decode_payload(found[0], found[1], found[2], max_bytes=1 << 24)
+    def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
+        found = self._cursor().sql(
+            f"SELECT tier, {_PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND kind = ? "
+            "AND dict_id = ? AND NOT deleted", params=[tenant, DICTIONARY_KIND, dict_id]
+        ).to_arrow_table().to_pylist()
+        return found[0] if found else None  # decoded (and opened, if sealed) by _payloads
 
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
         cur = self._cursor()

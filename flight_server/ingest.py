@@ -6,7 +6,7 @@ now, a lakehouse later) accepts exactly the same records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -14,12 +14,16 @@ import pyarrow as pa
 from aios_memory.client.vectors import normalize_rows, quantize
 from aios_memory.schemas import (
     RECORD_SCHEMA,
+    Grant,
     Limits,
     check_tiers_allowed,
     validate_record_batch,
 )
+from aios_memory.schemas.validate import check_unique_ids
 
+from ._access import check_reader_lists, check_rows
 from ._payloads import PayloadTexts
+from ._sealed_vectors import SealedVector, vectors_of
 from .embedder import Embedder
 
 __all__ = ["PreparedWrite", "prepare_write", "dequantize"]
@@ -32,7 +36,9 @@ class PreparedWrite:
     ``texts[i]`` is None for tombstones, dictionaries and rows in ``deferred``
     (lm-coded texts the store indexes in the background, see ``_payloads``).
     ``batch_sizes`` lets acks follow the client's batches. ``reencode``: the
-    rows are new encodings of stored versions (``REENCODE_PATH``).
+    rows are new encodings of stored versions (``REENCODE_PATH``). ``sealed``: the
+    vectors of sealed rows this server opened, by row number, kept out of the records
+    (see ``_sealed_vectors``).
     """
 
     records: pa.Table
@@ -40,27 +46,38 @@ class PreparedWrite:
     batch_sizes: list[int]
     reencode: bool = False
     deferred: frozenset[int] = frozenset()
+    sealed: dict[int, SealedVector] = field(default_factory=dict)
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
                   limits: Limits, allowed_tiers: tuple[str, ...] | None = None, *,
-                  payloads: PayloadTexts | None = None, reencode: bool = False) -> PreparedWrite:
+                  payloads: PayloadTexts | None = None, reencode: bool = False,
+                  grant: Grant | None = None) -> PreparedWrite:
     """Validate every batch fully, decode every text, embed what came without a vector.
 
     ``allowed_tiers`` (a cloud endpoint's sync tiers) refuses records of any other tier.
     ``payloads`` decodes with the store's dictionaries (default: only those in the put).
+    ``grant`` (the caller's) must allow every row's tenant, tier and privacy.
     """
     for batch in batches:
         validate_record_batch(batch, limits)
+        check_reader_lists(batch)
+        if grant is not None:
+            check_rows(batch, grant)
         if allowed_tiers is not None:
             check_tiers_allowed(set(batch.column("tier").to_pylist()), allowed_tiers,
                                 "this cloud endpoint")
+    if len(batches) > 1:  # each batch checked its own rows above
+        check_unique_ids(batches)
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
-    texts, deferred = (payloads or PayloadTexts()).texts(table, limits)
+    decoded = (payloads or PayloadTexts()).read(table, limits)
+    texts = decoded.texts
     if embedder is not None:
-        table = _embed_missing(table, texts, embedder)
+        # What a sealed row opens to never goes into the record: its vector lives apart.
+        table = _embed_missing(table, [None if i in decoded.opened else text
+                                       for i, text in enumerate(texts)], embedder)
     return PreparedWrite(table, texts, [b.num_rows for b in batches], reencode,
-                         frozenset(deferred))
+                         frozenset(decoded.deferred), vectors_of(decoded, embedder))
 
 
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:

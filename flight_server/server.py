@@ -7,6 +7,7 @@ serving, and nothing stored changes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any, Iterable, Iterator
@@ -25,9 +26,12 @@ from aios_memory.schemas import (
     WIRE_VERSION,
     EXTERNAL_EMBED_MODEL,
     EmbedderError,
+    Grant,
+    PermissionDeniedError,
     IdsRequest,
     IncompleteWriteError,
     InvalidRequestError,
+    InvalidValueError,
     PUT_PATH,
     REENCODE_PATH,
     LimitExceededError,
@@ -46,8 +50,11 @@ from aios_memory.schemas import (
 from aios_memory.sync.frames import encode_frame, read_frame
 from aios_memory.sync.reconcile import Message
 
+from ._access import check_sync, grant_of as _grant_of, public_stats, read_view, who as _who
 from ._flight_errors import flight_errors
-from .auth import BearerAuthMiddlewareFactory
+from .audit import AuditLog
+from .auth import TokenAuthMiddlewareFactory
+from .tokens import TokenAuthority
 from .embedder import Embedder
 from ._sync_session import SyncSession
 from .ingest import prepare_write
@@ -62,35 +69,56 @@ class MemoryFlightServer(flight.FlightServerBase):
     """The memory server over Arrow Flight; see ``schemas.wire`` for every message."""
 
     def __init__(self, location: str, store: Store, embedder: Embedder | None, token: str,
-                 limits: Limits, sync_tiers: tuple[str, ...], role: str = "device") -> None:
-        super().__init__(location, middleware={"auth": BearerAuthMiddlewareFactory(token)})
+                 limits: Limits, sync_tiers: tuple[str, ...], role: str = "device", *,
+                 authority: TokenAuthority, audit: AuditLog,
+                 tls: dict[str, Any] | None = None) -> None:
+        self.audit = audit
+        # tls: FlightServerBase's TLS keyword arguments (``_tls.server_tls_kwargs``);
+        # the location must then be grpc+tls://, or gRPC silently serves plain text.
+        super().__init__(location, middleware={
+            "auth": TokenAuthMiddlewareFactory(token, authority, audit)}, **(tls or {}))
         self.store, self.embedder, self.limits = store, embedder, limits
         self.sync_tiers, self.role = tuple(sync_tiers), role
         # A cloud endpoint stores only the tiers that sync; a device stores every tier.
         self._allowed_tiers = self.sync_tiers if role == "cloud" else None
         self.started = time.monotonic()
         self._actions = {"search": self._search, "get": self._get, "forget": self._forget,
-                         "stats": self._stats, "health": self._health}
+                         "stats": self._stats, "health": self._health, "whoami": self._whoami}
+
+    @contextlib.contextmanager
+    def _guarded(self, call: str, context: Any) -> Iterator[Grant]:
+        """``flight_errors`` with the caller's grant; every refusal of a right is audited."""
+        with flight_errors(call):
+            grant = _grant_of(context)
+            try:
+                yield grant
+            except PermissionDeniedError as exc:
+                self.audit.record("denied", _who(grant), call, exc.detail.get("tenant"),
+                                  exc.message, exc.code, token_id=grant.token_id)
+                raise
 
     # -- discovery --------------------------------------------------------------------------
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
-        with flight_errors("list_flights"):
+        with self._guarded("list_flights", context) as grant:
             tenant = _tenant_of(criteria)
-            counts = self.store.tier_counts(tenant)
-        for tier in TIERS:
+            view = grant.read_view(tenant)
+            counts = self.store.tier_counts(tenant, view)
+        for tier in view.tiers:
             yield self._info(ScanRequest(tenant=tenant, tier=tier), *counts[tier])
 
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
-        with flight_errors("get_flight_info"):
+        with self._guarded("get_flight_info", context) as grant:
             request = _scan_request(descriptor)
+            view = read_view(grant, request.tenant, request.tier)
             if isinstance(request.tier, str) and request.where is None and request.ids is None:
-                return self._info(request, *self.store.tier_counts(request.tenant)[request.tier])
+                counts = self.store.tier_counts(request.tenant, view)
+                return self._info(request, *counts[request.tier])
             return self._info(request, -1, -1)
 
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
-        with flight_errors("get_schema"):
-            _scan_request(descriptor)
-            return flight.SchemaResult(RECORD_SCHEMA)
+        # Every descriptor has the record schema, and pyarrow 26 sends a Python traceback
+        # (not our error) for anything this callback raises: so it never looks inside.
+        return flight.SchemaResult(RECORD_SCHEMA)
 
     def _info(self, request: ScanRequest, rows: int, size: int) -> flight.FlightInfo:
         body = request.to_bytes()
@@ -99,17 +127,19 @@ class MemoryFlightServer(flight.FlightServerBase):
 
     # -- reading ----------------------------------------------------------------------------
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
-        with flight_errors("do_get"):
+        with self._guarded("do_get", context) as grant:
             request = ScanRequest.from_bytes(ticket.ticket)
             self._check_ids(request.ids or [])
-            batches = self.store.scan(request)
+            batches = self.store.scan(request, view=read_view(grant, request.tenant,
+                                                               request.tier))
             first = next(batches, None)  # surface filter errors before the stream starts
         return flight.GeneratorStream(RECORD_SCHEMA, _chain(first, batches))
 
     # -- writing ----------------------------------------------------------------------------
     def do_put(self, context: Any, descriptor: flight.FlightDescriptor,
                reader: flight.MetadataRecordBatchReader, writer: flight.FlightMetadataWriter) -> None:
-        with flight_errors("do_put"):
+        with self._guarded("do_put", context) as grant:
+            reencode = _is_reencode(descriptor)  # a wrong descriptor is refused before any read
             validate_record_schema(reader.schema)
             batches, commit = self._read_put(reader)
             # A cut stream ends like a normal one; only the commit message proves it whole.
@@ -122,10 +152,9 @@ class MemoryFlightServer(flight.FlightServerBase):
                 raise IncompleteWriteError(
                     f"commit says {commit.batches} batches / {commit.rows} rows, received "
                     f"{len(batches)} / {rows}; nothing was stored")
-            reencode = _is_reencode(descriptor)
             results = self.store.put(prepare_write(batches, self.embedder, self.limits,
                                                    self._allowed_tiers, reencode=reencode,
-                                                   payloads=self.store.payloads))
+                                                   payloads=self.store.payloads, grant=grant))
             for number, (ids, hlcs) in enumerate(results):
                 writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
 
@@ -138,9 +167,15 @@ class MemoryFlightServer(flight.FlightServerBase):
                 chunk = reader.read_chunk()
             except StopIteration:
                 return batches, None
+            except flight.FlightError:
+                raise
+            except (pa.ArrowException, OSError) as exc:  # Flight decodes each message here
+                raise InvalidValueError(f"the write stream is not valid Arrow IPC: {exc}") from None
             if chunk.data is not None:
                 batches.append(chunk.data)
-                size, rows = size + chunk.data.nbytes, rows + chunk.data.num_rows
+                # Buffer sizes, not nbytes: nbytes follows offsets that are not validated yet.
+                size += chunk.data.get_total_buffer_size()
+                rows += chunk.data.num_rows
                 if size > self.limits.max_bytes_per_put or rows > self.limits.max_rows_per_put:
                     raise LimitExceededError(
                         f"one put may carry {self.limits.max_rows_per_put} rows and "
@@ -152,11 +187,13 @@ class MemoryFlightServer(flight.FlightServerBase):
     def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor,
                     reader: flight.MetadataRecordBatchReader,
                     writer: flight.MetadataRecordBatchWriter) -> None:
-        with flight_errors("do_exchange"):
+        with self._guarded("do_exchange", context) as grant:
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequestError("a sync exchange opens with a SyncOpen command")
             request = SyncOpen.from_bytes(descriptor.command)
-            session = SyncSession(self.store, request, self.sync_tiers, self._apply_synced)
+            check_sync(grant, request.tenant, request.tiers or self.sync_tiers)
+            session = SyncSession(self.store, request, self.sync_tiers,
+                                  lambda batches: self._apply_synced(batches, grant))
             writer.begin(RECORD_SCHEMA)
             writer.write_metadata(pa.py_buffer(encode_frame(session.accept())))
             if request.role == "initiator":
@@ -176,33 +213,39 @@ class MemoryFlightServer(flight.FlightServerBase):
                     raise SyncProtocolError("expected a reconciliation message")
                 _send(writer, *session.step(incoming.value, incoming.batches))
 
-    def _apply_synced(self, batches: list[pa.RecordBatch]) -> None:
+    def _apply_synced(self, batches: list[pa.RecordBatch], grant: Grant) -> None:
         for batch in batches:
             if batch.num_rows:
                 validate_record_schema(batch.schema)
                 self.store.put(prepare_write([batch], self.embedder, self.limits,
-                                             self._allowed_tiers, payloads=self.store.payloads))
+                                             self._allowed_tiers, payloads=self.store.payloads,
+                                             grant=grant))
 
     # -- actions ----------------------------------------------------------------------------
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         return list(ACTIONS.items())
 
     def do_action(self, context: Any, action: flight.Action) -> Iterator[flight.Result]:
-        with flight_errors(f"do_action {action.type}"):
+        with self._guarded(f"do_action {action.type}", context) as grant:
             handler = self._actions.get(action.type)
             if handler is None:
                 raise InvalidRequestError(
                     f"unknown action {action.type!r}; actions are {', '.join(ACTIONS)}")
+            if action.body is not None and action.body.size > self.limits.max_request_bytes:
+                raise LimitExceededError(  # before copying or parsing it
+                    f"the {action.type} request is {action.body.size} bytes; the limit is "
+                    f"{self.limits.max_request_bytes}", limit=self.limits.max_request_bytes)
             body = action.body.to_pybytes() if action.body is not None else b""
-            result = handler(body)
+            result = handler(body, grant)
         return iter([flight.Result(result)])
 
-    def _search(self, body: bytes) -> pa.Buffer:
+    def _search(self, body: bytes, grant: Grant) -> pa.Buffer:
         request = SearchRequest.from_bytes(body)
         if request.k > self.limits.max_k:
             raise LimitExceededError(f"k={request.k} is over the limit {self.limits.max_k}")
+        view = read_view(grant, request.tenant, request.tier)
         vector, model = self._query_vector(request)
-        return _ipc(self.store.search(request, vector, model))
+        return _ipc(self.store.search(request, vector, model, view=view))
 
     def _query_vector(self, request: SearchRequest) -> tuple[np.ndarray | None, str | None]:
         if request.embedding is not None:
@@ -220,25 +263,32 @@ class MemoryFlightServer(flight.FlightServerBase):
                                 f"{request.embed_model!r}; pass the query's embedding instead")
         return self.embedder.embed_query(request.query), self.embedder.name
 
-    def _get(self, body: bytes) -> pa.Buffer:
+    def _get(self, body: bytes, grant: Grant) -> pa.Buffer:
         request = IdsRequest.from_bytes(body)
         self._check_ids(request.ids)
-        return _ipc(self.store.get(request.tenant, request.ids))
+        view = grant.read_view(request.tenant)
+        return _ipc(self.store.get(request.tenant, request.ids, view=view))
 
-    def _forget(self, body: bytes) -> bytes:
+    def _forget(self, body: bytes, grant: Grant) -> bytes:
         request = IdsRequest.from_bytes(body)
         self._check_ids(request.ids)
-        done = self.store.forget(request.tenant, request.ids)
+        # Ids outside the caller's view are left alone exactly like unknown ones.
+        done = self.store.forget(request.tenant, request.ids,
+                                 view=grant.write_view(request.tenant))
         return _json({"forgotten": len(done), "ids": [i for i, _ in done],
                       "hlcs": [h for _, h in done]})
 
-    def _stats(self, body: bytes) -> bytes:
+    def _stats(self, body: bytes, grant: Grant) -> bytes:
         request = StatsRequest.from_bytes(body) if body else StatsRequest()
-        stats = self.store.stats(request.tenant)
+        view = grant.read_view(request.tenant)
+        stats = self.store.stats(request.tenant, view=view)
         stats["embedder"] = self.embedder.name if self.embedder else None
-        return _json(stats)
+        return _json(public_stats(stats, view, grant))
 
-    def _health(self, body: bytes) -> bytes:
+    def _whoami(self, body: bytes, grant: Grant) -> bytes:
+        return _json(grant.describe())
+
+    def _health(self, body: bytes, grant: Grant) -> bytes:
         return _json({"status": "ok", "version": SERVER_VERSION, "schema_version": SCHEMA_VERSION,
                       "wire_version": WIRE_VERSION, "replica_id": self.store.replica_id,
                       "role": self.role, "sync_tiers": list(self.sync_tiers),

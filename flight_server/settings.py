@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aios_memory.client.keys import default_keys_dir
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PORT,
@@ -19,6 +20,7 @@ from aios_memory.schemas import (
     parse_sync_tiers,
 )
 
+from ._tls import check_server_tls
 from .embedder import EMBEDDERS
 
 __all__ = ["ServerSettings", "SETTINGS_HELP"]
@@ -39,6 +41,12 @@ SETTINGS_HELP = {
     "role": "device (stores every tier) or cloud (stores only the sync tiers, refuses others)",
     "sync_tiers": "tiers that leave the device in a sync round (default long_term and shared)",
     "clock_offset_ms": "added to the wall clock of this server's hybrid clock (for skew tests)",
+    "tls_cert": "PEM certificate (chain) to serve grpc+tls:// with; needs tls_key",
+    "tls_key": "PEM private key of tls_cert (unencrypted)",
+    "tls_client_ca": "PEM CA that signs client certificates; set, clients must present one "
+                     "(mutual TLS)",
+    "keys_dir": "key store a device server opens end-to-end encrypted memories with, to index "
+                "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
 }
 
 
@@ -61,6 +69,10 @@ class ServerSettings:
     role: str = "device"
     sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS
     clock_offset_ms: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    keys_dir: Path | None = None
     limits: Limits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:
@@ -76,3 +88,25 @@ class ServerSettings:
         object.__setattr__(self, "sync_tiers", parse_sync_tiers(self.sync_tiers))
         if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
             raise InvalidValueError("hnsw parameters must be positive")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        check_server_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
+        self._check_keys_dir()
+
+    def _check_keys_dir(self) -> None:
+        """A device opens sealed memories with its own key store; a cloud must never hold one."""
+        if self.role == "cloud":
+            if self.keys_dir is not None:
+                raise InvalidValueError(
+                    "a cloud server never holds tenant keys: it stores and syncs end-to-end "
+                    "encrypted memories it cannot read. Drop --keys, or serve with --role device.",
+                    field="keys_dir")
+            return
+        object.__setattr__(self, "keys_dir", Path(self.keys_dir).expanduser()
+                           if self.keys_dir is not None else default_keys_dir())
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server serves ``grpc+tls://``."""
+        return self.tls_cert is not None

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from aios_memory.schemas import ScanRequest, SearchRequest
+from aios_memory.schemas import ScanRequest, SearchRequest, View
 
 from ._payloads import PayloadTexts
 from .ingest import PreparedWrite
@@ -41,28 +41,34 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def scan(self, request: ScanRequest, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """Current versions matching ``request``, in write order, as record batches."""
+    def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,
+             view: View | None = None) -> Iterator[pa.RecordBatch]:
+        """Current versions matching ``request`` (and ``view``), in write order, as batches.
+
+        Every read takes the caller's ``view`` (``schemas.rights``; None: all of the
+        tenant) and applies it before anything is ranked, counted or cut.
+        """
 
     @abstractmethod
-    def get(self, tenant: str, ids: list[str]) -> pa.Table:
+    def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
         """Live current versions of ``ids`` (missing and deleted ids are left out)."""
 
     @abstractmethod
-    def forget(self, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
-        """Tombstone live ``ids``; returns ``(id, tombstone hlc)`` of those that were live."""
+    def forget(self, tenant: str, ids: list[str], *,
+               view: View | None = None) -> list[tuple[str, int]]:
+        """Tombstone live ``ids`` in ``view``; returns ``(id, tombstone hlc)`` of those."""
 
     @abstractmethod
     def search(self, request: SearchRequest, query_vector: np.ndarray | None,
-               embed_model: str | None) -> pa.Table:
+               embed_model: str | None, *, view: View | None = None) -> pa.Table:
         """Hits (HIT_SCHEMA), best first, filters applied before the top-k is cut."""
 
     @abstractmethod
-    def stats(self, tenant: str) -> dict[str, Any]:
+    def stats(self, tenant: str, *, view: View | None = None) -> dict[str, Any]:
         """Counts and sizes per tier for ``tenant``."""
 
     @abstractmethod
-    def tier_counts(self, tenant: str) -> dict[str, tuple[int, int]]:
+    def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         """``tier -> (live memories, payload bytes)``."""
 
     # -- sync (see sync/PROTOCOL.md) -------------------------------------------------------

@@ -6,6 +6,7 @@ Imports only pyarrow and the standard library, and does no I/O.
 from .codecs import (
     CODEC_LM,
     CODEC_NONE,
+    CODEC_SEALED,
     CODEC_ZSTD,
     CODEC_ZSTD_DICT,
     CODECS,
@@ -29,6 +30,16 @@ from .record import (
     SYNCED_TIERS,
     TIERS,
     schema_version_of,
+)
+from .rights import (
+    MAX_CLEARANCE,
+    OWNER,
+    READERS_KEY,
+    SHARED_TIER,
+    Grant,
+    View,
+    check_readers,
+    readers_of,
 )
 from .policy import DEFAULT_SYNC_TIERS, SERVER_ROLES, check_tiers_allowed, parse_sync_tiers
 from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
@@ -58,11 +69,13 @@ from .wire import (
 
 __all__ = [
     *_error_names,
-    "CODEC_LM", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODECS", "Codec",
+    "CODEC_LM", "CODEC_NONE", "CODEC_SEALED", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODECS", "Codec",
     "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
     "HybridClock", "hlc_pack", "hlc_unpack", "new_id",
     "DEFAULT_KIND", "EXTERNAL_EMBED_MODEL", "DEFAULT_TENANT", "HIT_SCHEMA", "LOCAL_TIERS", "PRIVACY_LEVELS",
     "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",
+    "MAX_CLEARANCE", "OWNER", "READERS_KEY", "SHARED_TIER", "Grant", "View", "check_readers",
+    "readers_of",
     "DEFAULT_SYNC_TIERS", "SERVER_ROLES", "check_tiers_allowed", "parse_sync_tiers",
     "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
     "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH", "REENCODE_PATH",

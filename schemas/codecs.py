@@ -12,6 +12,11 @@ Dictionaries are records of their own (``kind`` = ``DICTIONARY_KIND``): the
 payload is the zstd dictionary, ``dict_id`` its id, the tier the one whose
 texts it was trained on. So they live, sync and stay private exactly like
 the memories that need them: per tenant, never across tenants.
+
+A ``sealed`` record is end-to-end encrypted by its client (``client.sealing``):
+its payload is AES-256-GCM ciphertext of an envelope holding the real codec,
+dict_id, payload, hashes, agent, session, metadata and vector, so a server
+without the tenant's key can store and sync it but never decode it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODEC_LM",
+    "Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODEC_LM", "CODEC_SEALED",
     "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
 ]
 
@@ -43,6 +48,7 @@ CODEC_NONE = "none"
 CODEC_ZSTD = "zstd"
 CODEC_ZSTD_DICT = "zstd-dict"
 CODEC_LM = "lm"
+CODEC_SEALED = "sealed"
 
 CODECS: dict[str, Codec] = {
     CODEC_NONE: Codec(CODEC_NONE, 1, "UTF-8 text as is"),
@@ -64,6 +70,12 @@ CODECS: dict[str, Codec] = {
         dict_id="the model fingerprint: first 4 bytes of SHA-256 over model file, runtime and "
                 "codec parameters",
         extra="lm",
+    ),
+    CODEC_SEALED: Codec(
+        CODEC_SEALED, 1,
+        "end-to-end encrypted: format byte, 4-byte key id, 12-byte nonce, then AES-256-GCM "
+        "ciphertext of an envelope that holds the inner codec, payload and private fields; "
+        "content_hash is the hash of this payload (see client.sealing)",
     ),
 }
 

@@ -12,6 +12,10 @@ sides of the wire, and no Python traceback ever crosses it.
     ├── ConnectionFailedError        server not reachable (code UNAVAILABLE)
     ├── DeadlineExceededError        the call's timeout ran out (TIMEOUT)
     ├── AuthenticationError          missing or wrong token (UNAUTHENTICATED)
+    │   ├── TokenInvalidError        a token that is malformed or not signed by this server
+    │   ├── TokenExpiredError        a token past its expiry
+    │   └── TokenRevokedError        a token revoked with `aimem token revoke`
+    ├── PermissionDeniedError        a valid token without the right (PERMISSION_DENIED)
     ├── InvalidRequestError          the request is malformed (INVALID_REQUEST)
     │   ├── UnsupportedVersionError  wire version this side does not speak
     │   ├── SchemaMismatchError      a batch whose Arrow schema is not the record schema
@@ -22,11 +26,14 @@ sides of the wire, and no Python traceback ever crosses it.
     │   │   ├── InvalidVectorError   NaN/inf, zero norm, wrong dimension
     │   │   ├── InvalidFilterError
     │   │   └── TierPolicyError      a tier this server or sync does not carry
+    │   ├── DuplicateIdError         one id twice in one put
     │   ├── LimitExceededError       too many rows/bytes in one call
     │   ├── IncompleteWriteError     a put stream that ended before its commit message
     │   └── SyncProtocolError        a malformed or out-of-order sync message
     ├── CorruptDataError             payload that does not decode or match its hash
-    │   └── CodecMismatchError       a payload made by a model or dictionary this side lacks
+    │   ├── CodecMismatchError       a payload made by a model or dictionary this side lacks
+    │   └── TamperedError            ciphertext that fails authentication (swapped, replayed, edited)
+    ├── KeyMissingError              an encrypted memory whose tenant key this side lacks
     ├── CodecUnavailableError        a codec whose optional extra is not installed
     ├── EmbedderError                the embedder is missing or failed
     ├── NotFoundError
@@ -43,6 +50,13 @@ __all__ = [
     "ConnectionFailedError",
     "DeadlineExceededError",
     "AuthenticationError",
+    "TokenInvalidError",
+    "TokenExpiredError",
+    "TokenRevokedError",
+    "PermissionDeniedError",
+    "DuplicateIdError",
+    "TamperedError",
+    "KeyMissingError",
     "InvalidRequestError",
     "UnsupportedVersionError",
     "SchemaMismatchError",
@@ -101,6 +115,22 @@ class AuthenticationError(AiosMemoryError):
     code = "UNAUTHENTICATED"
 
 
+class TokenInvalidError(AuthenticationError):
+    code = "TOKEN_INVALID"
+
+
+class TokenExpiredError(AuthenticationError):
+    code = "TOKEN_EXPIRED"
+
+
+class TokenRevokedError(AuthenticationError):
+    code = "TOKEN_REVOKED"
+
+
+class PermissionDeniedError(AiosMemoryError):
+    code = "PERMISSION_DENIED"
+
+
 class InvalidRequestError(AiosMemoryError):
     code = "INVALID_REQUEST"
 
@@ -141,6 +171,10 @@ class TierPolicyError(InvalidValueError):
     code = "TIER_NOT_ALLOWED"
 
 
+class DuplicateIdError(InvalidValueError):
+    code = "DUPLICATE_ID"
+
+
 class LimitExceededError(InvalidRequestError):
     code = "LIMIT_EXCEEDED"
 
@@ -159,6 +193,14 @@ class CorruptDataError(AiosMemoryError):
 
 class CodecMismatchError(CorruptDataError):
     code = "CODEC_MISMATCH"
+
+
+class TamperedError(CorruptDataError):
+    code = "TAMPERED"
+
+
+class KeyMissingError(AiosMemoryError):
+    code = "KEY_MISSING"
 
 
 class CodecUnavailableError(AiosMemoryError):

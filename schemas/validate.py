@@ -3,19 +3,24 @@
 Used by the server on every ``do_put`` (the data came off the network) and by
 the client before it uploads, so a caller hears about bad input before any
 byte moves. Checks that need the decoded text or the store (UTF-8, content
-hash, vector dimension per tenant) live on the server.
+hash, vector dimension per tenant) live on the server; ``check_unique_ids``
+spans all the batches of one put.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .codecs import CODECS, DICTIONARY_KIND
 from .errors import (
+    DuplicateIdError,
+    InvalidUtf8Error,
     InvalidValueError,
     InvalidVectorError,
     LimitExceededError,
@@ -24,12 +29,22 @@ from .errors import (
     UnknownTierError,
     UnsupportedVersionError,
 )
+from .ids import hlc_pack
 from .record import PRIVACY_LEVELS, RECORD_SCHEMA, SCHEMA_VERSION, TIERS, schema_version_of
 
-__all__ = ["Limits", "DEFAULT_LIMITS", "validate_record_schema", "validate_record_batch"]
+__all__ = ["Limits", "DEFAULT_LIMITS", "validate_record_schema", "validate_record_batch",
+           "check_unique_ids", "MIN_EMBEDDING_SCALE", "MAX_EMBEDDING_SCALE"]
 
 ID_PATTERN = r"^[0-9A-Za-z_.:-]{1,64}$"
 TENANT_PATTERN = r"^[0-9A-Za-z_.-]{1,64}$"
+# Stored vectors are unit vectors, so an int8 scale (max|v| / 127) lies in
+# [1 / (127 * sqrt(dim)), 1 / 127]. A larger one overflows float32 when the
+# server dequantizes it (3e38 * 127 = inf, then NaN in the vector index).
+MIN_EMBEDDING_SCALE = 1e-6
+MAX_EMBEDDING_SCALE = 1.0
+# Python's datetime spans the years 1 to 9999: a created_at outside them fails every reader.
+_EARLIEST_US = -62_135_596_800_000_000
+_LATEST_US = 253_402_300_799_999_999
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,11 @@ class Limits:
     max_bytes_per_put: int = 64 * 1024 * 1024
     max_k: int = 1000
     max_ids_per_call: int = 10_000
+    # An action body (JSON); 10,000 ids of 64 characters take 0.7 MB.
+    max_request_bytes: int = 1024 * 1024
+    # How far past this machine's clock a record's hlc may be: one far-future hlc
+    # would move the server's clock past 2**64 and fail every later write.
+    max_clock_skew_ms: int = 24 * 3600 * 1000
 
     @property
     def max_payload_bytes(self) -> int:
@@ -65,16 +85,20 @@ def validate_record_schema(schema: pa.Schema) -> None:
         )
     if schema.equals(RECORD_SCHEMA, check_metadata=False):
         return
+    try:
+        names = schema.names
+    except UnicodeDecodeError:  # a field name off the network is just bytes
+        raise SchemaMismatchError("a field name is not valid UTF-8") from None
     expected = {f.name: f for f in RECORD_SCHEMA}
-    for field in schema:
-        want = expected.pop(field.name, None)
+    for name, field in zip(names, schema):
+        want = expected.pop(name, None)
         if want is None:
-            raise SchemaMismatchError(f"unexpected field {field.name!r}", field=field.name)
+            raise SchemaMismatchError(f"unexpected field {name!r}", field=name)
         if not field.type.equals(want.type) or field.nullable != want.nullable:
             raise SchemaMismatchError(
-                f"field {field.name!r} is {field.type} (nullable={field.nullable}); "
+                f"field {name!r} is {field.type} (nullable={field.nullable}); "
                 f"expected {want.type} (nullable={want.nullable})",
-                field=field.name,
+                field=name,
             )
     if expected:
         missing = sorted(expected)
@@ -93,6 +117,8 @@ def validate_record_batch(batch: pa.RecordBatch, limits: Limits = DEFAULT_LIMITS
     try:
         batch.validate(full=True)
     except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc):
+            raise InvalidUtf8Error(f"a string in the batch is not valid UTF-8: {exc}") from None
         raise InvalidValueError(f"the batch is not valid Arrow data: {exc}") from None
     if batch.num_rows > limits.max_rows_per_put:
         raise LimitExceededError(
@@ -105,6 +131,30 @@ def validate_record_batch(batch: pa.RecordBatch, limits: Limits = DEFAULT_LIMITS
     _check_sizes(batch, limits)
     _check_metadata(batch, limits)
     _check_embeddings(batch, limits)
+    _check_times(batch, limits)
+    check_unique_ids([batch])
+
+
+def check_unique_ids(batches: Sequence[pa.RecordBatch]) -> None:
+    """Raise DuplicateIdError if one ``(tenant, id)`` occurs twice in ``batches`` (one put).
+
+    Two versions of a memory in one put have no order between them, so which
+    one the store keeps would be an accident of row order.
+    """
+    tenants = pa.chunked_array([b.column("tenant") for b in batches], pa.string())
+    ids = pa.chunked_array([b.column("id") for b in batches], pa.string())
+    # Not group_by: Acero warns on the unaligned buffers a hostile IPC stream may carry.
+    joined = pc.binary_join_element_wise(tenants, ids, "\x00")
+    if pc.count_distinct(joined).as_py() == len(ids):
+        return
+    seen: dict[tuple[str, str], int] = {}
+    for row, key in enumerate(zip(tenants.to_pylist(), ids.to_pylist())):
+        if key in seen:
+            raise DuplicateIdError(
+                f"id {key[1]!r} of tenant {key[0]!r} occurs at rows {seen[key]} and {row} of "
+                "one write; send one version of a memory per write",
+                field="id", memory_id=key[1], rows=[seen[key], row])
+        seen[key] = row
 
 
 def _like(column: pa.Array | pa.ChunkedArray, value: int) -> pa.Scalar:
@@ -247,18 +297,23 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     lengths = pc.list_value_length(vectors)
     ok = pc.and_(pc.greater(lengths, _like(lengths, 0)),
                  pc.less_equal(lengths, _like(lengths, limits.max_dimension)))
-    row = _first_false(pc.or_(pc.invert(has_vec), ok))
+    # Kleene: a row without a vector has a null length, and null must not fail it.
+    row = _first_false(pc.or_kleene(pc.invert(has_vec), ok))
     if row >= 0:
         raise InvalidVectorError(
             f"embedding at row {row} has dimension {lengths[row].as_py()}; "
             f"allowed 1..{limits.max_dimension}",
             field="embedding", row=row,
         )
-    finite = pc.and_(pc.is_finite(scales), pc.greater(scales, _like(scales, 0)))
-    row = _first_false(pc.or_(pc.invert(has_scale), finite))
+    # NaN compares false, so the range check refuses NaN and inf too.
+    in_range = pc.and_(pc.greater_equal(scales, pa.scalar(MIN_EMBEDDING_SCALE, scales.type)),
+                       pc.less_equal(scales, pa.scalar(MAX_EMBEDDING_SCALE, scales.type)))
+    row = _first_false(pc.or_kleene(pc.invert(has_scale), in_range))
     if row >= 0:
         raise InvalidVectorError(
-            f"embedding_scale at row {row} must be a finite number > 0 (NaN or inf vector?)",
+            f"embedding_scale at row {row} is {scales[row].as_py()}; it must be a finite number "
+            f"in [{MIN_EMBEDDING_SCALE}, {MAX_EMBEDDING_SCALE}] (a NaN or inf vector, or one "
+            "that was not normalized?)",
             field="embedding_scale", row=row,
         )
     _check_nonzero_vectors(vectors)
@@ -266,11 +321,32 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
 
 def _check_nonzero_vectors(vectors: pa.Array) -> None:
     # A zero vector has no direction: cosine distance to it is undefined.
-    flat = pc.abs(pc.list_flatten(vectors).cast(pa.int16()))
-    parents = pc.list_parent_indices(vectors)
-    peak = pa.table({"row": parents, "v": flat}).group_by("row").aggregate([("v", "max")])
-    top = peak.column("v_max")
-    zero = pc.filter(peak.column("row"), pc.equal(top, _like(top, 0)))
-    if len(zero):
-        row = int(zero[0].as_py())
+    # Nonzero components per row from prefix sums over the child, not group_by: Acero
+    # warns on (and some hardware faults on) the unaligned buffers hostile IPC may carry.
+    nonzero = pc.not_equal(vectors.values, pa.scalar(0, pa.int8())).cast(pa.int64())
+    prefix = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(nonzero)])
+    ends, starts = vectors.offsets.slice(1), vectors.offsets.slice(0, len(vectors))
+    counts = pc.subtract(pc.take(prefix, ends), pc.take(prefix, starts))
+    row = _first_false(pc.or_kleene(pc.invert(pc.is_valid(vectors)),
+                                    pc.greater(counts, pa.scalar(0, pa.int64()))))
+    if row >= 0:
         raise InvalidVectorError(f"embedding at row {row} is all zeros", field="embedding", row=row)
+
+
+def _check_times(batch: pa.RecordBatch, limits: Limits) -> None:
+    created = batch.column("created_at").cast(pa.int64())
+    ok = pc.and_(pc.greater_equal(created, pa.scalar(_EARLIEST_US, pa.int64())),
+                 pc.less_equal(created, pa.scalar(_LATEST_US, pa.int64())))
+    row = _first_false(ok)
+    if row >= 0:
+        raise InvalidValueError(f"created_at at row {row} is outside the years 1 to 9999",
+                                field="created_at", row=row)
+    hlcs = batch.column("hlc")
+    latest = hlc_pack(int(time.time() * 1000) + limits.max_clock_skew_ms, 0)
+    row = _first_false(pc.less_equal(hlcs, pa.scalar(latest, hlcs.type)))
+    if row >= 0:
+        raise InvalidValueError(
+            f"hlc at row {row} is more than {limits.max_clock_skew_ms} ms ahead of this "
+            "machine's clock; a replica with a clock that far off must fix its clock",
+            field="hlc", row=row,
+        )

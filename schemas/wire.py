@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from .errors import (
     InvalidFilterError,
     InvalidRequestError,
+    LimitExceededError,
     UnknownTierError,
     UnsupportedVersionError,
 )
@@ -61,6 +62,7 @@ ACTIONS = {
     "forget": "Tombstone ids: body IdsRequest, result JSON {forgotten, ids, hlcs}.",
     "stats": "Counts and bytes per tier: body StatsRequest, result JSON.",
     "health": "Liveness and version: empty body, result JSON.",
+    "whoami": "The caller's rights (tenant, principal, tiers, clearance, expiry): result JSON.",
 }
 # do_exchange takes FlightDescriptor.for_command(SyncOpen(...).to_bytes()): see sync/PROTOCOL.md.
 # Record fields a `where` may name directly; any other key is a metadata key.
@@ -68,6 +70,9 @@ FIELD_FILTERS = ("id", "tier", "agent", "session", "kind", "privacy", "created_a
 FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
 _SCALARS = (str, int, float, bool, type(None))
 _MAX_KEY = 128
+# A filter's size: 20,000 keys took 6 s of SQL and 60,000 outlasted any timeout.
+_MAX_FILTER_KEYS = 64
+_MAX_IN_VALUES = 10_000
 
 M = TypeVar("M", bound="_Message")
 
@@ -373,6 +378,9 @@ def validate_where(where: Any) -> None:
         return
     if not isinstance(where, dict):
         raise InvalidFilterError("where must be a JSON object of key -> condition")
+    if len(where) > _MAX_FILTER_KEYS:
+        raise LimitExceededError(f"where has {len(where)} keys; the limit is {_MAX_FILTER_KEYS}",
+                                 limit=_MAX_FILTER_KEYS)
     for key, condition in where.items():
         if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
             raise InvalidFilterError(f"filter key {key!r} must be 1-{_MAX_KEY} characters")
@@ -391,6 +399,9 @@ def _check_operators(key: str, condition: dict[str, Any]) -> None:
             raise InvalidFilterError(
                 f"unknown operator {op!r} on {key!r}; use {', '.join(FILTER_OPERATORS)}", key=key)
         if op in ("$in", "$nin"):
+            if isinstance(value, list) and len(value) > _MAX_IN_VALUES:
+                raise LimitExceededError(f"{op} on {key!r} lists {len(value)} values; the limit "
+                                         f"is {_MAX_IN_VALUES}", key=key, limit=_MAX_IN_VALUES)
             ok = isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
         else:
             ok = isinstance(value, _SCALARS)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from aios_memory.client.cli import CONTEXT, read_token
+from aios_memory.client.cli import CONTEXT, read_token, tls_client_options
 from aios_memory.client.client import DEFAULT_URI
 from aios_memory.schemas import DEFAULT_TENANT, TIERS, AiosMemoryError
 
@@ -79,10 +79,12 @@ class _Progress:
               default=DEFAULT_SYNC_TIMEOUT, show_default=True, help="Seconds one round may take.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print each round's report as one JSON object per line on stdout.")
+@tls_client_options("--local-tls-", "AIMEM_TLS_", "the local server")
+@tls_client_options("--cloud-tls-", "AIMEM_CLOUD_TLS_", "the cloud endpoint")
 def sync(local_uri: str, cloud_uri: str, local_token: str | None, local_token_file: str | None,
          cloud_token: str | None, cloud_token_file: str | None, tenant: str,
          tiers: tuple[str, ...], once: bool, interval: float, dry_run: bool, timeout: float,
-         as_json: bool) -> None:
+         as_json: bool, **tls: str | None) -> None:
     """Keep this device's memory server and the cloud endpoint in step, exchanging only what differs.
 
     Without --once it syncs every --interval seconds, backs off after errors
@@ -93,19 +95,30 @@ def sync(local_uri: str, cloud_uri: str, local_token: str | None, local_token_fi
     Example:
         aimem sync --cloud grpc://cloud.example:8815 --cloud-token-file ~/.aimem/cloud-token \\
                    --local-token-file ~/.aimem/token --once --json
+        aimem sync --cloud grpc+tls://cloud.example:8815 --cloud-tls-ca cloud-ca.crt \\
+                   --cloud-tls-client-cert device.crt --cloud-tls-client-key device.key ...
     """
     local = FlightReplica(local_uri, read_token(local_token, local_token_file, "--local-token-file"),
                           timeout=timeout, label="the local server",
-                          token_hint="--local-token(-file) / AIMEM_TOKEN(_FILE)")
+                          token_hint="--local-token(-file) / AIMEM_TOKEN(_FILE)",
+                          **_tls_of(tls, "local"))
     cloud = FlightReplica(cloud_uri, read_token(cloud_token, cloud_token_file, "--cloud-token-file"),
                           timeout=timeout, label="the cloud endpoint",
-                          token_hint="--cloud-token(-file) / AIMEM_CLOUD_TOKEN(_FILE)")
+                          token_hint="--cloud-token(-file) / AIMEM_CLOUD_TOKEN(_FILE)",
+                          **_tls_of(tls, "cloud"))
     options = {"tenant": tenant, "tiers": list(tiers) or None}
     with local, cloud:
         if once or dry_run:
             _print(_one_round(local, cloud, dry_run, options), as_json)
             return
         _loop(local, cloud, Schedule(interval=interval), options, as_json)
+
+
+def _tls_of(options: dict[str, str | None], side: str) -> dict[str, Any]:
+    """``FlightReplica``'s TLS arguments from the ``--{side}-tls-*`` options."""
+    return {"tls_root_certs": options[f"{side}_tls_ca"],
+            "tls_cert": options[f"{side}_tls_client_cert"],
+            "tls_key": options[f"{side}_tls_client_key"], "tls_flags": f"--{side}-tls-"}
 
 
 def _one_round(local: FlightReplica, cloud: FlightReplica, dry_run: bool,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from aios_memory.client._tls import PemSource, tls_options
 from aios_memory.client._transport import Transport
 from aios_memory.schemas import (
     RECORD_SCHEMA,
@@ -132,20 +133,28 @@ class FlightReplica:
     Parameters
     ----------
     uri : str
-        ``grpc://host:port``.
+        ``grpc://host:port``, or ``grpc+tls://host:port`` for TLS.
     token : str, optional
         Its bearer token.
     timeout : float
         Seconds one round's exchange may take.
     label, token_hint : str
         How errors name this replica and the option that sets its token.
+    tls_root_certs, tls_cert, tls_key : path or bytes, optional
+        As for ``MemoryClient``: the CA that signed the server's certificate, and a
+        client certificate and key when the server requires mutual TLS.
+    tls_flags : str
+        How errors spell the TLS options (``--cloud-tls-`` names ``--cloud-tls-ca`` ...).
     """
 
     def __init__(self, uri: str, token: str | None = None, *,
                  timeout: float = DEFAULT_SYNC_TIMEOUT, label: str = "the server",
-                 token_hint: str = "--token / AIMEM_TOKEN") -> None:
+                 token_hint: str = "--token / AIMEM_TOKEN",
+                 tls_root_certs: PemSource | None = None, tls_cert: PemSource | None = None,
+                 tls_key: PemSource | None = None, tls_flags: str = "--tls-") -> None:
         self.uri, self.label, self.token_hint = uri, label, token_hint
-        self._transport = Transport(uri, token, timeout)
+        tls = tls_options(uri, tls_root_certs, tls_cert, tls_key)
+        self._transport = Transport(uri, token, timeout, tls, tls_flags)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -14,6 +14,17 @@ from aios_memory.flight_server import RunningServer, ServerSettings, start_serve
 TOKEN = "test-token"
 
 
+@pytest.fixture(autouse=True)
+def key_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own end-to-end encryption key store (clients and device servers default to
+    ``AIMEM_KEYS``): nothing touches ~/.config or the OS keyring."""
+    path = tmp_path / "keys"
+    monkeypatch.setenv("AIMEM_KEYS", str(path))
+    monkeypatch.setenv("AIMEM_KEYRING", "0")
+    monkeypatch.delenv("AIMEM_ENCRYPT_AT", raising=False)
+    return path
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start servers with chosen settings; ``data_dir`` defaults to one shared temp folder.

@@ -1,0 +1,198 @@
+"""What the privacy layers cost: access control, TLS, and sealing private memories.
+
+One JSON line per result (``bench`` = ``privacy``), told apart by ``kind``:
+
+- ``recall``: hybrid recall (keyword + a supplied query vector, k=10) over one tenant's
+  memories, through four tokens in turn on the same server, query by query: the owner token,
+  the tenant's own token with every right (its view is the whole tenant: no filter), the
+  tenant's token at clearance 1 (a filtered view: the allowed rows are computed in SQL first),
+  and another tenant reading the shared records that name it;
+- ``auth``: a ``health`` call with the owner token against a signed token (HMAC check and a
+  stat of the revocation list);
+- ``transport``: the same recall over ``grpc://``, ``grpc+tls://`` and mutual TLS, three
+  servers on copies of one data directory, interleaved;
+- ``sealing``: sealing and opening one memory (AES-256-GCM through ``client.sealing``) and the
+  bytes it adds per record.
+
+Example::
+
+    /work/main/.venv/bin/python bench/privacy.py --data /work/shared/data/locomo-dev \\
+        > bench/results/privacy.jsonl
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (base_parser, conversation_files, emit, latency_ms,  # noqa: E402
+                     locomo_turns, log, quick, running_server)
+
+from aios_memory.client import MemoryClient  # noqa: E402
+from aios_memory.schemas import TIERS  # noqa: E402
+
+DIM = 384
+BENCH = "privacy"
+
+
+def texts_for(data: str | None, n: int, seed: int) -> list[str]:
+    """``n`` texts: LoCoMo turns when ``--data`` is given (repeated), else generated."""
+    if data:
+        pool = [t.text for path in conversation_files(data) for t in locomo_turns(path)]
+    else:
+        rng = random.Random(seed)
+        words = "lunch paper trip sister bike garden piano coffee office dog rain book".split()
+        pool = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(2000)]
+    return [pool[i % len(pool)] + ("" if i < len(pool) else f" #{i}") for i in range(n)]
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def seed_store(running: Any, texts: list[str], rng: np.random.Generator) -> None:
+    """alice's memories across tiers and privacy levels; a quarter shared, half naming bob."""
+    with MemoryClient(running.uri, running.token, tenant="alice", timeout=600,
+                      encrypt_at=4) as mem:
+        for start in range(0, len(texts), 2000):
+            chunk = texts[start:start + 2000]
+            for offset, tier in enumerate(TIERS):
+                part = chunk[offset::4]
+                readers = ["bob"] if tier == "shared" and start % 4000 == 0 else None
+                mem.remember(part, tier=tier, privacy=(start // 2000) % 4,
+                             embeddings=unit(rng, len(part)), readers=readers)
+        for _ in range(600):
+            if mem.stats()["vectors_pending"] == 0:
+                break
+            time.sleep(0.5)
+
+
+def tokens(running: Any) -> dict[str, tuple[str, str]]:
+    """name -> (token, tenant addressed) for the four views compared."""
+    from aios_memory.flight_server.tokens import TokenAuthority
+
+    authority = TokenAuthority(running.data_dir)
+    full, _ = authority.create("alice", "full", TIERS, TIERS, 3, None)
+    scoped, _ = authority.create("alice", "agent", TIERS, TIERS, 1, None)
+    reader, _ = authority.create("bob", "reader", TIERS, TIERS, 3, None)
+    return {"owner": (running.token, "alice"), "tenant_whole": (full, "alice"),
+            "tenant_clearance_1": (scoped, "alice"), "other_tenant_reader": (reader, "alice")}
+
+
+def interleaved(calls: dict[str, Callable[[int], Any]], n: int) -> dict[str, list[float]]:
+    """Run every call once per round, in a rotating order, ``n`` rounds."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for i in range(n):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            started = time.perf_counter()
+            calls[name](i)
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
+def bench_access(running: Any, queries: list[str], vectors: np.ndarray,
+                 params: dict[str, Any]) -> None:
+    clients = {name: MemoryClient(running.uri, token, tenant=tenant, timeout=60)
+               for name, (token, tenant) in tokens(running).items()}
+    hits: dict[str, list[int]] = {name: [] for name in clients}
+
+    def recall(name: str) -> Callable[[int], Any]:
+        def call(i: int) -> None:
+            found = clients[name].recall(queries[i], embedding=vectors[i], k=10)
+            hits[name].append(len(found))
+        return call
+
+    for name in clients:  # warm caches and the allowed-row cache's first miss
+        recall(name)(0)
+    seconds = interleaved({name: recall(name) for name in clients}, len(queries))
+    for name, values in seconds.items():
+        emit(BENCH, params, kind="recall", view=name, mean_hits=float(np.mean(hits[name])),
+             **latency_ms(values))
+    owner, signed = tokens(running)["owner"][0], tokens(running)["tenant_whole"][0]
+    health = {name: MemoryClient(running.uri, token, timeout=60)
+              for name, token in (("owner_token", owner), ("signed_token", signed))}
+    seconds = interleaved({name: (lambda i, c=c: c.health()) for name, c in health.items()},
+                          len(queries) * 2)
+    for name, values in seconds.items():
+        emit(BENCH, params, kind="auth", token=name, **latency_ms(values))
+
+
+@contextlib.contextmanager
+def transports(source: Path, folder: Path) -> Iterator[dict[str, MemoryClient]]:
+    """Plain, TLS and mutual-TLS servers on copies of ``source``, with a client each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _certs import make_authority
+
+    authority = make_authority(folder / "certs", "bench")
+    server, device = authority.server_pair(), authority.client_pair()
+    settings = {"plain": {}, "tls": {"tls_cert": server.cert, "tls_key": server.key},
+                "mtls": {"tls_cert": server.cert, "tls_key": server.key,
+                         "tls_client_ca": authority.cert}}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for name, extra in settings.items():
+            copy = folder / name
+            shutil.copytree(source, copy)
+            running = stack.enter_context(running_server(copy, embedder="none", **extra))
+            tls = {} if name == "plain" else {"tls_root_certs": authority.cert}
+            if name == "mtls":
+                tls.update(tls_cert=device.cert, tls_key=device.key)
+            clients[name] = stack.enter_context(
+                MemoryClient(running.uri, running.token, tenant="alice", timeout=60, **tls))
+        yield clients
+
+
+def bench_transport(source: Path, queries: list[str], vectors: np.ndarray,
+                    params: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="aimem-tls-") as folder, \
+            transports(source, Path(folder)) as clients:
+        for client in clients.values():
+            client.recall(queries[0], embedding=vectors[0], k=10)
+        seconds = interleaved({name: (lambda i, c=c: c.recall(queries[i], embedding=vectors[i],
+                                                             k=10))
+                               for name, c in clients.items()}, len(queries))
+    for name, values in seconds.items():
+        emit(BENCH, params, kind="transport", transport=name, **latency_ms(values))
+
+
+def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
+    from _sealing_bench import seal_costs
+
+    for result in seal_costs(texts[:2000]):
+        emit(BENCH, params, kind="sealing", **result)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0], data=True)
+    parser.add_argument("--memories", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    n, q = (2000, 40) if quick() else (args.memories, args.queries)
+    params = {"memories": n, "queries": q, "k": 10, "dim": DIM}
+    rng = np.random.default_rng(7)
+    texts = texts_for(getattr(args, "data", None), n, 7)
+    queries = [" ".join(t.split()[:4]) for t in random.Random(3).sample(texts, q)]
+    vectors = unit(rng, q)
+    bench_sealing(texts, params)
+    with tempfile.TemporaryDirectory(prefix="aimem-privacy-") as folder:
+        source = Path(folder) / "data"
+        with running_server(source, embedder="none", checkpoint_seconds=0) as running:
+            log(f"seeding {n} memories")
+            seed_store(running, texts, rng)
+            bench_access(running, queries, vectors, params)
+        bench_transport(source, queries, vectors, params)
+
+
+if __name__ == "__main__":
+    main()
