@@ -166,11 +166,55 @@ def bench_transport(source: Path, queries: list[str], vectors: np.ndarray,
         emit(BENCH, params, kind="transport", transport=name, **latency_ms(values))
 
 
-def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
-    from _sealing_bench import seal_costs
+def sealed_rows(texts: list[str], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Record rows as the client makes them (zstd-coded text, an int8 vector, metadata)."""
+    from datetime import datetime, timezone
 
-    for result in seal_costs(texts[:2000]):
-        emit(BENCH, params, kind="sealing", **result)
+    from aios_memory.client.codecs import encode_text
+    from aios_memory.client.vectors import quantize
+    from aios_memory.schemas import new_id
+
+    vectors, scales = quantize(unit(rng, len(texts)))
+    rows = []
+    for text, vector, scale in zip(texts, vectors, scales):
+        encoded = encode_text(text)
+        rows.append({"id": new_id(), "tenant": "alice", "tier": "long_term", "agent": "bench",
+                     "session": "s1", "kind": "text", "created_at": datetime.now(timezone.utc),
+                     "hlc": 0, "origin": "", "privacy": 2, "codec": encoded.codec,
+                     "dict_id": None, "payload": encoded.payload, "raw_size": encoded.raw_size,
+                     "content_hash": encoded.content_hash, "embedding": vector.tolist(),
+                     "embedding_scale": float(scale), "embed_model": "e5-small",
+                     "metadata": '{"topic": "bench"}', "deleted": False})
+    return rows
+
+
+def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
+    """Seal and open each memory once; bytes a record carries before and after."""
+    import secrets
+
+    from aios_memory.client.keys import TenantKey
+    from aios_memory.client.sealing import open_row, seal_row
+
+    key = TenantKey("alice", 1, secrets.token_bytes(32))
+    rows = sealed_rows(texts[:2000], np.random.default_rng(11))
+    sealed, seal_s, open_s = [], [], []
+    for number, row in enumerate(rows):
+        started = time.perf_counter()
+        sealed.append(seal_row(row, key, number + 1, "c-bench"))
+        seal_s.append(time.perf_counter() - started)
+    for row in sealed:
+        started = time.perf_counter()
+        opened = open_row(row, lambda tenant, key_id: key)
+        open_s.append(time.perf_counter() - started)
+        assert opened["content_hash"] != row["content_hash"]  # the text's hash, not the blob's
+    plain = [len(r["payload"]) + len(r["embedding"]) + 4 + len(r["metadata"]) + 2 * 8
+             + len(r["agent"]) + len(r["session"]) for r in rows]
+    emit(BENCH, params, kind="sealing", op="seal", **latency_ms(seal_s))
+    emit(BENCH, params, kind="sealing", op="open", **latency_ms(open_s))
+    emit(BENCH, params, kind="sealing", op="bytes", n=len(rows),
+         plain_private_bytes_mean=float(np.mean(plain)),
+         sealed_payload_bytes_mean=float(np.mean([len(r["payload"]) for r in sealed])),
+         overhead_bytes_mean=float(np.mean([len(s["payload"]) for s in sealed]) - np.mean(plain)))
 
 
 def main() -> None:

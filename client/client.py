@@ -16,7 +16,6 @@ from aios_memory.schemas import (
     DEFAULT_TENANT,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
-    READERS_KEY,
     RECORD_SCHEMA,
     ConnectionFailedError,
     CorruptDataError,
@@ -49,6 +48,7 @@ from .keys import KeyStore, check_encrypt_at
 from .sealing import Sealer
 from ._transport import Transport
 from .importers import MemoryInput
+from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
 
 __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
 
@@ -112,9 +112,8 @@ class MemoryClient:
         tls = tls_options(uri, tls_root_certs, tls_cert, tls_key)
         self._transport = Transport(uri, token, self.timeout, tls)
         self._dictionaries = DictionaryBook(self._fetch_dictionaries)
-        env_at = os.environ.get("AIMEM_ENCRYPT_AT")
         self.sealer = Sealer(keys if isinstance(keys, KeyStore) else KeyStore(keys),
-                             encrypt_at if encrypt_at is not None or not env_at else _int(env_at))
+                             env_encrypt_at() if encrypt_at is None else encrypt_at)
         self.codebook = Codebook(self._dictionaries.get, opener=self.sealer.open)
 
     def __repr__(self) -> str:
@@ -174,8 +173,8 @@ class MemoryClient:
             raised before anything is sent.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        pairs = zip(texts, _spread(metadata, texts), strict=True)
-        items = [MemoryInput(text=t, metadata=_with_readers(m, readers)) for t, m in pairs]
+        pairs = zip(texts, spread(metadata, texts), strict=True)
+        items = [MemoryInput(text=t, metadata=with_readers(m, readers)) for t, m in pairs]
         vectors = _records.prepare_embeddings(embeddings, len(items))
         defaults = self._defaults(tier=tier, kind=kind, session=session, agent=agent,
                                   privacy=privacy)
@@ -227,7 +226,7 @@ class MemoryClient:
     def forget(self, ids: str | Sequence[str]) -> int:
         """Delete memories by id (a tombstone that syncs); return how many were live."""
         total = 0
-        for chunk in _chunks(_id_list(ids), DEFAULT_LIMITS.max_ids_per_call):
+        for chunk in chunks(id_list(ids), DEFAULT_LIMITS.max_ids_per_call):
             body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
             total += int(self._transport.action_json("forget", body).get("forgotten", 0))
         return total
@@ -259,7 +258,7 @@ class MemoryClient:
         request = SearchRequest(
             tenant=self.tenant, query=query, embedding=vector,
             embed_model=self.embed_model if vector is not None else None,
-            k=k, tier=_tier_arg(tier), where=where, mode=mode)
+            k=k, tier=tier_arg(tier), where=where, mode=mode)
         request.check()
         if k > DEFAULT_LIMITS.max_k:
             raise LimitExceededError(f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}",
@@ -270,9 +269,9 @@ class MemoryClient:
 
     def get(self, ids: str | Sequence[str]) -> list[Memory]:
         """Memories by id, in the order asked; ids not found (or forgotten) are skipped."""
-        wanted = list(dict.fromkeys(_id_list(ids)))
+        wanted = list(dict.fromkeys(id_list(ids)))
         found: dict[str, Memory] = {}
-        for chunk in _chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
+        for chunk in chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
             body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
             table = self.sealer.observe(self._transport.action_table("get", body, RECORD_SCHEMA))
             found.update((m.id, m) for m in memories_from_table(table, self.codebook))
@@ -413,17 +412,10 @@ class MemoryClient:
                 filters[name] = filters[name].isoformat()
         if isinstance(filters.get("ids"), str):
             filters["ids"] = [filters["ids"]]
-        request = ScanRequest(tenant=self.tenant, tier=_tier_arg(tier), **filters)
+        request = ScanRequest(tenant=self.tenant, tier=tier_arg(tier), **filters)
         request.check()
         return request
 
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidValueError(f"AIMEM_ENCRYPT_AT must be a privacy level 0..4, not {text!r}",
-                                field="encrypt_at") from None
 
 
 def _listed_tier(command: bytes | None) -> Any:
@@ -432,36 +424,3 @@ def _listed_tier(command: bytes | None) -> Any:
     except InvalidRequestError as exc:
         raise CorruptDataError(f"the server listed a flight without a scan request: {exc}") \
             from None
-
-
-def _with_readers(metadata: dict[str, Any] | None,
-                  readers: Sequence[str] | None) -> dict[str, Any] | None:
-    if readers is None:
-        return metadata
-    return {**(metadata or {}), READERS_KEY: list(readers)}
-
-
-def _spread(metadata: Any, texts: list[str]) -> list[Any]:
-    if metadata is None or isinstance(metadata, dict):
-        return [metadata] * len(texts)
-    values = list(metadata)
-    if len(values) != len(texts):
-        raise InvalidValueError(f"{len(values)} metadata objects for {len(texts)} texts; "
-                                "give one dict for all or one per text", field="metadata")
-    return values
-
-
-def _id_list(ids: str | Sequence[str]) -> list[str]:
-    values = [ids] if isinstance(ids, str) else list(ids)
-    if not all(isinstance(i, str) for i in values):
-        raise InvalidValueError("ids must be strings")
-    return values
-
-
-def _tier_arg(tier: Any) -> Any:
-    return tier if tier is None or isinstance(tier, str) else list(tier)
-
-
-def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]

@@ -22,9 +22,8 @@ make the version: a sealed record carries ``hlc`` from the client's hybrid
 clock and ``origin`` "c-" + its device id, which the server keeps as it keeps
 a replica's (the highest ``(hlc, origin)`` wins; a retry is idempotent).
 
-The envelope is ``version byte (1) || header length (4, big-endian) || header
-(compact JSON) || vector (int8, ``dim`` bytes) || inner payload``; it is parsed
-strictly (exact keys and types, exact lengths). No pickle.
+The envelope (``_envelope``) packs the private fields in binary, then the
+int8 vector, then the inner payload; it is parsed strictly. No pickle.
 """
 
 from __future__ import annotations
@@ -32,13 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import struct
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
@@ -46,7 +43,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aios_memory.schemas import (
     CODEC_SEALED,
-    CODECS,
     DEFAULT_LIMITS,
     DICTIONARY_KIND,
     READERS_KEY,
@@ -60,6 +56,7 @@ from aios_memory.schemas import (
     TextTooLargeError,
 )
 
+from ._envelope import pack_envelope, unpack_envelope
 from ._records import chunk_rows, rows_to_batch
 from .keys import DEFAULT_ENCRYPT_AT, KeyStore, TenantKey, check_encrypt_at
 
@@ -74,12 +71,6 @@ _HEADER = struct.Struct(">BI")  # format byte, key id
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _MIN_PAYLOAD = _HEADER.size + _NONCE_BYTES + _TAG_BYTES
-_ENVELOPE_VERSION = 1
-_ENVELOPE_KEYS = {"codec": str, "dict_id": (int, type(None)), "raw_size": int,
-                  "content_hash": str, "agent": (str, type(None)),
-                  "session": (str, type(None)), "metadata": (str, type(None)),
-                  "embed_model": (str, type(None)), "embedding_scale": (float, type(None)),
-                  "dim": int}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Fields the envelope carries; a sealed row has them null outside.
 _PRIVATE = ("agent", "session", "embedding", "embedding_scale", "embed_model")
@@ -110,7 +101,7 @@ def seal_row(row: Mapping[str, Any], key: TenantKey, hlc: int, origin: str) -> d
     sealed = {**row, "hlc": hlc, "origin": origin, "codec": CODEC_SEALED, "metadata": metadata,
               "dict_id": row["dict_id"] if row["kind"] == DICTIONARY_KIND else None,
               **{name: None for name in _PRIVATE}}
-    envelope = _envelope(row)
+    envelope = pack_envelope(row)
     nonce = os.urandom(_NONCE_BYTES)
     header = _HEADER.pack(SEALED_FORMAT, key.key_id)
     payload = header + nonce + AESGCM(key.key).encrypt(nonce, envelope,
@@ -134,21 +125,6 @@ def _outer_metadata(text: str | None) -> str | None:
     if not isinstance(value, dict) or READERS_KEY not in value:
         return None
     return json.dumps({READERS_KEY: value[READERS_KEY]}, ensure_ascii=False)
-
-
-def _envelope(row: Mapping[str, Any]) -> bytes:
-    vector = b"" if row.get("embedding") is None else \
-        np.asarray(row["embedding"], np.int8).tobytes()
-    scale = row.get("embedding_scale")
-    header = {"codec": row["codec"], "dict_id": row["dict_id"], "raw_size": int(row["raw_size"]),
-              "content_hash": bytes(row["content_hash"]).hex(), "agent": row.get("agent"),
-              "session": row.get("session"), "metadata": row.get("metadata"),
-              "embed_model": row.get("embed_model") if vector else None,
-              "embedding_scale": float(scale) if vector and scale is not None else None,
-              "dim": len(vector)}
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    return bytes([_ENVELOPE_VERSION]) + struct.pack(">I", len(text)) + text + vector + \
-        bytes(row["payload"])
 
 
 def _associated(row: Mapping[str, Any], key_id: int) -> bytes:
@@ -202,41 +178,7 @@ def _parse_envelope(envelope: bytes, memory_id: str) -> dict[str, Any]:
         return CorruptDataError(f"memory {memory_id}: its sealed envelope {why}",
                                 memory_id=memory_id)
 
-    if len(envelope) < 5 or envelope[0] != _ENVELOPE_VERSION:
-        raise bad(f"is not envelope version {_ENVELOPE_VERSION}")
-    size = struct.unpack_from(">I", envelope, 1)[0]
-    try:
-        header = json.loads(envelope[5:5 + size].decode("utf-8"))
-    except ValueError:
-        raise bad("has a header that is not JSON") from None
-    if not isinstance(header, dict) or set(header) != set(_ENVELOPE_KEYS) or any(
-            not isinstance(header[k], t) or isinstance(header[k], bool)
-            for k, t in _ENVELOPE_KEYS.items()):
-        raise bad("has a header with other fields or types")
-    return _fields(header, envelope[5 + size:], bad)
-
-
-def _fields(header: dict[str, Any], body: bytes, bad: Callable[[str], Exception]
-            ) -> dict[str, Any]:
-    dim, scale = header["dim"], header["embedding_scale"]
-    if header["codec"] not in CODECS or header["codec"] == CODEC_SEALED:
-        raise bad(f"names codec {header['codec']!r}")
-    if not 0 <= dim <= min(len(body), DEFAULT_LIMITS.max_dimension) or \
-            (dim > 0) != (scale is not None and header["embed_model"] is not None) or \
-            (scale is not None and not (math.isfinite(scale) and scale > 0)):
-        raise bad("has a vector that does not match its header")
-    try:
-        digest = bytes.fromhex(header["content_hash"])
-    except ValueError:
-        digest = b""
-    if len(digest) != 16 or not 0 <= header["raw_size"] < 2 ** 32:
-        raise bad("has a bad content hash or size")
-    vector = np.frombuffer(body[:dim], np.int8)
-    return {"codec": header["codec"], "dict_id": header["dict_id"], "payload": body[dim:],
-            "raw_size": header["raw_size"], "content_hash": digest, "agent": header["agent"],
-            "session": header["session"], "metadata": header["metadata"],
-            "embedding": vector.tolist() if dim else None, "embedding_scale": scale,
-            "embed_model": header["embed_model"]}
+    return unpack_envelope(envelope, bad)
 
 
 def check_sealed(row: Mapping[str, Any]) -> None:

@@ -17,7 +17,7 @@ import json
 import secrets
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -28,7 +28,6 @@ from aios_memory.schemas import (
     DICTIONARY_KIND,
     RECORD_SCHEMA,
     InvalidValueError,
-    Limits,
     TIERS,
     HybridClock,
     InvalidVectorError,
@@ -50,6 +49,7 @@ from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
 from ._payloads import PayloadTexts
 from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
+from ._text_backlog_store import PAYLOAD_COLUMNS, TextBacklogMixin
 from . import _sealed_vectors as sealed_sql
 from ._sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
 from .keyword_index import KeywordDoc
@@ -80,11 +80,9 @@ _CANDIDATES_MIN = 50
 _ALLOWED_CACHE_SIZE = 64
 
 
-_PAYLOAD_COLUMNS = ("id, tenant, kind, agent, codec, dict_id, payload, raw_size, content_hash, "
-                    "deleted, hlc, origin, privacy, created_at, metadata")
 
 
-class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, Store):
+class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
 
     def __init__(self, data_dir: Path, params: HnswParams | None = None,
@@ -447,60 +445,10 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, Store):
         return dequantize(table.column("embedding").combine_chunks(),
                           table.column("embedding_scale").combine_chunks().cast(pa.float32()))
 
-    def _keyword_backlog(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
-        cur = self._cursor()
-        reader = cur.sql(
-            f"SELECT seq, tier, {_PAYLOAD_COLUMNS} FROM records "
-            "WHERE tenant = ? AND seq > ? ORDER BY seq", params=[tenant, watermark]
-        ).to_arrow_reader(8192)
-        limits = Limits(max_text_bytes=1 << 30)
-        for batch in reader:
-            for row in batch.to_pylist():
-                text, later = self.payloads.stored_text(row, limits)
-                if later:  # the model's, or sealed with a key still to come: background
-                    self._cursor().execute("INSERT OR IGNORE INTO text_backlog VALUES (?)",
-                                           [row["seq"]])
-                yield KeywordDoc(row["id"], row["seq"], row["tier"], text)
-
-    # -- the keyword backlog of lm-coded rows (see _text_backfill) --------------------------
-    def text_backlog_rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
-        """Up to ``limit`` backlog rows, oldest first, with their records (id None: gone)."""
-        cur = self._cursor()
-        cur.register("excluded", pa.table({"seq": pa.array(sorted(exclude), pa.int64())}))
-        columns = ", ".join(f"r.{c.strip()}" for c in _PAYLOAD_COLUMNS.split(","))
-        return cur.sql(
-            f"SELECT b.seq, r.tier, {columns} FROM text_backlog b LEFT JOIN records r "
-            "USING (seq) WHERE b.seq NOT IN (SELECT seq FROM excluded) ORDER BY b.seq LIMIT ?",
-            params=[limit]).to_arrow_table().to_pylist()
-
-    def index_if_current(self, tenant: str, doc: KeywordDoc) -> bool:
-        """Give ``doc`` to the keyword index if its row is still the current version."""
-        with self._write_lock:
-            found = self._cursor().execute("SELECT count(*) FROM records WHERE seq = ?",
-                                           [doc.seq]).fetchone()
-            if not found or not found[0]:
-                return False
-            self.indexes.keyword(tenant).apply([doc])
-            return True
-
-    def _keyword_backlog_count(self, tenant: str) -> int:
-        """lm-coded memories of ``tenant`` still waiting for the model to be keyword-indexed."""
-        cur = self._cursor()
-        cur.register("handled", pa.table({"seq": pa.array(self._backfill.handled(), pa.int64())}))
-        found = cur.execute(
-            "SELECT count(*) FROM text_backlog b JOIN records r USING (seq) WHERE r.tenant = ? "
-            "AND b.seq NOT IN (SELECT seq FROM handled)", [tenant]).fetchone()
-        return int(found[0]) if found else 0
-
-    def _forget_backlog(self, seqs: list[int]) -> None:
-        if seqs:
-            self._cursor().executemany("DELETE FROM text_backlog WHERE seq = ?",
-                                       [[seq] for seq in seqs])
-
     # -- payload decoding (see _payloads) --------------------------------------------------
     def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
         found = self._cursor().sql(
-            f"SELECT tier, {_PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND kind = ? "
+            f"SELECT tier, {PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND kind = ? "
             "AND dict_id = ? AND NOT deleted", params=[tenant, DICTIONARY_KIND, dict_id]
         ).to_arrow_table().to_pylist()
         return found[0] if found else None  # decoded (and opened, if sealed) by _payloads
@@ -508,7 +456,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, Store):
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
         cur = self._cursor()
         cur.register("wanted_ids", pa.table({"id": pa.array(ids, pa.string())}))
-        return cur.sql(f"SELECT {_PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND id IN "
+        return cur.sql(f"SELECT {PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND id IN "
                        "(SELECT id FROM wanted_ids)", params=[tenant]).to_arrow_table().to_pylist()
 
     def checkpoint(self) -> None:

@@ -22,7 +22,6 @@ from aios_memory.schemas import (
     DEFAULT_TENANT,
     RECORD_SCHEMA,
     SCHEMA_VERSION,
-    TIERS,
     WIRE_VERSION,
     EXTERNAL_EMBED_MODEL,
     EmbedderError,

@@ -13,24 +13,20 @@ import json
 from typing import Any
 
 import pyarrow.flight as flight
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aios_memory.schemas import TIERS, PermissionDeniedError, ScanRequest, StatsRequest
 
-from test_access import (  # noqa: F401 - world is a fixture
-    TENANTS,
-    WORD,
-    _call,
-    action_json,
-    may_read,
-    may_write,
-    scan_ids,
-    search_ids,
-    get_ids,
-    world,
-    write,
-)
+from _access_model import (TENANTS, WORD, call, action_json, build_world, get_ids, may_read,
+                           may_write, scan_ids, search_ids, write)
+
+
+@pytest.fixture
+def world(start: Any) -> dict[str, Any]:
+    return build_world(start)
+
 
 _TIER = st.sampled_from(TIERS)
 _SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
@@ -68,7 +64,7 @@ def test_forged_requests_match_the_model(world: dict[str, Any]) -> None:
                                     max_size=12, unique=True))
     def reads(tok: Any, tenant: str, tiers: list[str] | None, ids: list[str] | None) -> None:
         ticket = flight.Ticket(ScanRequest(tenant=tenant, tier=tiers, ids=ids).to_bytes())
-        result = _call(running.uri, tok.secret, lambda c, o: c.do_get(ticket, o).read_all())
+        result = call(running.uri, tok.secret, lambda c, o: c.do_get(ticket, o).read_all())
         got = result if isinstance(result, Exception) else set(result.column("id").to_pylist())
         want = _expected(tok, records, tenant, tiers, ids)
         if want is PermissionDeniedError:
@@ -123,7 +119,7 @@ def test_garbage_tickets_and_descriptors_return_nothing(world: dict[str, Any]) -
                                | st.lists(st.text(max_size=3), max_size=2), max_size=3)))
     def garbage(tok: Any, raw: bytes) -> None:
         ticket = flight.Ticket(raw)
-        result = _call(running.uri, tok.secret, lambda c, o: c.do_get(ticket, o).read_all())
+        result = call(running.uri, tok.secret, lambda c, o: c.do_get(ticket, o).read_all())
         if isinstance(result, Exception):
             assert result.code != "INTERNAL", result
             return
@@ -133,7 +129,7 @@ def test_garbage_tickets_and_descriptors_return_nothing(world: dict[str, Any]) -
         got = set(result.column("id").to_pylist())
         assert want is not PermissionDeniedError and got <= want
         descriptor = flight.FlightDescriptor.for_command(raw)
-        info = _call(running.uri, tok.secret, lambda c, o: c.get_flight_info(descriptor, o))
+        info = call(running.uri, tok.secret, lambda c, o: c.get_flight_info(descriptor, o))
         assert not isinstance(info, Exception) or info.code != "INTERNAL"
 
     garbage()
