@@ -253,7 +253,7 @@ def keyword_hits(c: Conversation, folder: Path) -> tuple[list[Hits], list[float]
     from aios_memory.flight_server.keyword_index import KeywordDoc, KeywordIndex
 
     index = KeywordIndex(folder / c.name)
-    index.apply(KeywordDoc(str(row), row, TIER, text) for row, text in enumerate(c.texts))
+    index.apply(KeywordDoc(str(row), row, TIER, 0, text) for row, text in enumerate(c.texts))
     index.flush()
     hits, seconds = [], []
     for question in c.questions:

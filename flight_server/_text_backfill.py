@@ -146,7 +146,7 @@ class TextBackfill:
             with self._lock:
                 self._done.append(row["seq"])
             return
-        doc = KeywordDoc(row["id"], row["seq"], row["tier"], text)
+        doc = KeywordDoc(row["id"], row["seq"], row["tier"], row["privacy"], text)
         if opened is None:
             self._store.index_if_current(row["tenant"], doc)
         else:

@@ -47,7 +47,7 @@ class TextBacklogMixin:
                 if later:  # the model's, or sealed with a key still to come: background
                     self._cursor().execute("INSERT OR IGNORE INTO text_backlog VALUES (?)",
                                            [row["seq"]])
-                yield KeywordDoc(row["id"], row["seq"], row["tier"], text)
+                yield KeywordDoc(row["id"], row["seq"], row["tier"], row["privacy"], text)
 
     # -- the keyword backlog of lm-coded rows (see _text_backfill) --------------------------
     def text_backlog_rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:

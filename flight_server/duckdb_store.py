@@ -31,12 +31,14 @@ from aios_memory.schemas import (
     TIERS,
     HybridClock,
     InvalidVectorError,
+    MAX_CLEARANCE,
     ScanRequest,
     SearchRequest,
     ServerInternalError,
     View,
 )
 
+from ._allowed_rows import AllowedRows
 from ._files import dir_bytes
 from ._index_set import IndexSet, VectorKey
 from ._hit_cache import CACHED_COLUMNS, HitCache
@@ -103,7 +105,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                       self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
         self._hits = HitCache(self._load_hit_rows)
         self.payloads = PayloadTexts(self._dictionary_row, self._current_rows)
-        self._allowed_cache: dict[str, np.ndarray] = {}
+        self._allowed_cache: dict[str, AllowedRows] = {}
         self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
                                 self._live_labels, self._fetch_vectors, self._keyword_backlog)
         self._backfill = TextBackfill(self)
@@ -272,9 +274,9 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         if sealed.num_rows:
             self._add_vectors(sealed)
         by_tenant: dict[str, list[KeywordDoc]] = {}
-        for tenant, id_, seq, tier, text in zip(*(rows.column(c).to_pylist() for c in
-                                                  ("tenant", "id", "seq", "tier")), texts):
-            by_tenant.setdefault(tenant, []).append(KeywordDoc(id_, seq, tier, text))
+        columns = (rows.column(c).to_pylist() for c in ("tenant", "id", "seq", "tier", "privacy"))
+        for tenant, id_, seq, tier, privacy, text in zip(*columns, texts):
+            by_tenant.setdefault(tenant, []).append(KeywordDoc(id_, seq, tier, privacy, text))
         for tenant, docs in by_tenant.items():
             self.indexes.keyword(tenant).apply(docs)
         self.indexes.notify()
@@ -334,11 +336,10 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                                   "ORDER BY seq").to_arrow_table()
 
     def _allowed(self, request: SearchRequest, tiers: list[str],
-                 view: View | None) -> np.ndarray | None:
+                 view: View | None) -> AllowedRows | None:
         """Live rows a ``where`` and the caller's view admit, cached until the next write
-        (agents repeat filters); None when neither filters anything."""
-        scoped = view is not None and not view.whole
-        if not request.where and not scoped:
+        (agents repeat filters); None when neither filters more than ``tiers`` does."""
+        if not request.where and not _filters_rows(view):
             return None
         key = json.dumps([request.tenant, tiers, request.where, view and
                           [view.tiers, view.max_privacy, view.reader]], sort_keys=True)
@@ -352,7 +353,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         sql.add("NOT deleted")
         rows = self._cursor().execute(f"SELECT seq FROM records WHERE {sql.where()}",
                                       sql.params).fetchnumpy()
-        allowed = np.sort(rows["seq"].astype(np.uint64))
+        allowed = AllowedRows(rows["seq"])
         with self._write_lock:
             if len(self._allowed_cache) >= _ALLOWED_CACHE_SIZE:
                 self._allowed_cache.pop(next(iter(self._allowed_cache)))
@@ -367,11 +368,15 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         vector_hits = keyword_hits = None
         if request.mode != "keyword" and query_vector is not None and embed_model:
             vector_hits = self._vector_candidates(request.tenant, tiers, embed_model,
-                                                  query_vector, depth, allowed)
+                                                  query_vector, depth,
+                                                  None if allowed is None else allowed.seqs)
         if request.mode != "vector" and request.query:
+            # A clearance alone is a range inside tantivy's query, much cheaper than a set
+            # of allowed rows (bench/privacy.py); a where or a reader list needs the set.
+            by_rows = bool(request.where) or (view is not None and view.reader is not None)
             keyword_hits = self.indexes.keyword(request.tenant).search(
-                request.query, depth, tiers,
-                None if allowed is None else [int(x) for x in allowed])
+                request.query, depth, tiers, allowed if by_rows else None,
+                view.max_privacy if view is not None and not by_rows else None)
         return self._hits.take(fuse(vector_hits, keyword_hits, request.k))
 
     def _vector_candidates(self, tenant: str, tiers: list[str], model: str, query: np.ndarray,
@@ -472,3 +477,8 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             self._forget_backlog(done)
             self._con.execute("CHECKPOINT")
             self._con.close()
+
+
+def _filters_rows(view: View | None) -> bool:
+    """Whether ``view`` hides rows of the tiers it admits (a clearance or a reader list)."""
+    return view is not None and (view.reader is not None or view.max_privacy < MAX_CLEARANCE)

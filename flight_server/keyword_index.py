@@ -22,14 +22,16 @@ from typing import Iterable
 
 import tantivy
 
+from ._allowed_rows import AllowedRows
 from ._files import read_manifest, verify_files, write_manifest
 from ._stopwords import STOPWORDS
 
 __all__ = ["KeywordDoc", "KeywordIndex"]
 
 _WRITER_HEAP = 32 * 1024 * 1024
-# Bump when the analyzer changes: an index built with another one is rebuilt.
-ANALYZER = "en_memory_v1"
+# Bump when the analyzer or the schema changes: an index built with another is rebuilt.
+# v2 added privacy, so a clearance filters inside the query (bench/privacy.py).
+ANALYZER = "en_memory_v2"
 _LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock", "manifest.json", "manifest.json.tmp"}
 
 
@@ -40,6 +42,7 @@ class KeywordDoc:
     id: str
     seq: int
     tier: str
+    privacy: int
     text: str | None
 
 
@@ -48,6 +51,7 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("id", tokenizer_name="raw")
     builder.add_integer_field("seq", stored=True, indexed=True, fast=True)
     builder.add_text_field("tier", tokenizer_name="raw")
+    builder.add_unsigned_field("privacy", indexed=True, fast=True)
     builder.add_text_field("text", tokenizer_name=ANALYZER, index_option="freq")
     return builder.build()
 
@@ -114,8 +118,10 @@ class KeywordIndex:
             for doc in docs:
                 self._writer.delete_documents_by_term("id", doc.id)
                 if doc.text is not None:
-                    self._writer.add_document(tantivy.Document(
-                        id=doc.id, seq=doc.seq, tier=doc.tier, text=doc.text))
+                    document = tantivy.Document(id=doc.id, seq=doc.seq, tier=doc.tier,
+                                                text=doc.text)
+                    document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
+                    self._writer.add_document(document)
                 self._staged_top = max(self._staged_top, doc.seq)
             if self._staged_since is None:
                 self._staged_since = time.monotonic()
@@ -133,12 +139,14 @@ class KeywordIndex:
             self.dirty = True
 
     def search(self, text: str, limit: int, tiers: list[str] | None = None,
-               allowed: list[int] | None = None) -> list[tuple[int, float]]:
-        """``(seq, bm25 score)`` best first; ``tiers``/``allowed`` restrict inside the query."""
+               allowed: AllowedRows | None = None, max_privacy: int | None = None
+               ) -> list[tuple[int, float]]:
+        """``(seq, bm25 score)`` best first; ``tiers``, ``allowed`` and ``max_privacy``
+        restrict inside the query."""
         # The query goes through the index's own analyzer, then an OR of its terms: no
         # query syntax to escape, and a question of only function words matches nothing.
         terms = sorted(set(self._analyzer.analyze(text)))
-        if not terms or allowed == []:
+        if not terms or (allowed is not None and not len(allowed)):
             return []
         query = tantivy.Query.boolean_query(
             [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", term))
@@ -147,9 +155,12 @@ class KeywordIndex:
         if tiers:
             clauses.append((tantivy.Occur.Must,
                             tantivy.Query.term_set_query(self._schema, "tier", tiers)))
+        if max_privacy is not None:
+            clauses.append((tantivy.Occur.Must, tantivy.Query.range_query(
+                self._schema, "privacy", tantivy.FieldType.Unsigned, 0, max_privacy)))
         if allowed is not None:
-            clauses.append((tantivy.Occur.Must,
-                            tantivy.Query.term_set_query(self._schema, "seq", allowed)))
+            clauses.append((tantivy.Occur.Must, allowed.memo(("tantivy-seq", id(self)), lambda: (
+                tantivy.Query.term_set_query(self._schema, "seq", allowed.as_list())))))
         self.flush()
         searcher = self._index.searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit)

@@ -207,7 +207,9 @@ class VectorIndex:
         """The sorted labels of ``allowed`` that are in the graph (live, not pending)."""
         if self._live_sorted is None:
             self._live_sorted = np.sort(np.fromiter(self._live, np.uint64, len(self._live)))
-        allowed = np.unique(allowed.astype(np.uint64))
+        allowed = allowed.astype(np.uint64, copy=False)
+        if len(allowed) > 1 and not bool(np.all(allowed[1:] > allowed[:-1])):
+            allowed = np.unique(allowed)  # the store's are sorted and unique already
         members = allowed[_sorted_contains(self._live_sorted, allowed)]
         if len(self._pending_labels):
             members = members[~np.isin(members, self._pending_labels)]
