@@ -71,10 +71,14 @@ def seed_store(running: Any, texts: list[str], rng: np.random.Generator) -> None
                 readers = ["bob"] if tier == "shared" and start % 4000 == 0 else None
                 mem.remember(part, tier=tier, privacy=(start // 2000) % 4,
                              embeddings=unit(rng, len(part)), readers=readers)
-        for _ in range(600):
-            if mem.stats()["vectors_pending"] == 0:
-                break
-            time.sleep(0.5)
+        wait_for_vectors(mem)
+
+
+def wait_for_vectors(mem: MemoryClient, timeout: float = 600.0) -> None:
+    """Until every vector is in its graph (searches meanwhile scan a pending tail)."""
+    deadline = time.monotonic() + timeout
+    while mem.stats()["vectors_pending"] and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def tokens(running: Any) -> dict[str, tuple[str, str]]:
@@ -157,8 +161,9 @@ def bench_transport(source: Path, queries: list[str], vectors: np.ndarray,
                     params: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="aimem-tls-") as folder, \
             transports(source, Path(folder)) as clients:
-        for client in clients.values():
+        for client in clients.values():  # the first search opens (rebuilds) the indexes
             client.recall(queries[0], embedding=vectors[0], k=10)
+            wait_for_vectors(client)
         seconds = interleaved({name: (lambda i, c=c: c.recall(queries[i], embedding=vectors[i],
                                                              k=10))
                                for name, c in clients.items()}, len(queries))

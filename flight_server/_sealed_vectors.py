@@ -24,6 +24,7 @@ import pyarrow as pa
 from aios_memory.client.vectors import normalize_rows, quantize
 from aios_memory.schemas import AiosMemoryError
 
+from ._sealed_fields import fields_table, write_fields
 from .keyword_index import KeywordDoc
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class SealedVectorsMixin:
     _write_lock: Any
     indexes: Any
     _dims: dict[tuple[str, str], int]
+    _allowed_cache: dict[str, Any]
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         raise NotImplementedError
@@ -140,13 +142,16 @@ class SealedVectorsMixin:
         raise NotImplementedError
 
     def index_opened_if_current(self, tenant: str, doc: KeywordDoc,
-                                vector: SealedVector | None) -> bool:
-        """Index a sealed record opened in the background, if it is still the current version."""
+                                vector: SealedVector | None, opened: dict[str, Any]) -> bool:
+        """Index a sealed record opened in the background, if it is still the current version
+        (its vector and its filterable fields go beside it, see ``_sealed_fields``)."""
         with self._write_lock:
             cur = self._cursor()
             found = cur.execute("SELECT count(*) FROM records WHERE seq = ?", [doc.seq]).fetchone()
             if not found or not found[0]:
                 return False
+            write_fields(cur, fields_table([(0, doc.seq)], {0: opened}), [])
+            self._allowed_cache.clear()
             had = cur.execute("SELECT count(*) FROM sealed_vectors WHERE seq = ?",
                               [doc.seq]).fetchone()
             if vector is not None and not (had and had[0]):

@@ -150,7 +150,8 @@ class TextBackfill:
         if opened is None:
             self._store.index_if_current(row["tenant"], doc)
         else:
-            self._store.index_opened_if_current(row["tenant"], doc, self._vector(opened, text))
+            self._store.index_opened_if_current(row["tenant"], doc, self._vector(opened, text),
+                                                opened)
         with self._lock:
             self._done.append(row["seq"])
 

@@ -53,6 +53,7 @@ from ._payloads import PayloadTexts
 from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
 from ._text_backlog_store import PAYLOAD_COLUMNS, TextBacklogMixin
 from . import _sealed_vectors as sealed_sql
+from ._sealed_fields import OPENED_VIEW, SEALED_FIELDS_DDL, fields_table, write_fields
 from ._sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
 from .keyword_index import KeywordDoc
 from .store import Store, WriteResult
@@ -128,6 +129,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         con.execute(sync_sql.SYNC_DDL)
         con.execute(TEXT_BACKLOG_DDL)
         con.execute(SEALED_VECTORS_DDL)
+        con.execute(SEALED_FIELDS_DDL)
         return con
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -170,13 +172,14 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             sealed = sealed_sql.vector_table(table, [w[:2] for w in in_order], write.sealed)
             if sealed.num_rows:
                 self._check_dimensions(sealed_sql.dimension_rows(new_rows, sealed))
+            fields = fields_table([w[:2] for w in in_order], write.opened)
             old_models = sealed_sql.models_of(self._cursor(), [old.seq for _, old in replaced])
             # A keyword index opened after the commit would catch up on this put's own rows
             # from the table, and send its lm rows to the model instead of using write.texts.
             for tenant in set(new_rows.column("tenant").to_pylist()):
                 self.indexes.keyword(tenant)
             self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred],
-                         sealed)
+                         sealed, fields)
             self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
@@ -227,7 +230,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                     row=row, expected=known, got=dim, embed_model=model)
 
     def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]],
-                deferred_seqs: list[int], sealed: pa.Table) -> None:
+                deferred_seqs: list[int], sealed: pa.Table, fields: pa.Table) -> None:
         if not new_rows.num_rows:
             return
         cur = self._cursor()
@@ -243,6 +246,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                 cur.executemany("INSERT OR IGNORE INTO text_backlog VALUES (?)",
                                 [[seq] for seq in deferred_seqs])
             sealed_sql.write_vectors(cur, sealed, [c.seq for _, c in replaced])
+            write_fields(cur, fields, [c.seq for _, c in replaced])
             self._register_models(cur, new_rows)
             self._register_models(cur, sealed)
             cur.execute("COMMIT")
@@ -320,9 +324,12 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
              view: View | None = None) -> Iterator[pa.RecordBatch]:
         sql = compile_scan(request)
         compile_view(sql, view)
-        cur = self._cursor()
-        reader = cur.sql(f"SELECT {COLUMNS} FROM records WHERE {sql.where()} ORDER BY seq",
-                         params=sql.params).to_arrow_reader(batch_rows)
+        where = sql.where()
+        if request.where or request.session is not None:
+            # Filter sealed records by their opened fields, return them as stored.
+            where = f"seq IN (SELECT seq FROM {OPENED_VIEW} WHERE {where})"
+        reader = self._cursor().sql(f"SELECT {COLUMNS} FROM records WHERE {where} ORDER BY seq",
+                                    params=sql.params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield conform(batch)
 
@@ -351,7 +358,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         compile_where(sql, {"tier": {"$in": tiers}, **(request.where or {})})
         compile_view(sql, view)
         sql.add("NOT deleted")
-        rows = self._cursor().execute(f"SELECT seq FROM records WHERE {sql.where()}",
+        rows = self._cursor().execute(f"SELECT seq FROM {OPENED_VIEW} WHERE {sql.where()}",
                                       sql.params).fetchnumpy()
         allowed = AllowedRows(rows["seq"])
         with self._write_lock:

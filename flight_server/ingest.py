@@ -7,6 +7,7 @@ now, a lakehouse later) accepts exactly the same records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,8 @@ class PreparedWrite:
     ``batch_sizes`` lets acks follow the client's batches. ``reencode``: the
     rows are new encodings of stored versions (``REENCODE_PATH``). ``sealed``: the
     vectors of sealed rows this server opened, by row number, kept out of the records
-    (see ``_sealed_vectors``).
+    (see ``_sealed_vectors``); ``opened``: those rows as opened, by row number, whose
+    filterable fields are kept apart too (``_sealed_fields``).
     """
 
     records: pa.Table
@@ -47,6 +49,7 @@ class PreparedWrite:
     reencode: bool = False
     deferred: frozenset[int] = frozenset()
     sealed: dict[int, SealedVector] = field(default_factory=dict)
+    opened: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
@@ -77,7 +80,8 @@ def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
         table = _embed_missing(table, [None if i in decoded.opened else text
                                        for i, text in enumerate(texts)], embedder)
     return PreparedWrite(table, texts, [b.num_rows for b in batches], reencode,
-                         frozenset(decoded.deferred), vectors_of(decoded, embedder))
+                         frozenset(decoded.deferred), vectors_of(decoded, embedder),
+                         dict(decoded.opened))
 
 
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:

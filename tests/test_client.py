@@ -69,9 +69,6 @@ def test_get_keeps_the_asked_order_and_skips_unknown_ids(client: MemoryClient) -
 
 
 def test_filters_on_metadata_fields_and_tiers(client: MemoryClient) -> None:
-    # Sealed (end-to-end encrypted) memories keep their metadata from the server, so its
-    # filters cannot see it (tests/test_sealing.py); this test is about filters on what it sees.
-    client.encrypt_at = 4
     client.remember("tea with milk", tier="core", metadata={"topic": "food"}, session="a",
                     privacy=0)
     client.remember("tea ceremony history", tier="long_term", metadata={"topic": "culture"},

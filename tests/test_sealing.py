@@ -227,13 +227,31 @@ def test_tombstones_are_never_sealed_and_recompress_leaves_sealed_alone(
     assert tombstone["deleted"] and tombstone["codec"] == "none" and tombstone["payload"] == b""
 
 
-def test_server_filters_see_only_what_stays_outside(client: MemoryClient) -> None:
+def test_a_device_filters_sealed_memories_by_their_opened_fields(
+        client: MemoryClient, server_factory: Callable[..., Any]) -> None:
     [memory_id] = client.remember("tea ceremony history", tier="long_term", privacy=3,
-                                  metadata={"topic": "culture"}, session="b")
-    [hit] = client.recall("tea", mode="keyword", where={"privacy": 3, "tier": "long_term"})
+                                  metadata={"topic": "culture"}, session="b", agent="ada")
+    client.remember("tea with milk", tier="long_term", privacy=3, metadata={"topic": "food"})
+    [hit] = client.recall("tea", mode="keyword", where={"topic": "culture", "agent": "ada"})
     assert (hit.id, hit.metadata, hit.session) == (memory_id, {"topic": "culture"}, "b")
-    # The trade-off: the server never sees a sealed memory's metadata, session or agent.
-    assert client.recall("tea", mode="keyword", where={"topic": "culture"}) == []
+    scanned = client.scan(where={"topic": "culture"})
+    assert scanned.column("id").to_pylist() == [memory_id]
+    assert scanned.column("text").to_pylist() == ["tea ceremony history"]
+    assert client.scan(session="b").column("id").to_pylist() == [memory_id]
+    # What the records hold is still only what stays outside (the fields live apart).
+    stored = [r for batch in client.iter_records("long_term") for r in batch.to_pylist()]
+    assert len(stored) == 2
+    assert all(r["metadata"] is None and r["session"] is None for r in stored)
+
+
+def test_a_cloud_cannot_filter_on_what_it_cannot_read(start: Callable[..., Any]) -> None:
+    cloud = start("cloud", role="cloud")
+    with MemoryClient(cloud.uri, cloud.token) as mem:
+        [memory_id] = mem.remember("tea ceremony history", tier="long_term", privacy=3,
+                                   metadata={"topic": "culture"})
+        assert mem.recall("tea", mode="keyword") == []  # no text to match either
+        assert mem.scan(where={"topic": "culture"}).num_rows == 0
+        assert mem.scan(where={"privacy": 3}).column("id").to_pylist() == [memory_id]
 
 
 # -- the device server -------------------------------------------------------------------------
