@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-__all__ = ["SEALED_FIELDS_DDL", "OPENED_VIEW", "fields_table", "write_fields"]
+__all__ = ["SEALED_FIELDS_DDL", "OPENED_VIEW", "fields_table", "write_fields", "replace_derived"]
 
 SEALED_FIELDS_DDL = """
 CREATE TABLE IF NOT EXISTS sealed_fields (
@@ -44,10 +44,17 @@ def fields_table(written: list[tuple[int, int]], opened: dict[int, dict[str, Any
 def write_fields(cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]
                  ) -> None:
     """Inside the put's transaction: drop the replaced rows' fields, add the new ones."""
+    replace_derived(cur, "sealed_fields", ("seq", *_NAMES), table, replaced_seqs)
+
+
+def replace_derived(cur: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...],
+                    table: pa.Table, replaced_seqs: list[int]) -> None:
+    """In a derived table keyed by ``seq`` (``name``, a constant): delete the rows of
+    ``replaced_seqs``, then insert ``table``'s ``columns``."""
     if replaced_seqs:
-        cur.register("replaced_field_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
-        cur.execute("DELETE FROM sealed_fields WHERE seq IN (SELECT seq FROM replaced_field_seqs)")
+        cur.register("replaced_derived_seqs",
+                     pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
+        cur.execute(f"DELETE FROM {name} WHERE seq IN (SELECT seq FROM replaced_derived_seqs)")
     if table.num_rows:
-        cur.register("new_fields", table)
-        cur.execute("INSERT OR REPLACE INTO sealed_fields SELECT seq, agent, session, metadata "
-                    "FROM new_fields")
+        cur.register("new_derived", table)
+        cur.execute(f"INSERT OR REPLACE INTO {name} SELECT {', '.join(columns)} FROM new_derived")

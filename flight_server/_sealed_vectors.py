@@ -24,7 +24,7 @@ import pyarrow as pa
 from aios_memory.client.vectors import normalize_rows, quantize
 from aios_memory.schemas import AiosMemoryError
 
-from ._sealed_fields import fields_table, write_fields
+from ._sealed_fields import fields_table, replace_derived, write_fields
 from .keyword_index import KeywordDoc
 
 if TYPE_CHECKING:
@@ -106,13 +106,8 @@ def dimension_rows(new_rows: pa.Table, sealed: pa.Table) -> pa.Table:
 def write_vectors(cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]
                   ) -> None:
     """Inside the put's transaction: drop the replaced rows' vectors, add the new ones."""
-    if replaced_seqs:
-        cur.register("replaced_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
-        cur.execute("DELETE FROM sealed_vectors WHERE seq IN (SELECT seq FROM replaced_seqs)")
-    if table.num_rows:
-        cur.register("new_sealed", table)
-        cur.execute("INSERT OR REPLACE INTO sealed_vectors SELECT seq, tenant, tier, embed_model, "
-                    "embedding, embedding_scale FROM new_sealed")
+    replace_derived(cur, "sealed_vectors", ("seq", "tenant", "tier", "embed_model", "embedding",
+                                            "embedding_scale"), table, replaced_seqs)
 
 
 def models_of(cur: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, str]:
@@ -150,7 +145,7 @@ class SealedVectorsMixin:
             found = cur.execute("SELECT count(*) FROM records WHERE seq = ?", [doc.seq]).fetchone()
             if not found or not found[0]:
                 return False
-            write_fields(cur, fields_table([(0, doc.seq)], {0: opened}), [])
+            write_fields(self._cursor(), fields_table([(0, doc.seq)], {0: opened}), [])
             self._allowed_cache.clear()
             had = cur.execute("SELECT count(*) FROM sealed_vectors WHERE seq = ?",
                               [doc.seq]).fetchone()

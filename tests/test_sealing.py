@@ -448,7 +448,8 @@ def test_a_second_device_joins_by_key_transfer_and_reads_after_sync(
     vectors = unit_vectors(2, dim=16, seed=9)
     with connect(laptop) as mem:
         ids = mem.remember(["I proposed at the lighthouse", "the ring cost 900"],
-                           tier="long_term", privacy=3, embeddings=vectors)
+                           tier="long_term", privacy=3, embeddings=vectors,
+                           metadata=[{"topic": "proposal"}, {"topic": "money"}])
         blob, code = mem.sealer.keys.export_key("default")
     sync(laptop, cloud)
     sync(phone, cloud)  # the phone stores what it cannot open yet, and indexes nothing
@@ -465,6 +466,8 @@ def test_a_second_device_joins_by_key_transfer_and_reads_after_sync(
         hits = _eventually(lambda: mem.recall("lighthouse", mode="keyword"))
         assert [(h.id, h.text) for h in hits] == [(ids[0], "I proposed at the lighthouse")]
         assert mem.recall(embedding=vectors[1], k=1, mode="vector")[0].id == ids[1]
+        # Opened in the background, its fields are filterable like those of a put.
+        assert mem.scan(where={"topic": "money"}).column("id").to_pylist() == [ids[1]]
         assert mem.scan("long_term").column("text").to_pylist() == [
             "I proposed at the lighthouse", "the ring cost 900"]
 
