@@ -14,13 +14,13 @@ import pyarrow as pa
 
 from aios_memory.schemas import Limits
 
+from ._payloads import PAYLOAD_COLUMNS
 from .keyword_index import KeywordDoc
 
-__all__ = ["TextBacklogMixin", "PAYLOAD_COLUMNS"]
+__all__ = ["TextBacklogMixin", "PAYLOAD_SQL"]
 
-# What decoding a stored row for indexing needs (``_payloads``).
-PAYLOAD_COLUMNS = ("id, tenant, kind, agent, codec, dict_id, payload, raw_size, content_hash, "
-                   "deleted, hlc, origin, privacy, created_at, metadata")
+# What decoding a stored row for indexing needs (``_payloads``), as SQL.
+PAYLOAD_SQL = ", ".join(PAYLOAD_COLUMNS)
 
 
 class TextBacklogMixin:
@@ -37,7 +37,7 @@ class TextBacklogMixin:
     def _keyword_backlog(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
         cur = self._cursor()
         reader = cur.sql(
-            f"SELECT seq, tier, {PAYLOAD_COLUMNS} FROM records "
+            f"SELECT seq, {PAYLOAD_SQL} FROM records "
             "WHERE tenant = ? AND seq > ? ORDER BY seq", params=[tenant, watermark]
         ).to_arrow_reader(8192)
         limits = Limits(max_text_bytes=1 << 30)
@@ -54,9 +54,9 @@ class TextBacklogMixin:
         """Up to ``limit`` backlog rows, oldest first, with their records (id None: gone)."""
         cur = self._cursor()
         cur.register("excluded", pa.table({"seq": pa.array(sorted(exclude), pa.int64())}))
-        columns = ", ".join(f"r.{c.strip()}" for c in PAYLOAD_COLUMNS.split(","))
+        columns = ", ".join(f"r.{c}" for c in PAYLOAD_COLUMNS)
         return cur.sql(
-            f"SELECT b.seq, r.tier, {columns} FROM text_backlog b LEFT JOIN records r "
+            f"SELECT b.seq, {columns} FROM text_backlog b LEFT JOIN records r "
             "USING (seq) WHERE b.seq NOT IN (SELECT seq FROM excluded) ORDER BY b.seq LIMIT ?",
             params=[limit]).to_arrow_table().to_pylist()
 

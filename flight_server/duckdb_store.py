@@ -51,7 +51,7 @@ from ._versioning import SAME_MEMORY_FIELDS, Current, decide
 from .ingest import PreparedWrite, dequantize
 from ._payloads import PayloadTexts
 from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
-from ._text_backlog_store import PAYLOAD_COLUMNS, TextBacklogMixin
+from ._text_backlog_store import PAYLOAD_SQL, TextBacklogMixin
 from . import _sealed_vectors as sealed_sql
 from ._sealed_fields import OPENED_VIEW, SEALED_FIELDS_DDL, fields_table, write_fields
 from ._sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
@@ -460,7 +460,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     # -- payload decoding (see _payloads) --------------------------------------------------
     def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
         found = self._cursor().sql(
-            f"SELECT tier, {PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND kind = ? "
+            f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND kind = ? "
             "AND dict_id = ? AND NOT deleted", params=[tenant, DICTIONARY_KIND, dict_id]
         ).to_arrow_table().to_pylist()
         return found[0] if found else None  # decoded (and opened, if sealed) by _payloads
@@ -468,7 +468,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
         cur = self._cursor()
         cur.register("wanted_ids", pa.table({"id": pa.array(ids, pa.string())}))
-        return cur.sql(f"SELECT {PAYLOAD_COLUMNS} FROM records WHERE tenant = ? AND id IN "
+        return cur.sql(f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND id IN "
                        "(SELECT id FROM wanted_ids)", params=[tenant]).to_arrow_table().to_pylist()
 
     def checkpoint(self) -> None:
