@@ -23,9 +23,10 @@ from typing import Any, Callable, Iterable
 
 import zstandard
 
-from aios_memory.schemas import CODEC_ZSTD, DICTIONARY_KIND, dictionary_id_of, new_id
+from aios_memory.schemas import DICTIONARY_KIND, dictionary_id_of, new_id
 
-from .codecs import DEFAULT_ZSTD_LEVEL, Dictionary, _compressor, content_hash, decode_payload
+from .codecs import (DEFAULT_ZSTD_LEVEL, Dictionary, _compressor, content_hash, decode_payload,
+                     encode_bytes)
 
 __all__ = ["DictionaryBook", "TrainingReport", "train_dictionary", "dictionary_row",
            "DEFAULT_DICT_BYTES", "MIN_SAMPLES", "RETRAIN_GROWTH", "MIN_GAIN"]
@@ -167,13 +168,13 @@ def _ratio(compress: Callable[[bytes], bytes], texts: list[bytes]) -> float:
 def dictionary_row(data: bytes, *, tenant: str, tier: str, privacy: int,
                    metadata: dict[str, Any], created_at: Any) -> dict[str, Any]:
     """The record (a dict of field values) that stores dictionary ``data``."""
-    digest = content_hash(data)
-    payload = _compressor(DEFAULT_ZSTD_LEVEL).compress(data)
+    encoded = encode_bytes(data)
     return {
         "id": new_id(), "tenant": tenant, "tier": tier, "agent": None, "session": None,
         "kind": DICTIONARY_KIND, "created_at": created_at, "hlc": 0, "origin": "",
-        "privacy": privacy, "codec": CODEC_ZSTD, "dict_id": dictionary_id_of(digest),
-        "payload": payload, "raw_size": len(data), "content_hash": digest,
+        "privacy": privacy, "codec": encoded.codec,
+        "dict_id": dictionary_id_of(encoded.content_hash), "payload": encoded.payload,
+        "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
         "embedding": None, "embedding_scale": None, "embed_model": None,
         "metadata": json.dumps(metadata, sort_keys=True), "deleted": False,
     }

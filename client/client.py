@@ -48,6 +48,7 @@ from .keys import KeyStore, check_encrypt_at
 from .sealing import Sealer
 from ._transport import Transport
 from .importers import MemoryInput
+from ._scene_memory import SceneMemory, scene_id_of
 from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
 
 __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
@@ -61,7 +62,7 @@ _SCAN_FILTERS = ("ids", "since_hlc", "kind", "session", "created_after", "create
                  "where", "include_deleted")
 
 
-class MemoryClient:
+class MemoryClient(SceneMemory):
     """A connection to one memory server, for one tenant.
 
     Parameters
@@ -224,12 +225,17 @@ class MemoryClient:
                 unchecked[tier] = 0
 
     def forget(self, ids: str | Sequence[str]) -> int:
-        """Delete memories by id (a tombstone that syncs); return how many were live."""
-        total = 0
-        for chunk in chunks(id_list(ids), DEFAULT_LIMITS.max_ids_per_call):
+        """Delete memories by id (a tombstone that syncs); return how many were live.
+
+        An episode's scene data goes with it (its record is ``<id>:scene``).
+        """
+        asked = id_list(ids)
+        wanted = [i for memory_id in asked for i in (memory_id, scene_id_of(memory_id))]
+        forgotten = set()
+        for chunk in chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
             body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
-            total += int(self._transport.action_json("forget", body).get("forgotten", 0))
-        return total
+            forgotten.update(self._transport.action_json("forget", body).get("ids", []))
+        return len(forgotten.intersection(asked))
 
     # -- reads ----------------------------------------------------------------
 

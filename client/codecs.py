@@ -41,7 +41,8 @@ from aios_memory.schemas import (
 )
 
 __all__ = [
-    "EncodedText", "Dictionary", "Codebook", "encode_text", "decode_payload", "decode_text",
+    "EncodedText", "Dictionary", "Codebook", "encode_text", "encode_bytes", "decode_payload",
+    "decode_text",
     "content_hash", "utf8",
 ]
 
@@ -123,6 +124,16 @@ def encode_text(text: str, *, codec: str = CODEC_ZSTD, dictionary: Dictionary | 
         if len(candidate.payload) < len(best.payload):
             best = candidate
     return best
+
+
+def encode_bytes(raw: bytes) -> EncodedText:
+    """Compress binary content (a dictionary, a scene) with zstd, or keep it as it is when
+    that is smaller; ``raw_size`` and ``content_hash`` are of ``raw``."""
+    digest = content_hash(raw)
+    packed = _compressor(DEFAULT_ZSTD_LEVEL).compress(raw)
+    if len(packed) < len(raw):
+        return EncodedText(CODEC_ZSTD, packed, len(raw), digest)
+    return EncodedText(CODEC_NONE, raw, len(raw), digest)
 
 
 def _candidates(raw: bytes, digest: bytes, codec: str, dictionary: Dictionary | None, lm: Any,

@@ -32,6 +32,7 @@ from aios_memory.schemas import (
     HybridClock,
     InvalidVectorError,
     MAX_CLEARANCE,
+    SCENE_KIND,
     ScanRequest,
     SearchRequest,
     ServerInternalError,
@@ -405,7 +406,8 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     # -- facts ------------------------------------------------------------------------------
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         sql = Sql()
-        sql.add("tenant = ? AND NOT deleted AND kind <> ?", tenant, DICTIONARY_KIND)
+        sql.add("tenant = ? AND NOT deleted AND kind NOT IN (?, ?)", tenant, DICTIONARY_KIND,
+                SCENE_KIND)
         compile_view(sql, view)
         rows = self._cursor().execute(
             "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
@@ -415,20 +417,23 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         return counts
 
     def stats(self, tenant: str, *, view: View | None = None) -> dict[str, Any]:
-        # Dictionaries are records but not memories: counted apart, bytes and all.
+        # Dictionaries and episodes' scene data are records but not memories: counted apart.
         sql = Sql()
         sql.add("tenant = ?", tenant)
         compile_view(sql, view)
         rows = self._cursor().execute(
             "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
             "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0), "
-            f"kind = ? AS is_dictionary FROM records WHERE {sql.where()} GROUP BY ALL",
-            [DICTIONARY_KIND, *sql.params]).fetchall()
+            "CASE kind WHEN ? THEN 'dictionary' WHEN ? THEN 'scene' ELSE 'memory' END "
+            f"FROM records WHERE {sql.where()} GROUP BY ALL",
+            [DICTIONARY_KIND, SCENE_KIND, *sql.params]).fetchall()
         tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0,
-                     "dictionaries": 0, "dictionary_bytes": 0} for t in TIERS}
-        for tier, live, dead, raw, stored, is_dictionary in rows:
-            if is_dictionary:
+                     "dictionaries": 0, "dictionary_bytes": 0, "scene_bytes": 0} for t in TIERS}
+        for tier, live, dead, raw, stored, kind in rows:
+            if kind == "dictionary":
                 tiers[tier].update(dictionaries=live, dictionary_bytes=int(stored))
+            elif kind == "scene":
+                tiers[tier].update(scene_bytes=int(stored))
             else:
                 tiers[tier].update(memories=live, deleted=dead, text_bytes=int(raw),
                                    payload_bytes=int(stored))

@@ -41,6 +41,20 @@ from .rights import (
     check_readers,
     readers_of,
 )
+from .scenes import (
+    CHANNEL_GROUPS,
+    EPISODE_KIND,
+    EPISODE_SCHEMA,
+    EVENTS_SCHEMA,
+    KEYFRAMES_SCHEMA,
+    MOTION_SCHEMA,
+    OBJECTS_SCHEMA,
+    SCENE_KIND,
+    SCENE_SCHEMA_VERSION,
+    SCENE_SCHEMAS,
+    SCENE_TABLES,
+    rotation_step_of,
+)
 from .policy import DEFAULT_SYNC_TIERS, SERVER_ROLES, check_tiers_allowed, parse_sync_tiers
 from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
 from .wire import (
@@ -76,6 +90,9 @@ __all__ = [
     "RECORD_SCHEMA", "SCHEMA_VERSION", "SYNCED_TIERS", "TIERS", "schema_version_of",
     "MAX_CLEARANCE", "OWNER", "READERS_KEY", "SHARED_TIER", "Grant", "View", "check_readers",
     "readers_of",
+    "CHANNEL_GROUPS", "EPISODE_KIND", "EPISODE_SCHEMA", "EVENTS_SCHEMA", "KEYFRAMES_SCHEMA",
+    "MOTION_SCHEMA", "OBJECTS_SCHEMA", "SCENE_KIND", "SCENE_SCHEMA_VERSION", "SCENE_SCHEMAS",
+    "SCENE_TABLES", "rotation_step_of",
     "DEFAULT_SYNC_TIERS", "SERVER_ROLES", "check_tiers_allowed", "parse_sync_tiers",
     "DEFAULT_LIMITS", "Limits", "validate_record_batch", "validate_record_schema",
     "ACTIONS", "FIELD_FILTERS", "FILTER_OPERATORS", "SEARCH_MODES", "WIRE_VERSION", "DEFAULT_PORT", "PUT_PATH", "REENCODE_PATH",

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .scenes import SCENE_KIND
+
 __all__ = [
     "Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODEC_LM", "CODEC_SEALED",
     "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
@@ -80,8 +82,9 @@ CODECS: dict[str, Codec] = {
 }
 
 DICTIONARY_KIND = "zstd-dictionary"
-# Kinds that are not text for people: never decoded as text, indexed or recalled.
-SYSTEM_KINDS = frozenset({DICTIONARY_KIND})
+# Kinds that are not text for people: never decoded as text, indexed or recalled
+# (an episode's scene data is its own record, see ``scenes``).
+SYSTEM_KINDS = frozenset({DICTIONARY_KIND, SCENE_KIND})
 
 
 def dictionary_id_of(content_hash: bytes) -> int:

@@ -25,7 +25,8 @@ sides of the wire, and no Python traceback ever crosses it.
     │   │   ├── TextTooLargeError
     │   │   ├── InvalidVectorError   NaN/inf, zero norm, wrong dimension
     │   │   ├── InvalidFilterError
-    │   │   └── TierPolicyError      a tier this server or sync does not carry
+    │   │   ├── TierPolicyError      a tier this server or sync does not carry
+    │   │   └── SceneErrorBoundError a scene whose measured coding error exceeds its declared bound
     │   ├── DuplicateIdError         one id twice in one put
     │   ├── LimitExceededError       too many rows/bytes in one call
     │   ├── IncompleteWriteError     a put stream that ended before its commit message
@@ -69,6 +70,7 @@ __all__ = [
     "LimitExceededError",
     "IncompleteWriteError",
     "TierPolicyError",
+    "SceneErrorBoundError",
     "SyncProtocolError",
     "CorruptDataError",
     "CodecMismatchError",
@@ -169,6 +171,10 @@ class InvalidFilterError(InvalidValueError):
 
 class TierPolicyError(InvalidValueError):
     code = "TIER_NOT_ALLOWED"
+
+
+class SceneErrorBoundError(InvalidValueError):
+    code = "SCENE_ERROR_BOUND"
 
 
 class DuplicateIdError(InvalidValueError):

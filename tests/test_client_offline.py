@@ -379,7 +379,8 @@ def test_client_never_imports_the_server() -> None:
 
 def test_all_matches_public_names() -> None:
     public = {n for n in vars(client_pkg) if not n.startswith("_")}
-    modules = {"client", "codecs", "importers", "cli", "vectors", "keys", "sealing"}
+    modules = {"client", "codecs", "importers", "cli", "vectors", "keys", "sealing",
+               "scene_codec", "scene_model", "scene_import", "scene_render"}
     assert set(client_pkg.__all__) == public - modules
     assert {"MemoryClient", "Hit", "Memory", "MemoryInput", "AiosMemoryError"} <= public
 
