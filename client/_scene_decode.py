@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import marshal
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -27,15 +27,8 @@ def segment_values(layout: Layout, segment: Segment,
     grid integers, row ``i`` holding object ``i``'s values at its present frames,
     left-aligned. ``frames`` limits the work to what the first ``frames`` frames need."""
     predictor = layout.episode["predictor"]
-    firsts = {"position": segment.positions, "rotation": segment.rotations}
-    lengths = segment.presence.sum(axis=1)
-    out = {}
-    for group, blob in segment.blobs.items():
-        rows = slice(None) if group == "position" else segment.rotating
-        mask = motion.residual_mask(lengths[rows], segment.n_frames)
-        residual = motion.unpack(blob, mask, CHANNELS[group], frames)
-        out[group] = motion.reconstruct(firsts[group].T, residual, predictor)
-    return out
+    return {group: motion.reconstruct(first, residual, predictor)
+            for group, _, first, residual in _residuals(segment, frames)}
 
 
 def segment_column(layout: Layout, segment: Segment, column: int) -> dict[str, np.ndarray]:
@@ -44,16 +37,19 @@ def segment_column(layout: Layout, segment: Segment, column: int) -> dict[str, n
     gives at the same place, by a weighted sum instead of running sums."""
     predictor = layout.episode["predictor"]
     at = np.maximum(sequence_index(segment, column), 0)
+    return {group: motion.values_at(first, residual, at[rows], segment.n_frames, predictor).T
+            for group, rows, first, residual in _residuals(segment, column + 1)}
+
+
+def _residuals(segment: Segment, frames: int | None) -> Iterator[tuple[str, Any, np.ndarray,
+                                                                       np.ndarray]]:
+    """Per channel group: its object rows, first values and residuals (``frames`` of them)."""
     firsts = {"position": segment.positions, "rotation": segment.rotations}
     lengths = segment.presence.sum(axis=1)
-    out = {}
     for group, blob in segment.blobs.items():
         rows = slice(None) if group == "position" else segment.rotating
         mask = motion.residual_mask(lengths[rows], segment.n_frames)
-        residual = motion.unpack(blob, mask, CHANNELS[group], column + 1)
-        out[group] = motion.values_at(firsts[group].T, residual, at[rows], segment.n_frames,
-                                      predictor).T
-    return out
+        yield group, rows, firsts[group].T, motion.unpack(blob, mask, CHANNELS[group], frames)
 
 
 def sequence_index(segment: Segment, column: int) -> np.ndarray:

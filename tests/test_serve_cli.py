@@ -17,18 +17,19 @@ from typing import Iterator
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 
 
-def _wait_for_uri(process: subprocess.Popen, seconds: float = 30) -> str:
+def wait_for_uri(process: subprocess.Popen, seconds: float = 30, scheme: str = "grpc") -> str:
+    """The ``scheme://127.0.0.1:port`` address ``aimem serve`` prints on stderr."""
     deadline = time.monotonic() + seconds
     seen = ""
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         seen += line
-        found = re.search(r"grpc://127\.0\.0\.1:\d+", line)
+        found = re.search(re.escape(scheme) + r"://127\.0\.0\.1:\d+", line)
         if found:
             return found.group(0)
         if process.poll() is not None:
             break
-    raise AssertionError(f"the server printed no address:\n{seen}")
+    raise AssertionError(f"the server printed no {scheme} address:\n{seen}")
 
 
 @contextlib.contextmanager
@@ -38,7 +39,7 @@ def serving(data: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[str, st
                            "--embedder", "none"], stderr=subprocess.PIPE, text=True,
                           env=env) as server:
         try:
-            uri = _wait_for_uri(server)
+            uri = wait_for_uri(server)
             yield uri, {**env, "AIMEM_SERVER": uri, "AIMEM_TOKEN_FILE": str(data / "token")}
         finally:
             server.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from aios_memory.flight_server import RunningServer, ServerSettings
 from aios_memory.sync import FlightReplica, sync_once
 
 from _certs import Authority, Pair, make_authority
+from test_serve_cli import wait_for_uri
 
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 TEXT = "the spare key is under the blue pot"
@@ -185,26 +185,13 @@ def test_client_refuses_tls_options_that_cannot_work(pki: Pki):
 # -- aimem serve ------------------------------------------------------------------------------
 
 
-def _wait_for_tls_uri(process: subprocess.Popen, seconds: float = 30) -> str:
-    deadline, seen = time.monotonic() + seconds, ""
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        seen += line
-        found = re.search(r"grpc\+tls://127\.0\.0\.1:\d+", line)
-        if found:
-            return found.group(0)
-        if process.poll() is not None:
-            break
-    raise AssertionError(f"the server printed no grpc+tls address:\n{seen}")
-
-
 def test_aimem_serve_with_a_certificate_serves_grpc_tls(tmp_path: Path, pki: Pki):
     data = tmp_path / "data"
     command = [*AIMEM, "serve", "--data", str(data), "--port", "0", "--embedder", "none",
                "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key)]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env()) as server:
         try:
-            uri = _wait_for_tls_uri(server)
+            uri = wait_for_uri(server, scheme="grpc+tls")
             client_env = {**env(), "AIMEM_SERVER": uri, "AIMEM_TOKEN_FILE": str(data / "token"),
                           "AIMEM_TLS_CA": str(pki.ca.cert)}
             ok = subprocess.run([*AIMEM, "stats", "--json"], env=client_env,
