@@ -20,6 +20,11 @@ Baselines, all from the scene as imported (before quantization):
 - ``float32_25hz``: ``float32`` snapshots at 25 Hz: one snapshot of the nearest
   frame every 1/25 s over the scene's duration.
 
+A second series (``kind`` = ``bound``) meets each of a few maximum errors two
+ways: the coarsest grid that keeps it, and error-bounded adaptive keyframes
+(``predictor="knots"``: a finer grid, and straight lines between stored frames
+within the rest of the bound).
+
 Errors are the codec's own measurement at encode time (it decodes what it made):
 Euclidean metres over the axes used, and the rotation angle in degrees. Seeks
 are ``Replayer.state_at`` at uniform random times with no cached segment (each
@@ -139,6 +144,26 @@ def settings(scene: Scene, fmt: str) -> Iterator[dict[str, Any]]:
                "keyframe_every": int(min(keyframe_every, scene.n_frames))}
 
 
+# Maximum errors to meet two ways (``kind`` = ``bound``): UCY in metres, BVH in degrees.
+BOUNDS = {"ucy": [0.0071, 0.01, 0.02, 0.05], "bvh": [0.0433, 0.1, 0.25, 0.5]}
+# Knots get a grid this much finer than the bound allows, and the rest of the bound
+# for their lines (0.7 was best of 0.3, 0.5, 0.7, 0.9 on both files).
+KNOT_GRID = 0.7
+
+
+def bound_settings(fmt: str) -> Iterator[tuple[float, str, dict[str, Any]]]:
+    """Per bound: ``grid``, the coarsest step that keeps it (default predictor), and
+    ``knots``, a finer step with error-bounded adaptive keyframes using the rest."""
+    axes, unit = (2, "m") if fmt == "ucy" else (3, "deg")
+    step_key = "step_m" if unit == "m" else "step_deg"
+    bounds = BOUNDS[fmt][:2] if quick() else BOUNDS[fmt]
+    for bound in bounds:
+        step = bound * 2 / np.sqrt(axes) * (1 - 1e-6)  # the bound is sqrt(axes) * step / 2
+        yield bound, "grid", {step_key: step}
+        yield bound, "knots", {step_key: KNOT_GRID * step, "predictor": "knots",
+                               f"max_error_{unit}": bound}
+
+
 def measure(scene: Scene, options: dict[str, Any], base: dict[str, int],
             rng: np.random.Generator) -> dict[str, Any]:
     """Encode under one setting: bytes, ratios, errors and seek latency."""
@@ -184,6 +209,10 @@ def main() -> None:
     for options in settings(scene, args.format):
         log(f"{path.name}: {options}")
         emit(BENCH, {**facts, **options}, kind="setting", **measure(scene, options, base, rng))
+    for bound, variant, options in bound_settings(args.format):
+        log(f"{path.name}: bound {bound}, {variant}")
+        emit(BENCH, {**facts, "bound": bound, "variant": variant, **options}, kind="bound",
+             **measure(scene, options, base, rng))
 
 
 if __name__ == "__main__":

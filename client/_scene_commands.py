@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from aios_memory.schemas import TIERS
+from aios_memory.schemas.scenes import PREDICTORS
 
 from . import _output
 from .cli import CONTEXT, client_options, output_options
@@ -52,24 +53,36 @@ def _read(file: str, fmt: str, seed: int) -> Any:
               help="Position step in centimetres (the error bound follows from it).")
 @click.option("--step-deg", type=float, default=0.05, show_default=True,
               help="Rotation step in degrees.")
+@click.option("--predictor", type=click.Choice(PREDICTORS),
+              help="Motion predictor (default: acceleration from 30 Hz up, else velocity); "
+                   "knots: store only the frames a straight line within the bound cannot "
+                   "stand in for.")
+@click.option("--max-error-cm", type=float,
+              help="Declared position bound (default: from --step-cm); the encoder refuses "
+                   "to exceed it, and knots may use all of it.")
+@click.option("--max-error-deg", type=float, help="Declared rotation bound, likewise.")
 @output_options(lambda value: f"{value['id']}  ({value['frames']} frames, "
                 f"{value['objects']} objects, {value['bytes']} bytes)")
 @client_options
 def import_(mem: MemoryClient, file: str | None, fmt: str, seed: int, description: str | None,
-            tier: str, privacy: int, step_cm: float, step_deg: float) -> dict[str, Any]:
+            tier: str, privacy: int, step_cm: float, step_deg: float, predictor: str | None,
+            max_error_cm: float | None, max_error_deg: float | None) -> dict[str, Any]:
     """Store FILE (or a generated scene) as an episode and print its id.
 
     \b
     Example:
         aimem scene import zara01.txt --format ucy --tier long_term
         aimem scene import walk.bvh --format bvh --step-deg 0.1 --json
+        aimem scene import zara01.txt --format ucy --predictor knots --max-error-cm 5
         aimem scene import --format generated --seed 7 --description "a quiet morning"
     """
     if fmt != "generated" and file is None:
         raise click.UsageError(f"--format {fmt} needs a FILE")
     scene_ = _read(file or "", fmt, seed)
     episode = mem.remember_scene(scene_, description or scene_.name, tier=tier,
-                                 privacy=privacy, step_m=step_cm / 100, step_deg=step_deg)
+                                 privacy=privacy, step_m=step_cm / 100, step_deg=step_deg,
+                                 predictor=predictor, max_error_deg=max_error_deg,
+                                 max_error_m=None if max_error_cm is None else max_error_cm / 100)
     summary = next(s for s in mem.scenes() if s["id"] == episode)
     return summary
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from . import _scene_knots as knots
 from . import _scene_motion as motion
 from ._scene_layout import Layout, Segment
 from ._scene_quantize import QuantTrack
@@ -27,6 +28,8 @@ def segment_values(layout: Layout, segment: Segment,
     grid integers, row ``i`` holding object ``i``'s values at its present frames,
     left-aligned. ``frames`` limits the work to what the first ``frames`` frames need."""
     predictor = layout.episode["predictor"]
+    if predictor == "knots":
+        return {group: values[..., :frames] for group, _, values in _knot_values(segment, None)}
     return {group: motion.reconstruct(first, residual, predictor)
             for group, _, first, residual in _residuals(segment, frames)}
 
@@ -37,6 +40,8 @@ def segment_column(layout: Layout, segment: Segment, column: int) -> dict[str, n
     gives at the same place, by a weighted sum instead of running sums."""
     predictor = layout.episode["predictor"]
     at = np.maximum(sequence_index(segment, column), 0)
+    if predictor == "knots":
+        return {group: values.T for group, _, values in _knot_values(segment, at)}
     return {group: motion.values_at(first, residual, at[rows], segment.n_frames, predictor).T
             for group, rows, first, residual in _residuals(segment, column + 1)}
 
@@ -50,6 +55,19 @@ def _residuals(segment: Segment, frames: int | None) -> Iterator[tuple[str, Any,
         rows = slice(None) if group == "position" else segment.rotating
         mask = motion.residual_mask(lengths[rows], segment.n_frames)
         yield group, rows, firsts[group].T, motion.unpack(blob, mask, CHANNELS[group], frames)
+
+
+def _knot_values(segment: Segment, at: np.ndarray | None) -> Iterator[tuple[str, Any,
+                                                                            np.ndarray]]:
+    """Per channel group: its object rows and their integers ``(channels, n_objects,
+    n_frames)`` (each sequence left-aligned, padded by its last value), or only those
+    at each object's sequence index ``at``, ``(channels, n_objects)``."""
+    firsts = {"position": segment.positions, "rotation": segment.rotations}
+    lengths = segment.presence.sum(axis=1)
+    for group, blob in segment.blobs.items():
+        rows = slice(None) if group == "position" else segment.rotating
+        yield group, rows, knots.unpack(blob, firsts[group].T, lengths[rows], segment.n_frames,
+                                        None if at is None else at[rows])
 
 
 def sequence_index(segment: Segment, column: int) -> np.ndarray:

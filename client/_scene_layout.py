@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from aios_memory.schemas.errors import CorruptDataError, LimitExceededError
 from aios_memory.schemas.scenes import (
-    CHANNEL_GROUPS, MOTION_ENCODINGS, PREDICTORS, PRESENCE_RULES, SCENE_SCHEMAS, SCENE_TABLES,
-    rotation_step_of,
+    CHANNEL_GROUPS, PREDICTORS, PRESENCE_RULES, SCENE_SCHEMAS, SCENE_TABLES,
+    motion_encoding_of, rotation_step_of,
 )
 
 from ._scene_tables import PRESENCE_TYPES, implied_presence_events, merge_events
@@ -194,7 +194,7 @@ def _segments(keyframes: pa.Table, motion: pa.Table, layout: Layout) -> dict[int
     columns = {name: keyframes.column(name).to_numpy(zero_copy_only=False)
                for name in keyframes.column_names}
     segments = _keyframe_segments(columns, expected, layout)
-    _attach_motion(motion, segments, n_frames, every)
+    _attach_motion(motion, segments, motion_encoding_of(layout.episode["predictor"]))
     return segments
 
 
@@ -233,15 +233,14 @@ def _segment(first: int, rows: slice, columns: dict[str, np.ndarray], rotation: 
                    stored[rotating].astype(np.int64))
 
 
-def _attach_motion(motion: pa.Table, segments: dict[int, Segment], n_frames: int,
-                   every: int) -> None:
+def _attach_motion(motion: pa.Table, segments: dict[int, Segment], encoding: str) -> None:
     for row in motion.to_pylist():
         segment = segments.get(row["first_frame"])
         if segment is None or row["group"] not in CHANNEL_GROUPS or row["group"] in segment.blobs:
             raise _fail(f"a motion row at frame {row['first_frame']} has no keyframe or repeats")
         count = len(segment.objects) if row["group"] == "position" else int(segment.rotating.sum())
         if (row["n_frames"] != segment.n_frames or row["n_objects"] != count
-                or row["encoding"] not in MOTION_ENCODINGS):
+                or row["encoding"] != encoding):
             raise _fail(f"the {row['group']} motion at frame {row['first_frame']} does not "
                         "match its keyframe")
         segment.blobs[row["group"]] = row["data"]

@@ -36,7 +36,7 @@ from aios_memory.schemas import (
 from . import _records
 from .codecs import content_hash, decode_payload, encode_bytes
 from .importers import MemoryInput
-from .scene_codec import EncodedScene, Replayer, encode_scene
+from .scene_codec import EncodedScene, Replayer, decode_scene, encode_scene
 from .scene_model import ObjectState, Scene
 
 __all__ = ["SceneMemory", "scene_id_of"]
@@ -60,7 +60,9 @@ class SceneMemory:
                        privacy: int = 1, metadata: dict[str, Any] | None = None,
                        session: str | None = None, agent: str | None = None,
                        step_m: float = 0.01, step_deg: float = 0.05,
-                       keyframe_every: int | None = None, predictor: str = "velocity") -> str:
+                       keyframe_every: int | None = None, predictor: str | None = None,
+                       max_error_m: float | None = None,
+                       max_error_deg: float | None = None) -> str:
         """Store an episode: ``scene`` encoded, ``description`` searchable; return its id.
 
         Parameters
@@ -72,8 +74,10 @@ class SceneMemory:
         step_m, step_deg : float
             Quantization steps; the encoder measures its error and refuses to exceed
             the bound they declare.
-        keyframe_every, predictor
-            Codec settings (see ``scene_codec.encode_scene``).
+        keyframe_every, predictor, max_error_m, max_error_deg
+            Codec settings (see ``scene_codec.encode_scene``): ``predictor="knots"``
+            with a bound above the steps' stores only the frames a straight line
+            cannot stand in for.
 
         Raises
         ------
@@ -81,7 +85,8 @@ class SceneMemory:
             The encoded scene is over one record's limit (256 KiB): split the episode.
         """
         encoded = encode_scene(scene, step_m=step_m, step_deg=step_deg,
-                               keyframe_every=keyframe_every, predictor=predictor)
+                               keyframe_every=keyframe_every, predictor=predictor,
+                               max_error_m=max_error_m, max_error_deg=max_error_deg)
         blob = encoded.to_bytes()
         if len(blob) > DEFAULT_LIMITS.max_text_bytes:
             raise TextTooLargeError(
@@ -139,9 +144,12 @@ class SceneMemory:
 
         encoded, replayer = self._episode(episode_id)
         episode = encoded.episode
+        # The whole episode's extent (a sequential decode, tens of ms): every frame of a
+        # strip, and every picture of one episode, at one scale.
         style = {"name": episode["name"], "frame_rate": episode["frame_rate"],
                  "up": episode["source"].get("up", "z") if isinstance(episode["source"], dict)
-                 else "z", **options}
+                 else "z", "bounds": scene_render.scene_bounds(decode_scene(encoded)),
+                 **options}
         objects = list(encoded.layout.objects)
         if t_to is None:
             return scene_render.render_frame(objects, replayer.state_at, t, path, **style)

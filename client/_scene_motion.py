@@ -99,11 +99,15 @@ def pack(residual: np.ndarray, mask: np.ndarray) -> bytes:
     """The residuals that exist (``mask``) as the stored blob (empty when there are none)."""
     if not mask.any():
         return b""
-    flat = residual[:, mask].ravel()
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(
+        zigzag_planes(residual[:, mask].ravel()))
+
+
+def zigzag_planes(flat: np.ndarray) -> bytes:
+    """Signed integers zigzagged, as the few little-endian byte planes they need."""
     zigzag = ((flat << 1) ^ (flat >> 63)).astype("<u8")
-    planes = max(1, (int(zigzag.max()).bit_length() + 7) // 8)
-    raw = zigzag.view(np.uint8).reshape(-1, 8)[:, :planes].T.tobytes()
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+    planes = max(1, (int(zigzag.max(initial=0)).bit_length() + 7) // 8)
+    return zigzag.view(np.uint8).reshape(-1, 8)[:, :planes].T.tobytes()
 
 
 def unpack(blob: bytes, mask: np.ndarray, channels: int, frames: int | None = None) -> np.ndarray:
@@ -124,13 +128,13 @@ def unpack(blob: bytes, mask: np.ndarray, channels: int, frames: int | None = No
                                f"{count * channels} residuals")
     stacked = np.frombuffer(raw, dtype=np.uint8).reshape(planes, channels, count)
     if count == mask.size:  # every object present throughout: a plain grid, cut before decoding
-        return _integers(stacked.reshape((planes, channels) + mask.shape)[..., :width])
+        return integers(stacked.reshape((planes, channels) + mask.shape)[..., :width])
     out = np.zeros((channels,) + mask.shape, dtype=np.int64)
-    out[:, mask] = _integers(stacked)
+    out[:, mask] = integers(stacked)
     return np.ascontiguousarray(out[..., :width])
 
 
-def _integers(planes: np.ndarray) -> np.ndarray:
+def integers(planes: np.ndarray) -> np.ndarray:
     """Little-endian byte planes (first axis) of zigzagged numbers to signed integers."""
     zigzag = planes[0].astype(np.int64)
     for plane in range(1, len(planes)):

@@ -19,14 +19,17 @@ import pyarrow as pa
 
 from aios_memory.schemas.errors import InvalidValueError
 from aios_memory.schemas.scenes import (
-    EPISODE_SCHEMA, EVENTS_SCHEMA, KEYFRAMES_SCHEMA, MOTION_SCHEMA, OBJECTS_SCHEMA,
+    EPISODE_SCHEMA, EVENTS_SCHEMA, KEYFRAMES_SCHEMA, MOTION_SCHEMA, OBJECTS_SCHEMA, motion_encoding_of,
 )
 
+from . import _scene_knots as knots_codec
 from . import _scene_motion as motion
 from ._scene_quantize import QuantTrack
 from .scene_model import Event, SceneObject
 
 CHANNELS = {"position": 3, "rotation": 3}
+# Knot indices by (segment's first frame, object index, channel group).
+Knots = dict[tuple[int, int, str], np.ndarray]
 
 
 @dataclass
@@ -136,9 +139,10 @@ def _object_facts(obj: SceneObject) -> list[Any]:
 
 
 def build_tables(quant: QuantScene, episode: dict[str, Any], keyframe_every: int,
-                 predictor: str) -> dict[str, pa.Table]:
-    """The five tables of a quantized scene; ``episode`` holds the episode row's values."""
-    keyframes, motion_rows = _segments(quant, keyframe_every, predictor)
+                 predictor: str, knots: Knots | None = None) -> dict[str, pa.Table]:
+    """The five tables of a quantized scene; ``episode`` holds the episode row's values;
+    ``knots`` (from ``_scene_knots.simplify``) for the ``knots`` predictor."""
+    keyframes, motion_rows = _segments(quant, keyframe_every, predictor, knots or {})
     return {
         "episode": pa.Table.from_pylist([episode], schema=EPISODE_SCHEMA),
         "objects": pa.Table.from_pylist(_object_rows(quant), schema=OBJECTS_SCHEMA),
@@ -176,8 +180,8 @@ def _event_rows(events: list[Event]) -> list[dict[str, Any]]:
              "params": canonical_json(e.params, f"params of a {e.type} event")} for e in events]
 
 
-def _segments(quant: QuantScene, keyframe_every: int,
-              predictor: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _segments(quant: QuantScene, keyframe_every: int, predictor: str,
+              knots: Knots) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     keyframes: list[dict[str, Any]] = []
     motion_rows: list[dict[str, Any]] = []
     for first in range(0, quant.n_frames, keyframe_every):
@@ -193,12 +197,22 @@ def _segments(quant: QuantScene, keyframe_every: int,
             if rows:
                 values = np.stack([seq[group].T for seq in sequences.values()  # type: ignore[union-attr]
                                    if seq[group] is not None], axis=1)
-                mask = motion.residual_mask(presence[rows].sum(axis=1), last - first)
                 motion_rows.append({
                     "group": group, "first_frame": first, "n_frames": last - first,
-                    "n_objects": len(rows), "encoding": motion.ENCODING,
-                    "data": motion.pack(motion.residuals(values, predictor), mask)})
+                    "n_objects": len(rows), "encoding": motion_encoding_of(predictor),
+                    "data": _motion_blob(values, presence[rows].sum(axis=1), predictor,
+                                         [knots.get((first, i, group)) for i in active])})
     return keyframes, motion_rows
+
+
+def _motion_blob(values: np.ndarray, lengths: np.ndarray, predictor: str,
+                 knots: list[np.ndarray | None]) -> bytes:
+    """``values`` ``(channels, n_objects, n_frames)``: the sequences of one group."""
+    if predictor == "knots":
+        chosen = [k for k in knots if k is not None]
+        return knots_codec.pack([(k, values[:, n, k]) for n, k in enumerate(chosen)])
+    mask = motion.residual_mask(lengths, values.shape[-1])
+    return motion.pack(motion.residuals(values, predictor), mask)
 
 
 def _sequences(track: QuantTrack, first: int, last: int) -> dict[str, np.ndarray | None]:

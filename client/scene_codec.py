@@ -46,22 +46,24 @@ from aios_memory.schemas.scenes import EPISODE_SCHEMA, PREDICTORS, rotation_step
 from . import _scene_container as container
 from . import _scene_quantize as quantize
 from ._scene_decode import quant_scene, quant_tracks
+from ._scene_knots import simplify
 from ._scene_layout import (
     DEFAULT_MAX_CELLS, MAX_FRAME_RATE, MAX_STEP_DEG, MAX_STEP_M, Layout, read_layout,
 )
 from ._scene_replay import Replayer
 from ._scene_tables import (
-    QuantScene, build_tables, canonical_events, canonical_json, scene_hash_of, toggles_of,
+    Knots, QuantScene, build_tables, canonical_events, canonical_json, scene_hash_of, toggles_of,
 )
 from .scene_model import EVENT_TYPES, Event, Scene, Track
 
 __all__ = ["encode_scene", "decode_scene", "EncodedScene", "Replayer", "scene_hash",
-           "default_keyframe_every", "DEFAULT_STEP_M", "DEFAULT_STEP_DEG", "DEFAULT_PREDICTOR",
+           "default_keyframe_every", "DEFAULT_STEP_M", "DEFAULT_STEP_DEG", "default_predictor",
            "DEFAULT_MAX_CELLS"]
 
 DEFAULT_STEP_M = 0.01
 DEFAULT_STEP_DEG = 0.05
-DEFAULT_PREDICTOR = "velocity"
+# Constant acceleration at and above this rate (``default_predictor``).
+ACCELERATION_FROM_HZ = 30.0
 DEFAULT_KEYFRAME_SECONDS = 2.0
 DEFAULT_KEYFRAME_MIN_FRAMES = 256
 # Floating-point slack when comparing a measured error with its bound.
@@ -73,6 +75,13 @@ def default_keyframe_every(frame_rate: float) -> int:
     whose cost grows with frames, not seconds, and a 2.5 Hz scene keyframed every 2 s
     (5 frames) was 2.1x bigger than every 256 frames (UCY zara01)."""
     return max(round(DEFAULT_KEYFRAME_SECONDS * frame_rate), DEFAULT_KEYFRAME_MIN_FRAMES)
+
+
+def default_predictor(frame_rate: float) -> str:
+    """Constant acceleration for fast sampling, constant velocity for slow: at 120 Hz
+    (CMU motion capture) acceleration was 7% smaller, at 2.5 Hz (UCY pedestrians) 11%
+    bigger; 30 Hz splits the difference (video rates and up count as fast)."""
+    return "acceleration" if frame_rate >= ACCELERATION_FROM_HZ else "velocity"
 
 
 class EncodedScene:
@@ -129,7 +138,7 @@ class EncodedScene:
 
 def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
                  step_deg: float = DEFAULT_STEP_DEG, keyframe_every: int | None = None,
-                 predictor: str = DEFAULT_PREDICTOR, max_error_m: float | None = None,
+                 predictor: str | None = None, max_error_m: float | None = None,
                  max_error_deg: float | None = None,
                  max_cells: int = DEFAULT_MAX_CELLS) -> EncodedScene:
     """Encode ``scene``; measure the error by decoding; refuse to exceed the declared bound.
@@ -142,13 +151,16 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
         The grids: metres per position step, degrees per rotation step.
     keyframe_every : int, optional
         Frames per segment; ``default_keyframe_every(frame_rate)`` by default.
-    predictor : {"velocity", "delta", "acceleration"}
-        Constant velocity (the default: episodes 1.2-1.3x smaller than with ``delta``
-        on pedestrians and motion capture), the previous value, or constant
-        acceleration (a further 7% smaller on 120 Hz motion capture, 11% bigger on
-        2.5 Hz pedestrians).
+    predictor : {"velocity", "delta", "acceleration", "knots"}, optional
+        Constant velocity (episodes 1.2-1.3x smaller than with ``delta`` on
+        pedestrians and motion capture), the previous value, or constant acceleration
+        (a further 7% smaller on 120 Hz motion capture, 11% bigger on 2.5 Hz
+        pedestrians); by default ``default_predictor(frame_rate)``. ``knots``: error-bounded adaptive keyframes, only the
+        frames where a straight line would leave the declared bounds are stored
+        (``_scene_knots``); it pays with bounds above the quantization bounds.
     max_error_m, max_error_deg : float, optional
         Declared bounds; by default the quantization bounds (module docstring).
+        With ``knots``, the bounds the simplification may use up.
 
     Raises
     ------
@@ -157,6 +169,7 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
     SceneErrorBoundError
         The measured error exceeds a declared bound (it names both).
     """
+    predictor = predictor or default_predictor(scene.frame_rate)
     _check_settings(scene, step_m, step_deg, keyframe_every, predictor, max_error_m,
                     max_error_deg)
     every = keyframe_every or default_keyframe_every(scene.frame_rate)
@@ -164,6 +177,9 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
     axes = quantize.used_axes([(inputs[i][0], t.present) for i, t in quant.tracks.items()])
     declared_m = math.sqrt(axes) * step_m / 2 if max_error_m is None else float(max_error_m)
     declared_deg = math.sqrt(3) * step_deg / 2 if max_error_deg is None else float(max_error_deg)
+    knots = None
+    if predictor == "knots":
+        knots = _simplify(quant, inputs, every, declared_m, declared_deg)
     episode = {"name": scene.name, "frame_rate": float(scene.frame_rate),
                "n_frames": int(scene.n_frames), "n_objects": len(scene.objects),
                "step_m": float(step_m), "step_deg": float(step_deg),
@@ -175,11 +191,25 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
                "scene_hash": scene_hash_of(quant),
                **dict.fromkeys(["measured_max_error_m", "measured_mean_error_m",
                                 "measured_max_error_deg", "measured_mean_error_deg"], 0.0)}
-    tables = build_tables(quant, episode, every, predictor)
+    tables = build_tables(quant, episode, every, predictor, knots)
     episode.update(_measure(EncodedScene(tables, max_cells=max_cells), quant, inputs))
     _refuse_beyond_bound(episode, inputs)
     tables["episode"] = pa.Table.from_pylist([episode], schema=EPISODE_SCHEMA)
     return EncodedScene(tables, max_cells=max_cells)
+
+
+def _simplify(quant: QuantScene, inputs: dict[int, tuple[np.ndarray, np.ndarray | None]],
+              every: int, bound_m: float, bound_deg: float) -> Knots:
+    """Knots within the declared bounds, errors measured as ``_measure`` measures them."""
+    step, rotation_step = quant.step_m, rotation_step_of(quant.step_deg)
+    error_of = {
+        "position": lambda rows, ints: quantize.position_errors(
+            rows, quantize.position_floats(ints, step)),
+        "rotation": lambda rows, ints: quantize.rotation_errors_deg(
+            rows, quantize.rotation_floats(ints, rotation_step)),
+    }
+    return simplify(quant.tracks, inputs, error_of,
+                    {"position": bound_m, "rotation": bound_deg}, every)
 
 
 def _check_settings(scene: Scene, step_m: float, step_deg: float, every: int | None,

@@ -59,6 +59,7 @@ __all__ = [
     "PREDICTORS",
     "PRESENCE_RULES",
     "MOTION_ENCODINGS",
+    "motion_encoding_of",
     "rotation_step_of",
 ]
 
@@ -68,11 +69,18 @@ SCENE_KIND = "scene-data"
 
 SCENE_SCHEMA_VERSION = 1
 CHANNEL_GROUPS = ("position", "rotation")
-# The previous value, constant velocity, constant acceleration.
-PREDICTORS = ("delta", "velocity", "acceleration")
+# The previous value, constant velocity, constant acceleration; or error-bounded adaptive
+# keyframes: straight lines between the stored frames, within the declared bound.
+PREDICTORS = ("delta", "velocity", "acceleration", "knots")
 PRESENCE_RULES = ("none", "closed", "open")
-# zigzag integers split into little-endian byte planes, each segment one zstd frame.
-MOTION_ENCODINGS = ("zigzag-planes-zstd",)
+# zigzag integers split into little-endian byte planes, each segment one zstd frame: of
+# the residuals of every frame, or (the ``knots`` predictor) of the knots alone.
+MOTION_ENCODINGS = ("zigzag-planes-zstd", "knots-zstd")
+
+
+def motion_encoding_of(predictor: str) -> str:
+    """The encoding of an episode's motion rows, which its predictor decides."""
+    return MOTION_ENCODINGS[predictor == "knots"]
 
 
 def _meta(name: str) -> dict[bytes, bytes]:

@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aios_memory.client import _scene_container as container
+from aios_memory.client import _scene_knots as knots_codec
 from aios_memory.client.scene_codec import (
-    EncodedScene, Replayer, decode_scene, default_keyframe_every, encode_scene, scene_hash,
+    EncodedScene, Replayer, decode_scene, default_keyframe_every, default_predictor, encode_scene,
+    scene_hash,
 )
 from aios_memory.client.scene_model import Event, Scene, SceneObject, Track
 from aios_memory.schemas import (
@@ -102,7 +104,10 @@ codec_settings = st.fixed_dictionaries({
     "step_m": st.sampled_from([0.001, 0.01, 0.05]),
     "step_deg": st.sampled_from([0.05, 0.5, 5.0]),
     "keyframe_every": st.one_of(st.none(), st.integers(1, 12)),
-    "predictor": st.sampled_from(["delta", "velocity", "acceleration"]),
+    "predictor": st.sampled_from(["delta", "velocity", "acceleration", "knots", None]),
+    # Above the largest quantization bound (0.043 m, 4.3 degrees), or the steps' own.
+    "max_error_m": st.sampled_from([None, 0.05, 0.5]),
+    "max_error_deg": st.sampled_from([None, 5.0, 30.0]),
 })
 
 
@@ -341,14 +346,64 @@ def test_cut_or_flipped_containers_are_corrupt_data() -> None:
         EncodedScene.from_bytes(bytes(newer))
 
 
+# --- error-bounded adaptive keyframes (the ``knots`` predictor) ----------------------
+
+def test_knot_lines_round_half_up_exactly() -> None:
+    values = np.array([[0, 3], [10, -10]])
+    line = knots_codec.interpolate(np.array([0, 4]), values, 5)
+    # 0.75 steps a frame: 0, 0.75, 1.5, 2.25, 3; -5 a frame from 10.
+    assert line.tolist() == [[0, 1, 2, 2, 3], [10, 5, 0, -5, -10]]
+    assert knots_codec.interpolate(np.array([0]), values[:, :1], 3).tolist() == [[0] * 3,
+                                                                                    [10] * 3]
+
+
+def test_a_straight_walk_needs_two_knots_and_a_turn_three() -> None:
+    frames = np.arange(50, dtype=float)
+    walk = np.stack([frames * 0.1, frames * 0.05, np.zeros(50)], axis=1)
+    turn = walk.copy()
+    turn[25:, 1] = turn[24, 1] - (frames[25:] - 24) * 0.05  # back the other way
+    error_of = lambda rows, ints: np.linalg.norm(rows - ints * 0.01, axis=1)  # noqa: E731
+    for path, expected in ((walk, [0, 49]), (turn, [0, 24, 49])):
+        ints = np.rint(path / 0.01).astype(np.int64)
+        assert knots_codec.choose_knots(path, ints, error_of, 0.02).tolist() == expected
+
+
+def test_knots_keep_a_coarse_bound_in_fewer_bytes_than_every_frame() -> None:
+    scene = walker_scene(n=400)
+    dense = encode_scene(scene, step_m=0.002, max_error_m=0.05)
+    sparse = encode_scene(scene, step_m=0.002, max_error_m=0.05, predictor="knots")
+    assert sparse.measured_max_error_m <= 0.05
+    assert dense.measured_max_error_m <= sqrt_2_half_step(0.002)
+    assert sparse.byte_counts()["motion"] < dense.byte_counts()["motion"] / 2
+    assert sparse.tables["motion"].column("encoding").unique().to_pylist() == ["knots-zstd"]
+
+
+def sqrt_2_half_step(step: float) -> float:
+    return math.sqrt(2) * step / 2 * (1 + 1e-9)
+
+
+def test_a_knot_blob_that_does_not_add_up_is_corrupt() -> None:
+    firsts, lengths = np.zeros((3, 1), dtype=np.int64), np.array([5])
+    good = knots_codec.pack([(np.array([0, 4]), np.array([[0, 4], [0, 0], [0, 1]]))])
+    assert knots_codec.unpack(good, firsts, lengths, 5)[0, 0].tolist() == [0, 1, 2, 3, 4]
+    for sequences in ([(np.array([0, 3]), np.zeros((3, 2), np.int64))],  # short of the end
+                      [(np.array([0, 4]), np.zeros((3, 2), np.int64))] * 2):  # one too many
+        with pytest.raises(CorruptDataError):
+            knots_codec.unpack(knots_codec.pack(sequences), firsts, lengths, 5)
+    for blob in (good[:-3], b"", zstandard.ZstdCompressor().compress(b"\x01\x00")):
+        with pytest.raises(CorruptDataError):
+            knots_codec.unpack(blob, firsts, lengths, 5)
+
+
 def reseal(tables: dict[str, bytes]) -> bytes:
     return container.pack_container(tables)
 
 
-def test_damage_behind_a_valid_checksum_never_crashes() -> None:
+@pytest.mark.parametrize("predictor", ["velocity", "knots"])
+def test_damage_behind_a_valid_checksum_never_crashes(predictor: str) -> None:
     """Mutated tables inside a correctly checksummed container: refused with our errors,
     or read (a harmless change, such as a measured error), never another exception."""
-    encoded = encode_scene(walker_scene(n=60))
+    encoded = encode_scene(walker_scene(n=60), predictor=predictor, max_error_m=0.05)
     raw = {name: zstandard.ZstdDecompressor().decompress(body)
            for name, body in container.table_bodies(encoded.tables).items()}
     compress = zstandard.ZstdCompressor(level=1).compress
@@ -392,6 +447,8 @@ def test_tables_with_another_schema_are_refused() -> None:
 def test_default_keyframes_and_schema_metadata() -> None:
     assert default_keyframe_every(120.0) == 256
     assert default_keyframe_every(250.0) == 500
+    assert default_predictor(120.0) == "acceleration" and default_predictor(2.5) == "velocity"
+    assert encode_scene(walker_scene(n=20)).predictor == "velocity"
     assert EPISODE_SCHEMA.metadata[b"aios_memory.schema"] == b"scene-episode"
     assert all(s.metadata[b"aios_memory.version"] == b"1" for s in SCENE_SCHEMAS.values())
 
