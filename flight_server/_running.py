@@ -8,13 +8,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from aios_memory.client.keys import KeyStore
 
 from .audit import AuditLog
 from .auth import resolve_token
 from .duckdb_store import DuckDBStore
+from ._lake_uri import parse_lake
+from .store import Store
 from .embedder import make_embedder
 from .server import MemoryFlightServer
 from ._tls import server_tls_kwargs
@@ -36,15 +38,20 @@ class RunningServer:
     token_file: Path | None
     data_dir: Path
     server: MemoryFlightServer
-    store: DuckDBStore
+    store: Store
 
 
-def _open_store(settings: ServerSettings) -> DuckDBStore:
+def _open_store(settings: ServerSettings) -> Store:
     params = HnswParams(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                         ef_search=settings.hnsw_ef_search,
                         persist_min=settings.vector_persist_min)
     offset = settings.clock_offset_ms
     wall = (lambda: int(time.time() * 1000) + offset) if offset else None
+    if settings.lake is not None:
+        from .lake_store import LakeStore  # Lance is imported only by a lake replica
+
+        return LakeStore(parse_lake(settings.lake), settings.data_dir, params,
+                         settings.sync_tiers, wall, limits=settings.limits)
     return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 
@@ -52,12 +59,21 @@ def _scheme(settings: ServerSettings) -> str:
     return "grpc+tls" if settings.tls else "grpc"
 
 
-def _checkpoints(store: DuckDBStore, every: float, stop: threading.Event) -> None:
+def _checkpoints(store: Store, every: float, stop: threading.Event) -> None:
     while not stop.wait(every):
         try:
             store.checkpoint()
         except Exception:  # keep serving; the next open rebuilds what was not saved
             log.exception("index checkpoint failed")
+
+
+def _compactions(store: Any, every: float, stop: threading.Event) -> None:
+    while not stop.wait(every):
+        try:
+            for done in store.compact_tenants():
+                log.info("compacted %s", done)
+        except Exception:  # keep serving; files stay small until the next run
+            log.exception("lake compaction failed")
 
 
 @contextlib.contextmanager
@@ -90,6 +106,9 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
     if settings.checkpoint_seconds > 0:
         threads.append(threading.Thread(target=_checkpoints, name="checkpoints", daemon=True,
                                         args=(store, settings.checkpoint_seconds, stop)))
+    if settings.compact_seconds > 0:
+        threads.append(threading.Thread(target=_compactions, name="compactions", daemon=True,
+                                        args=(store, settings.compact_seconds, stop)))
     for thread in threads:
         thread.start()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host

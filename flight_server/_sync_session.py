@@ -92,7 +92,7 @@ class SyncSession:
             have = tuple(self.items.id_at(i) for i in send)
             return Message(tuple(outcome.ranges), tuple(outcome.need), have), iter(())
         seqs = self.seqs[np.asarray(send, np.int64)]
-        batches = self.store.sync_rows(seqs, SEND_BATCH_ROWS)
+        batches = self.store.sync_rows(self.request.tenant, seqs, SEND_BATCH_ROWS)
         if len(seqs) <= SEND_BATCH_ROWS:
             # One batch at most: read it now, so rows replaced meanwhile cost no empty batch.
             ready = [b for b in batches if b.num_rows]

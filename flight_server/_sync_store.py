@@ -56,7 +56,8 @@ class SyncStoreMixin:
             for cache in self._items_cache.values():
                 cache.note(noted, removed)
 
-    def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+    def sync_rows(self, tenant: str, seqs: np.ndarray,
+                  batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
         """Stored rows by seq, payloads as stored: exactly one batch per ``batch_rows`` seqs
         (rows replaced meanwhile are left out, so a batch may be short or empty)."""
         for start in range(0, len(seqs), batch_rows):

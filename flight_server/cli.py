@@ -12,6 +12,7 @@ import click
 
 from aios_memory.schemas import DEFAULT_PORT, DEFAULT_SYNC_TIERS, SERVER_ROLES, TIERS, AiosMemoryError
 
+from ._lake_uri import parse_lake
 from ._running import start_server
 from .embedder import EMBEDDERS
 from .settings import SETTINGS_HELP, ServerSettings
@@ -45,6 +46,9 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help=SETTINGS_HELP["clock_offset_ms"])
 @click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
               help=SETTINGS_HELP["keys_dir"] + "; refused with --role cloud")
+@click.option("--lake", envvar="AIMEM_LAKE", help=SETTINGS_HELP["lake"] + " [env AIMEM_LAKE]")
+@click.option("--compact-seconds", default=0.0, show_default=True, type=float,
+              help=SETTINGS_HELP["compact_seconds"])
 @click.option("--tls-cert", envvar="AIMEM_TLS_CERT", type=_PEM_FILE,
               help=SETTINGS_HELP["tls_cert"] + " [env AIMEM_TLS_CERT]")
 @click.option("--tls-key", envvar="AIMEM_TLS_KEY", type=_PEM_FILE,
@@ -54,7 +58,8 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str,
           embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float,
           role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int,
-          keys_dir: Path | None, **tls: Path | None) -> None:
+          keys_dir: Path | None, lake: str | None, compact_seconds: float,
+          **tls: Path | None) -> None:
     """Run a memory server on the embedded store in DATA.
 
     \b
@@ -62,6 +67,8 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
         aimem serve --data ~/.aimem                          # a device
         aimem serve --data /srv/aimem --role cloud --host 0.0.0.0 --port 8815 \\
                     --tls-cert cloud.crt --tls-key cloud.key --tls-client-ca devices-ca.crt
+        aimem serve --data /var/cache/aimem-r1 --role cloud \\
+                    --lake "s3://memories/prod?endpoint=https://s3.example.net"
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -71,10 +78,12 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
                                   embed_base_url=embed_base_url,
                                   checkpoint_seconds=checkpoint_seconds, role=role,
                                   sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
-                                  clock_offset_ms=clock_offset_ms, keys_dir=keys_dir, **tls)
+                                  clock_offset_ms=clock_offset_ms, keys_dir=keys_dir,
+                                  lake=lake, compact_seconds=compact_seconds, **tls)
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
-            click.echo(f"aimem: serving {data_dir} on {running.uri} as a {role} "
+            where_from = parse_lake(lake).describe() if lake else str(data_dir)
+            click.echo(f"aimem: serving {where_from} on {running.uri} as a {role} "
                        f"(syncs {', '.join(settings.sync_tiers)})", err=True)
             click.echo(f"aimem: token: {where}", err=True)
             _echo_tls(settings)

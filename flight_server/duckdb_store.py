@@ -91,16 +91,21 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
 
     def __init__(self, data_dir: Path, params: HnswParams | None = None,
                  sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS,
-                 wall_ms: Callable[[], int] | None = None) -> None:
+                 wall_ms: Callable[[], int] | None = None, *, replica_id: str | None = None,
+                 clock: HybridClock | None = None) -> None:
+        """``replica_id`` and ``clock``: a lake replica's own, shared by its tenant caches
+        (``lake_store``); by default this file's, kept in its facts table."""
         self.data_dir = Path(data_dir)
         self.sync_tiers = tuple(sync_tiers)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._con = self._connect(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
-        self.replica_id = self._fact("replica_id", lambda: "r" + secrets.token_hex(8))
+        self.replica_id = replica_id or self._fact("replica_id",
+                                                   lambda: "r" + secrets.token_hex(8))
         last_hlc, last_seq = self._cursor().execute(
             "SELECT coalesce(max(hlc), 0), coalesce(max(seq), 0) FROM records").fetchone()
-        self.clock = HybridClock(int(last_hlc), wall_ms)
+        self.clock = clock or HybridClock(int(last_hlc), wall_ms)
+        self.clock.observe(int(last_hlc))
         self._seq = int(last_seq)
         self._items_cache = {}  # (tenant, tiers) -> _item_cache.ItemCache
         self._dims = {(t, m): d for t, m, d in
@@ -136,6 +141,9 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # One cursor per call: DuckDB connections are not shared across threads.
         return self._con.cursor()
+
+    def set_fact(self, key: str, value: str) -> None:
+        self._cursor().execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", [key, value])
 
     def _fact(self, key: str, make: Any) -> str:
         row = self._cursor().execute("SELECT value FROM facts WHERE key = ?", [key]).fetchone()
@@ -189,6 +197,14 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             if write.deferred:
                 self._backfill.notify()
             return split_acks(acks, write.batch_sizes)
+
+    def currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
+        """The stored current version of each (tenant, id) of ``table`` that has one."""
+        return self._currents(table)
+
+    def check_dimensions(self, table: pa.Table) -> None:
+        """Refuse vectors whose dimension differs from the one their model stores."""
+        self._check_dimensions(table)
 
     def _currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
         keys = table.select(["tenant", "id"])

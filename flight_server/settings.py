@@ -20,6 +20,7 @@ from aios_memory.schemas import (
     parse_sync_tiers,
 )
 
+from ._lake_uri import parse_lake
 from ._tls import check_server_tls
 from .embedder import EMBEDDERS
 
@@ -45,6 +46,11 @@ SETTINGS_HELP = {
     "tls_key": "PEM private key of tls_cert (unencrypted)",
     "tls_client_ca": "PEM CA that signs client certificates; set, clients must present one "
                      "(mutual TLS)",
+    "lake": "serve a cloud endpoint from a lake shared by any number of replicas: a directory "
+            "or s3://bucket/prefix?endpoint=URL (credentials from AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY); DATA then holds only this replica's cache and token",
+    "compact_seconds": "with --lake: merge each open tenant's small lake files this often "
+                       "(run it on one replica); 0 never",
     "keys_dir": "key store a device server opens end-to-end encrypted memories with, to index "
                 "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
 }
@@ -73,6 +79,8 @@ class ServerSettings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     keys_dir: Path | None = None
+    lake: str | None = None
+    compact_seconds: float = 0.0
     limits: Limits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:
@@ -93,6 +101,14 @@ class ServerSettings:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         check_server_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
         self._check_keys_dir()
+        if self.lake is not None:
+            parse_lake(self.lake)  # a bad URI is refused before anything starts
+            if self.role != "cloud":
+                raise InvalidValueError("--lake serves a cloud endpoint: add --role cloud "
+                                        "(a device keeps its own embedded store)", field="lake")
+        if self.compact_seconds < 0 or (self.compact_seconds and self.lake is None):
+            raise InvalidValueError("--compact-seconds is >= 0 and needs --lake",
+                                    field="compact_seconds")
 
     def _check_keys_dir(self) -> None:
         """A device opens sealed memories with its own key store; a cloud must never hold one."""

@@ -79,8 +79,10 @@ class Store(ABC):
         ``horizon`` left out) and the row seq of each item in the set's order."""
 
     @abstractmethod
-    def sync_rows(self, seqs: np.ndarray, batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
-        """Rows by seq as stored (payloads never decoded), skipping rows replaced meanwhile."""
+    def sync_rows(self, tenant: str, seqs: np.ndarray,
+                  batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+        """``tenant``'s rows by seq as stored (payloads never decoded), skipping rows
+        replaced meanwhile."""
 
     @abstractmethod
     def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
