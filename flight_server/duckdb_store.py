@@ -142,9 +142,6 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         # One cursor per call: DuckDB connections are not shared across threads.
         return self._con.cursor()
 
-    def set_fact(self, key: str, value: str) -> None:
-        self._cursor().execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", [key, value])
-
     def _fact(self, key: str, make: Any) -> str:
         row = self._cursor().execute("SELECT value FROM facts WHERE key = ?", [key]).fetchone()
         if row:

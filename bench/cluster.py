@@ -1,0 +1,172 @@
+"""How does the cloud endpoint scale with replicas over one lake? Throughput and recall.
+
+Runs, side by side in one invocation on this machine:
+
+- ``embedded``: one ``aimem serve --role cloud`` on its embedded DuckDB store;
+- ``lake-N`` for N = 1, 2, 3: N ``aimem serve --role cloud --lake`` processes over one
+  lake on SeaweedFS (``weed mini`` on 127.0.0.1, a real S3 server).
+
+Every run gets the same load: ``--writers`` processes, spread round-robin over
+the replicas, each storing one memory per call (a text and a 64-dimensional
+vector, as an agent that embeds on its side would) for ``--seconds``; and one
+reader process per replica recalling (hybrid, k=10) in a loop meanwhile. Each
+run prints one JSON line: acknowledged memories/s, write latency, recall
+latency under that load, and how many lake commits the writes took (group
+commit). A last line times a cold start: a new replica's first answer for the
+tenant, which rebuilds its cache from the lake.
+
+    .venv/bin/python bench/cluster.py > bench/results/cluster.jsonl
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _common import base_parser, emit, latency_ms, log, quick  # noqa: E402
+from _s3_server import credentials_env, lake_uri, s3_server  # noqa: E402
+
+BENCH = "cluster"
+TOKEN = "bench-token"
+AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
+
+_WORKER = r"""
+import json, sys, time
+import numpy as np
+from aios_memory.client import MemoryClient
+role, uri, name, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+client = MemoryClient(uri, "%s", tenant="bench")
+rng = np.random.default_rng(abs(hash(name)) %% 2**32)
+words = "kitchen garden boat river market school train letter doctor concert".split()
+def vector():
+    v = rng.normal(size=64)
+    return (v / np.linalg.norm(v)).tolist()
+latencies, n = [], 0
+stop = time.monotonic() + seconds
+while time.monotonic() < stop:
+    start = time.perf_counter()
+    if role == "writer":
+        text = "%%s noted the %%s and the %%s, entry %%d" %% (name, words[n %% 10], words[(n * 7) %% 10], n)
+        client.remember(text, tier="long_term", embeddings=[vector()])
+    else:
+        client.recall("the %%s and the %%s" %% (words[n %% 10], words[(n * 3) %% 10]),
+                      embedding=vector(), k=10)
+    latencies.append(time.perf_counter() - start)
+    n += 1
+print(json.dumps(latencies))
+""" % TOKEN
+
+
+def _wait_for_uri(proc: subprocess.Popen, log_path: Path) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = re.search(r"grpc://127\.0\.0\.1:\d+", log_path.read_text(errors="replace"))
+        if found:
+            return found.group(0)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"no address from the server:\n{log_path.read_text()}")
+
+
+@contextlib.contextmanager
+def server(data: Path, lake: str | None) -> Iterator[str]:
+    """One ``aimem serve --role cloud`` process (on the lake when given)."""
+    data.mkdir(parents=True)
+    log_path = data.parent / f"{data.name}.log"
+    extra = ["--lake", lake] if lake else []
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([*AIMEM, "serve", "--data", str(data), "--port", "0",
+                                 "--embedder", "none", "--role", "cloud", "--token", TOKEN,
+                                 "--checkpoint-seconds", "0", *extra], stderr=out,
+                                env={**os.environ, **credentials_env()})
+    try:
+        yield _wait_for_uri(proc, log_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+
+
+def load(uris: list[str], writers: int, seconds: float) -> dict[str, Any]:
+    """The writers and one reader per replica, all at once; their latencies."""
+    procs = [("writer", subprocess.Popen([sys.executable, "-c", _WORKER, "writer",
+                                          uris[i % len(uris)], f"w{i}", str(seconds)],
+                                         stdout=subprocess.PIPE, text=True))
+             for i in range(writers)]
+    procs += [("reader", subprocess.Popen([sys.executable, "-c", _WORKER, "reader", uri,
+                                          f"r{i}", str(seconds)], stdout=subprocess.PIPE,
+                                         text=True)) for i, uri in enumerate(uris)]
+    times: dict[str, list[float]] = {"writer": [], "reader": []}
+    for role, proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 300)
+        times[role] += json.loads(out.strip().splitlines()[-1])
+    return {"acked_per_s": round(len(times["writer"]) / seconds, 1),
+            "acked": len(times["writer"]), "write": latency_ms(times["writer"]),
+            "recall": latency_ms(times["reader"])}
+
+
+def lake_commits(lake: str) -> int:
+    from aios_memory.flight_server._lake_log import TenantLog
+    from aios_memory.flight_server._lake_uri import parse_lake
+
+    return TenantLog(parse_lake(lake), "bench").latest_version()
+
+
+def cold_start(root: Path, lake: str) -> dict[str, Any]:
+    from aios_memory.client import MemoryClient
+
+    with server(root / "cold", lake) as uri:
+        client = MemoryClient(uri, TOKEN, tenant="bench")
+        start = time.perf_counter()
+        memories = client.stats()["memories"]
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        client.stats()
+        warm = time.perf_counter() - start
+    return {"memories": memories, "first_answer_s": round(first, 3),
+            "next_answer_ms": round(warm * 1000, 2)}
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--writers", type=int, default=6)
+    args = parser.parse_args()
+    seconds = 5.0 if quick() else args.seconds
+    for key, value in credentials_env().items():
+        os.environ[key] = value
+    with tempfile.TemporaryDirectory() as tmp, s3_server(Path(tmp) / "weed") as endpoint:
+        root = Path(tmp)
+        params = {"seconds": seconds, "writers": args.writers, "s3": "seaweedfs weed mini"}
+        log("embedded")
+        with server(root / "embedded", None) as uri:
+            emit(BENCH, {**params, "mode": "embedded", "replicas": 1}, kind="run",
+                 **load([uri], args.writers, seconds))
+        lake = ""
+        for replicas in (1, 2, 3):
+            log(f"lake, {replicas} replicas")
+            lake = lake_uri(endpoint, f"bench-{replicas}")
+            with contextlib.ExitStack() as stack:
+                uris = [stack.enter_context(server(root / f"lake{replicas}-{i}", lake))
+                        for i in range(replicas)]
+                result = load(uris, args.writers, seconds)
+            emit(BENCH, {**params, "mode": f"lake-{replicas}", "replicas": replicas},
+                 kind="run", lake_commits=lake_commits(lake), **result)
+        log("cold start")
+        emit(BENCH, {**params, "mode": "lake-cold-start"}, kind="cold_start",
+             **cold_start(root, lake))
+
+
+if __name__ == "__main__":
+    main()
