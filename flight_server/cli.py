@@ -60,7 +60,8 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
           role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int,
           keys_dir: Path | None, lake: str | None, compact_seconds: float,
           **tls: Path | None) -> None:
-    """Run a memory server on the embedded store in DATA.
+    """Run a memory server on the embedded store in DATA, or, with --lake, one replica of a
+    cloud endpoint whose records live in a lake shared by every replica (DATA: its cache).
 
     \b
     Example:

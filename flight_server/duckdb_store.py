@@ -27,7 +27,6 @@ from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
-    InvalidValueError,
     TIERS,
     HybridClock,
     InvalidVectorError,
@@ -43,7 +42,7 @@ from ._allowed_rows import AllowedRows
 from ._files import dir_bytes
 from ._index_set import IndexSet, VectorKey
 from ._hit_cache import CACHED_COLUMNS, HitCache
-from ._rows import conform, current_of, split_acks, tiers_of, tombstones
+from ._rows import conform, current_of, split_acks, tiers_of, tombstones_to_forget
 from . import _sync_state as sync_sql
 from ._sync_store import SyncStoreMixin
 from ._search import fuse
@@ -323,13 +322,7 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         live = self.get(tenant, ids, view=view)
         if not live.num_rows:
             return []
-        kinds = live.column("kind").to_pylist()
-        if DICTIONARY_KIND in kinds:
-            memory_id = live.column("id")[kinds.index(DICTIONARY_KIND)].as_py()
-            raise InvalidValueError(f"{memory_id} is a zstd dictionary that stored memories need "
-                                    "to be read; dictionaries are never forgotten",
-                                    memory_id=memory_id)
-        dead = tombstones(live)
+        dead = tombstones_to_forget(live)
         result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
         return list(zip(*result[0]))
 

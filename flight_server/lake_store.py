@@ -52,9 +52,10 @@ from aios_memory.schemas import (
 
 from ._group_commit import GroupCommit
 from ._lake_log import TenantLog
+from ._lake_objects import LakeObjects
 from ._lake_uri import LakeLocation
 from ._payloads import PayloadTexts
-from ._rows import split_acks, tombstones
+from ._rows import split_acks, tombstones_to_forget
 from ._versioning import SAME_MEMORY_FIELDS, decide
 from .duckdb_store import DuckDBStore
 from .ingest import PreparedWrite, prepare_write
@@ -66,6 +67,8 @@ __all__ = ["LakeStore"]
 log = logging.getLogger("aios_memory.lake")
 
 DEFAULT_MAX_OPEN_TENANTS = 64
+# Held by the one replica that compacts (``compact_tenants``).
+_COMPACTION_LEASE = "compaction.lease"
 # A tenant cache idle this long may be closed to make room for another.
 _IDLE_SECONDS = 60.0
 
@@ -228,13 +231,7 @@ class LakeStore(Store):
         live = self.get(tenant, ids, view=view)
         if not live.num_rows:
             return []
-        kinds = live.column("kind").to_pylist()
-        if DICTIONARY_KIND in kinds:
-            memory_id = live.column("id")[kinds.index(DICTIONARY_KIND)].as_py()
-            raise InvalidValueError(f"{memory_id} is a zstd dictionary that stored memories need "
-                                    "to be read; dictionaries are never forgotten",
-                                    memory_id=memory_id)
-        dead = tombstones(live)
+        dead = tombstones_to_forget(live)
         result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
         return list(zip(*result[0]))
 
@@ -295,14 +292,18 @@ class LakeStore(Store):
         return self.fresh(tenant).cache._current_rows(tenant, ids)
 
     # -- upkeep -----------------------------------------------------------------------------
-    def compact_tenants(self, min_fragments: int = 16) -> list[dict[str, Any]]:
-        """Merge the files of every open tenant with at least ``min_fragments``."""
-        with self._open_lock:
-            tenants = list(self._tenants.values())
+    def compact_tenants(self, min_fragments: int = 16,
+                        lease_seconds: float = 300.0) -> list[dict[str, Any]]:
+        """Merge the files of every tenant in the lake with at least ``min_fragments``, if
+        this replica holds the compaction lease (``_lake_objects``); else nothing."""
+        objects = LakeObjects(self.lake)
+        if not objects.take_lease(_COMPACTION_LEASE, self.replica_id, lease_seconds):
+            return []
         done = []
-        for tenant in tenants:
-            if tenant.log.fragment_count() >= min_fragments:
-                done.append({"tenant": tenant.name, **tenant.log.compact()})
+        for name in objects.datasets("tenants"):
+            log_ = TenantLog(self.lake, "", self.replica_id, uri=f"{self.lake.root}/tenants/{name}")
+            if log_.fragment_count() >= min_fragments:
+                done.append({"dataset": name, **log_.compact()})
         return done
 
     def checkpoint(self) -> None:

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -166,6 +165,34 @@ def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path,
         from aios_memory.flight_server.ingest import PreparedWrite
         with pytest.raises(InvalidValueError):
             store.put(PreparedWrite(two_tenants, [None, None], [2]))
+
+
+def test_one_replica_at_a_time_compacts_every_tenant_of_the_lake(
+        server_factory: Any, tmp_path: Path, lake: str) -> None:
+    with cloud(server_factory, tmp_path, "writer", lake) as writer_:
+        for tenant in ("ana", "bo"):
+            client = MemoryClient(writer_.uri, TOKEN, tenant=tenant)
+            for n in range(5):  # five commits: five files
+                client.remember(f"{tenant} note {n}", tier="long_term")
+    first, second = (LakeStore(parse_lake(lake), tmp_path / name) for name in ("c1", "c2"))
+    _compaction_takes_turns(first, second, server_factory, tmp_path, lake)
+    first.close()
+    second.close()
+
+
+def _compaction_takes_turns(first: LakeStore, second: LakeStore, server_factory: Any,
+                            tmp_path: Path, lake: str) -> None:
+    done = first.compact_tenants(min_fragments=2, lease_seconds=0.5)
+    assert len(done) == 2 and all(d["fragments_removed"] == 5 for d in done)  # unopened tenants
+    assert second.compact_tenants(min_fragments=2, lease_seconds=0.5) == []  # leased to first
+    assert first.compact_tenants(min_fragments=2, lease_seconds=0.5) == []  # nothing left
+    time.sleep(0.6)  # the lease expires: another replica may take it
+    with cloud(server_factory, tmp_path, "writer", lake) as writer_:
+        MemoryClient(writer_.uri, TOKEN, tenant="ana").remember("after", tier="long_term")
+        MemoryClient(writer_.uri, TOKEN, tenant="ana").remember("again", tier="long_term")
+        done = second.compact_tenants(min_fragments=2, lease_seconds=0.5)
+        assert [d["fragments_removed"] for d in done] == [3]
+        assert MemoryClient(writer_.uri, TOKEN, tenant="ana").stats()["memories"] == 7
 
 
 def test_sync_against_a_cluster_as_against_one_server(server_factory: Any, tmp_path: Path,
@@ -327,5 +354,6 @@ def test_compaction_while_writers_and_readers_work_changes_no_result(tmp_path: P
         assert counts == sorted(counts) and counts[0] >= 60  # nothing ever vanished
         found = dict(contents(reader_uri))
         assert {k: found.get(k) for k in acked} == acked and len(found) == 60 + len(acked)
-    fragments = LakeStore(parse_lake(lake), tmp_path / "probe").fresh("crowd").log
-    assert fragments.fragment_count() < 16  # merged (it had 60 + one per write)
+    with contextlib.closing(LakeStore(parse_lake(lake), tmp_path / "probe")) as probe:
+        # merged: it had 60 files and one more per write
+        assert probe.fresh("crowd").log.fragment_count() < 16
