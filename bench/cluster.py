@@ -9,7 +9,11 @@ Runs, side by side in one invocation on this machine:
 Every run gets the same load: ``--writers`` processes, spread round-robin over
 the replicas, each storing one memory per call (a text and a 64-dimensional
 vector, as an agent that embeds on its side would) for ``--seconds``; and one
-reader process per replica recalling (hybrid, k=10) in a loop meanwhile. Each
+reader process per replica recalling (hybrid, k=10) in a loop meanwhile. Two
+layouts: ``shared`` (everyone on one tenant through every replica: each replica
+applies every other's writes) and ``affinity`` (a tenant per writer, always
+through the same replica, as a router by tenant would send them). The lake runs
+also try ``--max-staleness-ms 250``. Each
 run prints one JSON line: acknowledged memories/s, write latency, recall
 latency under that load, and how many lake commits the writes took (group
 commit). A last line times a cold start: a tenant of ``--cold-memories`` memories loaded
@@ -39,6 +43,8 @@ from _common import base_parser, emit, latency_ms, log, quick  # noqa: E402
 from _s3_server import credentials_env, lake_uri, s3_server  # noqa: E402
 
 BENCH = "cluster"
+# Where the servers' logs are kept after a run (``--logs``): a stall can be read there.
+LOGS: Path | None = None
 TOKEN = "bench-token"
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 
@@ -46,26 +52,29 @@ _WORKER = r"""
 import json, sys, time
 import numpy as np
 from aios_memory.client import MemoryClient
-role, uri, name, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-client = MemoryClient(uri, "%s", tenant="bench")
+role, uri, name, seconds, tenant = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
+client = MemoryClient(uri, "%s", tenant=tenant)
 rng = np.random.default_rng(abs(hash(name)) %% 2**32)
 words = "kitchen garden boat river market school train letter doctor concert".split()
 def vector():
     v = rng.normal(size=64)
     return (v / np.linalg.norm(v)).tolist()
-latencies, n = [], 0
+latencies, errors, n = [], [], 0
 stop = time.monotonic() + seconds
 while time.monotonic() < stop:
     start = time.perf_counter()
-    if role == "writer":
-        text = "%%s noted the %%s and the %%s, entry %%d" %% (name, words[n %% 10], words[(n * 7) %% 10], n)
-        client.remember(text, tier="long_term", embeddings=[vector()])
-    else:
-        client.recall("the %%s and the %%s" %% (words[n %% 10], words[(n * 3) %% 10]),
-                      embedding=vector(), k=10)
-    latencies.append(time.perf_counter() - start)
+    try:
+        if role == "writer":
+            text = "%%s noted the %%s and the %%s, entry %%d" %% (name, words[n %% 10], words[(n * 7) %% 10], n)
+            client.remember(text, tier="long_term", embeddings=[vector()])
+        else:
+            client.recall("the %%s and the %%s" %% (words[n %% 10], words[(n * 3) %% 10]),
+                          embedding=vector(), k=10)
+        latencies.append(time.perf_counter() - start)
+    except Exception as exc:  # counted, not hidden: a timeout is a result too
+        errors.append(type(exc).__name__)
     n += 1
-print(json.dumps(latencies))
+print(json.dumps({"latencies": latencies, "errors": errors}))
 """ % TOKEN
 
 
@@ -82,11 +91,11 @@ def _wait_for_uri(proc: subprocess.Popen, log_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def server(data: Path, lake: str | None) -> Iterator[str]:
+def server(data: Path, lake: str | None, staleness_ms: float = 0) -> Iterator[str]:
     """One ``aimem serve --role cloud`` process (on the lake when given)."""
     data.mkdir(parents=True)
     log_path = data.parent / f"{data.name}.log"
-    extra = ["--lake", lake] if lake else []
+    extra = ["--lake", lake, "--max-staleness-ms", str(staleness_ms)] if lake else []
     with open(log_path, "wb") as out:
         proc = subprocess.Popen([*AIMEM, "serve", "--data", str(data), "--port", "0",
                                  "--embedder", "none", "--role", "cloud", "--token", TOKEN,
@@ -95,33 +104,54 @@ def server(data: Path, lake: str | None) -> Iterator[str]:
     try:
         yield _wait_for_uri(proc, log_path)
     finally:
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack into the log, kept below
+        time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
+        if LOGS is not None:
+            LOGS.mkdir(parents=True, exist_ok=True)
+            (LOGS / log_path.name).write_bytes(log_path.read_bytes())
 
 
-def load(uris: list[str], writers: int, seconds: float) -> dict[str, Any]:
-    """The writers and one reader per replica, all at once; their latencies."""
+def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str, Any]:
+    """The writers and one reader per replica, all at once; their latencies. ``shared``:
+    every writer and reader on one tenant, through every replica; ``affinity``: each
+    writer its own tenant, always through the same replica (as a router by tenant would),
+    each reader a tenant of its replica."""
+    def tenant(i: int) -> str:
+        return "bench" if layout == "shared" else f"t{i}"
+
     procs = [("writer", subprocess.Popen([sys.executable, "-c", _WORKER, "writer",
-                                          uris[i % len(uris)], f"w{i}", str(seconds)],
+                                          uris[i % len(uris)], f"w{i}", str(seconds), tenant(i)],
                                          stdout=subprocess.PIPE, text=True))
              for i in range(writers)]
     procs += [("reader", subprocess.Popen([sys.executable, "-c", _WORKER, "reader", uri,
-                                          f"r{i}", str(seconds)], stdout=subprocess.PIPE,
-                                         text=True)) for i, uri in enumerate(uris)]
+                                          f"r{i}", str(seconds), tenant(i)],
+                                         stdout=subprocess.PIPE, text=True))
+              for i, uri in enumerate(uris)]
     times: dict[str, list[float]] = {"writer": [], "reader": []}
+    errors: dict[str, list[str]] = {"writer": [], "reader": []}
     for role, proc in procs:
         out, _ = proc.communicate(timeout=seconds + 300)
-        times[role] += json.loads(out.strip().splitlines()[-1])
+        report = json.loads(out.strip().splitlines()[-1])
+        times[role] += report["latencies"]
+        errors[role] += report["errors"]
     return {"acked_per_s": round(len(times["writer"]) / seconds, 1),
             "acked": len(times["writer"]), "write": latency_ms(times["writer"]),
-            "recall": latency_ms(times["reader"])}
+            "recall": latency_ms(times["reader"]),
+            "errors": {role: sorted(set(e)) and {name: e.count(name) for name in set(e)}
+                       for role, e in errors.items()}}
 
 
 def lake_commits(lake: str) -> int:
+    """Lance versions made in the lake: one per group commit (and one per dataset made)."""
     from aios_memory.flight_server._lake_log import TenantLog
+    from aios_memory.flight_server._lake_objects import LakeObjects
     from aios_memory.flight_server._lake_uri import parse_lake
 
-    return TenantLog(parse_lake(lake), "bench").latest_version()
+    location = parse_lake(lake)
+    return sum(TenantLog(location, "", uri=f"{location.root}/tenants/{name}").latest_version()
+               for name in LakeObjects(location).datasets("tenants"))
 
 
 def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
@@ -177,27 +207,33 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=6)
     parser.add_argument("--cold-memories", type=int, default=20_000,
                         help="memories in the tenant a new replica starts cold on")
+    parser.add_argument("--logs", type=Path, help="keep every server's log here")
     args = parser.parse_args()
+    global LOGS
+    LOGS = args.logs
     seconds = 5.0 if quick() else args.seconds
     for key, value in credentials_env().items():
         os.environ[key] = value
     with tempfile.TemporaryDirectory() as tmp, s3_server(Path(tmp) / "weed") as endpoint:
         root = Path(tmp)
         params = {"seconds": seconds, "writers": args.writers, "s3": "seaweedfs weed mini"}
-        log("embedded")
-        with server(root / "embedded", None) as uri:
-            emit(BENCH, {**params, "mode": "embedded", "replicas": 1}, kind="run",
-                 **load([uri], args.writers, seconds))
-        lake = ""
-        for replicas in (1, 2, 3):
-            log(f"lake, {replicas} replicas")
-            lake = lake_uri(endpoint, f"bench-{replicas}")
-            with contextlib.ExitStack() as stack:
-                uris = [stack.enter_context(server(root / f"lake{replicas}-{i}", lake))
+        for layout in ("shared", "affinity"):
+            log(f"embedded, {layout}")
+            with server(root / f"embedded-{layout}", None) as uri:
+                emit(BENCH, {**params, "mode": "embedded", "replicas": 1, "layout": layout},
+                     kind="run", **load([uri], args.writers, seconds, layout))
+            for replicas, staleness in ((1, 0), (2, 0), (3, 0), (1, 250), (3, 250)):
+                log(f"lake, {replicas} replicas, {layout}, staleness {staleness} ms")
+                lake = lake_uri(endpoint, f"bench-{layout}-{replicas}-{staleness}")
+                with contextlib.ExitStack() as stack:
+                    uris = [stack.enter_context(server(
+                        root / f"lake-{layout}-{replicas}-{staleness}-{i}", lake, staleness))
                         for i in range(replicas)]
-                result = load(uris, args.writers, seconds)
-            emit(BENCH, {**params, "mode": f"lake-{replicas}", "replicas": replicas},
-                 kind="run", lake_commits=lake_commits(lake), **result)
+                    result = load(uris, args.writers, seconds, layout)
+                emit(BENCH, {**params, "mode": f"lake-{replicas}", "replicas": replicas,
+                             "layout": layout, "max_staleness_ms": staleness},
+                     kind="run", lake_commits=lake_commits(lake), **result)
+        lake = lake_uri(endpoint, "bench-cold")
         memories = 500 if quick() else args.cold_memories
         log(f"cold start, {memories} memories")
         emit(BENCH, {**params, "mode": "lake-cold-start", "memories": memories},

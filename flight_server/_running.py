@@ -51,7 +51,8 @@ def _open_store(settings: ServerSettings) -> Store:
         from .lake_store import LakeStore  # Lance is imported only by a lake replica
 
         return LakeStore(parse_lake(settings.lake), settings.data_dir, params,
-                         settings.sync_tiers, wall, limits=settings.limits)
+                         settings.sync_tiers, wall, limits=settings.limits,
+                         staleness_seconds=settings.max_staleness_ms / 1000)
     return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 

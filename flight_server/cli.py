@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -49,6 +50,8 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--lake", envvar="AIMEM_LAKE", help=SETTINGS_HELP["lake"] + " [env AIMEM_LAKE]")
 @click.option("--compact-seconds", default=0.0, show_default=True, type=float,
               help=SETTINGS_HELP["compact_seconds"])
+@click.option("--max-staleness-ms", default=0.0, show_default=True, type=float,
+              help=SETTINGS_HELP["max_staleness_ms"])
 @click.option("--tls-cert", envvar="AIMEM_TLS_CERT", type=_PEM_FILE,
               help=SETTINGS_HELP["tls_cert"] + " [env AIMEM_TLS_CERT]")
 @click.option("--tls-key", envvar="AIMEM_TLS_KEY", type=_PEM_FILE,
@@ -59,7 +62,7 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
           embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float,
           role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int,
           keys_dir: Path | None, lake: str | None, compact_seconds: float,
-          **tls: Path | None) -> None:
+          max_staleness_ms: float, **tls: Path | None) -> None:
     """Run a memory server on the embedded store in DATA, or, with --lake, one replica of a
     cloud endpoint whose records live in a lake shared by every replica (DATA: its cache).
 
@@ -73,6 +76,8 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `kill -USR1 PID` writes every thread's stack to the log: what a stuck server is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         settings = ServerSettings(data_dir=data_dir, host=host, port=port, token=token,
                                   embedder=embedder, embed_model=embed_model,
@@ -80,7 +85,8 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
                                   checkpoint_seconds=checkpoint_seconds, role=role,
                                   sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
                                   clock_offset_ms=clock_offset_ms, keys_dir=keys_dir,
-                                  lake=lake, compact_seconds=compact_seconds, **tls)
+                                  lake=lake, compact_seconds=compact_seconds,
+                                  max_staleness_ms=max_staleness_ms, **tls)
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
             where_from = parse_lake(lake).describe() if lake else str(data_dir)

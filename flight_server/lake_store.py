@@ -154,9 +154,16 @@ class LakeStore(Store):
     def fresh(self, name: str) -> _Tenant:
         """The tenant with every version committed to the lake before this call applied."""
         tenant = self._tenant(name)
-        if time.monotonic() - tenant.checked >= self.staleness_seconds:
+        checked = time.monotonic()
+        if checked - tenant.checked < self.staleness_seconds:
+            return tenant
+        # Asking costs one listing and needs no lock: a read does not queue behind a commit
+        # in flight (recall p50 under writes: 160 ms before this) unless there is news.
+        if tenant.log.latest_version() > tenant.seen:
             with tenant.lock:
                 self._catch_up(tenant)
+        else:
+            tenant.checked = checked
         return tenant
 
     def _catch_up(self, tenant: _Tenant) -> None:

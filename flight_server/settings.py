@@ -51,6 +51,8 @@ SETTINGS_HELP = {
             "AWS_SECRET_ACCESS_KEY); DATA then holds only this replica's cache and token",
     "compact_seconds": "with --lake: merge each open tenant's small lake files this often "
                        "(run it on one replica); 0 never",
+    "max_staleness_ms": "with --lake: a read may skip asking the lake for newer writes for this "
+                        "long (0: every read sees every write acknowledged before it)",
     "keys_dir": "key store a device server opens end-to-end encrypted memories with, to index "
                 "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
 }
@@ -81,6 +83,7 @@ class ServerSettings:
     keys_dir: Path | None = None
     lake: str | None = None
     compact_seconds: float = 0.0
+    max_staleness_ms: float = 0.0
     limits: Limits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:
@@ -106,9 +109,11 @@ class ServerSettings:
             if self.role != "cloud":
                 raise InvalidValueError("--lake serves a cloud endpoint: add --role cloud "
                                         "(a device keeps its own embedded store)", field="lake")
-        if self.compact_seconds < 0 or (self.compact_seconds and self.lake is None):
-            raise InvalidValueError("--compact-seconds is >= 0 and needs --lake",
-                                    field="compact_seconds")
+        for name in ("compact_seconds", "max_staleness_ms"):
+            value = getattr(self, name)
+            if value < 0 or (value and self.lake is None):
+                raise InvalidValueError(f"--{name.replace('_', '-')} is >= 0 and needs --lake",
+                                        field=name)
 
     def _check_keys_dir(self) -> None:
         """A device opens sealed memories with its own key store; a cloud must never hold one."""
