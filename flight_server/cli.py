@@ -76,8 +76,7 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
     """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # `kill -USR1 PID` writes every thread's stack to the log: what a stuck server is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _dump_stacks_on_usr1()
     try:
         settings = ServerSettings(data_dir=data_dir, host=host, port=port, token=token,
                                   embedder=embedder, embed_model=embed_model,
@@ -103,6 +102,15 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
             click.echo("aimem: stopping (saving indexes)", err=True)
     except AiosMemoryError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _dump_stacks_on_usr1() -> None:
+    """``kill -USR1 PID`` writes every thread's stack to stderr: what a stuck server is
+    doing. Skipped where stderr is no file (a test runner's capture)."""
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError
+        pass
 
 
 def _echo_tls(settings: ServerSettings) -> None:
