@@ -32,7 +32,8 @@ class GroupCommit(Generic[Item, Result]):
     """``submit(item)`` returns ``commit(items)[i]`` for its item, from a shared commit.
 
     ``commit`` gets every item pending at once and returns one result per item,
-    in order; if it raises, every item of that group gets the error.
+    in order; a result that is an exception is raised to that item's writer alone.
+    If ``commit`` raises, every item of that group gets the error.
     """
 
     def __init__(self, commit: Callable[[list[Item]], list[Result]],
@@ -72,7 +73,10 @@ class GroupCommit(Generic[Item, Result]):
         try:
             results = self._commit([w.item for w in group])
             for waiter, result in zip(group, results, strict=True):
-                waiter.result = result
+                if isinstance(result, BaseException):
+                    waiter.error = result
+                else:
+                    waiter.result = result
         except BaseException as exc:  # each writer gets the error; none is acknowledged
             for waiter in group:
                 waiter.error = exc

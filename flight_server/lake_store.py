@@ -46,7 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aios_memory.schemas import (
-    DEFAULT_LIMITS, DICTIONARY_KIND, RECORD_SCHEMA, HybridClock, InvalidValueError, Limits,
+    DEFAULT_LIMITS, DICTIONARY_KIND, RECORD_SCHEMA, AiosMemoryError, HybridClock,
+    InvalidValueError, Limits,
     ScanRequest, SearchRequest, View,
 )
 
@@ -179,9 +180,25 @@ class LakeStore(Store):
         """Versions from the lake into the cache; ones it holds (or beats) change nothing."""
         for start in range(0, rows.num_rows, 4096):
             part = rows.slice(start, 4096).combine_chunks()
-            prepared = prepare_write(part.to_batches(), None, self.limits,
-                                     payloads=tenant.cache.payloads)
-            tenant.cache.put(prepared)
+            try:
+                tenant.cache.put(self._prepared(tenant, part))
+            except AiosMemoryError:
+                self._apply_each(tenant, part)
+
+    def _apply_each(self, tenant: _Tenant, part: pa.Table) -> None:
+        """Row by row, leaving out (and logging) a row the cache refuses: two replicas that
+        gave one new model vectors of two dimensions at once both committed; every replica
+        keeps the dimension it met first, and nothing stops at the other."""
+        for i in range(part.num_rows):
+            try:
+                tenant.cache.put(self._prepared(tenant, part.slice(i, 1)))
+            except AiosMemoryError as exc:
+                log.error("lake row %s of tenant %r left out of this replica's cache: %s",
+                          part.column("id")[i].as_py(), tenant.name, exc.message)
+
+    def _prepared(self, tenant: _Tenant, rows: pa.Table) -> PreparedWrite:
+        return prepare_write(rows.to_batches(), None, self.limits,
+                             payloads=tenant.cache.payloads)
 
     # -- writing ----------------------------------------------------------------------------
     def put(self, write: PreparedWrite) -> WriteResult:
@@ -191,13 +208,22 @@ class LakeStore(Store):
                                     f"this one holds {len(names)}", field="tenant")
         return self._tenant(names[0]).commits.submit(write)  # type: ignore[union-attr]
 
-    def _commit(self, tenant: _Tenant, writes: list[PreparedWrite]) -> list[WriteResult]:
-        """One group of puts: plan each, commit all in one lake append, then apply."""
+    def _commit(self, tenant: _Tenant,
+                writes: list[PreparedWrite]) -> list[WriteResult | AiosMemoryError]:
+        """One group of puts: plan each, commit all in one lake append, then apply. A put
+        its plan refuses gets its own error; the others of the group go on without it."""
         with tenant.lock:
             self._catch_up(tenant)
-            plans = [self._plan(tenant, write) for write in writes]
-            rows = pa.concat_tables([p.rows for p in plans])
-            if rows.num_rows:
+            outcomes: list[_Planned | AiosMemoryError] = []
+            for write in writes:
+                try:
+                    outcomes.append(self._plan(tenant, write, [
+                        p.rows for p in outcomes if isinstance(p, _Planned)]))
+                except AiosMemoryError as exc:
+                    outcomes.append(exc)
+            plans = [p for p in outcomes if isinstance(p, _Planned)]
+            rows = pa.concat_tables([p.rows for p in plans]) if plans else None
+            if rows is not None and rows.num_rows:
                 version = tenant.log.append(rows)  # durable from here on
                 for plan in plans:
                     if plan.rows.num_rows:
@@ -206,9 +232,12 @@ class LakeStore(Store):
                                                        deferred=plan.deferred))
                 if version == tenant.seen + 1:  # nobody committed between: nothing to read back
                     _note_seen(tenant, version)
-            return [p.acks for p in plans]
+            return [p.acks if isinstance(p, _Planned) else p for p in outcomes]
 
-    def _plan(self, tenant: _Tenant, write: PreparedWrite) -> _Planned:
+    def _plan(self, tenant: _Tenant, write: PreparedWrite,
+              earlier: list[pa.Table]) -> _Planned:
+        """``write``'s versions, decided against the cache; ``earlier``: the rows planned
+        before it in the same group, which its vectors must agree with too."""
         table = write.records
         currents = tenant.cache.currents(table)
         fields = table.select(["id", "tenant", "hlc", "origin", "codec", "dict_id",
@@ -227,7 +256,9 @@ class LakeStore(Store):
                                pa.array(hlcs, pa.uint64()))
         rows = rows.set_column(rows.schema.get_field_index("origin"),
                                RECORD_SCHEMA.field("origin"), pa.array(origins, pa.string()))
-        tenant.cache.check_dimensions(rows)  # refused before anything reaches the lake
+        # Refused before anything reaches the lake: a row the caches would refuse to apply
+        # would stop every replica's catch-up at it.
+        tenant.cache.check_dimensions(pa.concat_tables([*earlier, rows]))
         position = {old: new for new, old in enumerate(picked)}
         return _Planned(rows, [write.texts[i] for i in picked],
                         frozenset(position[i] for i in write.deferred if i in position),

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -82,7 +83,7 @@ def test_group_commit_shares_commits_and_errors() -> None:
         time.sleep(0.05)  # a slow commit: others arrive meanwhile
         if -1 in items:
             raise ValueError("refused")
-        return [i * 10 for i in items]
+        return [KeyError(i) if i == -2 else i * 10 for i in items]  # -2 fails alone
 
     group: GroupCommit[int, int] = GroupCommit(commit)
     results: dict[int, Any] = {}
@@ -93,16 +94,17 @@ def test_group_commit_shares_commits_and_errors() -> None:
         except ValueError as exc:
             results[i] = exc
 
-    threads = [threading.Thread(target=submit, args=(i,)) for i in [*range(20), -1]]
+    threads = [threading.Thread(target=submit, args=(i,)) for i in [*range(20), -1, -2]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert group.items == 21 and group.groups < 21
+    assert group.items == 22 and group.groups < 22
     failed = next(batch for batch in calls if -1 in batch)
     for i in range(20):
         assert isinstance(results[i], ValueError) if i in failed else results[i] == i * 10
     assert isinstance(results[-1], ValueError)
+    assert isinstance(results[-2], ValueError if -2 in failed else KeyError)
 
 
 # --- two replicas in this process -----------------------------------------------------
@@ -193,6 +195,28 @@ def _compaction_takes_turns(first: LakeStore, second: LakeStore, server_factory:
         done = second.compact_tenants(min_fragments=2, lease_seconds=0.5)
         assert [d["fragments_removed"] for d in done] == [3]
         assert MemoryClient(writer_.uri, TOKEN, tenant="ana").stats()["memories"] == 7
+
+
+def test_a_refused_put_fails_alone_in_its_group(tmp_path: Path, lake: str) -> None:
+    from _wire import batch_of, record_columns
+    from aios_memory.flight_server.ingest import prepare_write
+    from aios_memory.schemas import DEFAULT_LIMITS
+
+    def write(texts: list[str], dim: int) -> Any:
+        columns = record_columns(texts, np.ones((len(texts), dim)) / dim ** 0.5, tier="long_term")
+        columns["tenant"] = ["ana"] * len(texts)
+        return prepare_write([batch_of(columns)], None, DEFAULT_LIMITS)
+
+    with contextlib.closing(LakeStore(parse_lake(lake), tmp_path / "a")) as store:
+        tenant = store.fresh("ana")
+        # One group: a put, one whose vectors disagree with it (a new model's first two
+        # puts), and one more: only the middle one is refused, and only it.
+        results = store._commit(tenant, [write(["four a"], 4), write(["three"], 3),
+                                         write(["four b", "four c"], 4)])
+        assert isinstance(results[1], InvalidVectorError)
+        assert [len(r[0][0]) for r in (results[0], results[2])] == [1, 2]
+        assert tenant.log.latest_version() == 2  # the empty dataset, then one commit
+        assert store.stats("ana")["memories"] == 3
 
 
 def test_sync_against_a_cluster_as_against_one_server(server_factory: Any, tmp_path: Path,
