@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aios_memory.client.keys import KeyStore
+from aios_memory.schemas import InvalidValueError
 
 from .audit import AuditLog
 from .auth import resolve_token
@@ -48,8 +49,11 @@ def _open_store(settings: ServerSettings) -> Store:
     offset = settings.clock_offset_ms
     wall = (lambda: int(time.time() * 1000) + offset) if offset else None
     if settings.lake is not None:
-        from .lake_store import LakeStore  # Lance is imported only by a lake replica
-
+        try:
+            from .lake_store import LakeStore  # Lance is imported only by a lake replica
+        except ImportError as exc:
+            raise InvalidValueError(f"--lake needs the [lake] extra ({exc.name} is missing): "
+                                    "pip install 'ai-os-memory[lake]'", field="lake") from None
         return LakeStore(parse_lake(settings.lake), settings.data_dir, params,
                          settings.sync_tiers, wall, limits=settings.limits,
                          staleness_seconds=settings.max_staleness_ms / 1000)
