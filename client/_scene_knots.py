@@ -35,7 +35,6 @@ from aios_memory.schemas.errors import CorruptDataError
 from . import _scene_motion as motion
 from ._scene_quantize import QuantTrack
 
-ENCODING = "knots-zstd"
 _COUNT = struct.Struct("<I")
 
 # An error function: the input rows of a span and their decoded integers -> errors.
