@@ -25,7 +25,7 @@ from aios_memory.schemas.scenes import (
 from . import _scene_knots as knots_codec
 from . import _scene_motion as motion
 from ._scene_quantize import QuantTrack
-from .scene_model import Event, SceneObject
+from .scene_model import Event, SceneObject, json_value
 
 CHANNELS = {"position": 3, "rotation": 3}
 # Knot indices by (segment's first frame, object index, channel group).
@@ -92,17 +92,9 @@ def canonical_json(value: Any, what: str) -> str:
     """Sorted, compact JSON; numpy values become plain numbers and lists; NaN is refused."""
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                          default=_plain)
+                          default=json_value)
     except (TypeError, ValueError) as error:
         raise InvalidValueError(f"{what} is not JSON: {error}", field=what) from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def toggles_of(present: np.ndarray) -> list[int]:

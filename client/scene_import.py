@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from aios_memory.schemas import InvalidValueError
 from aios_memory.schemas.errors import CorruptDataError
 
 from ._scene_bvh import read_bvh
-from .scene_model import Event, Scene, SceneObject, Track
+from .scene_model import Event, Scene, SceneObject, Track, json_value
 
 __all__ = ["read_ucy", "read_bvh", "generate_scene", "scene_hash", "check_generated",
            "DEFAULT_UCY_FRAME_RATE", "DEFAULT_MAX_GAP", "PERSON_SIZE"]
@@ -226,7 +226,7 @@ def scene_hash(scene: Scene) -> str:
             "objects": [asdict(o) for o in scene.objects],
             "events": [asdict(e) for e in scene.events]}
     digest.update(json.dumps(head, sort_keys=True, separators=(",", ":"),
-                             default=_json_value).encode())
+                             default=json_value).encode())
     for object_id in sorted(scene.tracks):
         track = scene.tracks[object_id]
         digest.update(object_id.encode() + b"\0" + _nano_grid(track.positions))
@@ -263,14 +263,6 @@ def check_generated(scene: Scene) -> None:
 def _nano_grid(values: np.ndarray) -> bytes:
     grid = np.rint(np.asarray(values, dtype=np.float64) * 1e9)
     return np.where(np.isnan(grid), np.iinfo(np.int64).min, grid).astype("<i8").tobytes()
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 _FURNITURE = (("table", (1.6, 0.9, 0.75)), ("sofa", (2.0, 0.9, 0.85)), ("shelf", (1.0, 0.4, 1.8)),

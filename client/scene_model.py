@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SceneObject", "Track", "Event", "Scene", "ObjectState", "EVENT_TYPES"]
+__all__ = ["SceneObject", "Track", "Event", "Scene", "ObjectState", "EVENT_TYPES", "json_value"]
 
 EVENT_TYPES = ("spawn", "despawn", "attribute", "waypoint", "action")
 
@@ -87,3 +87,13 @@ class ObjectState:
     position: np.ndarray
     rotation: np.ndarray | None
     attributes: dict[str, Any]
+
+
+def json_value(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for the numpy values scene attributes and parameters
+    may hold (a scalar to its Python value, an array to lists)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

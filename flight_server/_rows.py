@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, TIERS, InvalidValueError
 
 from ._versioning import SAME_MEMORY_FIELDS, Current
-from .store import WriteResult
+
+if TYPE_CHECKING:  # store.py imports this module: the alias only annotates
+    from .store import WriteResult
 
 __all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones",
            "tombstones_to_forget"]

@@ -42,7 +42,7 @@ from ._allowed_rows import AllowedRows
 from ._files import dir_bytes
 from ._index_set import IndexSet, VectorKey
 from ._hit_cache import CACHED_COLUMNS, HitCache
-from ._rows import conform, current_of, split_acks, tiers_of, tombstones_to_forget
+from ._rows import conform, current_of, split_acks, tiers_of
 from . import _sync_state as sync_sql
 from ._sync_store import SyncStoreMixin
 from ._search import fuse
@@ -316,15 +316,6 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                                  part.column("embedding_scale").combine_chunks())
             index.add(part.column("seq").to_numpy(), vectors)
         self.indexes.notify()
-
-    def forget(self, tenant: str, ids: list[str], *,
-               view: View | None = None) -> list[tuple[str, int]]:
-        live = self.get(tenant, ids, view=view)
-        if not live.num_rows:
-            return []
-        dead = tombstones_to_forget(live)
-        result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
-        return list(zip(*result[0]))
 
     # -- reading ----------------------------------------------------------------------------
     def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,

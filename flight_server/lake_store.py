@@ -56,7 +56,7 @@ from ._lake_log import TenantLog
 from ._lake_objects import LakeObjects
 from ._lake_uri import LakeLocation
 from ._payloads import PayloadTexts
-from ._rows import split_acks, tombstones_to_forget
+from ._rows import split_acks
 from ._versioning import SAME_MEMORY_FIELDS, decide
 from .duckdb_store import DuckDBStore
 from .ingest import PreparedWrite, prepare_write
@@ -263,15 +263,6 @@ class LakeStore(Store):
         return _Planned(rows, [write.texts[i] for i in picked],
                         frozenset(position[i] for i in write.deferred if i in position),
                         split_acks(acks, write.batch_sizes))
-
-    def forget(self, tenant: str, ids: list[str], *,
-               view: View | None = None) -> list[tuple[str, int]]:
-        live = self.get(tenant, ids, view=view)
-        if not live.num_rows:
-            return []
-        dead = tombstones_to_forget(live)
-        result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
-        return list(zip(*result[0]))
 
     # -- reading ----------------------------------------------------------------------------
     def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,

@@ -16,6 +16,7 @@ import pyarrow as pa
 from aios_memory.schemas import ScanRequest, SearchRequest, View
 
 from ._payloads import PayloadTexts
+from ._rows import tombstones_to_forget
 from .ingest import PreparedWrite
 
 __all__ = ["Store", "WriteResult"]
@@ -53,10 +54,17 @@ class Store(ABC):
     def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
         """Live current versions of ``ids`` (missing and deleted ids are left out)."""
 
-    @abstractmethod
     def forget(self, tenant: str, ids: list[str], *,
                view: View | None = None) -> list[tuple[str, int]]:
-        """Tombstone live ``ids`` in ``view``; returns ``(id, tombstone hlc)`` of those."""
+        """Tombstone live ``ids`` in ``view``; returns ``(id, tombstone hlc)`` of those.
+
+        A tombstone is a write like any other, so every backend forgets through its put."""
+        live = self.get(tenant, ids, view=view)
+        if not live.num_rows:
+            return []
+        dead = tombstones_to_forget(live)
+        result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
+        return list(zip(*result[0]))
 
     @abstractmethod
     def search(self, request: SearchRequest, query_vector: np.ndarray | None,
