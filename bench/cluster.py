@@ -145,9 +145,9 @@ def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str
 
 def lake_commits(lake: str) -> int:
     """Lance versions made in the lake: one per group commit (and one per dataset made)."""
-    from aios_memory.flight_server._lake_log import TenantLog
-    from aios_memory.flight_server._lake_objects import LakeObjects
-    from aios_memory.flight_server._lake_uri import parse_lake
+    from aios_memory.flight_server.lake._log import TenantLog
+    from aios_memory.flight_server.lake._objects import LakeObjects
+    from aios_memory.flight_server.lake.uri import parse_lake
 
     location = parse_lake(lake)
     return sum(TenantLog(location, "", uri=f"{location.root}/tenants/{name}").latest_version()
@@ -160,8 +160,8 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
     import numpy as np
 
     from aios_memory.client import MemoryClient
-    from aios_memory.flight_server._lake_uri import parse_lake
-    from aios_memory.flight_server.lake_store import LakeStore
+    from aios_memory.flight_server.lake.uri import parse_lake
+    from aios_memory.flight_server.lake.store import LakeStore
 
     rng = np.random.default_rng(1)
     with server(root / "loader", lake) as uri:
@@ -194,8 +194,8 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
 def _dataset_bytes(path: str, lake: str) -> int:
     import obstore
 
-    from aios_memory.flight_server._lake_objects import _store_of
-    from aios_memory.flight_server._lake_uri import parse_lake
+    from aios_memory.flight_server.lake._objects import _store_of
+    from aios_memory.flight_server.lake.uri import parse_lake
 
     store = _store_of(parse_lake(lake))
     return sum(meta["size"] for chunk in obstore.list(store, path) for meta in chunk)

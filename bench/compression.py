@@ -51,12 +51,17 @@ from _common import (base_parser, connect, dir_bytes, emit, latency_ms,  # noqa:
                      load_questions, locomo_turns, log, quick, running_server, time_each)
 from disk_bytes import duckdb_breakdown, group  # noqa: E402
 
-from aios_memory.client._dictionaries import DEFAULT_DICT_BYTES, train_dictionary  # noqa: E402
-from aios_memory.client.codecs import (DECODED_CACHE_BYTES, Codebook,  # noqa: E402
-                                      Dictionary, EncodedText, content_hash, encode_text)
+from aios_memory.client.codec.dictionaries import DEFAULT_DICT_BYTES, train_dictionary  # noqa: E402
+from aios_memory.client.codec.text import (
+    DECODED_CACHE_BYTES,
+    Codebook,
+    Dictionary,
+    EncodedText,
+    content_hash,
+    encode_text,
+)
 from aios_memory.client.importers import read_locomo  # noqa: E402
-from aios_memory.schemas import (DEFAULT_LIMITS, DICTIONARY_KIND,  # noqa: E402
-                                 AiosMemoryError, dictionary_id_of)
+from aios_memory.schemas import DEFAULT_LIMITS, DICTIONARY_KIND, AiosMemoryError, dictionary_id_of
 
 BENCH = "compression"
 TIER = "long_term"
@@ -188,7 +193,7 @@ def load_model() -> tuple[Any, float] | None:
     """The process's language-model codec and its load time, or None if it cannot load."""
     start = time.perf_counter()
     try:
-        from aios_memory.client._lm import load_lm_codec
+        from aios_memory.client.codec._lm import load_lm_codec
         model = load_lm_codec()
     except (ImportError, AiosMemoryError) as exc:
         log(f"  lm codec unavailable: {exc}")
@@ -318,7 +323,7 @@ def put_dictionary(client: Any, row: dict[str, Any]) -> None:
     The same put ``MemoryClient.train_dictionary`` makes; there is no public call for it,
     and training in the measured server would store the training texts there too.
     """
-    from aios_memory.client._records import rows_to_batch
+    from aios_memory.client.codec.batches import rows_to_batch
 
     client._transport.put([rows_to_batch([{**row, "hlc": 0, "origin": ""}])])
 

@@ -8,7 +8,7 @@ storage method, exactly and by numpy brute force, alone and fused with the
 server's keyword arm (``KeywordIndex``, one per conversation) by the server's
 own ``fuse`` (RRF, both arms 50 deep as the server fetches them for k=10).
 
-Binary codes come from ``aios_memory.client._binary``. Their centering mean is
+Binary codes come from ``aios_memory.client.codec.binary``. Their centering mean is
 ``none``, the conversation's own passages (``tenant``), or the passages of the
 OTHER conversations (``other``: a fixed mean that did not see this tenant, as a
 per-model constant shared by every replica would be). Centered float32 and int8
@@ -43,8 +43,8 @@ from _common import (Question, base_parser, conversation_files, emit, latency_ms
                      load_questions, locomo_turns, log, quick, recall_at,
                      summarize_recall)
 
-from aios_memory.client._binary import binary_codes, hamming_top, rescore  # noqa: E402
-from aios_memory.client.vectors import normalize_rows, quantize  # noqa: E402
+from aios_memory.client.codec.binary import binary_codes, hamming_top, rescore  # noqa: E402
+from aios_memory.client.codec.vectors import normalize_rows, quantize  # noqa: E402
 
 K = 10
 DEPTH = 50  # the server fetches max(2k, 50) from each arm before fusing
@@ -250,7 +250,7 @@ def methods(with_other: bool) -> list[Method]:
 
 def keyword_hits(c: Conversation, folder: Path) -> tuple[list[Hits], list[float]]:
     """The server's BM25 arm (its own ``KeywordIndex``), one index per conversation."""
-    from aios_memory.flight_server.keyword_index import KeywordDoc, KeywordIndex
+    from aios_memory.flight_server.search.keyword_index import KeywordDoc, KeywordIndex
 
     index = KeywordIndex(folder / c.name)
     index.apply(KeywordDoc(str(row), row, TIER, 0, text) for row, text in enumerate(c.texts))
@@ -266,7 +266,7 @@ def keyword_hits(c: Conversation, folder: Path) -> tuple[list[Hits], list[float]
 
 def run(conversations: list[Conversation], chosen: list[Method]) -> dict[str, Any]:
     """Every method on every question, taking turns question by question."""
-    from aios_memory.flight_server._search import fuse
+    from aios_memory.flight_server.search.fusion import fuse
 
     all_means = means(conversations)
     found: dict[str, dict[str, list]] = {m.name: {"alone": [], "fused": [], "s": []}

@@ -83,7 +83,7 @@ def wait_for_vectors(mem: MemoryClient, timeout: float = 600.0) -> None:
 
 def tokens(running: Any) -> dict[str, tuple[str, str]]:
     """name -> (token, tenant addressed) for the four views compared."""
-    from aios_memory.flight_server.tokens import TokenAuthority
+    from aios_memory.flight_server.auth.tokens import TokenAuthority
 
     authority = TokenAuthority(running.data_dir)
     full, _ = authority.create("alice", "full", TIERS, TIERS, 3, None)
@@ -175,8 +175,8 @@ def sealed_rows(texts: list[str], rng: np.random.Generator) -> list[dict[str, An
     """Record rows as the client makes them (zstd-coded text, an int8 vector, metadata)."""
     from datetime import datetime, timezone
 
-    from aios_memory.client.codecs import encode_text
-    from aios_memory.client.vectors import quantize
+    from aios_memory.client.codec.text import encode_text
+    from aios_memory.client.codec.vectors import quantize
     from aios_memory.schemas import new_id
 
     vectors, scales = quantize(unit(rng, len(texts)))
@@ -197,8 +197,8 @@ def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
     """Seal and open each memory once; bytes a record carries before and after."""
     import secrets
 
-    from aios_memory.client.keys import TenantKey
-    from aios_memory.client.sealing import open_row, seal_row
+    from aios_memory.client.codec.keys import TenantKey
+    from aios_memory.client.codec.sealing import open_row, seal_row
 
     key = TenantKey("alice", 1, secrets.token_bytes(32))
     rows = sealed_rows(texts[:2000], np.random.default_rng(11))

@@ -55,9 +55,9 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, emit, latency_ms, log, quick  # noqa: E402
 
-from aios_memory.client.scene_codec import Replayer, default_keyframe_every, encode_scene  # noqa: E402
-from aios_memory.client.scene_import import read_bvh, read_ucy  # noqa: E402
-from aios_memory.client.scene_model import Scene  # noqa: E402
+from aios_memory.client.scenes.codec import Replayer, default_keyframe_every, encode_scene  # noqa: E402
+from aios_memory.client.scenes.importers import read_bvh, read_ucy  # noqa: E402
+from aios_memory.client.scenes.model import Scene  # noqa: E402
 
 BENCH = "scenes"
 SNAPSHOT_RATE = 25.0

@@ -105,13 +105,13 @@ class Side:
     """One end of a round, answering as ``SyncSession.step`` does, records left out."""
 
     def __init__(self, items: Any) -> None:
-        from aios_memory.sync.reconcile import Reconciler
+        from aios_memory.sync.protocol.reconcile import Reconciler
 
         self.items, self.reconciler = items, Reconciler(items)
         self.sent: set[int] = set()  # ItemSet indexes of the records this side would send
 
     def step(self, message: Any) -> Any:
-        from aios_memory.sync.reconcile import Message
+        from aios_memory.sync.protocol.reconcile import Message
 
         outcome = self.reconciler.respond(message)
         offered = (self.reconciler.offered(ident) for ident in message.need)
@@ -127,7 +127,7 @@ def relay(a: Side, b: Side) -> dict[str, Any]:
     Bytes count what crosses the A-B link (every frame to B and back; A's
     final idle message is never sent, as in ``sync/session.py``).
     """
-    from aios_memory.sync.reconcile import Message
+    from aios_memory.sync.protocol.reconcile import Message
 
     def wire(message: Message) -> Message:
         nonlocal link_bytes, messages
@@ -187,7 +187,7 @@ def naive(ts_a: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray) -> dict[str, A
 
 def protocol_case(n: int, d: int, seed: int) -> list[dict[str, Any]]:
     """Reconciliation and naive exchange of one (n, d), checked against the true difference."""
-    from aios_memory.sync.reconcile import ItemSet
+    from aios_memory.sync.protocol.reconcile import ItemSet
 
     rng = np.random.default_rng([seed, n, d])
     plan = split(n, d, rng)
@@ -248,7 +248,7 @@ def record_batch(ts: np.ndarray, origins: list[str], rng: np.random.Generator) -
     """Replica rows (hlc and origin set, tier long_term, no vector) with short texts."""
     import pyarrow as pa
 
-    from aios_memory.client.codecs import encode_text
+    from aios_memory.client.codec.text import encode_text
     from aios_memory.schemas import RECORD_SCHEMA
 
     n = len(ts)
@@ -375,7 +375,7 @@ def counting_item_sets() -> Iterator[list[float]]:
     Wraps ``_sync_state.item_arrays`` (the SQL with a SHA-256 per row) for
     the duration; both servers run in this process, so both are counted.
     """
-    from aios_memory.flight_server import _sync_state
+    from aios_memory.flight_server.sync import _state as _sync_state
 
     original, builds = _sync_state.item_arrays, []
 

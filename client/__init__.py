@@ -32,7 +32,7 @@ from aios_memory.schemas.errors import (
     UnsupportedVersionError,
 )
 
-from ._models import Hit, Memory
+from ._results import Hit, Memory
 from .client import MemoryClient
 from .importers import MemoryInput
 

@@ -25,8 +25,8 @@ from aios_memory.schemas import (
     InvalidValueError,
 )
 
-from . import _records
-from .codecs import EncodedText, content_hash
+from aios_memory.client.codec import batches
+from aios_memory.client.codec.text import EncodedText, content_hash
 
 if TYPE_CHECKING:
     from .client import MemoryClient
@@ -103,7 +103,7 @@ def _recompress_chunk(client: MemoryClient, rows: list[dict[str, Any]], codec: s
                         "payload": new.payload, "hlc": 0, "origin": ""})
     if not changed:
         return
-    acks = client._upload([_records.rows_to_batch(part) for part in _records.chunk_rows(changed)],
+    acks = client._upload([batches.rows_to_batch(part) for part in batches.chunk_rows(changed)],
                           reencode=True)
     # The server acks a row it refused (edited or forgotten meanwhile) with hlc 0.
     kept = sum(1 for ack in acks for hlc in ack.hlcs if hlc)

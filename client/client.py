@@ -30,9 +30,9 @@ from aios_memory.schemas import (
 )
 
 from . import _records
-from . import vectors as _vectors
+from aios_memory.client.codec import vectors as _vectors
 from ._codec_policy import parse_codec_policy
-from ._dictionaries import (
+from aios_memory.client.codec.dictionaries import (
     MIN_SAMPLES,
     RETRAIN_GROWTH,
     DictionaryBook,
@@ -41,14 +41,20 @@ from ._dictionaries import (
     train_dictionary,
 )
 from ._recompress import RecompressReport, recompress
-from ._models import Hit, Memory, hits_from_table, memories_from_table, with_text
-from .codecs import MIN_COMPRESS_BYTES, Codebook, EncodedText, encode_text, utf8
-from ._tls import PemSource, tls_options
-from .keys import KeyStore, check_encrypt_at
-from .sealing import Sealer
-from ._transport import Transport
+from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
+from aios_memory.client.codec.text import (
+    MIN_COMPRESS_BYTES,
+    Codebook,
+    EncodedText,
+    encode_text,
+    utf8,
+)
+from aios_memory.client.transport.tls import PemSource, tls_options
+from aios_memory.client.codec.keys import KeyStore, check_encrypt_at
+from aios_memory.client.codec.sealing import Sealer
+from aios_memory.client.transport.flight import Transport
 from .importers import MemoryInput
-from ._scene_memory import SceneMemory, scene_id_of
+from aios_memory.client.scenes.memory import SceneMemory, scene_id_of
 from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
 
 __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]

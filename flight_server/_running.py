@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from aios_memory.client.keys import KeyStore
+from aios_memory.client.codec.keys import KeyStore
 from aios_memory.schemas import InvalidValueError
 
-from .audit import AuditLog
-from .auth import resolve_token
-from .duckdb_store import DuckDBStore
-from ._lake_uri import parse_lake
-from .store import Store
+from aios_memory.flight_server.auth.audit import AuditLog
+from aios_memory.flight_server.auth.middleware import resolve_token
+from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.store.base import Store
 from .embedder import make_embedder
 from .server import MemoryFlightServer
-from ._tls import server_tls_kwargs
+from aios_memory.flight_server.auth.tls import server_tls_kwargs
 from .settings import ServerSettings
-from .tokens import TokenAuthority
-from .vector_index import HnswParams
+from aios_memory.flight_server.auth.tokens import TokenAuthority
+from aios_memory.flight_server.search.vector_index import HnswParams
 
 __all__ = ["RunningServer", "start_server"]
 
@@ -50,7 +50,7 @@ def _open_store(settings: ServerSettings) -> Store:
     wall = (lambda: int(time.time() * 1000) + offset) if offset else None
     if settings.lake is not None:
         try:
-            from .lake_store import LakeStore  # Lance is imported only by a lake replica
+            from aios_memory.flight_server.lake.store import LakeStore  # Lance is imported only by a lake replica
         except ImportError as exc:
             raise InvalidValueError(f"--lake needs the [lake] extra ({exc.name} is missing): "
                                     "pip install 'ai-os-memory[lake]'", field="lake") from None

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from aios_memory.client.vectors import normalize_rows
+from aios_memory.client.codec.vectors import normalize_rows
 from aios_memory.schemas import EmbedderError
 
 __all__ = ["Embedder", "LocalE5Embedder", "OpenAIEmbedder", "make_embedder",

@@ -6,13 +6,11 @@ now, a lakehouse later) accepts exactly the same records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from aios_memory.client.vectors import normalize_rows, quantize
+from aios_memory.client.codec.vectors import normalize_rows, quantize
 from aios_memory.schemas import (
     RECORD_SCHEMA,
     Grant,
@@ -22,34 +20,13 @@ from aios_memory.schemas import (
 )
 from aios_memory.schemas.validate import check_unique_ids
 
-from ._access import check_reader_lists, check_rows
-from ._payloads import PayloadTexts
-from ._sealed_vectors import SealedVector, vectors_of
+from aios_memory.flight_server.auth.access import check_reader_lists, check_rows
+from aios_memory.flight_server.store.payloads import PayloadTexts
+from aios_memory.flight_server.store.base import PreparedWrite
+from aios_memory.flight_server.store.sealed_vectors import vectors_of
 from .embedder import Embedder
 
-__all__ = ["PreparedWrite", "prepare_write", "dequantize"]
-
-
-@dataclass
-class PreparedWrite:
-    """A put's records (embeddings filled where the server could) and their texts.
-
-    ``texts[i]`` is None for tombstones, dictionaries and rows in ``deferred``
-    (lm-coded texts the store indexes in the background, see ``_payloads``).
-    ``batch_sizes`` lets acks follow the client's batches. ``reencode``: the
-    rows are new encodings of stored versions (``REENCODE_PATH``). ``sealed``: the
-    vectors of sealed rows this server opened, by row number, kept out of the records
-    (see ``_sealed_vectors``); ``opened``: those rows as opened, by row number, whose
-    filterable fields are kept apart too (``_sealed_fields``).
-    """
-
-    records: pa.Table
-    texts: list[str | None]
-    batch_sizes: list[int]
-    reencode: bool = False
-    deferred: frozenset[int] = frozenset()
-    sealed: dict[int, SealedVector] = field(default_factory=dict)
-    opened: dict[int, dict[str, Any]] = field(default_factory=dict)
+__all__ = ["prepare_write"]
 
 
 def prepare_write(batches: list[pa.RecordBatch], embedder: Embedder | None,
@@ -101,10 +78,3 @@ def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder)
         table = table.set_column(index, RECORD_SCHEMA.field(name),
                                  pa.array(values, RECORD_SCHEMA.field(name).type))
     return table
-
-
-def dequantize(embeddings: pa.Array, scales: pa.Array) -> np.ndarray:
-    """``(n, dim)`` float32 from int8 lists and their scales (all one dimension)."""
-    flat = embeddings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    matrix = flat.reshape(len(embeddings), -1)
-    return matrix * scales.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]

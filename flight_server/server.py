@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from aios_memory.client.vectors import normalize
+from aios_memory.client.codec.vectors import normalize
 from aios_memory.schemas import (
     ACTIONS,
     DEFAULT_TENANT,
@@ -46,18 +46,24 @@ from aios_memory.schemas import (
     SyncProtocolError,
     validate_record_schema,
 )
-from aios_memory.sync.frames import encode_frame, read_frame
-from aios_memory.sync.reconcile import Message
+from aios_memory.sync.protocol.frames import encode_frame, read_frame
+from aios_memory.sync.protocol.reconcile import Message
 
-from ._access import check_sync, grant_of as _grant_of, public_stats, read_view, who as _who
+from aios_memory.flight_server.auth.access import (
+    check_sync,
+    grant_of as _grant_of,
+    public_stats,
+    read_view,
+    who as _who,
+)
 from ._flight_errors import flight_errors
-from .audit import AuditLog
-from .auth import TokenAuthMiddlewareFactory
-from .tokens import TokenAuthority
+from aios_memory.flight_server.auth.audit import AuditLog
+from aios_memory.flight_server.auth.middleware import TokenAuthMiddlewareFactory
+from aios_memory.flight_server.auth.tokens import TokenAuthority
 from .embedder import Embedder
-from ._sync_session import SyncSession
+from aios_memory.flight_server.sync.session import SyncSession
 from .ingest import prepare_write
-from .store import Store
+from aios_memory.flight_server.store.base import Store
 
 __all__ = ["MemoryFlightServer", "SERVER_VERSION"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aios_memory.client.keys import default_keys_dir
+from aios_memory.client.codec.keys import default_keys_dir
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PORT,
@@ -20,8 +20,8 @@ from aios_memory.schemas import (
     parse_sync_tiers,
 )
 
-from ._lake_uri import parse_lake
-from ._tls import check_server_tls
+from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.auth.tls import check_server_tls
 from .embedder import EMBEDDERS
 
 __all__ = ["ServerSettings", "SETTINGS_HELP"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from aios_memory.client.cli import CONTEXT, read_token, tls_client_options
+from aios_memory.client.cli.kit import CONTEXT, read_token, tls_client_options
 from aios_memory.client.client import DEFAULT_URI
 from aios_memory.schemas import DEFAULT_TENANT, TIERS, AiosMemoryError
 

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from aios_memory.client._tls import PemSource, tls_options
-from aios_memory.client._transport import Transport
+from aios_memory.client.transport.tls import PemSource, tls_options
+from aios_memory.client.transport.flight import Transport
 from aios_memory.schemas import (
     RECORD_SCHEMA,
     AuthenticationError,
@@ -23,8 +23,8 @@ from aios_memory.schemas import (
     SyncSummary,
 )
 
-from .frames import Control, Incoming, encode_frame, read_frame
-from .reconcile import Message
+from aios_memory.sync.protocol.frames import Control, Incoming, encode_frame, read_frame
+from aios_memory.sync.protocol.reconcile import Message
 
 __all__ = ["FlightReplica", "Exchange", "DEFAULT_SYNC_TIMEOUT"]
 

@@ -26,8 +26,8 @@ from aios_memory.schemas import (
     new_id,
 )
 
-from .reconcile import Message
-from .frames import Incoming
+from aios_memory.sync.protocol.reconcile import Message
+from aios_memory.sync.protocol.frames import Incoming
 from .replica import Exchange, FlightReplica
 
 __all__ = ["SyncReport", "sync_once", "SyncStopped"]

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from aios_memory.flight_server.tokens import TokenAuthority
+from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.schemas import (
     READERS_KEY,
     TIERS,

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from aios_memory.client.codecs import encode_text
+from aios_memory.client.codec.text import encode_text
 from aios_memory.schemas import PUT_PATH, RECORD_SCHEMA, PutAck, PutCommit, new_id
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow.flight as flight
 import pytest
 
-from aios_memory.flight_server.audit import AuditLog
-from aios_memory.flight_server.tokens import TokenAuthority
+from aios_memory.flight_server.auth.audit import AuditLog
+from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.schemas import (
     TIERS,
     IdsRequest,

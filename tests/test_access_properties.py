@@ -137,7 +137,7 @@ def test_garbage_tickets_and_descriptors_return_nothing(world: dict[str, Any]) -
 
 # -- leakage ------------------------------------------------------------------------------------
 def test_a_query_equal_to_another_tenants_secret_finds_nothing_of_theirs(start: Any) -> None:
-    from aios_memory.flight_server.tokens import TokenAuthority
+    from aios_memory.flight_server.auth.tokens import TokenAuthority
 
     running = start("leak")
     secret_text = "the vault code is 4417 zebra"
@@ -151,7 +151,7 @@ def test_a_query_equal_to_another_tenants_secret_finds_nothing_of_theirs(start: 
 
 
 def test_result_counts_do_not_depend_on_data_the_caller_cannot_see(start: Any) -> None:
-    from aios_memory.flight_server.tokens import TokenAuthority
+    from aios_memory.flight_server.auth.tokens import TokenAuthority
 
     answers = []
     for hidden in (0, 40):

@@ -11,9 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aios_memory.client import _binary
-from aios_memory.client._binary import (binary_codes, code_bytes, hamming_distances,
-                                        hamming_top, rescore)
+from aios_memory.client.codec import binary as _binary
+from aios_memory.client.codec.binary import (
+    binary_codes,
+    code_bytes,
+    hamming_distances,
+    hamming_top,
+    rescore,
+)
 from aios_memory.schemas import InvalidVectorError
 
 
@@ -195,7 +200,7 @@ def test_docstring_examples_run():
 
 
 def test_the_module_imports_no_server_code():
-    code = ("import aios_memory.client._binary, sys; "
+    code = ("import aios_memory.client.codec.binary, sys; "
             "bad = [m for m in sys.modules if m.startswith(('duckdb', 'hnswlib', 'tantivy', "
             "'aios_memory.flight_server'))]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

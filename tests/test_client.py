@@ -17,8 +17,9 @@ from aios_memory.client import (
     MemoryClient,
     MemoryInput,
     UnknownTierError,
-    _records,
 )
+from aios_memory.client import _records
+from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
 from aios_memory.schemas import DEFAULT_LIMITS, RECORD_SCHEMA, TIERS
 
 
@@ -130,7 +131,7 @@ def test_large_write_is_split_and_fully_stored(client: MemoryClient) -> None:
 def test_retried_put_is_idempotent(client: MemoryClient) -> None:
     items = [MemoryInput(text="retry me")]
     defaults = _records.Defaults(tenant="default", embed_model="external")
-    batch = _records.rows_to_batch(list(_records.encode_rows(items, [None], defaults)))
+    batch = rows_to_batch(list(_records.encode_rows(items, [None], defaults)))
     first = client._transport.put([batch])
     second = client._transport.put([batch])
     assert first[0].ids == second[0].ids
@@ -181,7 +182,7 @@ def test_server_side_errors_arrive_as_their_class(client: MemoryClient) -> None:
         client.remember("eight", embeddings=_vectors(1, dim=8))
     with pytest.raises(EmbedderError):  # the test server has no embedder
         client.recall("tea", mode="vector")
-    row = _records.rows_to_batch(list(_records.encode_rows(
+    row = rows_to_batch(list(_records.encode_rows(
         [MemoryInput(text="t")], [None], _records.Defaults("default", "external")))).to_pylist()
     row[0]["tier"] = "attic"  # skip local checks: the server must refuse it too
     batch = pa.RecordBatch.from_pylist(row, schema=RECORD_SCHEMA)

@@ -34,11 +34,12 @@ from aios_memory.client import (
     ServerInternalError,
     TextTooLargeError,
     UnknownTierError,
-    _records,
-    vectors,
 )
-from aios_memory.client._models import hits_from_table, memories_from_table, with_text
-from aios_memory.client.cli import _load_plugin, main
+from aios_memory.client import _records
+from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client.codec import vectors
+from aios_memory.client._results import hits_from_table, memories_from_table, with_text
+from aios_memory.client.cli.main import _load_plugin, main
 from aios_memory.client.importers import MemoryInput
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
@@ -73,7 +74,7 @@ def offline() -> Iterator[MemoryClient]:
 def _batch(texts: list[str], vectors: Any = None, **fields: Any) -> pa.RecordBatch:
     items = [MemoryInput(text=t, **fields) for t in texts]
     prepared = _records.prepare_embeddings(vectors, len(items))
-    return _records.rows_to_batch(list(_records.encode_rows(items, prepared, DEFAULTS)))
+    return rows_to_batch(list(_records.encode_rows(items, prepared, DEFAULTS)))
 
 
 # -- records and local validation -------------------------------------------------
@@ -172,10 +173,10 @@ def test_quantized_column_decodes_to_the_unit_vector() -> None:
 def test_batches_and_puts_are_split_by_rows_and_bytes() -> None:
     rows = list(_records.encode_rows([MemoryInput(text=f"t{i}") for i in range(5000)],
                                      [None] * 5000, DEFAULTS))
-    assert [len(c) for c in _records.chunk_rows(rows)] == [4096, 904]
+    assert [len(c) for c in chunk_rows(rows)] == [4096, 904]
     big = [dict(r, payload=b"x" * 1_000_000) for r in rows[:20]]
-    assert [len(c) for c in _records.chunk_rows(big)] == [8, 8, 4]
-    batches = [_records.rows_to_batch(rows[i:i + 10]) for i in range(0, 100, 10)]
+    assert [len(c) for c in chunk_rows(big)] == [8, 8, 4]
+    batches = [rows_to_batch(rows[i:i + 10]) for i in range(0, 100, 10)]
     assert [len(g) for g in _records.plan_puts(batches, max_rows=35)] == [3, 3, 3, 1]
 
 
@@ -379,7 +380,7 @@ def test_client_never_imports_the_server() -> None:
 
 def test_all_matches_public_names() -> None:
     public = {n for n in vars(client_pkg) if not n.startswith("_")}
-    modules = {"client", "codecs", "importers", "cli", "vectors", "keys", "sealing",
+    modules = {"client", "codec", "transport", "scenes", "importers", "cli",
                "scene_codec", "scene_model", "scene_import", "scene_render"}
     assert set(client_pkg.__all__) == public - modules
     assert {"MemoryClient", "Hit", "Memory", "MemoryInput", "AiosMemoryError"} <= public

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aios_memory.client import MemoryClient
-from aios_memory.client._dictionaries import train_dictionary
+from aios_memory.client.codec.dictionaries import train_dictionary
 from aios_memory.client.cli import main
-from aios_memory.client.codecs import (
+from aios_memory.client.codec.text import (
     Codebook,
     Dictionary,
     EncodedText,

@@ -21,8 +21,8 @@ except ImportError as exc:
     pytest.skip("llama-cpp-python is not installed (the [lm] extra)", allow_module_level=True)
 
 from aios_memory.client import MemoryClient
-from aios_memory.client._lm import load_lm_codec
-from aios_memory.client.codecs import Codebook, content_hash
+from aios_memory.client.codec._lm import load_lm_codec
+from aios_memory.client.codec.text import Codebook, content_hash
 from aios_memory.flight_server import RunningServer
 from aios_memory.schemas import CODEC_LM, CODEC_ZSTD_DICT, CodecMismatchError
 from aios_memory.sync import FlightReplica, sync_once

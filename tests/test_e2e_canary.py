@@ -36,10 +36,10 @@ import pytest
 import tantivy
 
 from aios_memory.client import MemoryClient
-from aios_memory.client.codecs import Dictionary, decode_payload
-from aios_memory.client.keys import KeyStore
+from aios_memory.client.codec.text import Dictionary, decode_payload
+from aios_memory.client.codec.keys import KeyStore
 from aios_memory.flight_server import LocalE5Embedder, RunningServer
-from aios_memory.flight_server.duckdb_store import DB_FILE
+from aios_memory.flight_server.store.duckdb_store import DB_FILE
 from aios_memory.sync import FlightReplica, SyncReport, sync_once
 
 WINDOW = 32

@@ -37,11 +37,18 @@ import pytest
 
 from aios_memory.client import MemoryClient
 from aios_memory.client import _records
-from aios_memory.client.codecs import decode_text
+from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client.codec.text import decode_text
 from aios_memory.client.importers import MemoryInput
 from aios_memory.flight_server import RunningServer, ServerSettings, start_server
 from aios_memory.schemas import (
-    DEFAULT_LIMITS, ERROR_CLASSES, PUT_PATH, RECORD_SCHEMA, PutAck, PutCommit, decode_error,
+    DEFAULT_LIMITS,
+    ERROR_CLASSES,
+    PUT_PATH,
+    RECORD_SCHEMA,
+    PutAck,
+    PutCommit,
+    decode_error,
     validate_record_batch,
 )
 
@@ -114,7 +121,7 @@ def base_batches() -> list[pa.RecordBatch]:
         tenant="default", embed_model="external", tier="long_term")))
     for number, row in enumerate(rows):  # fixed ids and times: the same bytes every run
         row.update(id=f"0190f5a2-0000-7000-8000-{number:012d}", created_at=CREATED_AT)
-    return [_records.rows_to_batch(rows[:3]), _records.rows_to_batch(rows[3:])]
+    return [rows_to_batch(rows[:3]), rows_to_batch(rows[3:])]
 
 
 def send(uri: str, batches: list[pa.RecordBatch]) -> tuple[str, list[PutAck]]:

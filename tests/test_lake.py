@@ -25,9 +25,9 @@ import pyarrow as pa
 import pytest
 
 from aios_memory.client import MemoryClient
-from aios_memory.flight_server._group_commit import GroupCommit
-from aios_memory.flight_server._lake_uri import parse_lake
-from aios_memory.flight_server.lake_store import LakeStore
+from aios_memory.flight_server.store.group_commit import GroupCommit
+from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.lake.store import LakeStore
 from aios_memory.schemas import RECORD_SCHEMA, InvalidValueError, InvalidVectorError
 from aios_memory.sync import FlightReplica, sync_once
 
@@ -164,7 +164,7 @@ def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path,
         two_tenants = pa.concat_tables([row, row.set_column(
             row.schema.get_field_index("tenant"), RECORD_SCHEMA.field("tenant"),
             pa.array(["bo"]))])
-        from aios_memory.flight_server.ingest import PreparedWrite
+        from aios_memory.flight_server.store.base import PreparedWrite
         with pytest.raises(InvalidValueError):
             store.put(PreparedWrite(two_tenants, [None, None], [2]))
 

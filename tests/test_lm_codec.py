@@ -31,7 +31,7 @@ except ImportError as exc:
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aios_memory.client._lm import (
+from aios_memory.client.codec._lm import (
     LanguageModelCodec,
     LmSettings,
     _Walk,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios_memory.client.codecs import decode_text, encode_text
-from aios_memory.flight_server.duckdb_store import DuckDBStore
+from aios_memory.client.codec.text import decode_text, encode_text
+from aios_memory.flight_server.store.duckdb_store import DuckDBStore
 from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.schemas import (
     DEFAULT_LIMITS,

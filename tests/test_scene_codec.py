@@ -16,16 +16,27 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aios_memory.client import _scene_container as container
-from aios_memory.client import _scene_knots as knots_codec
-from aios_memory.client.scene_codec import (
-    EncodedScene, Replayer, decode_scene, default_keyframe_every, default_predictor, encode_scene,
+from aios_memory.client.scenes import _container as container
+from aios_memory.client.scenes import _knots as knots_codec
+from aios_memory.client.scenes.codec import (
+    EncodedScene,
+    Replayer,
+    decode_scene,
+    default_keyframe_every,
+    default_predictor,
+    encode_scene,
     scene_hash,
 )
-from aios_memory.client.scene_model import Event, Scene, SceneObject, Track
+from aios_memory.client.scenes.model import Event, Scene, SceneObject, Track
 from aios_memory.schemas import (
-    EPISODE_SCHEMA, SCENE_SCHEMAS, AiosMemoryError, CorruptDataError, InvalidValueError,
-    LimitExceededError, SceneErrorBoundError, UnsupportedVersionError,
+    EPISODE_SCHEMA,
+    SCENE_SCHEMAS,
+    AiosMemoryError,
+    CorruptDataError,
+    InvalidValueError,
+    LimitExceededError,
+    SceneErrorBoundError,
+    UnsupportedVersionError,
 )
 
 SETTINGS = settings(max_examples=150, deadline=None,

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aios_memory.client import scene_import
-from aios_memory.client.scene_import import (
+from aios_memory.client.scenes import importers as scene_import
+from aios_memory.client.scenes.importers import (
     check_generated,
     generate_scene,
     read_bvh,
     read_ucy,
     scene_hash,
 )
-from aios_memory.client.scene_model import EVENT_TYPES, Scene
+from aios_memory.client.scenes.model import EVENT_TYPES, Scene
 from aios_memory.schemas.errors import CorruptDataError, InvalidValueError
 
 # Frames step by 10 (2.5 Hz). Agent 1: frames 100..150 with 120 missing (a short gap, filled).

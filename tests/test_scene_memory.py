@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from aios_memory.client import MemoryClient
 from aios_memory.client.cli import main
-from aios_memory.client.scene_codec import Replayer, encode_scene
-from aios_memory.client.scene_model import Event, Scene, SceneObject, Track
+from aios_memory.client.scenes.codec import Replayer, encode_scene
+from aios_memory.client.scenes.model import Event, Scene, SceneObject, Track
 from aios_memory.schemas import NotFoundError
 from aios_memory.sync import FlightReplica, sync_once
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aios_memory.client import scene_render
-from aios_memory.client.scene_import import generate_scene
-from aios_memory.client.scene_model import ObjectState, Scene, SceneObject, Track
-from aios_memory.client.scene_render import (
+from aios_memory.client.scenes import render as scene_render
+from aios_memory.client.scenes.importers import generate_scene
+from aios_memory.client.scenes.model import ObjectState, Scene, SceneObject, Track
+from aios_memory.client.scenes.render import (
     StateAt,
     render_frame,
     render_gif,

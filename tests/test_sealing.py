@@ -24,18 +24,20 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from aios_memory.client import MemoryClient, MemoryInput, _records
-from aios_memory.client._key_codes import (
+from aios_memory.client import MemoryClient, MemoryInput
+from aios_memory.client import _records
+from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client.codec._key_codes import (
     key_id_of,
     new_transfer_code,
     parse_recovery_code,
     recovery_code,
 )
-from aios_memory.client._key_commands import keys as keys_command
+from aios_memory.client.cli.key_commands import keys as keys_command
 from aios_memory.client.cli import main
-from aios_memory.client.codecs import Codebook
-from aios_memory.client.keys import KeyStore, TenantKey
-from aios_memory.client.sealing import check_sealed, open_row, seal_row
+from aios_memory.client.codec.text import Codebook
+from aios_memory.client.codec.keys import KeyStore, TenantKey
+from aios_memory.client.codec.sealing import check_sealed, open_row, seal_row
 from aios_memory.flight_server import RunningServer, ServerSettings
 from aios_memory.schemas import (
     CODEC_SEALED,
@@ -301,7 +303,7 @@ def test_tampering_is_refused_by_a_device_put_and_by_the_client(client: MemoryCl
     a, b = (client.sealer.seal(row) for row in rows_for(client, ["Ada's secret", "Bob's secret"]))
     swapped = {**a, "payload": b["payload"], "content_hash": b["content_hash"]}
     with pytest.raises(TamperedError, match=a["id"]) as refused:
-        client._transport.put([_records.rows_to_batch([swapped])])
+        client._transport.put([rows_to_batch([swapped])])
     assert refused.value.code == "TAMPERED"
     client.sealer.write([a], client._upload)
     [first] = client.get(a["id"])
@@ -309,7 +311,7 @@ def test_tampering_is_refused_by_a_device_put_and_by_the_client(client: MemoryCl
     client.sealer.write([edited], client._upload)
     replayed = {**a, "hlc": edited["hlc"] + 1}  # the old version under a newer hlc
     with pytest.raises(TamperedError):
-        client._transport.put([_records.rows_to_batch([replayed])])
+        client._transport.put([rows_to_batch([replayed])])
     with pytest.raises(TamperedError):
         client.codebook.open(replayed)
     assert [m.text for m in client.get(a["id"])] == ["Ada's new secret"] != [first.text]
@@ -324,7 +326,7 @@ def test_a_lying_cloud_is_caught_by_the_device_it_syncs_to(start: Callable[..., 
         a, b = rows
         # The cloud cannot tell a swap or a replay from a real version: it stores them.
         with connect(cloud) as liar:
-            liar._transport.put([_records.rows_to_batch(
+            liar._transport.put([rows_to_batch(
                 [{**a, "payload": b["payload"], "content_hash": b["content_hash"],
                   "hlc": a["hlc"] + 5}])])
         with pytest.raises(TamperedError, match=a["id"]):

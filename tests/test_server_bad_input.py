@@ -14,7 +14,12 @@ import pytest
 import zstandard
 
 from aios_memory.schemas import (
-    RECORD_SCHEMA, ERROR_CLASSES, Limits, ScanRequest, SearchRequest, decode_error,
+    RECORD_SCHEMA,
+    ERROR_CLASSES,
+    Limits,
+    ScanRequest,
+    SearchRequest,
+    decode_error,
 )
 
 from _wire import action, batch_of, put, record_columns, scan_all
@@ -388,14 +393,14 @@ def test_more_bad_puts_are_refused_with_their_code_and_change_nothing(seeded, ma
 
 
 def test_the_client_refuses_an_id_twice_before_sending():
-    from aios_memory.client import _records
+    from aios_memory.client.codec.batches import rows_to_batch
     from aios_memory.schemas import DuplicateIdError
 
     cols = record_columns(["one", "two"])
     rows = [{name: values[i] for name, values in cols.items()} for i in range(2)]
     rows[1]["id"] = rows[0]["id"]
     with pytest.raises(DuplicateIdError) as excinfo:
-        _records.rows_to_batch(rows)
+        rows_to_batch(rows)
     assert excinfo.value.detail["rows"] == [0, 1]
 
 
@@ -454,7 +459,7 @@ def test_puts_over_the_row_and_byte_limits_are_refused(start):
 
 
 def test_the_client_will_not_send_a_batch_over_its_write_size_limit(server):
-    from aios_memory.client._transport import WRITE_SIZE_LIMIT, Transport
+    from aios_memory.client.transport.flight import WRITE_SIZE_LIMIT, Transport
     from aios_memory.schemas import LimitExceededError
 
     batch = _plain(b"w" * (200 * 1024), WRITE_SIZE_LIMIT // (200 * 1024) + 8)

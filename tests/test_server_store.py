@@ -181,7 +181,7 @@ def test_hybrid_ranking_on_a_small_corpus(server_factory):
 
 
 def _texts(table: pa.Table) -> list[str]:
-    from aios_memory.client.codecs import decode_text
+    from aios_memory.client.codec.text import decode_text
 
     return [decode_text(c, p, s, max_bytes=1 << 20) for c, p, s in zip(
         *(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")))]

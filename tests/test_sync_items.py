@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from aios_memory.flight_server import DuckDBStore
-from aios_memory.flight_server._item_cache import ItemCache
-from aios_memory.flight_server._sync_state import item_arrays
+from aios_memory.flight_server.sync._item_cache import ItemCache
+from aios_memory.flight_server.sync._state import item_arrays
 from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.schemas import DEFAULT_LIMITS
-from aios_memory.sync.reconcile import ItemSet, item_id
+from aios_memory.sync.protocol.reconcile import ItemSet, item_id
 
 from _wire import batch_of, record_columns
 
@@ -76,7 +76,7 @@ def test_the_kept_item_set_follows_every_kind_of_write(tmp_path: Path, seed: int
 
 
 def test_a_large_backlog_is_rebuilt_not_merged(tmp_path: Path, monkeypatch):
-    from aios_memory.flight_server import _item_cache
+    from aios_memory.flight_server.sync import _item_cache
 
     monkeypatch.setattr(_item_cache, "REBUILD_AFTER", 10)
     store = DuckDBStore(tmp_path / "data")

@@ -34,7 +34,7 @@ from aios_memory.schemas import (
     TierPolicyError,
     decode_error,
 )
-from aios_memory.sync.frames import (
+from aios_memory.sync.protocol.frames import (
     FRAME_CONTROL,
     FRAME_MESSAGE,
     MAX_BATCHES_PER_MESSAGE,
@@ -42,7 +42,7 @@ from aios_memory.sync.frames import (
     encode_frame,
     read_frame,
 )
-from aios_memory.sync.reconcile import (
+from aios_memory.sync.protocol.reconcile import (
     FINGERPRINT,
     IDLIST,
     INFINITY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aios_memory.flight_server.vector_index import HnswParams, VectorIndex
+from aios_memory.flight_server.search.vector_index import HnswParams, VectorIndex
 
 from conftest import unit_vectors
 
@@ -62,7 +62,7 @@ def test_saved_index_reloads_and_reconciles(tmp_path):
 @pytest.mark.parametrize("overfetch", [True, False])
 def test_broad_filters_match_brute_force(tmp_path, monkeypatch, overfetch):
     """Over 4,096 allowed rows: over-fetch and filter, or hnswlib's own filter as fallback."""
-    from aios_memory.flight_server import vector_index
+    from aios_memory.flight_server.search import vector_index
 
     if not overfetch:
         monkeypatch.setattr(vector_index, "OVERFETCH_MIN_FRACTION", 1.1)

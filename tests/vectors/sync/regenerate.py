@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from aios_memory.schemas import AiosMemoryError, SyncFinish, hlc_pack
-from aios_memory.sync.frames import decode_frame, encode_frame
-from aios_memory.sync.reconcile import (
+from aios_memory.sync.protocol.frames import decode_frame, encode_frame
+from aios_memory.sync.protocol.reconcile import (
     FINGERPRINT,
     IDLIST,
     INFINITY,
