@@ -19,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,15 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
 
 def emit(bench: str, params: dict[str, Any], **result: Any) -> dict[str, Any]:
     """Print one result as one JSON line on stdout, with parameters and versions."""
-    line = {"bench": bench, **result, "params": params, "versions": versions(),
-            "code": code_state(), "loadavg": _loadavg(), "quick": quick()}
+    line = {
+        "bench": bench,
+        **result,
+        "params": params,
+        "versions": versions(),
+        "code": code_state(),
+        "loadavg": _loadavg(),
+        "quick": quick(),
+    }
     print(json.dumps(line, default=_jsonable), flush=True)
     return line
 
@@ -68,8 +76,19 @@ def code_state() -> dict[str, Any]:
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
         return done.stdout.rstrip("\n")
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no",
-                                         "--", "flight_server", "client", "schemas").splitlines()]
+
+    changed = [
+        line[3:]
+        for line in git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            "flight_server",
+            "client",
+            "schemas",
+        ).splitlines()
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD"), "changed": changed}
 
 
@@ -92,10 +111,13 @@ def _jsonable(value: Any) -> Any:
 def latency_ms(seconds: Sequence[float]) -> dict[str, float]:
     """p50, p99, mean and max of a list of durations in seconds, as milliseconds."""
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 4),
-            "p99_ms": round(float(np.percentile(ms, 99)), 4),
-            "mean_ms": round(float(ms.mean()), 4),
-            "max_ms": round(float(ms.max()), 4), "n": int(ms.size)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "max_ms": round(float(ms.max()), 4),
+        "n": int(ms.size),
+    }
 
 
 def time_each(fn: Callable[[Any], Any], inputs: Iterable[Any]) -> tuple[list[float], list[Any]]:
@@ -112,13 +134,16 @@ def base_parser(description: str, data: bool = False) -> argparse.ArgumentParser
     """An argument parser with ``--data`` (when the script reads real data)."""
     parser = argparse.ArgumentParser(description=description)
     if data:
-        parser.add_argument("--data", default=DEFAULT_DATA,
-                            help="folder of LoCoMo conversation JSON files "
-                                 f"(default {DEFAULT_DATA})")
+        parser.add_argument(
+            "--data",
+            default=DEFAULT_DATA,
+            help=f"folder of LoCoMo conversation JSON files (default {DEFAULT_DATA})",
+        )
     return parser
 
 
 # --- LoCoMo ---------------------------------------------------------------
+
 
 @dataclass
 class Question:
@@ -158,8 +183,9 @@ def normalize_dia_ids(raw: Iterable[str]) -> set[str]:
     return ids
 
 
-def load_questions(path: str | Path, known_ids: set[str],
-                   categories: Sequence[int] = DEFAULT_CATEGORIES) -> list[Question]:
+def load_questions(
+    path: str | Path, known_ids: set[str], categories: Sequence[int] = DEFAULT_CATEGORIES
+) -> list[Question]:
     """Questions of ``categories`` whose evidence names at least one turn of the conversation.
 
     Evidence ids that name no turn (3 in the dev set) are dropped: no engine can
@@ -170,8 +196,9 @@ def load_questions(path: str | Path, known_ids: set[str],
     for qa in json.loads(path.read_text(encoding="utf-8"))["qa"]:
         evidence = normalize_dia_ids(qa.get("evidence", [])) & known_ids
         if qa.get("category") in categories and evidence:
-            questions.append(Question(path.stem, qa["question"], qa["category"],
-                                      frozenset(evidence)))
+            questions.append(
+                Question(path.stem, qa["question"], qa["category"], frozenset(evidence))
+            )
     return questions
 
 
@@ -180,8 +207,9 @@ def recall_at(found: Sequence[str], evidence: frozenset[str], k: int) -> float:
     return len(evidence.intersection(found[:k])) / len(evidence)
 
 
-def summarize_recall(rows: Sequence[tuple[Question, list[str]]],
-                     ks: Sequence[int] = (5, 10)) -> dict[str, Any]:
+def summarize_recall(
+    rows: Sequence[tuple[Question, list[str]]], ks: Sequence[int] = (5, 10)
+) -> dict[str, Any]:
     """Mean recall@k over questions, overall and per category."""
     out: dict[str, Any] = {"questions": len(rows)}
     for k in ks:
@@ -189,8 +217,10 @@ def summarize_recall(rows: Sequence[tuple[Question, list[str]]],
     by_category: dict[str, Any] = {}
     for category in sorted({q.category for q, _ in rows}):
         subset = [(q, f) for q, f in rows if q.category == category]
-        by_category[str(category)] = {"questions": len(subset), **{
-            f"recall@{k}": _mean([recall_at(f, q.evidence, k) for q, f in subset]) for k in ks}}
+        by_category[str(category)] = {
+            "questions": len(subset),
+            **{f"recall@{k}": _mean([recall_at(f, q.evidence, k) for q, f in subset]) for k in ks},
+        }
     out["by_category"] = by_category
     return out
 
@@ -200,6 +230,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 # --- the server -------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def running_server(data_dir: str | Path | None = None, **settings: Any) -> Iterator[Any]:

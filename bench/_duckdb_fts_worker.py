@@ -18,14 +18,21 @@ from pathlib import Path
 import duckdb
 from duckdb_extensions import import_extension
 
-_QUERY = ("SELECT row, score FROM (SELECT row, fts_main_turns.match_bm25(row, ?) AS score "
-          "FROM turns) WHERE score IS NOT NULL ORDER BY score DESC LIMIT ?")
+_QUERY = (
+    "SELECT row, score FROM (SELECT row, fts_main_turns.match_bm25(row, ?) AS score "
+    "FROM turns) WHERE score IS NOT NULL ORDER BY score DESC LIMIT ?"
+)
 
 
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
     """A connection to a database file with ``fts`` loaded from the local wheel."""
-    con = duckdb.connect(str(path), config={"extension_directory": str(path.parent / "ext"),
-                                            "autoinstall_known_extensions": False})
+    con = duckdb.connect(
+        str(path),
+        config={
+            "extension_directory": str(path.parent / "ext"),
+            "autoinstall_known_extensions": False,
+        },
+    )
     import_extension("fts", con=con)
     con.sql("LOAD fts")
     return con

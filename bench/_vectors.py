@@ -29,8 +29,9 @@ class Dataset:
     query_texts: list[str]
 
 
-def clustered_unit_vectors(rng: np.random.Generator, centres: np.ndarray, n: int,
-                           spread: float) -> np.ndarray:
+def clustered_unit_vectors(
+    rng: np.random.Generator, centres: np.ndarray, n: int, spread: float
+) -> np.ndarray:
     """``n`` unit vectors, each a random centre plus gaussian noise."""
     picks = rng.integers(0, len(centres), size=n)
     points = centres[picks] + rng.normal(0.0, spread, size=(n, centres.shape[1]))
@@ -47,7 +48,7 @@ def random_texts(rng: np.random.Generator, n: int, low: int, high: int) -> list[
     words = rng.choice(_VOCABULARY, size=int(lengths.sum()), p=weights)
     texts, start = [], 0
     for length in lengths:
-        texts.append(" ".join(_word(w) for w in words[start:start + length]))
+        texts.append(" ".join(_word(w) for w in words[start : start + length]))
         start += length
     return texts
 
@@ -63,30 +64,40 @@ def _word(number: int) -> str:
     return "".join(syllables) + "x"
 
 
-def make_dataset(n: int, queries: int, *, dim: int = DEFAULT_DIM, centres: int = DEFAULT_CENTRES,
-                 spread: float = DEFAULT_SPREAD, seed: int = 0) -> Dataset:
+def make_dataset(
+    n: int,
+    queries: int,
+    *,
+    dim: int = DEFAULT_DIM,
+    centres: int = DEFAULT_CENTRES,
+    spread: float = DEFAULT_SPREAD,
+    seed: int = 0,
+) -> Dataset:
     """A seeded dataset; the same arguments always give the same data."""
     rng = np.random.default_rng(seed)
     middle = rng.normal(0.0, 1.0, size=(centres, dim))
     middle /= np.linalg.norm(middle, axis=1, keepdims=True)
-    return Dataset(vectors=clustered_unit_vectors(rng, middle, n, spread),
-                   texts=random_texts(rng, n, 6, 16),
-                   groups=rng.integers(0, GROUPS, size=n),
-                   queries=clustered_unit_vectors(rng, middle, queries, spread),
-                   query_texts=random_texts(rng, queries, 2, 4))
+    return Dataset(
+        vectors=clustered_unit_vectors(rng, middle, n, spread),
+        texts=random_texts(rng, n, 6, 16),
+        groups=rng.integers(0, GROUPS, size=n),
+        queries=clustered_unit_vectors(rng, middle, queries, spread),
+        query_texts=random_texts(rng, queries, 2, 4),
+    )
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int,
-                rows: np.ndarray | None = None) -> np.ndarray:
+def exact_top_k(
+    vectors: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+) -> np.ndarray:
     """Row numbers of the exact ``k`` nearest by cosine (inputs are unit vectors)."""
     pool = vectors if rows is None else vectors[rows]
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), 256):
-        sims = queries[start:start + 256] @ pool.T
+        sims = queries[start : start + 256] @ pool.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
         best = np.take_along_axis(top, order, axis=1)
-        out[start:start + 256] = best if rows is None else rows[best]
+        out[start : start + 256] = best if rows is None else rows[best]
     return out
 
 

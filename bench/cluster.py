@@ -34,13 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import base_parser, emit, latency_ms, log, quick  # noqa: E402
-from _s3_server import credentials_env, lake_uri, s3_server  # noqa: E402
+from support.s3_server import credentials_env, lake_uri, s3_server  # noqa: E402
 
 BENCH = "cluster"
 # Where the servers' logs are kept after a run (``--logs``): a stall can be read there.
@@ -48,7 +49,8 @@ LOGS: Path | None = None
 TOKEN = "bench-token"
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 
-_WORKER = r"""
+_WORKER = (
+    r"""
 import json, sys, time
 import numpy as np
 from aios_memory.client import MemoryClient
@@ -75,7 +77,9 @@ while time.monotonic() < stop:
         errors.append(type(exc).__name__)
     n += 1
 print(json.dumps({"latencies": latencies, "errors": errors}))
-""" % TOKEN
+"""
+    % TOKEN
+)
 
 
 def _wait_for_uri(proc: subprocess.Popen, log_path: Path) -> str:
@@ -97,10 +101,27 @@ def server(data: Path, lake: str | None, staleness_ms: float = 0) -> Iterator[st
     log_path = data.parent / f"{data.name}.log"
     extra = ["--lake", lake, "--max-staleness-ms", str(staleness_ms)] if lake else []
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([*AIMEM, "serve", "--data", str(data), "--port", "0",
-                                 "--embedder", "none", "--role", "cloud", "--token", TOKEN,
-                                 "--checkpoint-seconds", "0", *extra], stderr=out,
-                                env={**os.environ, **credentials_env()})
+        proc = subprocess.Popen(
+            [
+                *AIMEM,
+                "serve",
+                "--data",
+                str(data),
+                "--port",
+                "0",
+                "--embedder",
+                "none",
+                "--role",
+                "cloud",
+                "--token",
+                TOKEN,
+                "--checkpoint-seconds",
+                "0",
+                *extra,
+            ],
+            stderr=out,
+            env={**os.environ, **credentials_env()},
+        )
     try:
         yield _wait_for_uri(proc, log_path)
     finally:
@@ -118,17 +139,41 @@ def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str
     every writer and reader on one tenant, through every replica; ``affinity``: each
     writer its own tenant, always through the same replica (as a router by tenant would),
     each reader a tenant of its replica."""
+
     def tenant(i: int) -> str:
         return "bench" if layout == "shared" else f"t{i}"
 
-    procs = [("writer", subprocess.Popen([sys.executable, "-c", _WORKER, "writer",
-                                          uris[i % len(uris)], f"w{i}", str(seconds), tenant(i)],
-                                         stdout=subprocess.PIPE, text=True))
-             for i in range(writers)]
-    procs += [("reader", subprocess.Popen([sys.executable, "-c", _WORKER, "reader", uri,
-                                          f"r{i}", str(seconds), tenant(i)],
-                                         stdout=subprocess.PIPE, text=True))
-              for i, uri in enumerate(uris)]
+    procs = [
+        (
+            "writer",
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    "writer",
+                    uris[i % len(uris)],
+                    f"w{i}",
+                    str(seconds),
+                    tenant(i),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for i in range(writers)
+    ]
+    procs += [
+        (
+            "reader",
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, "reader", uri, f"r{i}", str(seconds), tenant(i)],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for i, uri in enumerate(uris)
+    ]
     times: dict[str, list[float]] = {"writer": [], "reader": []}
     errors: dict[str, list[str]] = {"writer": [], "reader": []}
     for role, proc in procs:
@@ -136,11 +181,16 @@ def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str
         report = json.loads(out.strip().splitlines()[-1])
         times[role] += report["latencies"]
         errors[role] += report["errors"]
-    return {"acked_per_s": round(len(times["writer"]) / seconds, 1),
-            "acked": len(times["writer"]), "write": latency_ms(times["writer"]),
-            "recall": latency_ms(times["reader"]),
-            "errors": {role: sorted(set(e)) and {name: e.count(name) for name in set(e)}
-                       for role, e in errors.items()}}
+    return {
+        "acked_per_s": round(len(times["writer"]) / seconds, 1),
+        "acked": len(times["writer"]),
+        "write": latency_ms(times["writer"]),
+        "recall": latency_ms(times["reader"]),
+        "errors": {
+            role: sorted(set(e)) and {name: e.count(name) for name in set(e)}
+            for role, e in errors.items()
+        },
+    }
 
 
 def lake_commits(lake: str) -> int:
@@ -150,8 +200,10 @@ def lake_commits(lake: str) -> int:
     from aios_memory.flight_server.lake.uri import parse_lake
 
     location = parse_lake(lake)
-    return sum(TenantLog(location, "", uri=f"{location.root}/tenants/{name}").latest_version()
-               for name in LakeObjects(location).datasets("tenants"))
+    return sum(
+        TenantLog(location, "", uri=f"{location.root}/tenants/{name}").latest_version()
+        for name in LakeObjects(location).datasets("tenants")
+    )
 
 
 def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
@@ -160,8 +212,8 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
     import numpy as np
 
     from aios_memory.client import MemoryClient
-    from aios_memory.flight_server.lake.uri import parse_lake
     from aios_memory.flight_server.lake.store import LakeStore
+    from aios_memory.flight_server.lake.uri import parse_lake
 
     rng = np.random.default_rng(1)
     with server(root / "loader", lake) as uri:
@@ -169,9 +221,14 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
         for start in range(0, memories, 500):
             count = min(500, memories - start)
             vectors = rng.normal(size=(count, 64))
-            client.remember([f"memory {start + i} of a long life, the river and the market"
-                             for i in range(count)], tier="long_term",
-                            embeddings=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+            client.remember(
+                [
+                    f"memory {start + i} of a long life, the river and the market"
+                    for i in range(count)
+                ],
+                tier="long_term",
+                embeddings=vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+            )
     with contextlib.closing(LakeStore(parse_lake(lake), root / "compactor")) as store:
         store.compact_tenants(min_fragments=2)
         log_ = store.fresh("cold").log
@@ -185,10 +242,13 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
         client.recall("the river", embedding=vectors[0].tolist(), k=10)
         recall_ms = (time.perf_counter() - start) * 1000
         cache_bytes = sum(p.stat().st_size for p in (root / "cold").rglob("*") if p.is_file())
-    return {"memories": found, "first_answer_s": round(first, 3),
-            "first_recall_ms": round(recall_ms, 2),
-            "lake_bytes_per_memory": round(lake_bytes / found, 1),
-            "replica_cache_bytes_per_memory": round(cache_bytes / found, 1)}
+    return {
+        "memories": found,
+        "first_answer_s": round(first, 3),
+        "first_recall_ms": round(recall_ms, 2),
+        "lake_bytes_per_memory": round(lake_bytes / found, 1),
+        "replica_cache_bytes_per_memory": round(cache_bytes / found, 1),
+    }
 
 
 def _dataset_bytes(path: str, lake: str) -> int:
@@ -205,8 +265,12 @@ def main() -> None:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--writers", type=int, default=6)
-    parser.add_argument("--cold-memories", type=int, default=20_000,
-                        help="memories in the tenant a new replica starts cold on")
+    parser.add_argument(
+        "--cold-memories",
+        type=int,
+        default=20_000,
+        help="memories in the tenant a new replica starts cold on",
+    )
     parser.add_argument("--logs", type=Path, help="keep every server's log here")
     args = parser.parse_args()
     global LOGS
@@ -220,24 +284,47 @@ def main() -> None:
         for layout in ("shared", "affinity"):
             log(f"embedded, {layout}")
             with server(root / f"embedded-{layout}", None) as uri:
-                emit(BENCH, {**params, "mode": "embedded", "replicas": 1, "layout": layout},
-                     kind="run", **load([uri], args.writers, seconds, layout))
+                emit(
+                    BENCH,
+                    {**params, "mode": "embedded", "replicas": 1, "layout": layout},
+                    kind="run",
+                    **load([uri], args.writers, seconds, layout),
+                )
             for replicas, staleness in ((1, 0), (2, 0), (3, 0), (1, 250), (3, 250)):
                 log(f"lake, {replicas} replicas, {layout}, staleness {staleness} ms")
                 lake = lake_uri(endpoint, f"bench-{layout}-{replicas}-{staleness}")
                 with contextlib.ExitStack() as stack:
-                    uris = [stack.enter_context(server(
-                        root / f"lake-{layout}-{replicas}-{staleness}-{i}", lake, staleness))
-                        for i in range(replicas)]
+                    uris = [
+                        stack.enter_context(
+                            server(
+                                root / f"lake-{layout}-{replicas}-{staleness}-{i}", lake, staleness
+                            )
+                        )
+                        for i in range(replicas)
+                    ]
                     result = load(uris, args.writers, seconds, layout)
-                emit(BENCH, {**params, "mode": f"lake-{replicas}", "replicas": replicas,
-                             "layout": layout, "max_staleness_ms": staleness},
-                     kind="run", lake_commits=lake_commits(lake), **result)
+                emit(
+                    BENCH,
+                    {
+                        **params,
+                        "mode": f"lake-{replicas}",
+                        "replicas": replicas,
+                        "layout": layout,
+                        "max_staleness_ms": staleness,
+                    },
+                    kind="run",
+                    lake_commits=lake_commits(lake),
+                    **result,
+                )
         lake = lake_uri(endpoint, "bench-cold")
         memories = 500 if quick() else args.cold_memories
         log(f"cold start, {memories} memories")
-        emit(BENCH, {**params, "mode": "lake-cold-start", "memories": memories},
-             kind="cold_start", **cold_start(root, lake, memories))
+        emit(
+            BENCH,
+            {**params, "mode": "lake-cold-start", "memories": memories},
+            kind="cold_start",
+            **cold_start(root, lake, memories),
+        )
 
 
 if __name__ == "__main__":

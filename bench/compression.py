@@ -38,17 +38,29 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (base_parser, connect, dir_bytes, emit, latency_ms,  # noqa: E402
-                     load_questions, locomo_turns, log, quick, running_server, time_each)
+from _common import (  # noqa: E402
+    base_parser,
+    connect,
+    dir_bytes,
+    emit,
+    latency_ms,
+    load_questions,
+    locomo_turns,
+    log,
+    quick,
+    running_server,
+    time_each,
+)
 from disk_bytes import duckdb_breakdown, group  # noqa: E402
 
 from aios_memory.client.codec.dictionaries import DEFAULT_DICT_BYTES, train_dictionary  # noqa: E402
@@ -98,12 +110,16 @@ class Codec:
 
 # --- data -------------------------------------------------------------------------------
 
+
 def load_turns(files: Sequence[Path], whole: bool = False) -> list[Turn]:
     """Every turn of ``files`` in order (in quick mode the first ``QUICK_TURNS`` of each,
     unless ``whole``: dictionaries train on whole conversations even then)."""
     read = read_locomo if whole else locomo_turns
-    return [Turn(item.text, item.text.encode("utf-8"), item.agent, item)
-            for path in files for item in read(path)]
+    return [
+        Turn(item.text, item.text.encode("utf-8"), item.agent, item)
+        for path in files
+        for item in read(path)
+    ]
 
 
 def spread(turns: Sequence[Turn], count: int) -> list[Turn]:
@@ -125,23 +141,44 @@ def split(data: str, train: int) -> tuple[list[Path], list[Path]]:
 
 # --- codecs -----------------------------------------------------------------------------
 
+
 def row_of(encoded: Any, turn: Turn) -> dict[str, Any]:
     """The record fields ``Codebook.decode`` reads, for one encoded turn."""
-    return {"codec": encoded.codec, "dict_id": encoded.dict_id, "payload": encoded.payload,
-            "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
-            "agent": turn.agent, "id": turn.item.metadata.get("dia_id")}
+    return {
+        "codec": encoded.codec,
+        "dict_id": encoded.dict_id,
+        "payload": encoded.payload,
+        "raw_size": encoded.raw_size,
+        "content_hash": encoded.content_hash,
+        "agent": turn.agent,
+        "id": turn.item.metadata.get("dia_id"),
+    }
 
 
-def project_codec(name: str, policy: str, dictionary: Dictionary | None = None,
-                  lm: Any = None, info: dict[str, Any] | None = None) -> Codec:
+def project_codec(
+    name: str,
+    policy: str,
+    dictionary: Dictionary | None = None,
+    lm: Any = None,
+    info: dict[str, Any] | None = None,
+) -> Codec:
     """``encode_text`` with ``policy``, decoded by a ``Codebook`` that knows the dictionary."""
     book = Codebook(lambda _id: dictionary, lm=(lambda: lm) if lm is not None else None)
 
     def encode(turn: Turn) -> dict[str, Any]:
-        return row_of(encode_text(turn.text, codec=policy, dictionary=dictionary, lm=lm,
-                                  agent=turn.agent), turn)
-    return Codec(name, encode, lambda row: book.decode(row, max_bytes=MAX_BYTES), info or {},
-                 book, dictionary)
+        return row_of(
+            encode_text(turn.text, codec=policy, dictionary=dictionary, lm=lm, agent=turn.agent),
+            turn,
+        )
+
+    return Codec(
+        name,
+        encode,
+        lambda row: book.decode(row, max_bytes=MAX_BYTES),
+        info or {},
+        book,
+        dictionary,
+    )
 
 
 def raw_codec() -> Codec:
@@ -150,14 +187,18 @@ def raw_codec() -> Codec:
 
     def encode(turn: Turn) -> dict[str, Any]:
         return row_of(EncodedText("none", turn.raw, len(turn.raw), content_hash(turn.raw)), turn)
+
     return Codec("none", encode, lambda row: book.decode(row, max_bytes=MAX_BYTES), book=book)
 
 
 def stock_zstd() -> Codec:
     """zstd level 3 with its stock frame (magic, content size, no fallback to raw)."""
     compressor, decompressor = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
-    return Codec("zstd-stock-frame", lambda t: {"payload": compressor.compress(t.raw)},
-                 lambda row: decompressor.decompress(row["payload"]))
+    return Codec(
+        "zstd-stock-frame",
+        lambda t: {"payload": compressor.compress(t.raw)},
+        lambda row: decompressor.decompress(row["payload"]),
+    )
 
 
 def trained(samples: list[bytes], kb: int) -> Dictionary:
@@ -180,12 +221,21 @@ def fast_codecs(train: list[Turn]) -> list[Codec]:
     codecs = [raw_codec(), project_codec("zstd", "zstd"), stock_zstd()]
     for kb in DICT_KB:
         dictionary = trained(samples, kb)
-        codecs.append(project_codec(f"zstd-dict-{kb}k", "zstd-dict", dictionary,
-                                    info={"dict_bytes": len(dictionary.data)}))
+        codecs.append(
+            project_codec(
+                f"zstd-dict-{kb}k",
+                "zstd-dict",
+                dictionary,
+                info={"dict_bytes": len(dictionary.data)},
+            )
+        )
     default = client_dictionary(samples)
     if default is not None:
-        codecs.append(project_codec("zstd-dict-client", "zstd-dict", default,
-                                    info={"dict_bytes": len(default.data)}))
+        codecs.append(
+            project_codec(
+                "zstd-dict-client", "zstd-dict", default, info={"dict_bytes": len(default.data)}
+            )
+        )
     return codecs
 
 
@@ -194,6 +244,7 @@ def load_model() -> tuple[Any, float] | None:
     start = time.perf_counter()
     try:
         from aios_memory.client.codec._lm import load_lm_codec
+
         model = load_lm_codec()
     except (ImportError, AiosMemoryError) as exc:
         log(f"  lm codec unavailable: {exc}")
@@ -203,19 +254,23 @@ def load_model() -> tuple[Any, float] | None:
 
 # --- measuring --------------------------------------------------------------------------
 
+
 def safe(decode: Callable[[dict[str, Any]], bytes]) -> Callable[[dict[str, Any]], bytes | None]:
     """``decode`` that returns None instead of raising (a failure, counted as not lossless)."""
+
     def run(row: dict[str, Any]) -> bytes | None:
         try:
             return decode(row)
         except (AiosMemoryError, zstandard.ZstdError) as exc:
             log(f"  decode failed for {row.get('id')}: {exc}")
             return None
+
     return run
 
 
-def measure(codec: Codec, turns: Sequence[Turn], warm_up: bool = True
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], list[float]]:
+def measure(
+    codec: Codec, turns: Sequence[Turn], warm_up: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[float]]:
     """Encode and decode every turn; the summary, the rows and the decode durations."""
     if warm_up:  # compressors are made on first use (a short text skips them): time the rest
         codec.decode(codec.encode(max(turns, key=lambda t: len(t.raw))))
@@ -225,20 +280,32 @@ def measure(codec: Codec, turns: Sequence[Turn], warm_up: bool = True
     return summary(codec, turns, rows, encode_s, decode_s, failures), rows, decode_s
 
 
-def summary(codec: Codec, turns: Sequence[Turn], rows: list[dict[str, Any]],
-            encode_s: list[float], decode_s: list[float], failures: int) -> dict[str, Any]:
+def summary(
+    codec: Codec,
+    turns: Sequence[Turn],
+    rows: list[dict[str, Any]],
+    encode_s: list[float],
+    decode_s: list[float],
+    failures: int,
+) -> dict[str, Any]:
     """The figures of one codec line."""
     raw = sum(len(t.raw) for t in turns)
     stored = sum(len(r["payload"]) for r in rows)
     used = Counter(row.get("codec", codec.name) for row in rows)
     ratio = raw / stored
-    return {"codec": codec.name, "memories": len(turns), "ratio": round(ratio, 4),
-            "bits_per_byte": round(8 / ratio, 4),
-            "bytes_per_memory": round(stored / len(turns), 2),
-            "raw_bytes_per_memory": round(raw / len(turns), 2),
-            "encode_ms": _ms(encode_s), "decode_ms": _ms(decode_s),
-            "lossless": {"checked": len(turns), "failures": failures},
-            "stored_as": dict(used), **codec.info}
+    return {
+        "codec": codec.name,
+        "memories": len(turns),
+        "ratio": round(ratio, 4),
+        "bits_per_byte": round(8 / ratio, 4),
+        "bytes_per_memory": round(stored / len(turns), 2),
+        "raw_bytes_per_memory": round(raw / len(turns), 2),
+        "encode_ms": _ms(encode_s),
+        "decode_ms": _ms(decode_s),
+        "lossless": {"checked": len(turns), "failures": failures},
+        "stored_as": dict(used),
+        **codec.info,
+    }
 
 
 def _ms(seconds: Sequence[float]) -> dict[str, float] | None:
@@ -248,8 +315,9 @@ def _ms(seconds: Sequence[float]) -> dict[str, float] | None:
     return {"mean": found["mean_ms"], "p99": found["p99_ms"], "p50": found["p50_ms"]}
 
 
-def run_codecs(codecs: list[Codec], turns: list[Turn], scope: str, params: dict[str, Any]
-               ) -> list[dict[str, Any]]:
+def run_codecs(
+    codecs: list[Codec], turns: list[Turn], scope: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Measure and emit one line per codec on ``turns``."""
     lines = []
     for codec in codecs:
@@ -259,12 +327,22 @@ def run_codecs(codecs: list[Codec], turns: list[Turn], scope: str, params: dict[
     return lines
 
 
-def run_lm(model: Any, load_s: float, dictionary: Dictionary, turns: list[Turn],
-           params: dict[str, Any]) -> list[dict[str, Any]]:
+def run_lm(
+    model: Any, load_s: float, dictionary: Dictionary, turns: list[Turn], params: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The model's line on the subset (with its fallbacks), then what recall pays to decode."""
-    codec = project_codec("lm", "lm", dictionary, model,
-                          info={"model": model.describe(), "fingerprint": model.fingerprint,
-                                "load_s": round(load_s, 2), "dict_bytes": len(dictionary.data)})
+    codec = project_codec(
+        "lm",
+        "lm",
+        dictionary,
+        model,
+        info={
+            "model": model.describe(),
+            "fingerprint": model.fingerprint,
+            "load_s": round(load_s, 2),
+            "dict_bytes": len(dictionary.data),
+        },
+    )
     log(f"  subset: lm on {len(turns)} memories (encode, verify, decode)")
     result, rows, cold_s = measure(codec, turns, warm_up=False)
     result["fell_back"] = sum(1 for r in rows if r["codec"] != "lm")
@@ -273,8 +351,9 @@ def run_lm(model: Any, load_s: float, dictionary: Dictionary, turns: list[Turn],
     return [line, emit(BENCH, params, kind="recall_decode", **recall)]
 
 
-def recall_decode(book: Codebook, rows: list[dict[str, Any]], cold_s: list[float],
-                  turns: list[Turn]) -> dict[str, Any]:
+def recall_decode(
+    book: Codebook, rows: list[dict[str, Any]], cold_s: list[float], turns: list[Turn]
+) -> dict[str, Any]:
     """Cold decode (the model's, measured above) against cached decode of the same lm rows.
 
     Hits are decoded one after another (``hits_from_table``), so ten cold hits cost the sum
@@ -284,13 +363,21 @@ def recall_decode(book: Codebook, rows: list[dict[str, Any]], cold_s: list[float
     warm_s, backs = time_each(lambda i: book.decode(rows[i], max_bytes=MAX_BYTES), chosen)
     wrong = sum(back != turns[i].raw for back, i in zip(backs, chosen, strict=True))
     cold = [cold_s[i] for i in chosen]
-    tens = [sum(cold[i:i + HITS]) for i in range(0, len(cold) - HITS + 1, HITS)]
-    return {"codec": "lm", "memories": len(chosen), "cold_decode_ms": _ms(cold),
-            "warm_decode_ms": _ms(warm_s), "hits": HITS, "hits_cold_ms": _ms(tens),
-            "warm_failures": wrong, "cache_bytes": DECODED_CACHE_BYTES}
+    tens = [sum(cold[i : i + HITS]) for i in range(0, len(cold) - HITS + 1, HITS)]
+    return {
+        "codec": "lm",
+        "memories": len(chosen),
+        "cold_decode_ms": _ms(cold),
+        "warm_decode_ms": _ms(warm_s),
+        "hits": HITS,
+        "hits_cold_ms": _ms(tens),
+        "warm_failures": wrong,
+        "cache_bytes": DECODED_CACHE_BYTES,
+    }
 
 
 # --- all-in bytes through a real server ---------------------------------------------------
+
 
 @dataclass
 class Store:
@@ -306,12 +393,17 @@ class Store:
 
 def held_out_dictionary_row(train: list[Turn]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train a dictionary the way a client does, in a throwaway server holding ``train``."""
-    with running_server(embedder="none", checkpoint_seconds=0) as running, \
-            connect(running, timeout=3600.0) as client:
+    with (
+        running_server(embedder="none", checkpoint_seconds=0) as running,
+        connect(running, timeout=3600.0) as client,
+    ):
         client.remember_many([t.item for t in train], tier=TIER)
         report = client.train_dictionary(TIER, force=True)
-        rows = [row for batch in client.iter_records(TIER, kind=DICTIONARY_KIND)
-                for row in batch.to_pylist()]
+        rows = [
+            row
+            for batch in client.iter_records(TIER, kind=DICTIONARY_KIND)
+            for row in batch.to_pylist()
+        ]
     if not rows:
         raise SystemExit(f"the client kept no dictionary: {report.reason}")
     return rows[-1], report.as_dict()
@@ -333,8 +425,10 @@ def import_test(store: Store, row: dict[str, Any], lm_count: int) -> dict[str, A
     dictionary: the first ``lm_count`` in one call, the rest a second later, so that
     ``recompress(older_than=...)`` can take just the first ones."""
     items = [t.item for t in store.test]
-    with running_server(store.data_dir, embedder="local", checkpoint_seconds=0) as running, \
-            connect(running, timeout=3600.0) as client:
+    with (
+        running_server(store.data_dir, embedder="local", checkpoint_seconds=0) as running,
+        connect(running, timeout=3600.0) as client,
+    ):
         put_dictionary(client, row)
         start = time.perf_counter()
         store.ids = client.remember_many(items[:lm_count], tier=TIER)
@@ -343,51 +437,67 @@ def import_test(store: Store, row: dict[str, Any], lm_count: int) -> dict[str, A
             time.sleep(1.0)
             store.ids += client.remember_many(items[lm_count:], tier=TIER)
         seconds = time.perf_counter() - start
-        return {"import_s": round(seconds, 1), **inspect(client, store),
-                "recall": recall_times(running, store)}
+        return {
+            "import_s": round(seconds, 1),
+            **inspect(client, store),
+            "recall": recall_times(running, store),
+        }
 
 
 def recompress_lm(store: Store) -> dict[str, Any]:
     """Reopen the data directory and ``recompress(tier, "lm")`` the first memories imported."""
-    with running_server(store.data_dir, embedder="local", checkpoint_seconds=0) as running, \
-            connect(running, timeout=3600.0) as client:
+    with (
+        running_server(store.data_dir, embedder="local", checkpoint_seconds=0) as running,
+        connect(running, timeout=3600.0) as client,
+    ):
         assert store.lm_cut is not None
         older = datetime.now(timezone.utc) - store.lm_cut
         report = client.recompress(TIER, "lm", older_than=older, progress=_progress)
-        return {"recompress": report.as_dict(), **inspect(client, store),
-                "recall": recall_times(running, store)}
+        return {
+            "recompress": report.as_dict(),
+            **inspect(client, store),
+            "recall": recall_times(running, store),
+        }
 
 
 def _progress(report: Any) -> None:
-    log(f"    recompress: {report.scanned} scanned, {report.reencoded} re-encoded, "
-        f"{report.seconds} s")
+    log(
+        f"    recompress: {report.scanned} scanned, {report.reencoded} re-encoded, "
+        f"{report.seconds} s"
+    )
 
 
 def inspect(client: Any, store: Store) -> dict[str, Any]:
     """Payload bytes and codecs as stored, server stats, and a checked sample of texts."""
-    rows = [r for b in client.iter_records(TIER) for r in b.to_pylist()
-            if r["kind"] != DICTIONARY_KIND]
+    rows = [
+        r for b in client.iter_records(TIER) for r in b.to_pylist() if r["kind"] != DICTIONARY_KIND
+    ]
     store.codec_of = {row["id"]: row["codec"] for row in rows}
     sizes: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         sizes[row["codec"]].append(len(row["payload"]))
     payload = sum(len(r["payload"]) for r in rows)
-    return {"stored_as": {codec: len(found) for codec, found in sizes.items()},
-            "payload_bytes_by_codec": {codec: round(float(np.mean(found)), 2)
-                                       for codec, found in sizes.items()},
-            "payload_bytes_per_memory": round(payload / len(rows), 2),
-            "stats": client.stats(), "sample_checked": check_sample(client, store)}
+    return {
+        "stored_as": {codec: len(found) for codec, found in sizes.items()},
+        "payload_bytes_by_codec": {
+            codec: round(float(np.mean(found)), 2) for codec, found in sizes.items()
+        },
+        "payload_bytes_per_memory": round(payload / len(rows), 2),
+        "stats": client.stats(),
+        "sample_checked": check_sample(client, store),
+    }
 
 
 def check_sample(client: Any, store: Store, count: int = 20) -> dict[str, int]:
     """``scan(ids=...)`` and ``get`` of ``count`` memories: texts equal to the originals?"""
-    picked = [(store.ids[i], store.test[i].text)
-              for i in range(0, len(store.ids), max(1, len(store.ids) // count))]
+    picked = [
+        (store.ids[i], store.test[i].text)
+        for i in range(0, len(store.ids), max(1, len(store.ids) // count))
+    ]
     want = dict(picked)
     scanned = client.scan(TIER, ids=list(want)).to_pylist()
     got = client.get(list(want))
-    bad = sum(r["text"] != want[r["id"]] for r in scanned) + \
-        sum(m.text != want[m.id] for m in got)
+    bad = sum(r["text"] != want[r["id"]] for r in scanned) + sum(m.text != want[m.id] for m in got)
     return {"asked": len(want), "scanned": len(scanned), "got": len(got), "mismatches": bad}
 
 
@@ -396,15 +506,22 @@ def recall_times(running: Any, store: Store, queries: int = 20) -> dict[str, Any
     cache empty), then the same questions again (lm hits come from the cache)."""
     questions = test_questions(store)[:queries]
     with connect(running, timeout=3600.0) as fresh:
+
         def ask(question: str) -> list[Any]:
             return fresh.recall(question, k=HITS, tier=TIER, mode="keyword")
+
         cold, hits = time_each(ask, questions)
         warm, _ = time_each(ask, questions)
     text_of = {i: t.text for i, t in zip(store.ids, store.test, strict=True)}
     found = [hit for hits_ in hits for hit in hits_]
-    return {"queries": len(questions), "cold_ms": _ms(cold), "warm_ms": _ms(warm),
-            "hits": len(found), "lm_hits": sum(store.codec_of.get(h.id) == "lm" for h in found),
-            "text_mismatches": sum(h.text != text_of.get(h.id) for h in found)}
+    return {
+        "queries": len(questions),
+        "cold_ms": _ms(cold),
+        "warm_ms": _ms(warm),
+        "hits": len(found),
+        "lm_hits": sum(store.codec_of.get(h.id) == "lm" for h in found),
+        "text_mismatches": sum(h.text != text_of.get(h.id) for h in found),
+    }
 
 
 def test_questions(store: Store) -> list[str]:
@@ -413,8 +530,10 @@ def test_questions(store: Store) -> list[str]:
     for turn in store.test:
         meta = turn.item.metadata
         known.setdefault(meta["conversation"], set()).add(meta["dia_id"])
-    lists = [[q.text for q in load_questions(Path(store.data) / f"{name}.json", ids)]
-             for name, ids in known.items()]
+    lists = [
+        [q.text for q in load_questions(Path(store.data) / f"{name}.json", ids)]
+        for name, ids in known.items()
+    ]
     return [q for round_ in zip(*lists) for q in round_]
 
 
@@ -424,12 +543,18 @@ def disk(data_dir: Path, memories: int) -> dict[str, Any]:
     database = data_dir / "memory.duckdb"
     blocks = duckdb_breakdown(database)
     compact = compacted_bytes(database, blocks["block_size"])
-    return {"bytes_per_memory_all_in": round(total / memories, 1), "total_bytes": total,
-            "breakdown": group(breakdown, memories), "duckdb": blocks,
-            "duckdb_rows": table_rows(database), "files": breakdown,
-            "duckdb_compacted_bytes": compact,
-            "bytes_per_memory_all_in_compacted": round(
-                (total - database.stat().st_size + compact) / memories, 1)}
+    return {
+        "bytes_per_memory_all_in": round(total / memories, 1),
+        "total_bytes": total,
+        "breakdown": group(breakdown, memories),
+        "duckdb": blocks,
+        "duckdb_rows": table_rows(database),
+        "files": breakdown,
+        "duckdb_compacted_bytes": compact,
+        "bytes_per_memory_all_in_compacted": round(
+            (total - database.stat().st_size + compact) / memories, 1
+        ),
+    }
 
 
 def table_rows(database: Path) -> dict[str, int]:
@@ -439,8 +564,7 @@ def table_rows(database: Path) -> dict[str, int]:
     con = duckdb.connect(str(database), read_only=True)
     try:
         names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        return {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                for name in names}
+        return {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}
     finally:
         con.close()
 
@@ -462,8 +586,9 @@ def compacted_bytes(database: Path, block_size: int) -> int:
         return copy.stat().st_size
 
 
-def all_in(train: list[Turn], test: list[Turn], data: str, lm_count: int,
-           params: dict[str, Any]) -> None:
+def all_in(
+    train: list[Turn], test: list[Turn], data: str, lm_count: int, params: dict[str, Any]
+) -> None:
     """Both all-in lines: the default policy, then (``lm_count`` > 0) after
     ``recompress(tier, "lm")`` of the first ``lm_count`` test memories."""
     log("all-in: training a dictionary in a throwaway server")
@@ -472,27 +597,46 @@ def all_in(train: list[Turn], test: list[Turn], data: str, lm_count: int,
         store = Store(Path(folder) / "data", data, test)
         log(f"all-in: importing {len(test)} test memories (embedder local)")
         first = import_test(store, row, lm_count)
-        emit(BENCH, params, kind="all_in", codec="zstd-dict", memories=len(test),
-             dictionary=training, **first, **disk(store.data_dir, len(test)))
+        emit(
+            BENCH,
+            params,
+            kind="all_in",
+            codec="zstd-dict",
+            memories=len(test),
+            dictionary=training,
+            **first,
+            **disk(store.data_dir, len(test)),
+        )
         if not lm_count:
             return
         log(f"all-in: recompress the first {lm_count} to lm")
         second = recompress_lm(store)
         lm_coded = second["stored_as"].get("lm", 0)
-        emit(BENCH, params, kind="all_in", codec="lm", memories=len(test),
-             lm_fraction=round(lm_coded / len(test), 4), **second,
-             **disk(store.data_dir, len(test)))
+        emit(
+            BENCH,
+            params,
+            kind="all_in",
+            codec="lm",
+            memories=len(test),
+            lm_fraction=round(lm_coded / len(test), 4),
+            **second,
+            **disk(store.data_dir, len(test)),
+        )
 
 
 # --- the plot ---------------------------------------------------------------------------
+
 
 def _points(lines: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
     """(label, decode ms, bytes, ratio) per codec on the subset, and lm from its cache
     (from the run with the largest subset, where a file holds several runs)."""
     largest = max(ln["params"]["lm_memories"] for ln in lines)
     lines = [ln for ln in lines if ln["params"]["lm_memories"] == largest]
-    found = [(ln["codec"], ln["decode_ms"]["mean"], ln["bytes_per_memory"], ln["ratio"])
-             for ln in lines if ln.get("kind") == "codec" and ln["scope"] == "subset"]
+    found = [
+        (ln["codec"], ln["decode_ms"]["mean"], ln["bytes_per_memory"], ln["ratio"])
+        for ln in lines
+        if ln.get("kind") == "codec" and ln["scope"] == "subset"
+    ]
     lm = next((p for p in found if p[0] == "lm"), None)
     for line in lines:
         if line.get("kind") == "recall_decode" and lm is not None:
@@ -503,14 +647,20 @@ def _points(lines: list[dict[str, Any]]) -> list[tuple[str, float, float, float]
 def plot(lines: list[dict[str, Any]], path: Path) -> None:
     """Bytes per memory against mean decode ms per memory, one point per codec (subset)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     markers = "os^vD<>Pp*X"
     for number, (name, x, y, ratio) in enumerate(_points(lines)):
-        ax.scatter([max(x, 1e-4)], [y], s=42, marker=markers[number % len(markers)],
-                   label=f"{name}: {ratio:.2f}x, {y:.0f} B")
+        ax.scatter(
+            [max(x, 1e-4)],
+            [y],
+            s=42,
+            marker=markers[number % len(markers)],
+            label=f"{name}: {ratio:.2f}x, {y:.0f} B",
+        )
     ax.axvline(TARGET_DECODE_MS, color="grey", linestyle="--", linewidth=1)
     ax.text(TARGET_DECODE_MS * 1.15, ax.get_ylim()[1] / 1.12, "50 ms target", fontsize=7)
     ax.set_xscale("log")
@@ -528,20 +678,39 @@ def plot(lines: list[dict[str, Any]], path: Path) -> None:
 
 # --- main -------------------------------------------------------------------------------
 
+
 def parse() -> Any:
     """The command line."""
     parser = base_parser(__doc__.split("\n")[0], data=True)
-    parser.add_argument("--train", type=int, default=3,
-                        help="how many conversations (sorted by name) train; the rest are tested")
-    parser.add_argument("--lm-memories", type=int, default=300,
-                        help="test memories the model codes, spread over the test conversations")
-    parser.add_argument("--all-in-lm", type=int, default=None,
-                        help="test memories the all-in server re-encodes with lm (default all)")
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=3,
+        help="how many conversations (sorted by name) train; the rest are tested",
+    )
+    parser.add_argument(
+        "--lm-memories",
+        type=int,
+        default=300,
+        help="test memories the model codes, spread over the test conversations",
+    )
+    parser.add_argument(
+        "--all-in-lm",
+        type=int,
+        default=None,
+        help="test memories the all-in server re-encodes with lm (default all)",
+    )
     parser.add_argument("--skip-all-in", action="store_true", help="no server measurements")
-    parser.add_argument("--plot", default=str(Path(__file__).parent / "results" /
-                                              "compression.png"), help="where to draw the plot")
-    parser.add_argument("--replot", metavar="JSONL",
-                        help="only draw the plot again from the lines of an earlier run")
+    parser.add_argument(
+        "--plot",
+        default=str(Path(__file__).parent / "results" / "compression.png"),
+        help="where to draw the plot",
+    )
+    parser.add_argument(
+        "--replot",
+        metavar="JSONL",
+        help="only draw the plot again from the lines of an earlier run",
+    )
     return parser.parse_args()
 
 
@@ -555,9 +724,13 @@ def main() -> None:
     train_files, test_files = split(args.data, args.train)
     train, test = load_turns(train_files, whole=True), load_turns(test_files)
     subset = spread(test, QUICK_LM if quick() else args.lm_memories)
-    params = {"train": [p.stem for p in train_files], "test": [p.stem for p in test_files],
-              "train_memories": len(train), "lm_memories": len(subset),
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    params = {
+        "train": [p.stem for p in train_files],
+        "test": [p.stem for p in test_files],
+        "train_memories": len(train),
+        "lm_memories": len(subset),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
     log(f"train {params['train']} ({len(train)} turns), test {params['test']} ({len(test)})")
     codecs = fast_codecs(train)
     lines = run_codecs(codecs, test, "test", params) + run_codecs(codecs, subset, "subset", params)

@@ -18,12 +18,22 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (base_parser, connect, conversation_files, dir_bytes, emit,  # noqa: E402
-                     locomo_turns, log, quick, running_server)
+from _common import (  # noqa: E402
+    base_parser,
+    connect,
+    conversation_files,
+    dir_bytes,
+    emit,
+    locomo_turns,
+    log,
+    quick,
+    running_server,
+)
 
 TARGET_BYTES = 1000
 TIER = "long_term"
@@ -44,8 +54,10 @@ def import_all(data_dir: Path, files: list[Path], copies: int) -> tuple[int, flo
     """Import into a server on ``data_dir`` and close it; memories, seconds, text bytes, stats."""
     items = list(memories(files, copies))
     text_bytes = sum(len(item.text.encode("utf-8")) for item in items)
-    with running_server(data_dir, embedder="local", checkpoint_seconds=0) as running, \
-            connect(running, timeout=3600.0) as client:
+    with (
+        running_server(data_dir, embedder="local", checkpoint_seconds=0) as running,
+        connect(running, timeout=3600.0) as client,
+    ):
         start = time.perf_counter()
         client.remember_many(items, tier=TIER, progress=_progress(len(items)))
         seconds = time.perf_counter() - start
@@ -59,6 +71,7 @@ def _progress(total: int) -> Any:
     def report(n: int) -> None:
         done[0] += n
         log(f"    {done[0]}/{total}")
+
     return report
 
 
@@ -67,8 +80,10 @@ def group(breakdown: dict[str, int], memories_count: int) -> dict[str, dict[str,
     sums: dict[str, int] = defaultdict(int)
     for name, size in breakdown.items():
         sums[_top(name)] += size
-    return {name: {"bytes": size, "per_memory": round(size / memories_count, 1)}
-            for name, size in sorted(sums.items(), key=lambda kv: -kv[1])}
+    return {
+        name: {"bytes": size, "per_memory": round(size / memories_count, 1)}
+        for name, size in sorted(sums.items(), key=lambda kv: -kv[1])
+    }
 
 
 def _top(relative: str) -> str:
@@ -90,12 +105,19 @@ def duckdb_breakdown(path: Path) -> dict[str, Any]:
     try:
         size = con.execute("PRAGMA database_size").fetchone()
         block = int(size[2])
-        rows = con.execute("SELECT column_name, block_id, block_offset, additional_block_ids "
-                           "FROM pragma_storage_info('records') WHERE block_id >= 0").fetchall()
+        rows = con.execute(
+            "SELECT column_name, block_id, block_offset, additional_block_ids "
+            "FROM pragma_storage_info('records') WHERE block_id >= 0"
+        ).fetchall()
     finally:
         con.close()
-    return {"block_size": block, "total_blocks": size[3], "used_blocks": size[4],
-            "free_blocks": size[5], "records_column_bytes": _column_bytes(rows, block)}
+    return {
+        "block_size": block,
+        "total_blocks": size[3],
+        "used_blocks": size[4],
+        "free_blocks": size[5],
+        "records_column_bytes": _column_bytes(rows, block),
+    }
 
 
 def _column_bytes(rows: list[tuple], block: int) -> dict[str, int]:
@@ -120,20 +142,36 @@ def measure(files: list[Path], copies: int, keep: str | None) -> None:
         total, breakdown = dir_bytes(data_dir)
         database = duckdb_breakdown(data_dir / "memory.duckdb")
     per_memory = total / count
-    params = {"conversations": [p.stem for p in files], "copies": copies, "tier": TIER,
-              "embedder": "local"}
-    emit("disk_bytes", params, memories=count, total_bytes=total,
-         bytes_per_memory=round(per_memory, 1), meets_target=per_memory < TARGET_BYTES,
-         text_bytes_per_memory=round(text_bytes / count, 1), import_s=round(seconds, 1),
-         by_entry=group(breakdown, count), duckdb=database, files=breakdown,
-         server_stats=stats)
+    params = {
+        "conversations": [p.stem for p in files],
+        "copies": copies,
+        "tier": TIER,
+        "embedder": "local",
+    }
+    emit(
+        "disk_bytes",
+        params,
+        memories=count,
+        total_bytes=total,
+        bytes_per_memory=round(per_memory, 1),
+        meets_target=per_memory < TARGET_BYTES,
+        text_bytes_per_memory=round(text_bytes / count, 1),
+        import_s=round(seconds, 1),
+        by_entry=group(breakdown, count),
+        duckdb=database,
+        files=breakdown,
+        server_stats=stats,
+    )
 
 
 def main() -> None:
     """Measure each ``--copies`` value."""
     parser = base_parser(__doc__.split("\n")[0], data=True)
-    parser.add_argument("--copies", default="1,4",
-                        help="comma-separated: how many times to import the conversations")
+    parser.add_argument(
+        "--copies",
+        default="1,4",
+        help="comma-separated: how many times to import the conversations",
+    )
     parser.add_argument("--tmp", default=None, help="where to make the data directory")
     args = parser.parse_args()
     files = conversation_files(args.data)

@@ -28,9 +28,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # One BLAS thread, set before numpy loads: on this loaded 2-core machine OpenBLAS's two threads
 # made a 10,000 x 384 float32 matrix-vector product take 12 ms instead of 0.6 ms.
@@ -39,9 +40,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (Question, base_parser, conversation_files, emit, latency_ms,  # noqa: E402
-                     load_questions, locomo_turns, log, quick, recall_at,
-                     summarize_recall)
+from _common import (  # noqa: E402
+    Question,
+    base_parser,
+    conversation_files,
+    emit,
+    latency_ms,
+    load_questions,
+    locomo_turns,
+    log,
+    quick,
+    recall_at,
+    summarize_recall,
+)
 
 from aios_memory.client.codec.binary import binary_codes, hamming_top, rescore  # noqa: E402
 from aios_memory.client.codec.vectors import normalize_rows, quantize  # noqa: E402
@@ -80,14 +91,18 @@ class Method:
 
 # --- data and embeddings -------------------------------------------------------------------
 
+
 def load(files: list[Path]) -> list[Conversation]:
     """Turns and questions of every conversation."""
     out = []
     for path in files:
         turns = locomo_turns(path)
         dia_ids = [t.metadata["dia_id"] for t in turns]
-        out.append(Conversation(path.stem, [t.text for t in turns], dia_ids,
-                                load_questions(path, set(dia_ids))))
+        out.append(
+            Conversation(
+                path.stem, [t.text for t in turns], dia_ids, load_questions(path, set(dia_ids))
+            )
+        )
     return out
 
 
@@ -114,8 +129,11 @@ def embed(conversations: list[Conversation], cache: str) -> dict[str, float]:
         timings["embed_queries_s"] += time.perf_counter() - middle
         log(f"  embedded {c.name}: {len(c.texts)} turns, {len(c.questions)} questions")
     if cache:
-        arrays = {f"{c.name}/{s}": a for c in conversations
-                  for s, a in (("p", c.passages), ("q", c.queries))}
+        arrays = {
+            f"{c.name}/{s}": a
+            for c in conversations
+            for s, a in (("p", c.passages), ("q", c.queries))
+        }
         np.savez(cache, key=key, **arrays)
     return timings
 
@@ -133,32 +151,40 @@ def means(conversations: list[Conversation]) -> dict[str, dict[str, np.ndarray |
     out: dict[str, dict[str, np.ndarray | None]] = {}
     for c in conversations:
         others = [o.passages for o in conversations if o is not c]
-        out[c.name] = {"none": None, "tenant": c.passages.mean(axis=0),
-                       "other": np.concatenate(others).mean(axis=0) if others else None}
+        out[c.name] = {
+            "none": None,
+            "tenant": c.passages.mean(axis=0),
+            "other": np.concatenate(others).mean(axis=0) if others else None,
+        }
     return out
 
 
 # --- the methods -----------------------------------------------------------------------------
 
+
 def _top(scores: np.ndarray, depth: int) -> Hits:
     """Highest scores first (ties by row), as (row, 1 - score)."""
-    rows = np.argpartition(-scores, depth)[:depth] if depth < scores.size \
-        else np.arange(scores.size)
+    rows = (
+        np.argpartition(-scores, depth)[:depth] if depth < scores.size else np.arange(scores.size)
+    )
     order = rows[np.lexsort((rows, -scores[rows]))]
     return [(int(r), 1.0 - float(scores[r])) for r in order]
 
 
 def exact(dtype: Any) -> Callable[[Conversation, dict], Search]:
     """Cosine against the passages stored as ``dtype``."""
+
     def build(c: Conversation, _: dict) -> Search:
         stored = c.passages.astype(dtype)  # float16 is widened per query: numpy has no f16 GEMV
         return lambda q: _top(stored.astype(np.float32, copy=False) @ q, DEPTH)
+
     return build
 
 
 def centered(mean_name: str) -> Callable[[Conversation, dict], Search]:
     """float32 cosine after subtracting the same mean from passages and query: the control
     that tells what binary codes gain from centering alone."""
+
     def build(c: Conversation, conv_means: dict) -> Search:
         mean = conv_means[mean_name].astype(np.float32)
         stored = normalize_rows(c.passages - mean)
@@ -166,7 +192,9 @@ def centered(mean_name: str) -> Callable[[Conversation, dict], Search]:
         def search(q: np.ndarray) -> Hits:
             query = q - mean
             return _top(stored @ (query / np.linalg.norm(query)), DEPTH)
+
         return search
+
     return build
 
 
@@ -179,6 +207,7 @@ def int8(c: Conversation, _: dict) -> Search:
 
 def int8_centered(mean_name: str) -> Callable[[Conversation, dict], Search]:
     """``quantize`` applied to the centered, renormalized passages; the query centered alike."""
+
     def build(c: Conversation, conv_means: dict) -> Search:
         mean = conv_means[mean_name].astype(np.float32)
         codes, scales = quantize(normalize_rows(c.passages - mean))
@@ -187,12 +216,15 @@ def int8_centered(mean_name: str) -> Callable[[Conversation, dict], Search]:
         def search(q: np.ndarray) -> Hits:
             query = q - mean
             return _top(stored @ (query / np.linalg.norm(query)), DEPTH)
+
         return search
+
     return build
 
 
 def hamming(mean_name: str) -> Callable[[Conversation, dict], Search]:
     """Hamming distance between the query's code and the stored codes."""
+
     def build(c: Conversation, conv_means: dict) -> Search:
         mean = conv_means[mean_name]
         codes = binary_codes(c.passages, mean)
@@ -202,51 +234,72 @@ def hamming(mean_name: str) -> Callable[[Conversation, dict], Search]:
             rows = hamming_top(codes, query_code, DEPTH)
             distances = np.bitwise_count(codes[rows] ^ query_code).sum(axis=1)
             return [(int(r), float(d)) for r, d in zip(rows, distances)]
+
         return search
+
     return build
 
 
-def rescored(mean_name: str, depth: int, center_query: bool = True
-             ) -> Callable[[Conversation, dict], Search]:
+def rescored(
+    mean_name: str, depth: int, center_query: bool = True
+) -> Callable[[Conversation, dict], Search]:
     """Hamming top ``depth`` (0: every row), then the float query against their ±1 codes."""
+
     def build(c: Conversation, conv_means: dict) -> Search:
         mean = conv_means[mean_name]
         codes = binary_codes(c.passages, mean)
         query_mean = mean if center_query else None
 
         def search(q: np.ndarray) -> Hits:
-            rows = hamming_top(codes, binary_codes(q, mean), depth) if depth \
-                else np.arange(len(codes))
+            rows = (
+                hamming_top(codes, binary_codes(q, mean), depth) if depth else np.arange(len(codes))
+            )
             scores = rescore(codes, q, query_mean, rows)
             order = np.lexsort((rows, -scores))[:DEPTH]
             return [(int(rows[i]), 1.0 - float(scores[i])) for i in order]
+
         return search
+
     return build
 
 
 def methods(with_other: bool) -> list[Method]:
     """Every storage method compared, cheapest last."""
-    out = [Method("float32", 1536, exact(np.float32)),
-           Method("float16", 768, exact(np.float16)),
-           Method("int8", 388, int8, "384 int8 + a float32 scale, as stored today")]
+    out = [
+        Method("float32", 1536, exact(np.float32)),
+        Method("float16", 768, exact(np.float16)),
+        Method("int8", 388, int8, "384 int8 + a float32 scale, as stored today"),
+    ]
     means_used = ("none", "tenant", "other") if with_other else ("none", "tenant")
     for mean in means_used[1:]:
-        out += [Method(f"float32/{mean}_centered", 1536, centered(mean),
-                       "control: float32 cosine of centered vectors"),
-                Method(f"int8/{mean}_centered", 388, int8_centered(mean))]
+        out += [
+            Method(
+                f"float32/{mean}_centered",
+                1536,
+                centered(mean),
+                "control: float32 cosine of centered vectors",
+            ),
+            Method(f"int8/{mean}_centered", 388, int8_centered(mean)),
+        ]
     for mean in means_used:
         out.append(Method(f"binary/{mean}/hamming", 48, hamming(mean)))
         for depth in RESCORE_DEPTHS:
             label = f"rescore{depth}" if depth else "rescore_all"
             out.append(Method(f"binary/{mean}/{label}", 48, rescored(mean, depth)))
         if mean != "none":
-            out.append(Method(f"binary/{mean}/rescore100_rawquery", 48,
-                              rescored(mean, 100, center_query=False),
-                              "query not centered before rescoring"))
+            out.append(
+                Method(
+                    f"binary/{mean}/rescore100_rawquery",
+                    48,
+                    rescored(mean, 100, center_query=False),
+                    "query not centered before rescoring",
+                )
+            )
     return out
 
 
 # --- the keyword arm and the runs -----------------------------------------------------------
+
 
 def keyword_hits(c: Conversation, folder: Path) -> tuple[list[Hits], list[float]]:
     """The server's BM25 arm (its own ``KeywordIndex``), one index per conversation."""
@@ -269,8 +322,9 @@ def run(conversations: list[Conversation], chosen: list[Method]) -> dict[str, An
     from aios_memory.flight_server.search.fusion import fuse
 
     all_means = means(conversations)
-    found: dict[str, dict[str, list]] = {m.name: {"alone": [], "fused": [], "s": []}
-                                         for m in chosen}
+    found: dict[str, dict[str, list]] = {
+        m.name: {"alone": [], "fused": [], "s": []} for m in chosen
+    }
     keyword: dict[str, list] = {"rows": [], "s": []}
     with tempfile.TemporaryDirectory(prefix="embedding-bytes-") as folder:
         for c in conversations:
@@ -290,43 +344,84 @@ def run(conversations: list[Conversation], chosen: list[Method]) -> dict[str, An
     return {"methods": found, "keyword": keyword}
 
 
-def versus(rows: list[tuple[Question, list[str]]], base: list[tuple[Question, list[str]]]
-           ) -> dict[str, float]:
+def versus(
+    rows: list[tuple[Question, list[str]]], base: list[tuple[Question, list[str]]]
+) -> dict[str, float]:
     """Mean paired difference in recall@10 against ``base`` and its standard error."""
-    diff = np.array([recall_at(f, q.evidence, K) - recall_at(b, q.evidence, K)
-                     for (q, f), (_, b) in zip(rows, base)])
-    return {"delta_recall@10": round(float(diff.mean()), 4),
-            "delta_se": round(float(diff.std(ddof=1) / np.sqrt(diff.size)), 4),
-            "questions_changed": int(np.count_nonzero(diff))}
+    diff = np.array(
+        [
+            recall_at(f, q.evidence, K) - recall_at(b, q.evidence, K)
+            for (q, f), (_, b) in zip(rows, base)
+        ]
+    )
+    return {
+        "delta_recall@10": round(float(diff.mean()), 4),
+        "delta_se": round(float(diff.std(ddof=1) / np.sqrt(diff.size)), 4),
+        "questions_changed": int(np.count_nonzero(diff)),
+    }
 
 
-def overlap(rows: list[tuple[Question, list[str]]], base: list[tuple[Question, list[str]]]
-            ) -> float:
+def overlap(
+    rows: list[tuple[Question, list[str]]], base: list[tuple[Question, list[str]]]
+) -> float:
     """Mean share of ``base``'s top 10 that ``rows`` also returns."""
-    return round(float(np.mean([len(set(f[:K]) & set(b[:K])) / max(len(b[:K]), 1)
-                                for (_, f), (_, b) in zip(rows, base)])), 4)
+    return round(
+        float(
+            np.mean(
+                [
+                    len(set(f[:K]) & set(b[:K])) / max(len(b[:K]), 1)
+                    for (_, f), (_, b) in zip(rows, base)
+                ]
+            )
+        ),
+        4,
+    )
 
 
 def report(result: dict[str, Any], chosen: list[Method], params: dict[str, Any]) -> None:
     """One line for the keyword arm, then one per storage method."""
     keyword = result["keyword"]
-    emit("embedding_bytes", {**params, "method": "keyword"}, method="keyword",
-         alone=summarize_recall(keyword["rows"]), query=latency_ms(keyword["s"]))
+    emit(
+        "embedding_bytes",
+        {**params, "method": "keyword"},
+        method="keyword",
+        alone=summarize_recall(keyword["rows"]),
+        query=latency_ms(keyword["s"]),
+    )
     base = result["methods"]["float32"]
     for m in chosen:
         got = result["methods"][m.name]
         control = _control(m.name)
-        same_mean = {} if control is None else {"vs_same_centering": {
-            "control": control,
-            "alone": versus(got["alone"], result["methods"][control]["alone"]),
-            "fused": versus(got["fused"], result["methods"][control]["fused"])}}
-        emit("embedding_bytes", {**params, "method": m.name}, method=m.name,
-             bytes_per_vector=m.bytes_per_vector,
-             alone={**summarize_recall(got["alone"]), **versus(got["alone"], base["alone"]),
-                    "overlap@10_vs_float32": overlap(got["alone"], base["alone"])},
-             fused={**summarize_recall(got["fused"]), **versus(got["fused"], base["fused"]),
-                    "overlap@10_vs_float32": overlap(got["fused"], base["fused"])},
-             query=latency_ms(got["s"]), **same_mean, **({"note": m.note} if m.note else {}))
+        same_mean = (
+            {}
+            if control is None
+            else {
+                "vs_same_centering": {
+                    "control": control,
+                    "alone": versus(got["alone"], result["methods"][control]["alone"]),
+                    "fused": versus(got["fused"], result["methods"][control]["fused"]),
+                }
+            }
+        )
+        emit(
+            "embedding_bytes",
+            {**params, "method": m.name},
+            method=m.name,
+            bytes_per_vector=m.bytes_per_vector,
+            alone={
+                **summarize_recall(got["alone"]),
+                **versus(got["alone"], base["alone"]),
+                "overlap@10_vs_float32": overlap(got["alone"], base["alone"]),
+            },
+            fused={
+                **summarize_recall(got["fused"]),
+                **versus(got["fused"], base["fused"]),
+                "overlap@10_vs_float32": overlap(got["fused"], base["fused"]),
+            },
+            query=latency_ms(got["s"]),
+            **same_mean,
+            **({"note": m.note} if m.note else {}),
+        )
 
 
 def _control(name: str) -> str | None:
@@ -344,14 +439,21 @@ def scale_timing(params: dict[str, Any]) -> None:
         vectors = normalize_rows(rng.standard_normal((n, 384), dtype=np.float32))
         codes, mean = binary_codes(vectors, None), np.zeros(384, np.float32)
         queries = normalize_rows(rng.standard_normal((50, 384), dtype=np.float32))
-        searches = {"float32": lambda q: _top(vectors @ q, DEPTH),
-                    "binary/rescore100": lambda q: rescore(
-                        codes, q, mean, hamming_top(codes, binary_codes(q, mean), 100))}
+        searches = {
+            "float32": lambda q: _top(vectors @ q, DEPTH),
+            "binary/rescore100": lambda q: rescore(
+                codes, q, mean, hamming_top(codes, binary_codes(q, mean), 100)
+            ),
+        }
         for name, search in searches.items():
             seconds = [_seconds(search, q) for q in queries]
-            emit("embedding_bytes", {**params, "method": name, "rows": n,
-                                     "data": "random unit vectors"},
-                 method=f"scale/{name}", rows=n, query=latency_ms(seconds))
+            emit(
+                "embedding_bytes",
+                {**params, "method": name, "rows": n, "data": "random unit vectors"},
+                method=f"scale/{name}",
+                rows=n,
+                query=latency_ms(seconds),
+            )
 
 
 def _seconds(fn: Callable[[np.ndarray], Any], arg: np.ndarray) -> float:
@@ -363,23 +465,34 @@ def _seconds(fn: Callable[[np.ndarray], Any], arg: np.ndarray) -> float:
 def main() -> None:
     """Load, embed once, search every way, report."""
     parser = base_parser(__doc__.split("\n")[0], data=True)
-    parser.add_argument("--embeddings", default="",
-                        help="an .npz file to keep the embeddings in between runs (empty: none)")
+    parser.add_argument(
+        "--embeddings",
+        default="",
+        help="an .npz file to keep the embeddings in between runs (empty: none)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     conversations = load(conversation_files(args.data))
-    log(f"embedding {sum(len(c.texts) for c in conversations)} turns and "
-        f"{sum(len(c.questions) for c in conversations)} questions")
+    log(
+        f"embedding {sum(len(c.texts) for c in conversations)} turns and "
+        f"{sum(len(c.questions) for c in conversations)} questions"
+    )
     timings = embed(conversations, args.embeddings)
     chosen = methods(with_other=len(conversations) > 1)
     result = run(conversations, chosen)
-    params = {"data": args.data, "conversations": [c.name for c in conversations],
-              "turns": sum(len(c.texts) for c in conversations), "k": K, "depth": DEPTH,
-              "embedder": "local", "categories": [1, 2, 3, 4],
-              "search": "numpy brute force, one conversation (tenant) at a time",
-              "fusion": "flight_server._search.fuse",
-              "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-              **{k: round(v, 1) for k, v in timings.items()}}
+    params = {
+        "data": args.data,
+        "conversations": [c.name for c in conversations],
+        "turns": sum(len(c.texts) for c in conversations),
+        "k": K,
+        "depth": DEPTH,
+        "embedder": "local",
+        "categories": [1, 2, 3, 4],
+        "search": "numpy brute force, one conversation (tenant) at a time",
+        "fusion": "flight_server._search.fuse",
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        **{k: round(v, 1) for k, v in timings.items()},
+    }
     report(result, chosen, params)
     scale_timing(params)
     log(f"done in {time.perf_counter() - started:.0f} s")

@@ -17,12 +17,21 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (base_parser, connect, emit, latency_ms, log, quick,  # noqa: E402
-                     running_server, wait_until_indexed)
+from _common import (  # noqa: E402
+    base_parser,
+    connect,
+    emit,
+    latency_ms,
+    log,
+    quick,
+    running_server,
+    wait_until_indexed,
+)
 from _vectors import Dataset, make_dataset  # noqa: E402
 
 TARGET_PER_S = 3000.0
@@ -34,8 +43,11 @@ def batched(client: Any, data: Dataset, count: int, batch: int) -> list[float]:
     for first in range(0, count, batch):
         last = min(first + batch, count)
         start = time.perf_counter()
-        client.remember(data.texts[first:last], embeddings=data.vectors[first:last],
-                        metadata={"source": "bench"})
+        client.remember(
+            data.texts[first:last],
+            embeddings=data.vectors[first:last],
+            metadata={"source": "bench"},
+        )
         calls.append(time.perf_counter() - start)
     return calls
 
@@ -45,8 +57,9 @@ def one_by_one(client: Any, data: Dataset, count: int) -> list[float]:
     calls = []
     for row in range(count):
         start = time.perf_counter()
-        client.remember(data.texts[row], embeddings=[data.vectors[row]],
-                        metadata={"source": "bench"})
+        client.remember(
+            data.texts[row], embeddings=[data.vectors[row]], metadata={"source": "bench"}
+        )
         calls.append(time.perf_counter() - start)
     return calls
 
@@ -63,16 +76,24 @@ def many(client: Any, data: Dataset, count: int, batch: int) -> list[float]:
 
 def run_method(name: str, fn: Callable[[Any], list[float]], rows: int, embedder: str) -> dict:
     """One method against a fresh server: rate over the whole run and per-call latency."""
-    with running_server(embedder=embedder, checkpoint_seconds=0) as running, \
-            connect(running, timeout=600.0) as client:
+    with (
+        running_server(embedder=embedder, checkpoint_seconds=0) as running,
+        connect(running, timeout=600.0) as client,
+    ):
         start = time.perf_counter()
         calls = fn(client)
         total = time.perf_counter() - start
         graph = wait_until_indexed(client)
         stored = client.stats()
     log(f"    {name}: {rows / total:,.0f}/s acknowledged, {rows / (total + graph):,.0f}/s in graph")
-    return {"per_s": rows / total, "per_s_graph": rows / (total + graph), "seconds": total,
-            "graph_catch_up_s": graph, "calls": calls, "stats": stored}
+    return {
+        "per_s": rows / total,
+        "per_s_graph": rows / (total + graph),
+        "seconds": total,
+        "graph_catch_up_s": graph,
+        "calls": calls,
+        "stats": stored,
+    }
 
 
 def plan(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float]], int, str]]:
@@ -83,7 +104,10 @@ def plan(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float
         f"remember_many_batch{batch}_text_only": (lambda c: many(c, data, n, batch), n, "none"),
         "remember_one_by_one_vectors": (lambda c: one_by_one(c, data, single), single, "none"),
         f"remember_many_batch{batch}_local_embedder": (
-            lambda c: many(c, data, args.embedded_rows, batch), args.embedded_rows, "local"),
+            lambda c: many(c, data, args.embedded_rows, batch),
+            args.embedded_rows,
+            "local",
+        ),
     }
 
 
@@ -92,13 +116,19 @@ def summarize(name: str, runs: list[dict], rows: int, embedder: str, params: dic
     rates = [r["per_s"] for r in runs]
     with_graph = [r["per_s_graph"] for r in runs]
     calls = [c for r in runs for c in r["calls"]]
-    emit("ingest", {**params, "method": name, "rows": rows, "embedder": embedder},
-         method=name, rows=rows, memories_per_s_median=round(statistics.median(rates), 1),
-         memories_per_s_each_round=[round(r, 1) for r in rates],
-         memories_per_s_with_graph_median=round(statistics.median(with_graph), 1),
-         graph_catch_up_s=[round(r["graph_catch_up_s"], 2) for r in runs],
-         per_call=latency_ms(calls), meets_target=statistics.median(rates) >= TARGET_PER_S,
-         server_stats=runs[-1]["stats"])
+    emit(
+        "ingest",
+        {**params, "method": name, "rows": rows, "embedder": embedder},
+        method=name,
+        rows=rows,
+        memories_per_s_median=round(statistics.median(rates), 1),
+        memories_per_s_each_round=[round(r, 1) for r in rates],
+        memories_per_s_with_graph_median=round(statistics.median(with_graph), 1),
+        graph_catch_up_s=[round(r["graph_catch_up_s"], 2) for r in runs],
+        per_call=latency_ms(calls),
+        meets_target=statistics.median(rates) >= TARGET_PER_S,
+        server_stats=runs[-1]["stats"],
+    )
 
 
 def main() -> None:
@@ -107,8 +137,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000, help="rows for the batched methods")
     parser.add_argument("--batch", type=int, default=1000, help="texts per remember call")
     parser.add_argument("--one-by-one", type=int, default=500, help="rows written one per call")
-    parser.add_argument("--embedded-rows", type=int, default=2000,
-                        help="rows for remember_many with the server's local embedder")
+    parser.add_argument(
+        "--embedded-rows",
+        type=int,
+        default=2000,
+        help="rows for remember_many with the server's local embedder",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="times each method runs")
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     args = parser.parse_args()
@@ -121,8 +155,12 @@ def main() -> None:
         log(f"round {round_number + 1}/{args.rounds}")
         for name, (fn, rows, embedder) in methods.items():
             runs[name].append(run_method(name, fn, rows, embedder))
-    params = {"batch": args.batch, "rounds": args.rounds, "dim": data.vectors.shape[1],
-              "seed": args.seed}
+    params = {
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "dim": data.vectors.shape[1],
+        "seed": args.seed,
+    }
     for name, (_, rows, embedder) in methods.items():
         summarize(name, runs[name], rows, embedder, params)
 

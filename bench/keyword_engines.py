@@ -19,14 +19,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (Question, base_parser, conversation_files, emit, latency_ms,  # noqa: E402
-                     load_questions, locomo_turns, log, summarize_recall)
+from _common import (  # noqa: E402
+    Question,
+    base_parser,
+    conversation_files,
+    emit,
+    latency_ms,
+    load_questions,
+    locomo_turns,
+    log,
+    summarize_recall,
+)
 
 K = 10
 _WORKER = Path(__file__).resolve().parent / "_duckdb_fts_worker.py"
@@ -40,8 +50,11 @@ def stopword_list(name: str) -> list[str] | None:
     ``smart``: the 571-word SMART list DuckDB fts uses."""
     from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_EN_PLUS
 
-    lists = {"stop": list(STOPWORDS_EN), "stopplus": list(STOPWORDS_EN_PLUS),
-             "smart": SMART_STOPWORDS}
+    lists = {
+        "stop": list(STOPWORDS_EN),
+        "stopplus": list(STOPWORDS_EN_PLUS),
+        "smart": SMART_STOPWORDS,
+    }
     return lists.get(name)
 
 
@@ -105,8 +118,9 @@ class TantivyEngine:
             query, _errors = self.index.parse_query_lenient(text, ["text"])
             return query
         terms = dict.fromkeys(self.analyzer.analyze(text))
-        clauses = [(tv.Occur.Should, tv.Query.term_query(self.schema, "text", term))
-                   for term in terms]
+        clauses = [
+            (tv.Occur.Should, tv.Query.term_query(self.schema, "text", term)) for term in terms
+        ]
         return tv.Query.boolean_query(clauses) if clauses else tv.Query.empty_query()
 
 
@@ -137,8 +151,9 @@ class Bm25sEngine:
 
     def search(self, text: str, k: int) -> list[int]:
         """Row numbers of the best ``k`` turns (turns that share no term are left out)."""
-        tokens = self.tokenizer.tokenize([text], update_vocab=False, return_as="string",
-                                         show_progress=False)[0]
+        tokens = self.tokenizer.tokenize(
+            [text], update_vocab=False, return_as="string", show_progress=False
+        )[0]
         scores = self.retriever.get_scores(tokens)
         top = np.argsort(-scores, kind="stable")[:k]
         return [int(row) for row in top if scores[row] > 0]
@@ -147,8 +162,9 @@ class Bm25sEngine:
 def _word_stemmer() -> Callable[[str], str]:
     import tantivy as tv
 
-    analyzer = tv.TextAnalyzerBuilder(tv.Tokenizer.raw()).filter(
-        tv.Filter.stemmer("english")).build()
+    analyzer = (
+        tv.TextAnalyzerBuilder(tv.Tokenizer.raw()).filter(tv.Filter.stemmer("english")).build()
+    )
     return lambda word: (analyzer.analyze(word) or [word])[0]
 
 
@@ -161,8 +177,10 @@ def make_engines(folder: Path) -> dict[str, tuple[Any, dict[str, Any]]]:
         "tantivy/default/terms": (TantivyEngine, ("default", "terms", folder)),
         "tantivy/en_stem_stop/terms": (TantivyEngine, ("en_stem_stop", "terms", folder)),
         "tantivy/en_stem_stopplus/terms": (TantivyEngine, ("en_stem_stopplus", "terms", folder)),
-        "tantivy/en_stem_stopplus/lenient": (TantivyEngine,
-                                             ("en_stem_stopplus", "lenient", folder)),
+        "tantivy/en_stem_stopplus/lenient": (
+            TantivyEngine,
+            ("en_stem_stopplus", "lenient", folder),
+        ),
         "bm25s/default": (Bm25sEngine, (None, False)),
         "bm25s/stopwords_en": (Bm25sEngine, ("en", False)),
         "bm25s/stopwords_en+stem": (Bm25sEngine, ("en", True)),
@@ -171,8 +189,10 @@ def make_engines(folder: Path) -> dict[str, tuple[Any, dict[str, Any]]]:
     if SMART_STOPWORDS:
         specs["tantivy/en_stem_smart/terms"] = (TantivyEngine, ("en_stem_smart", "terms", folder))
         specs["bm25s/stopwords_smart+stem"] = (Bm25sEngine, (SMART_STOPWORDS, True))
-    return {name: (cls(*args), {"engine_args": [_short(a) for a in args]})
-            for name, (cls, args) in specs.items()}
+    return {
+        name: (cls(*args), {"engine_args": [_short(a) for a in args]})
+        for name, (cls, args) in specs.items()
+    }
 
 
 def _short(arg: Any) -> str:
@@ -181,13 +201,19 @@ def _short(arg: Any) -> str:
 
 def load_smart_stopwords(python: str) -> None:
     """Fetch DuckDB fts's default stopword list, to try it with the other engines."""
-    done = subprocess.run([python, str(_WORKER), "--stopwords"], capture_output=True, text=True,
-                          check=True, cwd=tempfile.gettempdir())
+    done = subprocess.run(
+        [python, str(_WORKER), "--stopwords"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
     SMART_STOPWORDS[:] = json.loads(done.stdout)
 
 
-def run_engine(engine: Any, texts: list[str], dia_ids: list[str],
-               questions: list[Question]) -> dict[str, Any]:
+def run_engine(
+    engine: Any, texts: list[str], dia_ids: list[str], questions: list[Question]
+) -> dict[str, Any]:
     """Build one conversation's index and run its questions; timings and found dia_ids."""
     start = time.perf_counter()
     engine.build(texts)
@@ -208,13 +234,24 @@ def load_conversation(path: Path) -> tuple[list[str], list[str], list[Question]]
     return [item.text for item in items], dia_ids, load_questions(path, set(dia_ids))
 
 
-def run_duckdb(python: str, conversations: list[tuple[list[str], list[str], list[Question]]]
-               ) -> tuple[str, list[dict[str, Any]]]:
+def run_duckdb(
+    python: str, conversations: list[tuple[list[str], list[str], list[Question]]]
+) -> tuple[str, list[dict[str, Any]]]:
     """DuckDB fts in its own interpreter (see ``_duckdb_fts_worker.py``)."""
-    job = {"k": K, "conversations": [{"texts": t, "queries": [q.text for q in qs]}
-                                     for t, _, qs in conversations]}
-    done = subprocess.run([python, str(_WORKER)], input=json.dumps(job), capture_output=True,
-                          text=True, check=True, cwd=tempfile.gettempdir())
+    job = {
+        "k": K,
+        "conversations": [
+            {"texts": t, "queries": [q.text for q in qs]} for t, _, qs in conversations
+        ],
+    }
+    done = subprocess.run(
+        [python, str(_WORKER)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
     answer = json.loads(done.stdout)
     outs = []
     for (_, dia_ids, questions), result in zip(conversations, answer["results"]):
@@ -228,28 +265,43 @@ def report(name: str, outs: list[dict[str, Any]], params: dict[str, Any], **note
     rows = [row for out in outs for row in out["rows"]]
     query_s = [s for out in outs for s in out["query_s"]]
     build_ms = [out["build_s"] * 1000 for out in outs]
-    emit("keyword_engines", {**params, "engine": name, "k": K}, engine=name,
-         **summarize_recall(rows), build_ms_total=round(sum(build_ms), 2),
-         build_ms_per_conversation=round(float(np.mean(build_ms)), 2),
-         query=latency_ms(query_s), **notes)
+    emit(
+        "keyword_engines",
+        {**params, "engine": name, "k": K},
+        engine=name,
+        **summarize_recall(rows),
+        build_ms_total=round(sum(build_ms), 2),
+        build_ms_per_conversation=round(float(np.mean(build_ms)), 2),
+        query=latency_ms(query_s),
+        **notes,
+    )
 
 
 def main() -> None:
     """Compare the engines on every conversation in ``--data``."""
     parser = base_parser(__doc__.split("\n")[0], data=True)
-    parser.add_argument("--duckdb-python", default="",
-                        help="python of a venv with duckdb==1.5.5, duckdb-extensions and "
-                             "duckdb-extension-fts==1.5.5 (empty: skip DuckDB fts)")
+    parser.add_argument(
+        "--duckdb-python",
+        default="",
+        help="python of a venv with duckdb==1.5.5, duckdb-extensions and "
+        "duckdb-extension-fts==1.5.5 (empty: skip DuckDB fts)",
+    )
     args = parser.parse_args()
     if args.duckdb_python:
         load_smart_stopwords(args.duckdb_python)
     files = conversation_files(args.data)
     conversations = [load_conversation(path) for path in files]
     turns = sum(len(t) for t, _, _ in conversations)
-    params = {"data": args.data, "conversations": [p.stem for p in files], "turns": turns,
-              "categories": [1, 2, 3, 4]}
-    log(f"{len(files)} conversations, {turns} turns, "
-        f"{sum(len(q) for _, _, q in conversations)} questions")
+    params = {
+        "data": args.data,
+        "conversations": [p.stem for p in files],
+        "turns": turns,
+        "categories": [1, 2, 3, 4],
+    }
+    log(
+        f"{len(files)} conversations, {turns} turns, "
+        f"{sum(len(q) for _, _, q in conversations)} questions"
+    )
     with tempfile.TemporaryDirectory(prefix="kw-bench-") as folder:
         engines = make_engines(Path(folder))
         outs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
@@ -258,17 +310,31 @@ def main() -> None:
                 outs[name].append(run_engine(engine, texts, dia_ids, questions))
             log(f"  conversation done ({len(texts)} turns)")
         for name, (engine, settings) in engines.items():
-            report(name, outs[name], {**params, **settings}, incremental=engine.incremental,
-                   persistent=engine.persistent)
+            report(
+                name,
+                outs[name],
+                {**params, **settings},
+                incremental=engine.incremental,
+                persistent=engine.persistent,
+            )
     if args.duckdb_python:
         version, duck = run_duckdb(args.duckdb_python, conversations)
-        report("duckdb_fts/porter_stop", duck, {**params, "duckdb_fts_version": version},
-               incremental=False, persistent=True,
-               note="separate interpreter; index is rebuilt by PRAGMA create_fts_index "
-                    "(no incremental add); query is SQL match_bm25 over the table")
+        report(
+            "duckdb_fts/porter_stop",
+            duck,
+            {**params, "duckdb_fts_version": version},
+            incremental=False,
+            persistent=True,
+            note="separate interpreter; index is rebuilt by PRAGMA create_fts_index "
+            "(no incremental add); query is SQL match_bm25 over the table",
+        )
     else:
-        emit("keyword_engines", {**params, "engine": "duckdb_fts"}, engine="duckdb_fts",
-             skipped="no --duckdb-python given")
+        emit(
+            "keyword_engines",
+            {**params, "engine": "duckdb_fts"},
+            engine="duckdb_fts",
+            skipped="no --duckdb-python given",
+        )
 
 
 if __name__ == "__main__":

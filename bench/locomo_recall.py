@@ -17,14 +17,27 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (Question, base_parser, connect, conversation_files, emit,  # noqa: E402
-                     latency_ms, load_questions, locomo_turns, log, quick, running_server,
-                     summarize_recall, wait_until_indexed)
+from _common import (  # noqa: E402
+    Question,
+    base_parser,
+    connect,
+    conversation_files,
+    emit,
+    latency_ms,
+    load_questions,
+    locomo_turns,
+    log,
+    quick,
+    running_server,
+    summarize_recall,
+    wait_until_indexed,
+)
 
 K = 10
 DEPTH = 50  # the server fuses its arms' top max(2k, 50)
@@ -60,8 +73,9 @@ def import_all(client: Any, files: list[Path]) -> Corpus:
 
 def ask(client: Any, question: Question, mode: str, k: int) -> Arm:
     """One recall restricted to the question's conversation."""
-    hits = client.recall(question.text, k=k, mode=mode, tier=TIER,
-                         where={"conversation": question.conversation})
+    hits = client.recall(
+        question.text, k=k, mode=mode, tier=TIER, where={"conversation": question.conversation}
+    )
     return [(h.metadata["dia_id"], h.id, h.score) for h in hits]
 
 
@@ -83,8 +97,10 @@ def run_questions(client: Any, questions: list[Question]) -> dict[str, Any]:
 
 # --- fusion, re-done here on the two arms --------------------------------------------------
 
-def rrf(vector: Arm, keyword: Arm, c: float = 60.0, w_vector: float = 1.0,
-        w_keyword: float = 1.0) -> list[str]:
+
+def rrf(
+    vector: Arm, keyword: Arm, c: float = 60.0, w_vector: float = 1.0, w_keyword: float = 1.0
+) -> list[str]:
     """Weighted reciprocal rank fusion; ties broken by memory id (time order) like the server."""
     scores: dict[tuple[str, str], float] = {}
     for arm, weight in ((vector, w_vector), (keyword, w_keyword)):
@@ -125,10 +141,18 @@ def report_modes(questions: list[Question], run: dict[str, Any], params: dict[st
     for name, arms in run["found"].items():
         rows = [(q, [dia for dia, _, _ in arm]) for q, arm in zip(questions, arms)]
         summary = summarize_recall(rows)
-        extra = {"meets_target": summary["recall@10"] >= TARGET_HYBRID_R10} \
-            if name == "hybrid" else {}
-        emit("locomo_recall", {**params, "mode": name}, source="server", mode=name,
-             **summary, latency=latency_ms(run["seconds"][name]), **extra)
+        extra = (
+            {"meets_target": summary["recall@10"] >= TARGET_HYBRID_R10} if name == "hybrid" else {}
+        )
+        emit(
+            "locomo_recall",
+            {**params, "mode": name},
+            source="server",
+            mode=name,
+            **summary,
+            latency=latency_ms(run["seconds"][name]),
+            **extra,
+        )
 
 
 def report_fusions(questions: list[Question], run: dict[str, Any], params: dict[str, Any]) -> None:
@@ -136,8 +160,13 @@ def report_fusions(questions: list[Question], run: dict[str, Any], params: dict[
     vectors, keywords = run["found"][f"vector@{DEPTH}"], run["found"][f"keyword@{DEPTH}"]
     for name, rule in fusions().items():
         rows = [(q, rule(v, kw)[:K]) for q, v, kw in zip(questions, vectors, keywords)]
-        emit("locomo_recall", {**params, "fusion": name, "depth": DEPTH}, source="client_fusion",
-             mode=f"fused/{name}", **summarize_recall(rows))
+        emit(
+            "locomo_recall",
+            {**params, "fusion": name, "depth": DEPTH},
+            source="client_fusion",
+            mode=f"fused/{name}",
+            **summarize_recall(rows),
+        )
 
 
 def local_keyword_arm(corpus: Corpus, stopwords: str) -> list[Arm]:
@@ -148,7 +177,8 @@ def local_keyword_arm(corpus: Corpus, stopwords: str) -> list[Arm]:
     by_conversation: dict[str, list[tuple[str, str, str]]] = {}
     for item, memory_id in zip(corpus.items, corpus.ids):
         by_conversation.setdefault(item.metadata["conversation"], []).append(
-            (item.text, item.metadata["dia_id"], memory_id))
+            (item.text, item.metadata["dia_id"], memory_id)
+        )
     arms: list[Arm] = []
     with tempfile.TemporaryDirectory(prefix="kw-what-if-") as folder:
         engines = {}
@@ -167,14 +197,25 @@ def report_what_if(corpus: Corpus, run: dict[str, Any], params: dict[str, Any]) 
     vectors = run["found"][f"vector@{DEPTH}"]
     for stopwords in ("none", "stop", "stopplus"):  # "none": the control, like the server
         keywords = local_keyword_arm(corpus, stopwords)
-        rules = {"keyword_only": lambda v, kw: [dia for dia, _, _ in kw],
-                 "rrf_c60": lambda v, kw: rrf(v, kw, 60), "rrf_c10": lambda v, kw: rrf(v, kw, 10)}
+        rules = {
+            "keyword_only": lambda v, kw: [dia for dia, _, _ in kw],
+            "rrf_c60": lambda v, kw: rrf(v, kw, 60),
+            "rrf_c10": lambda v, kw: rrf(v, kw, 10),
+        }
         for name, rule in rules.items():
-            rows = [(q, rule(v, kw)[:K]) for q, v, kw in
-                    zip(corpus.questions, vectors, keywords)]
-            emit("locomo_recall", {**params, "keyword_arm": f"local tantivy en_stem_{stopwords}",
-                                   "fusion": name, "depth": DEPTH},
-                 source="what_if", mode=f"what_if/{stopwords}/{name}", **summarize_recall(rows))
+            rows = [(q, rule(v, kw)[:K]) for q, v, kw in zip(corpus.questions, vectors, keywords)]
+            emit(
+                "locomo_recall",
+                {
+                    **params,
+                    "keyword_arm": f"local tantivy en_stem_{stopwords}",
+                    "fusion": name,
+                    "depth": DEPTH,
+                },
+                source="what_if",
+                mode=f"what_if/{stopwords}/{name}",
+                **summarize_recall(rows),
+            )
 
 
 def main() -> None:
@@ -182,18 +223,29 @@ def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], data=True)
     args = parser.parse_args()
     files = conversation_files(args.data)
-    with running_server(embedder="local", checkpoint_seconds=0) as running, \
-            connect(running, timeout=3600.0) as client:
+    with (
+        running_server(embedder="local", checkpoint_seconds=0) as running,
+        connect(running, timeout=3600.0) as client,
+    ):
         log(f"importing {len(files)} conversations")
         corpus = import_all(client, files)
         corpus.questions = corpus.questions[:QUICK_QUESTIONS] if quick() else corpus.questions
-        log(f"imported {len(corpus.ids)} memories in {corpus.import_s:.1f} s; "
-            f"{len(corpus.questions)} questions")
+        log(
+            f"imported {len(corpus.ids)} memories in {corpus.import_s:.1f} s; "
+            f"{len(corpus.questions)} questions"
+        )
         wait_until_indexed(client)
         run = run_questions(client, corpus.questions)
-    params = {"data": args.data, "conversations": [p.stem for p in files],
-              "memories": len(corpus.ids), "k": K, "tier": TIER, "embedder": "local",
-              "categories": [1, 2, 3, 4], "import_s": round(corpus.import_s, 1)}
+    params = {
+        "data": args.data,
+        "conversations": [p.stem for p in files],
+        "memories": len(corpus.ids),
+        "k": K,
+        "tier": TIER,
+        "embedder": "local",
+        "categories": [1, 2, 3, 4],
+        "import_s": round(corpus.import_s, 1),
+    }
     report_modes(corpus.questions, run, params)
     report_fusions(corpus.questions, run, params)
     report_what_if(corpus, run, params)

@@ -28,14 +28,23 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (base_parser, conversation_files, emit, latency_ms,  # noqa: E402
-                     locomo_turns, log, quick, running_server)
+from _common import (  # noqa: E402
+    base_parser,
+    conversation_files,
+    emit,
+    latency_ms,
+    locomo_turns,
+    log,
+    quick,
+    running_server,
+)
 
 from aios_memory.client import MemoryClient  # noqa: E402
 from aios_memory.schemas import TIERS  # noqa: E402
@@ -50,7 +59,20 @@ def texts_for(data: str | None, n: int, seed: int) -> list[str]:
         pool = [t.text for path in conversation_files(data) for t in locomo_turns(path)]
     else:
         rng = random.Random(seed)
-        words = "lunch paper trip sister bike garden piano coffee office dog rain book".split()
+        words = [
+            "lunch",
+            "paper",
+            "trip",
+            "sister",
+            "bike",
+            "garden",
+            "piano",
+            "coffee",
+            "office",
+            "dog",
+            "rain",
+            "book",
+        ]
         pool = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(2000)]
     return [pool[i % len(pool)] + ("" if i < len(pool) else f" #{i}") for i in range(n)]
 
@@ -62,15 +84,19 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def seed_store(running: Any, texts: list[str], rng: np.random.Generator) -> None:
     """alice's memories across tiers and privacy levels; a quarter shared, half naming bob."""
-    with MemoryClient(running.uri, running.token, tenant="alice", timeout=600,
-                      encrypt_at=4) as mem:
+    with MemoryClient(running.uri, running.token, tenant="alice", timeout=600, encrypt_at=4) as mem:
         for start in range(0, len(texts), 2000):
-            chunk = texts[start:start + 2000]
+            chunk = texts[start : start + 2000]
             for offset, tier in enumerate(TIERS):
                 part = chunk[offset::4]
                 readers = ["bob"] if tier == "shared" and start % 4000 == 0 else None
-                mem.remember(part, tier=tier, privacy=(start // 2000) % 4,
-                             embeddings=unit(rng, len(part)), readers=readers)
+                mem.remember(
+                    part,
+                    tier=tier,
+                    privacy=(start // 2000) % 4,
+                    embeddings=unit(rng, len(part)),
+                    readers=readers,
+                )
         wait_for_vectors(mem)
 
 
@@ -89,8 +115,12 @@ def tokens(running: Any) -> dict[str, tuple[str, str]]:
     full, _ = authority.create("alice", "full", TIERS, TIERS, 3, None)
     scoped, _ = authority.create("alice", "agent", TIERS, TIERS, 1, None)
     reader, _ = authority.create("bob", "reader", TIERS, TIERS, 3, None)
-    return {"owner": (running.token, "alice"), "tenant_whole": (full, "alice"),
-            "tenant_clearance_1": (scoped, "alice"), "other_tenant_reader": (reader, "alice")}
+    return {
+        "owner": (running.token, "alice"),
+        "tenant_whole": (full, "alice"),
+        "tenant_clearance_1": (scoped, "alice"),
+        "other_tenant_reader": (reader, "alice"),
+    }
 
 
 def interleaved(calls: dict[str, Callable[[int], Any]], n: int) -> dict[str, list[float]]:
@@ -98,36 +128,49 @@ def interleaved(calls: dict[str, Callable[[int], Any]], n: int) -> dict[str, lis
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for i in range(n):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             started = time.perf_counter()
             calls[name](i)
             seconds[name].append(time.perf_counter() - started)
     return seconds
 
 
-def bench_access(running: Any, queries: list[str], vectors: np.ndarray,
-                 params: dict[str, Any]) -> None:
-    clients = {name: MemoryClient(running.uri, token, tenant=tenant, timeout=60)
-               for name, (token, tenant) in tokens(running).items()}
+def bench_access(
+    running: Any, queries: list[str], vectors: np.ndarray, params: dict[str, Any]
+) -> None:
+    clients = {
+        name: MemoryClient(running.uri, token, tenant=tenant, timeout=60)
+        for name, (token, tenant) in tokens(running).items()
+    }
     hits: dict[str, list[int]] = {name: [] for name in clients}
 
     def recall(name: str) -> Callable[[int], Any]:
         def call(i: int) -> None:
             found = clients[name].recall(queries[i], embedding=vectors[i], k=10)
             hits[name].append(len(found))
+
         return call
 
     for name in clients:  # warm caches and the allowed-row cache's first miss
         recall(name)(0)
     seconds = interleaved({name: recall(name) for name in clients}, len(queries))
     for name, values in seconds.items():
-        emit(BENCH, params, kind="recall", view=name, mean_hits=float(np.mean(hits[name])),
-             **latency_ms(values))
+        emit(
+            BENCH,
+            params,
+            kind="recall",
+            view=name,
+            mean_hits=float(np.mean(hits[name])),
+            **latency_ms(values),
+        )
     owner, signed = tokens(running)["owner"][0], tokens(running)["tenant_whole"][0]
-    health = {name: MemoryClient(running.uri, token, timeout=60)
-              for name, token in (("owner_token", owner), ("signed_token", signed))}
-    seconds = interleaved({name: (lambda i, c=c: c.health()) for name, c in health.items()},
-                          len(queries) * 2)
+    health = {
+        name: MemoryClient(running.uri, token, timeout=60)
+        for name, token in (("owner_token", owner), ("signed_token", signed))
+    }
+    seconds = interleaved(
+        {name: (lambda i, c=c: c.health()) for name, c in health.items()}, len(queries) * 2
+    )
     for name, values in seconds.items():
         emit(BENCH, params, kind="auth", token=name, **latency_ms(values))
 
@@ -136,13 +179,15 @@ def bench_access(running: Any, queries: list[str], vectors: np.ndarray,
 def transports(source: Path, folder: Path) -> Iterator[dict[str, MemoryClient]]:
     """Plain, TLS and mutual-TLS servers on copies of ``source``, with a client each."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from _certs import make_authority
+    from support.certs import make_authority
 
     authority = make_authority(folder / "certs", "bench")
     server, device = authority.server_pair(), authority.client_pair()
-    settings = {"plain": {}, "tls": {"tls_cert": server.cert, "tls_key": server.key},
-                "mtls": {"tls_cert": server.cert, "tls_key": server.key,
-                         "tls_client_ca": authority.cert}}
+    settings = {
+        "plain": {},
+        "tls": {"tls_cert": server.cert, "tls_key": server.key},
+        "mtls": {"tls_cert": server.cert, "tls_key": server.key, "tls_client_ca": authority.cert},
+    }
     with contextlib.ExitStack() as stack:
         clients = {}
         for name, extra in settings.items():
@@ -153,20 +198,28 @@ def transports(source: Path, folder: Path) -> Iterator[dict[str, MemoryClient]]:
             if name == "mtls":
                 tls.update(tls_cert=device.cert, tls_key=device.key)
             clients[name] = stack.enter_context(
-                MemoryClient(running.uri, running.token, tenant="alice", timeout=60, **tls))
+                MemoryClient(running.uri, running.token, tenant="alice", timeout=60, **tls)
+            )
         yield clients
 
 
-def bench_transport(source: Path, queries: list[str], vectors: np.ndarray,
-                    params: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="aimem-tls-") as folder, \
-            transports(source, Path(folder)) as clients:
+def bench_transport(
+    source: Path, queries: list[str], vectors: np.ndarray, params: dict[str, Any]
+) -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="aimem-tls-") as folder,
+        transports(source, Path(folder)) as clients,
+    ):
         for client in clients.values():  # the first search opens (rebuilds) the indexes
             client.recall(queries[0], embedding=vectors[0], k=10)
             wait_for_vectors(client)
-        seconds = interleaved({name: (lambda i, c=c: c.recall(queries[i], embedding=vectors[i],
-                                                             k=10))
-                               for name, c in clients.items()}, len(queries))
+        seconds = interleaved(
+            {
+                name: (lambda i, c=c: c.recall(queries[i], embedding=vectors[i], k=10))
+                for name, c in clients.items()
+            },
+            len(queries),
+        )
     for name, values in seconds.items():
         emit(BENCH, params, kind="transport", transport=name, **latency_ms(values))
 
@@ -183,13 +236,30 @@ def sealed_rows(texts: list[str], rng: np.random.Generator) -> list[dict[str, An
     rows = []
     for text, vector, scale in zip(texts, vectors, scales):
         encoded = encode_text(text)
-        rows.append({"id": new_id(), "tenant": "alice", "tier": "long_term", "agent": "bench",
-                     "session": "s1", "kind": "text", "created_at": datetime.now(timezone.utc),
-                     "hlc": 0, "origin": "", "privacy": 2, "codec": encoded.codec,
-                     "dict_id": None, "payload": encoded.payload, "raw_size": encoded.raw_size,
-                     "content_hash": encoded.content_hash, "embedding": vector.tolist(),
-                     "embedding_scale": float(scale), "embed_model": "e5-small",
-                     "metadata": '{"topic": "bench"}', "deleted": False})
+        rows.append(
+            {
+                "id": new_id(),
+                "tenant": "alice",
+                "tier": "long_term",
+                "agent": "bench",
+                "session": "s1",
+                "kind": "text",
+                "created_at": datetime.now(timezone.utc),
+                "hlc": 0,
+                "origin": "",
+                "privacy": 2,
+                "codec": encoded.codec,
+                "dict_id": None,
+                "payload": encoded.payload,
+                "raw_size": encoded.raw_size,
+                "content_hash": encoded.content_hash,
+                "embedding": vector.tolist(),
+                "embedding_scale": float(scale),
+                "embed_model": "e5-small",
+                "metadata": '{"topic": "bench"}',
+                "deleted": False,
+            }
+        )
     return rows
 
 
@@ -212,14 +282,28 @@ def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
         opened = open_row(row, lambda tenant, key_id: key)
         open_s.append(time.perf_counter() - started)
         assert opened["content_hash"] != row["content_hash"]  # the text's hash, not the blob's
-    plain = [len(r["payload"]) + len(r["embedding"]) + 4 + len(r["metadata"]) + 2 * 8
-             + len(r["agent"]) + len(r["session"]) for r in rows]
+    plain = [
+        len(r["payload"])
+        + len(r["embedding"])
+        + 4
+        + len(r["metadata"])
+        + 2 * 8
+        + len(r["agent"])
+        + len(r["session"])
+        for r in rows
+    ]
     emit(BENCH, params, kind="sealing", op="seal", **latency_ms(seal_s))
     emit(BENCH, params, kind="sealing", op="open", **latency_ms(open_s))
-    emit(BENCH, params, kind="sealing", op="bytes", n=len(rows),
-         plain_private_bytes_mean=float(np.mean(plain)),
-         sealed_payload_bytes_mean=float(np.mean([len(r["payload"]) for r in sealed])),
-         overhead_bytes_mean=float(np.mean([len(s["payload"]) for s in sealed]) - np.mean(plain)))
+    emit(
+        BENCH,
+        params,
+        kind="sealing",
+        op="bytes",
+        n=len(rows),
+        plain_private_bytes_mean=float(np.mean(plain)),
+        sealed_payload_bytes_mean=float(np.mean([len(r["payload"]) for r in sealed])),
+        overhead_bytes_mean=float(np.mean([len(s["payload"]) for s in sealed]) - np.mean(plain)),
+    )
 
 
 def main() -> None:

@@ -44,8 +44,9 @@ import io
 import itertools
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -66,6 +67,7 @@ SEEKS, QUICK_SEEKS = 2000, 100
 
 # --- baselines ----------------------------------------------------------------------
 
+
 def snapshot_table(scene: Scene, frames: np.ndarray | None = None) -> pa.Table:
     """The per-frame snapshots as rows (frame, object, x, y, z[, qw, qx, qy, qz]), float32."""
     frames = np.arange(scene.n_frames) if frames is None else frames
@@ -76,12 +78,17 @@ def snapshot_table(scene: Scene, frames: np.ndarray | None = None) -> pa.Table:
         if track is None:
             continue
         rows = frames[np.isfinite(track.positions[frames, 0])]
-        block = {"frame": rows.astype(np.uint32),
-                 "object": np.full(len(rows), number, dtype=np.uint32)}
+        block = {
+            "frame": rows.astype(np.uint32),
+            "object": np.full(len(rows), number, dtype=np.uint32),
+        }
         block.update({a: track.positions[rows, i].astype(np.float32) for i, a in enumerate("xyz")})
         if rotating:
-            quats = track.rotations[rows] if track.rotations is not None else \
-                np.full((len(rows), 4), np.nan)
+            quats = (
+                track.rotations[rows]
+                if track.rotations is not None
+                else np.full((len(rows), 4), np.nan)
+            )
             block.update({f"q{a}": quats[:, i].astype(np.float32) for i, a in enumerate("wxyz")})
         parts.append(pa.table(block))
     return pa.concat_tables(parts).sort_by([("frame", "ascending"), ("object", "ascending")])
@@ -91,8 +98,11 @@ def snapshot_bytes(table: pa.Table) -> bytes:
     """float32 snapshots as stored: uint32 id, xyz, and wxyz only for rotating objects."""
     out = io.BytesIO()
     position = np.column_stack([table[a].to_numpy() for a in "xyz"])
-    quats = np.column_stack([table[f"q{a}"].to_numpy() for a in "wxyz"]) \
-        if "qw" in table.column_names else np.full((table.num_rows, 1), np.nan)
+    quats = (
+        np.column_stack([table[f"q{a}"].to_numpy() for a in "wxyz"])
+        if "qw" in table.column_names
+        else np.full((table.num_rows, 1), np.nan)
+    )
     ids = table["object"].to_numpy()
     for i in range(table.num_rows):
         out.write(ids[i].tobytes() + position[i].tobytes())
@@ -119,20 +129,29 @@ def baselines(scene: Scene, path: Path, fmt: str) -> dict[str, int]:
     pq.write_table(table, parquet, compression="zstd")
     ticks = np.arange(int(scene.duration * SNAPSHOT_RATE) + 1) / SNAPSHOT_RATE
     nearest = np.minimum(np.rint(ticks * scene.frame_rate).astype(int), scene.n_frames - 1)
-    return {"float32": len(raw), "source_float32": source_float32_bytes(path, fmt),
-            "zstd": len(zstandard.ZstdCompressor(level=19).compress(raw)),
-            "parquet": len(parquet.getvalue()),
-            "float32_25hz": len(snapshot_bytes(snapshot_table(scene, nearest)))}
+    return {
+        "float32": len(raw),
+        "source_float32": source_float32_bytes(path, fmt),
+        "zstd": len(zstandard.ZstdCompressor(level=19).compress(raw)),
+        "parquet": len(parquet.getvalue()),
+        "float32_25hz": len(snapshot_bytes(snapshot_table(scene, nearest))),
+    }
 
 
 # --- settings -----------------------------------------------------------------------
+
 
 def settings(scene: Scene, fmt: str) -> Iterator[dict[str, Any]]:
     """Every setting to measure (a few in quick mode)."""
     # The default, 1 s and 10 s (where that is 16 frames or more), and one segment in all.
     seconds = [round(k * scene.frame_rate) for k in (1, 10)]
-    every = sorted({default_keyframe_every(scene.frame_rate), scene.n_frames,
-                    *(k for k in seconds if 16 <= k < scene.n_frames)})
+    every = sorted(
+        {
+            default_keyframe_every(scene.frame_rate),
+            scene.n_frames,
+            *(k for k in seconds if 16 <= k < scene.n_frames),
+        }
+    )
     predictors = ["delta", "velocity", "acceleration"]
     if fmt == "ucy":
         grid = itertools.product([0.01, 0.02, 0.05], [0.05], predictors, every)
@@ -140,8 +159,12 @@ def settings(scene: Scene, fmt: str) -> Iterator[dict[str, Any]]:
         grid = itertools.product([0.01], [0.05, 0.1, 0.5], predictors, every)
     combos = list(grid)
     for step_m, step_deg, predictor, keyframe_every in combos[:3] if quick() else combos:
-        yield {"step_m": step_m, "step_deg": step_deg, "predictor": predictor,
-               "keyframe_every": int(min(keyframe_every, scene.n_frames))}
+        yield {
+            "step_m": step_m,
+            "step_deg": step_deg,
+            "predictor": predictor,
+            "keyframe_every": int(min(keyframe_every, scene.n_frames)),
+        }
 
 
 # Maximum errors to meet two ways (``kind`` = ``bound``): UCY in metres, BVH in degrees.
@@ -160,12 +183,16 @@ def bound_settings(fmt: str) -> Iterator[tuple[float, str, dict[str, Any]]]:
     for bound in bounds:
         step = bound * 2 / np.sqrt(axes) * (1 - 1e-6)  # the bound is sqrt(axes) * step / 2
         yield bound, "grid", {step_key: step}
-        yield bound, "knots", {step_key: KNOT_GRID * step, "predictor": "knots",
-                               f"max_error_{unit}": bound}
+        yield (
+            bound,
+            "knots",
+            {step_key: KNOT_GRID * step, "predictor": "knots", f"max_error_{unit}": bound},
+        )
 
 
-def measure(scene: Scene, options: dict[str, Any], base: dict[str, int],
-            rng: np.random.Generator) -> dict[str, Any]:
+def measure(
+    scene: Scene, options: dict[str, Any], base: dict[str, int], rng: np.random.Generator
+) -> dict[str, Any]:
     """Encode under one setting: bytes, ratios, errors and seek latency."""
     start = time.perf_counter()
     encoded = encode_scene(scene, **options)
@@ -181,9 +208,11 @@ def measure(scene: Scene, options: dict[str, Any], base: dict[str, int],
         durations.append(time.perf_counter() - start)
     episode = encoded.episode
     return {
-        "bytes": counts, "ratio": {name: round(size / total, 2) for name, size in base.items()},
+        "bytes": counts,
+        "ratio": {name: round(size / total, 2) for name, size in base.items()},
         "error": {key: episode[key] for key in episode if "error" in key},
-        "seek": latency_ms(durations), "encode_s": round(encode_s, 3),
+        "seek": latency_ms(durations),
+        "encode_s": round(encode_s, 3),
         "bytes_per_object_frame": round(total / max(_object_frames(scene), 1), 3),
     }
 
@@ -200,9 +229,14 @@ def main() -> None:
     args = parser.parse_args()
     path = Path(args.data)
     scene = (read_ucy if args.format == "ucy" else read_bvh)(path)
-    facts = {"data": path.name, "format": args.format, "frames": scene.n_frames,
-             "frame_rate": scene.frame_rate, "objects": len(scene.objects),
-             "object_frames": _object_frames(scene)}
+    facts = {
+        "data": path.name,
+        "format": args.format,
+        "frames": scene.n_frames,
+        "frame_rate": scene.frame_rate,
+        "objects": len(scene.objects),
+        "object_frames": _object_frames(scene),
+    }
     base = baselines(scene, path, args.format)
     emit(BENCH, facts, kind="baselines", bytes=base)
     rng = np.random.default_rng(args.seed)
@@ -211,8 +245,12 @@ def main() -> None:
         emit(BENCH, {**facts, **options}, kind="setting", **measure(scene, options, base, rng))
     for bound, variant, options in bound_settings(args.format):
         log(f"{path.name}: bound {bound}, {variant}")
-        emit(BENCH, {**facts, "bound": bound, "variant": variant, **options}, kind="bound",
-             **measure(scene, options, base, rng))
+        emit(
+            BENCH,
+            {**facts, "bound": bound, "variant": variant, **options},
+            kind="bound",
+            **measure(scene, options, base, rng),
+        )
 
 
 if __name__ == "__main__":

@@ -109,8 +109,14 @@ from pathlib import Path
 from typing import Any
 
 BACKEND = "ducklake"
-CASES = ("concurrent_appends", "visibility", "compaction_during_work", "kill9",
-         "concurrent_deletes", "small_files")
+CASES = (
+    "concurrent_appends",
+    "visibility",
+    "compaction_during_work",
+    "kill9",
+    "concurrent_deletes",
+    "small_files",
+)
 COLUMNS = "tenant VARCHAR, id VARCHAR, hlc BIGINT, origin VARCHAR, deleted BOOLEAN, payload VARCHAR"
 CONFLICT_LOG = 'violates unique constraint "ducklake_snapshot_pkey"'
 
@@ -131,35 +137,54 @@ def ms(value: float | None) -> float | None:
 
 
 def lat(values: list[float], prefix: str) -> dict[str, Any]:
-    return {f"{prefix}_p50_ms": ms(pct(values, 50)), f"{prefix}_p99_ms": ms(pct(values, 99)),
-            f"{prefix}_max_ms": ms(max(values) if values else None)}
+    return {
+        f"{prefix}_p50_ms": ms(pct(values, 50)),
+        f"{prefix}_p99_ms": ms(pct(values, 99)),
+        f"{prefix}_max_ms": ms(max(values) if values else None),
+    }
 
 
 # --- DuckDB + DuckLake --------------------------------------------------------------
 
+
 def ext_path(name: str) -> str:
     """The extension binary shipped inside the PyPI package duckdb-extension-<name>."""
     import duckdb
+
     module = importlib.import_module(f"duckdb_extension_{name}")
-    path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    path = (
+        Path(module.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / f"{name}.duckdb_extension"
+    )
     if not path.exists():
-        raise SystemExit(f"{path} missing: pip install duckdb-extension-{name}=={duckdb.__version__}")
+        raise SystemExit(
+            f"{path} missing: pip install duckdb-extension-{name}=={duckdb.__version__}"
+        )
     return str(path)
 
 
 def lake_connect(cfg: dict[str, Any], settings: dict[str, Any] | None = None):
     """A fresh DuckDB with the lake attached as ``lake``; nothing is downloaded."""
     import duckdb
-    con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                 "autoload_known_extensions": False,
-                                 "extension_directory": cfg["ext_dir"]})
+
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "extension_directory": cfg["ext_dir"],
+        }
+    )
     names = ["postgres_scanner", "ducklake"] + (["httpfs"] if cfg.get("s3") else [])
     for name in names:
         con.execute(f"LOAD '{ext_path(name)}'")
     if cfg.get("s3"):
         s3 = cfg["s3"]
-        con.execute(f"CREATE SECRET s3local (TYPE s3, KEY_ID '{s3['key']}', SECRET '{s3['secret']}', "
-                    f"ENDPOINT '{s3['endpoint']}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+        con.execute(
+            f"CREATE SECRET s3local (TYPE s3, KEY_ID '{s3['key']}', SECRET '{s3['secret']}', "
+            f"ENDPOINT '{s3['endpoint']}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')"
+        )
     for key, value in (settings or {}).items():
         con.execute(f"SET {key} = {value}")
     options = f"DATA_PATH '{cfg['data']}'"
@@ -170,10 +195,12 @@ def lake_connect(cfg: dict[str, Any], settings: dict[str, Any] | None = None):
 def state_sql(at: int | None = None) -> str:
     """Count and md5 of a tenant's current state (max (hlc, origin) per id, not deleted)."""
     at_clause = f"AT (VERSION => {int(at)})" if at is not None else ""
-    return ("SELECT count(*), coalesce(md5(string_agg(id || '|' || hlc || '|' || origin || '|' || payload, "
-            "chr(10) ORDER BY id)), md5('')) FROM (SELECT id, hlc, origin, deleted, payload "
-            f"FROM lake.records {at_clause} WHERE tenant = ? "
-            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY hlc DESC, origin DESC) = 1) WHERE NOT deleted")
+    return (
+        "SELECT count(*), coalesce(md5(string_agg(id || '|' || hlc || '|' || origin || '|' || payload, "
+        "chr(10) ORDER BY id)), md5('')) FROM (SELECT id, hlc, origin, deleted, payload "
+        f"FROM lake.records {at_clause} WHERE tenant = ? "
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY hlc DESC, origin DESC) = 1) WHERE NOT deleted"
+    )
 
 
 def state_py(rows) -> tuple[int, str]:
@@ -220,7 +247,9 @@ def maintenance(con, grace_s: float | None) -> dict[str, int]:
     cur = con.execute(f"CALL ducklake_expire_snapshots('lake', older_than => {older})")
     out["snapshots_expired"] = cur.to_arrow_table().num_rows  # timestamps: fetchall() wants pytz
     cleanup = "cleanup_all => true" if grace_s is None else f"older_than => {older}"
-    out["files_deleted"] = len(con.execute(f"CALL ducklake_cleanup_old_files('lake', {cleanup})").fetchall())
+    out["files_deleted"] = len(
+        con.execute(f"CALL ducklake_cleanup_old_files('lake', {cleanup})").fetchall()
+    )
     return out
 
 
@@ -240,6 +269,7 @@ class Hlc:
 
 
 # --- workers (each a separate process) -----------------------------------------------
+
 
 def worker_main(spec: dict[str, Any]) -> None:
     cfg = spec["cfg"]
@@ -263,7 +293,11 @@ def role_append(con, spec) -> dict[str, Any]:
         while time.monotonic() < deadline:
             rows = []
             for _ in range(batch if not spec.get("mixed") else random.choice((1, 16))):
-                rid = f"{name}-{seq:08d}" if id_space is None else f"k{random.randrange(id_space):05d}"
+                rid = (
+                    f"{name}-{seq:08d}"
+                    if id_space is None
+                    else f"k{random.randrange(id_space):05d}"
+                )
                 seq += 1
                 rows.append((tenant, rid, hlc.next(), name, random.random() < del_p, payload()))
             attempts = 0
@@ -284,7 +318,13 @@ def role_append(con, spec) -> dict[str, Any]:
             lats.append(time.perf_counter() - t0)
             ack.write(json.dumps({"snap": snap, "attempts": attempts, "rows": rows}) + "\n")
             ack.flush()
-    return {"name": name, "commits": len(lats), "lat": lats, "errors": errors, "error_samples": samples}
+    return {
+        "name": name,
+        "commits": len(lats),
+        "lat": lats,
+        "errors": errors,
+        "error_samples": samples,
+    }
 
 
 def snapshot_id_of_commit(con) -> int:
@@ -367,9 +407,18 @@ def role_kill_writer(con, spec) -> dict[str, Any]:
     """Commit until killed; each acknowledged commit is flushed to the ack file first."""
     hlc = Hlc()
     with open(spec["ack_path"], "w") as ack:
-        for seq in range(10 ** 9):
-            rows = [("kill", f"{spec['name']}-{seq:06d}-{j:02d}", hlc.next(), spec["name"], False, payload())
-                    for j in range(random.choice((1, 16)))]
+        for seq in range(10**9):
+            rows = [
+                (
+                    "kill",
+                    f"{spec['name']}-{seq:06d}-{j:02d}",
+                    hlc.next(),
+                    spec["name"],
+                    False,
+                    payload(),
+                )
+                for j in range(random.choice((1, 16)))
+            ]
             insert_rows(con, rows)
             ack.write(json.dumps(rows) + "\n")
             ack.flush()
@@ -399,8 +448,11 @@ def role_deleter(con, spec) -> dict[str, Any]:
                 acks.append(rid)
             else:
                 con.execute("BEGIN")
-                con.execute("DELETE FROM lake.records WHERE tenant = 'ups' AND id IN "
-                            f"({','.join('?' * len(ids))})", ids)
+                con.execute(
+                    "DELETE FROM lake.records WHERE tenant = 'ups' AND id IN "
+                    f"({','.join('?' * len(ids))})",
+                    ids,
+                )
                 insert_rows(con, rows)
                 con.execute("COMMIT")
                 acks.extend(rows)
@@ -418,12 +470,19 @@ def role_deleter(con, spec) -> dict[str, Any]:
     return {"acks": acks, "errors": errors, "error_samples": samples, "lat": lats}
 
 
-ROLES = {"append": role_append, "vis_writer": role_vis_writer, "vis_reader": role_vis_reader,
-         "state_reader": role_state_reader, "compactor": role_compactor,
-         "kill_writer": role_kill_writer, "deleter": role_deleter}
+ROLES = {
+    "append": role_append,
+    "vis_writer": role_vis_writer,
+    "vis_reader": role_vis_reader,
+    "state_reader": role_state_reader,
+    "compactor": role_compactor,
+    "kill_writer": role_kill_writer,
+    "deleter": role_deleter,
+}
 
 
 # --- the harness ---------------------------------------------------------------------
+
 
 class Postgres:
     """A throw-away PostgreSQL 15 on 127.0.0.1 (catalog server)."""
@@ -441,19 +500,32 @@ class Postgres:
             self.pre = ["unshare", "--user", f"--map-user={pw.pw_uid}", f"--map-group={pw.pw_gid}"]
 
     def start(self) -> None:
-        subprocess.run(self.pre + ["initdb", "-D", str(self.dir), "-U", "postgres", "--auth=trust",
-                                   "-E", "UTF8"], check=True, capture_output=True)
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.sock} "
-                "-c max_connections=200 -c fsync=on")
-        subprocess.run(self.pre + ["pg_ctl", "-D", str(self.dir), "-w", "-l", str(self.log), "-o", opts,
-                                   "start"], check=True, capture_output=True)
+        subprocess.run(
+            self.pre
+            + ["initdb", "-D", str(self.dir), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.sock} "
+            "-c max_connections=200 -c fsync=on"
+        )
+        subprocess.run(
+            self.pre
+            + ["pg_ctl", "-D", str(self.dir), "-w", "-l", str(self.log), "-o", opts, "start"],
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self) -> None:
-        subprocess.run(self.pre + ["pg_ctl", "-D", str(self.dir), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            self.pre + ["pg_ctl", "-D", str(self.dir), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
 
     def connect(self, db: str = "postgres"):
         import psycopg2
+
         con = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=db)
         con.autocommit = True
         return con
@@ -504,8 +576,11 @@ class Harness:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        self.moto = subprocess.Popen([self.args.moto_bin, "-H", "127.0.0.1", "-p", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.moto = subprocess.Popen(
+            [self.args.moto_bin, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
@@ -531,8 +606,12 @@ class Harness:
         return str(path) + "/"
 
     def cfg(self, case: str) -> dict[str, Any]:
-        return {"dsn": self.pg.create_db(case), "data": self.data_path(case), "s3": self.s3,
-                "ext_dir": str(self.root / "ext")}
+        return {
+            "dsn": self.pg.create_db(case),
+            "data": self.data_path(case),
+            "s3": self.s3,
+            "ext_dir": str(self.root / "ext"),
+        }
 
     def disk_files(self, cfg, con) -> int:
         """Parquet files under the case's data path (live, awaiting deletion and orphaned)."""
@@ -541,8 +620,12 @@ class Harness:
         return sum(1 for _, _, fs in os.walk(cfg["data"]) for f in fs if f.endswith(".parquet"))
 
     def spawn(self, spec: dict[str, Any]) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.procs.append(p)
         return p
 
@@ -565,8 +648,11 @@ class Harness:
                 p.kill()
                 text, _ = p.communicate()
             lines = [x for x in text.splitlines() if x.strip()]
-            out.append(json.loads(lines[-1]) if lines and p.returncode == 0 else
-                       {"failed": True, "rc": p.returncode})
+            out.append(
+                json.loads(lines[-1])
+                if lines and p.returncode == 0
+                else {"failed": True, "rc": p.returncode}
+            )
         return out
 
     def close(self) -> None:
@@ -582,12 +668,23 @@ class Harness:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def emit(self, case: str, ok: bool, **fig: Any) -> None:
-        line = {"bench": "spike", "backend": BACKEND, "case": case, **fig, "ok": bool(ok),
-                "params": {"seconds": self.args.seconds, "storage": "s3" if self.s3 else "local",
-                           "s3_server": ("moto" if self.moto else "external") if self.s3 else None,
-                           "catalog": "postgres", "kills": self.args.kills,
-                           "small_commits": self.args.small_commits},
-                "versions": self.versions, "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        line = {
+            "bench": "spike",
+            "backend": BACKEND,
+            "case": case,
+            **fig,
+            "ok": bool(ok),
+            "params": {
+                "seconds": self.args.seconds,
+                "storage": "s3" if self.s3 else "local",
+                "s3_server": ("moto" if self.moto else "external") if self.s3 else None,
+                "catalog": "postgres",
+                "kills": self.args.kills,
+                "small_commits": self.args.small_commits,
+            },
+            "versions": self.versions,
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+        }
         print(json.dumps(line), flush=True)
 
 
@@ -601,46 +698,81 @@ def read_acks(path: Path) -> list[dict]:
 
 
 def table_rows(con, tenant: str) -> list[tuple]:
-    return con.execute("SELECT id, hlc, origin, deleted, payload FROM lake.records WHERE tenant = ?",
-                       [tenant]).fetchall()
+    return con.execute(
+        "SELECT id, hlc, origin, deleted, payload FROM lake.records WHERE tenant = ?", [tenant]
+    ).fetchall()
 
 
 def multiset_check(expected: list[tuple], present: list[tuple]) -> dict[str, Any]:
     """Lost / duplicated / unacknowledged rows and the content hashes of both sides."""
     from collections import Counter
+
     exp, got = Counter(map(tuple, expected)), Counter(map(tuple, present))
     lost = sum((exp - got).values())
     dup = sum(c - 1 for c in got.values() if c > 1)
     extra = sum(1 for k in got if k not in exp)
 
     def digest(rows):
-        return hashlib.md5("\n".join(sorted("|".join(map(str, r)) for r in rows)).encode()).hexdigest()
-    return {"rows_acked": sum(exp.values()), "rows_present": sum(got.values()), "lost": lost,
-            "duplicated": dup, "unacked_present": extra,
-            "hash_match": digest(exp.elements()) == digest([k for k in got if k in exp])}
+        return hashlib.md5(
+            "\n".join(sorted("|".join(map(str, r)) for r in rows)).encode()
+        ).hexdigest()
+
+    return {
+        "rows_acked": sum(exp.values()),
+        "rows_present": sum(got.values()),
+        "lost": lost,
+        "duplicated": dup,
+        "unacked_present": extra,
+        "hash_match": digest(exp.elements()) == digest([k for k in got if k in exp]),
+    }
 
 
 # --- cases ---------------------------------------------------------------------------
 
+
 def case_concurrent_appends(h: Harness) -> None:
-    default_retry = {"ducklake_max_retry_count": 10, "ducklake_retry_wait_ms": 100, "ducklake_retry_backoff": 1.5}
-    tuned_retry = {"ducklake_max_retry_count": 100, "ducklake_retry_wait_ms": 5, "ducklake_retry_backoff": 1.2}
-    runs = [(3, 1, default_retry), (3, 16, default_retry), (4, 1, default_retry), (4, 16, default_retry),
-            (3, 1, tuned_retry)]
+    default_retry = {
+        "ducklake_max_retry_count": 10,
+        "ducklake_retry_wait_ms": 100,
+        "ducklake_retry_backoff": 1.5,
+    }
+    tuned_retry = {
+        "ducklake_max_retry_count": 100,
+        "ducklake_retry_wait_ms": 5,
+        "ducklake_retry_backoff": 1.2,
+    }
+    runs = [
+        (3, 1, default_retry),
+        (3, 16, default_retry),
+        (4, 1, default_retry),
+        (4, 16, default_retry),
+        (3, 1, tuned_retry),
+    ]
     for procs, batch, retry in runs:
         name = f"appends_p{procs}_b{batch}" + ("_tuned" if retry is tuned_retry else "")
         cfg = h.cfg(name)
         con = lake_connect(cfg)
         con.execute(f"CREATE TABLE lake.records({COLUMNS})")
         off = h.pg.log_offset()
-        specs = [{"role": "append", "cfg": cfg, "name": f"w{i}", "tenant": "t1", "batch": batch,
-                  "settings": retry,
-                  "seconds": h.args.seconds, "ack_path": str(h.root / f"{name}-w{i}.ack")}
-                 for i in range(procs)]
+        specs = [
+            {
+                "role": "append",
+                "cfg": cfg,
+                "name": f"w{i}",
+                "tenant": "t1",
+                "batch": batch,
+                "settings": retry,
+                "seconds": h.args.seconds,
+                "ack_path": str(h.root / f"{name}-w{i}.ack"),
+            }
+            for i in range(procs)
+        ]
         t0 = time.monotonic()
         res = h.run_workers(specs, timeout=h.args.seconds + 120)
         wall = time.monotonic() - t0
-        acked = [tuple(r[1:]) for s in specs for a in read_acks(Path(s["ack_path"])) for r in a["rows"]]
+        acked = [
+            tuple(r[1:]) for s in specs for a in read_acks(Path(s["ack_path"])) for r in a["rows"]
+        ]
         present = table_rows(con, "t1")
         chk = multiset_check(acked, present)
         commits = sum(r.get("commits", 0) for r in res)
@@ -648,18 +780,35 @@ def case_concurrent_appends(h: Harness) -> None:
         errors = sum(r.get("errors", 0) for r in res)
         conflicts = h.pg.log_count(off, CONFLICT_LOG)
         con.close()
-        ok = (not any(r.get("failed") for r in res) and chk["lost"] == 0 and chk["duplicated"] == 0
-              and chk["hash_match"])
-        h.emit("concurrent_appends", ok, processes=procs, rows_per_commit=batch,
-               seconds=h.args.seconds, wall_s=round(wall, 2), commits=commits,
-               commits_per_s=round(commits / h.args.seconds, 1),
-               rows_per_s=round(commits * batch / h.args.seconds, 1),
-               per_process_commits=[r.get("commits") for r in res], **lat(lats, "commit"), **chk,
-               catalog_conflicts=conflicts, caller_errors=errors,
-               caller_error_samples=[s for r in res for s in r.get("error_samples", [])][:2],
-               retry_settings=retry, retry_settings_are_default=retry is default_retry)
-        log(f"[appends] p={procs} b={batch} commits={commits} lost={chk['lost']} dup={chk['duplicated']} "
-            f"conflicts={conflicts} errors={errors}")
+        ok = (
+            not any(r.get("failed") for r in res)
+            and chk["lost"] == 0
+            and chk["duplicated"] == 0
+            and chk["hash_match"]
+        )
+        h.emit(
+            "concurrent_appends",
+            ok,
+            processes=procs,
+            rows_per_commit=batch,
+            seconds=h.args.seconds,
+            wall_s=round(wall, 2),
+            commits=commits,
+            commits_per_s=round(commits / h.args.seconds, 1),
+            rows_per_s=round(commits * batch / h.args.seconds, 1),
+            per_process_commits=[r.get("commits") for r in res],
+            **lat(lats, "commit"),
+            **chk,
+            catalog_conflicts=conflicts,
+            caller_errors=errors,
+            caller_error_samples=[s for r in res for s in r.get("error_samples", [])][:2],
+            retry_settings=retry,
+            retry_settings_are_default=retry is default_retry,
+        )
+        log(
+            f"[appends] p={procs} b={batch} commits={commits} lost={chk['lost']} dup={chk['duplicated']} "
+            f"conflicts={conflicts} errors={errors}"
+        )
 
 
 def case_visibility(h: Harness) -> None:
@@ -667,9 +816,13 @@ def case_visibility(h: Harness) -> None:
     con = lake_connect(cfg)
     con.execute(f"CREATE TABLE lake.records({COLUMNS})")
     n = max(20, int(h.args.seconds * 8))
-    res = h.run_workers([{"role": "vis_writer", "cfg": cfg, "n": n},
-                         {"role": "vis_reader", "cfg": cfg, "n": n, "seconds": h.args.seconds + 30}],
-                        timeout=h.args.seconds + 90)
+    res = h.run_workers(
+        [
+            {"role": "vis_writer", "cfg": cfg, "n": n},
+            {"role": "vis_reader", "cfg": cfg, "n": n, "seconds": h.args.seconds + 30},
+        ],
+        timeout=h.args.seconds + 90,
+    )
     acks = dict(res[0].get("acks", []))
     seen = res[1].get("seen", [])
     lags, missed = [], 0
@@ -683,26 +836,33 @@ def case_visibility(h: Harness) -> None:
     a, b = lake_connect(cfg), lake_connect(cfg)
     count = "SELECT count(*) FROM lake.records WHERE tenant = 'vis'"
     base = scalar(b, count)
-    insert_rows(a, [("vis", "sem-1", 10 ** 9, "A", False, "x")])
+    insert_rows(a, [("vis", "sem-1", 10**9, "A", False, "x")])
     autocommit_fresh = scalar(b, count) == base + 1
     b.execute("BEGIN")
     in_txn_before = scalar(b, count)
-    insert_rows(a, [("vis", "sem-2", 10 ** 9 + 1, "A", False, "x")])
+    insert_rows(a, [("vis", "sem-2", 10**9 + 1, "A", False, "x")])
     in_txn_after = scalar(b, count)
     b.execute("COMMIT")
     after_commit = scalar(b, count)
     for c in (a, b, con):
         c.close()
     ok = missed == 0 and autocommit_fresh and after_commit == in_txn_before + 1
-    h.emit("visibility", ok, commits=len(acks), missed=missed, **lat(lags, "lag"),
-           lag_min_ms=ms(min(lags) if lags else None),
-           **lat(res[1].get("snap_lat", []), "snapshot_check"), **lat(res[1].get("read_lat", []), "read"),
-           snapshot_checks=len(res[1].get("snap_lat", [])),
-           autocommit_query_sees_new_commit=autocommit_fresh,
-           open_txn_keeps_snapshot=in_txn_after == in_txn_before,
-           sees_commit_after_txn_end=after_commit == in_txn_before + 1,
-           note="lag = B's first read containing the row minus A's acknowledgement (same monotonic clock); "
-                "B polls ducklake_current_snapshot() and reads only when the id moved")
+    h.emit(
+        "visibility",
+        ok,
+        commits=len(acks),
+        missed=missed,
+        **lat(lags, "lag"),
+        lag_min_ms=ms(min(lags) if lags else None),
+        **lat(res[1].get("snap_lat", []), "snapshot_check"),
+        **lat(res[1].get("read_lat", []), "read"),
+        snapshot_checks=len(res[1].get("snap_lat", [])),
+        autocommit_query_sees_new_commit=autocommit_fresh,
+        open_txn_keeps_snapshot=in_txn_after == in_txn_before,
+        sees_commit_after_txn_end=after_commit == in_txn_before + 1,
+        note="lag = B's first read containing the row minus A's acknowledgement (same monotonic clock); "
+        "B polls ducklake_current_snapshot() and reads only when the id moved",
+    )
     log(f"[visibility] lag p50={ms(pct(lags, 50))}ms p99={ms(pct(lags, 99))}ms missed={missed}")
 
 
@@ -711,13 +871,28 @@ def case_compaction(h: Harness) -> None:
     con = lake_connect(cfg)
     con.execute(f"CREATE TABLE lake.records({COLUMNS})")
     secs = h.args.seconds
-    specs = [{"role": "append", "cfg": cfg, "name": f"w{i}", "tenant": "c", "batch": 16, "mixed": True,
-              "id_space": 400, "delete_p": 0.1, "log_snapshot": True, "seconds": secs,
-              "ack_path": str(h.root / f"compaction-w{i}.ack")} for i in range(2)]
+    specs = [
+        {
+            "role": "append",
+            "cfg": cfg,
+            "name": f"w{i}",
+            "tenant": "c",
+            "batch": 16,
+            "mixed": True,
+            "id_space": 400,
+            "delete_p": 0.1,
+            "log_snapshot": True,
+            "seconds": secs,
+            "ack_path": str(h.root / f"compaction-w{i}.ack"),
+        }
+        for i in range(2)
+    ]
     specs.append({"role": "state_reader", "cfg": cfg, "tenant": "c", "seconds": secs})
     specs.append({"role": "compactor", "cfg": cfg, "seconds": secs, "grace_s": 2, "pause": 0.5})
     res = h.run_workers(specs, timeout=secs + 120)
-    commits = sorted((a["snap"], r) for s in specs[:2] for a in read_acks(Path(s["ack_path"])) for r in a["rows"])
+    commits = sorted(
+        (a["snap"], r) for s in specs[:2] for a in read_acks(Path(s["ack_path"])) for r in a["rows"]
+    )
     obs = res[2].get("obs", [])
     # expected state at each observed snapshot, from the acknowledged commits
     expected: dict[int, tuple[int, str]] = {}
@@ -743,27 +918,41 @@ def case_compaction(h: Harness) -> None:
     want_final = state_py([tuple(r[1:]) for _, r in commits])
     con.close()
     passes = res[3].get("passes", [])
-    ok = (not any(r.get("failed") for r in res) and not wrong and unstable == 0
-          and not (res[2].get("errors") or {}).get("latest")
-          and tuple(final_state_before) == want_final == tuple(final_state_after))
-    h.emit("compaction_during_work", ok, writer_commits=sum(r.get("commits", 0) for r in res[:2]),
-           writer_caller_errors=sum(r.get("errors", 0) for r in res[:2]),
-           reads=len(obs), reads_of_old_snapshots=sum(1 for o in obs if o[3] == "old"),
-           wrong_reads=len(wrong), snapshots_with_two_hashes=unstable,
-           reader_errors_latest_snapshot=(res[2].get("errors") or {}).get("latest"),
-           reader_errors_old_snapshot=(res[2].get("errors") or {}).get("old"),
-           reader_error_samples=res[2].get("error_samples"),
-           maintenance_passes=len(passes), maintenance_errors=res[3].get("errors"),
-           maintenance_error_samples=res[3].get("error_samples"),
-           maintenance_pass_p50_s=pct([p["s"] for p in passes], 50),
-           files_merged_during_run=sum(p["files_merged"] for p in passes),
-           files_deleted_during_run=sum(p["files_deleted"] for p in passes),
-           files_before=files_before, files_after=files_after,
-           disk_parquet_before=disk_before, disk_parquet_after=disk_after,
-           final_pass=final_pass, final_pass_s=round(final_s, 3),
-           final_state_matches_acks=tuple(final_state_before) == want_final,
-           state_unchanged_by_final_pass=tuple(final_state_before) == tuple(final_state_after),
-           live_ids=want_final[0])
+    ok = (
+        not any(r.get("failed") for r in res)
+        and not wrong
+        and unstable == 0
+        and not (res[2].get("errors") or {}).get("latest")
+        and tuple(final_state_before) == want_final == tuple(final_state_after)
+    )
+    h.emit(
+        "compaction_during_work",
+        ok,
+        writer_commits=sum(r.get("commits", 0) for r in res[:2]),
+        writer_caller_errors=sum(r.get("errors", 0) for r in res[:2]),
+        reads=len(obs),
+        reads_of_old_snapshots=sum(1 for o in obs if o[3] == "old"),
+        wrong_reads=len(wrong),
+        snapshots_with_two_hashes=unstable,
+        reader_errors_latest_snapshot=(res[2].get("errors") or {}).get("latest"),
+        reader_errors_old_snapshot=(res[2].get("errors") or {}).get("old"),
+        reader_error_samples=res[2].get("error_samples"),
+        maintenance_passes=len(passes),
+        maintenance_errors=res[3].get("errors"),
+        maintenance_error_samples=res[3].get("error_samples"),
+        maintenance_pass_p50_s=pct([p["s"] for p in passes], 50),
+        files_merged_during_run=sum(p["files_merged"] for p in passes),
+        files_deleted_during_run=sum(p["files_deleted"] for p in passes),
+        files_before=files_before,
+        files_after=files_after,
+        disk_parquet_before=disk_before,
+        disk_parquet_after=disk_after,
+        final_pass=final_pass,
+        final_pass_s=round(final_s, 3),
+        final_state_matches_acks=tuple(final_state_before) == want_final,
+        state_unchanged_by_final_pass=tuple(final_state_before) == tuple(final_state_after),
+        live_ids=want_final[0],
+    )
     log(f"[compaction] reads={len(obs)} wrong={len(wrong)} files {files_before}->{files_after}")
 
 
@@ -776,7 +965,9 @@ def case_kill9(h: Harness) -> None:
     for rep in range(reps):
         ack = h.root / f"kill-{rep}.ack"
         ack_paths.append(ack)
-        p = h.spawn({"role": "kill_writer", "cfg": cfg, "name": f"k{rep:02d}", "ack_path": str(ack)})
+        p = h.spawn(
+            {"role": "kill_writer", "cfg": cfg, "name": f"k{rep:02d}", "ack_path": str(ack)}
+        )
         assert p.stdout.readline().strip() == "READY"
         p.stdin.write("GO\n")
         p.stdin.flush()
@@ -795,16 +986,28 @@ def case_kill9(h: Harness) -> None:
         readable = scalar(con, "SELECT count(*) FROM lake.records") >= len(acked)
     except Exception as exc:
         log("[kill9] after:", exc)
-    orphans = len(con.execute("CALL ducklake_delete_orphaned_files('lake', dry_run => true, "
-                              "cleanup_all => true)").fetchall())
-    idle_txn = h.pg.query("SELECT count(*) FROM pg_stat_activity WHERE datname = 'kill9' "
-                          "AND state LIKE 'idle in%'")[0][0]
+    orphans = len(
+        con.execute(
+            "CALL ducklake_delete_orphaned_files('lake', dry_run => true, cleanup_all => true)"
+        ).fetchall()
+    )
+    idle_txn = h.pg.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'kill9' AND state LIKE 'idle in%'"
+    )[0][0]
     con.close()
     ok = chk["lost"] == 0 and chk["duplicated"] == 0 and chk["hash_match"] and readable and writable
-    h.emit("kill9", ok, kills=reps, commits_acked=sum(len(read_acks(p)) for p in ack_paths), **chk,
-           readable_after=readable, writable_after=writable, orphaned_files=orphans,
-           catalog_idle_in_txn_after=idle_txn,
-           kill_delay_s=[round(min(killed_after), 2), round(max(killed_after), 2)])
+    h.emit(
+        "kill9",
+        ok,
+        kills=reps,
+        commits_acked=sum(len(read_acks(p)) for p in ack_paths),
+        **chk,
+        readable_after=readable,
+        writable_after=writable,
+        orphaned_files=orphans,
+        catalog_idle_in_txn_after=idle_txn,
+        kill_delay_s=[round(min(killed_after), 2), round(max(killed_after), 2)],
+    )
     log(f"[kill9] acked={chk['rows_acked']} lost={chk['lost']} orphans={orphans}")
 
 
@@ -831,23 +1034,47 @@ def race(cfg, first: list[str], second: list[str]) -> dict[str, Any]:
 
 def case_concurrent_deletes(h: Harness) -> None:
     from collections import Counter
+
     cfg = h.cfg("deletes")
     con = lake_connect(cfg)
     con.execute(f"CREATE TABLE lake.records({COLUMNS})")
     n = 960
     seed = [("del", f"d{i:05d}", 1, "seed", False, payload()) for i in range(n)]
     for i in range(0, n, 16):  # 60 files of 16 rows (> the inlining limit)
-        insert_rows(con, seed[i:i + 16])
+        insert_rows(con, seed[i : i + 16])
     ups_ids = [f"u{i:03d}" for i in range(60)]
     insert_rows(con, [("ups", u, 1, "seed", False, payload()) for u in ups_ids[:30]])  # one file
     secs = max(3.0, h.args.seconds / 2)
     # (a) 3 processes delete disjoint ids, one per commit
-    res_d = h.run_workers([{"role": "deleter", "cfg": cfg, "mode": "delete", "name": f"d{w}", "seconds": secs,
-                            "ids": [f"d{i:05d}" for i in range(n) if i % 3 == w]} for w in range(3)],
-                          timeout=secs + 120)
+    res_d = h.run_workers(
+        [
+            {
+                "role": "deleter",
+                "cfg": cfg,
+                "mode": "delete",
+                "name": f"d{w}",
+                "seconds": secs,
+                "ids": [f"d{i:05d}" for i in range(n) if i % 3 == w],
+            }
+            for w in range(3)
+        ],
+        timeout=secs + 120,
+    )
     # (b) 3 processes churn (DELETE + INSERT) 60 shared ids, 30 of them new
-    res_u = h.run_workers([{"role": "deleter", "cfg": cfg, "mode": "churn", "name": f"u{w}", "seconds": secs,
-                            "ids": ups_ids} for w in range(3)], timeout=secs + 120)
+    res_u = h.run_workers(
+        [
+            {
+                "role": "deleter",
+                "cfg": cfg,
+                "mode": "churn",
+                "name": f"u{w}",
+                "seconds": secs,
+                "ids": ups_ids,
+            }
+            for w in range(3)
+        ],
+        timeout=secs + 120,
+    )
     rows = table_rows(con, "del")
     ids = [r[0] for r in rows]
     deleted = {i for r in res_d for i in r.get("acks", [])}
@@ -863,38 +1090,76 @@ def case_concurrent_deletes(h: Harness) -> None:
     unacked_visible = sum(1 for r in ups if r[2] != "seed" and (r[0], r[1], r[2]) not in acked_keys)
     files = file_count(con)
     # (c) the two known races, replayed step by step with two replicas
-    insert_rows(con, [("r1", f"r{i:03d}", 1, "seed", False, "x") for i in range(100)])  # one data file
-    r1215 = race(cfg, ["DELETE FROM lake.records WHERE tenant = 'r1' AND id = 'r050'"],
-                 ["DELETE FROM lake.records WHERE tenant = 'r1' AND id BETWEEN 'r050' AND 'r079'"])
+    insert_rows(
+        con, [("r1", f"r{i:03d}", 1, "seed", False, "x") for i in range(100)]
+    )  # one data file
+    r1215 = race(
+        cfg,
+        ["DELETE FROM lake.records WHERE tenant = 'r1' AND id = 'r050'"],
+        ["DELETE FROM lake.records WHERE tenant = 'r1' AND id BETWEEN 'r050' AND 'r079'"],
+    )
     r1 = Counter(r[0] for r in table_rows(con, "r1"))
-    r1215.update(rows_expected=70, rows_present=sum(r1.values()),
-                 deleted_rows_visible=sum(c for k, c in r1.items() if "r050" <= k <= "r079"))
-    r1393 = race(cfg, ["DELETE FROM lake.records WHERE tenant = 'r2' AND id = 'new'",
-                       "INSERT INTO lake.records VALUES ('r2', 'new', 1, 'A', false, 'a')"],
-                 ["DELETE FROM lake.records WHERE tenant = 'r2' AND id = 'new'",
-                  "INSERT INTO lake.records VALUES ('r2', 'new', 1, 'B', false, 'b')"])
+    r1215.update(
+        rows_expected=70,
+        rows_present=sum(r1.values()),
+        deleted_rows_visible=sum(c for k, c in r1.items() if "r050" <= k <= "r079"),
+    )
+    r1393 = race(
+        cfg,
+        [
+            "DELETE FROM lake.records WHERE tenant = 'r2' AND id = 'new'",
+            "INSERT INTO lake.records VALUES ('r2', 'new', 1, 'A', false, 'a')",
+        ],
+        [
+            "DELETE FROM lake.records WHERE tenant = 'r2' AND id = 'new'",
+            "INSERT INTO lake.records VALUES ('r2', 'new', 1, 'B', false, 'b')",
+        ],
+    )
     r1393["rows_for_key"] = len(table_rows(con, "r2"))
     con.close()
     dup_1215 = r1215["rows_present"] != 70 or r1215["deleted_rows_visible"] > 0
-    ok = (del_dup == 0 and resurrected == 0 and ups_dup == 0 and ups_missing == 0
-          and not dup_1215 and r1393["rows_for_key"] == 1)
-    h.emit("concurrent_deletes", ok, processes=3, seconds=secs,
-           delete_commits=len(deleted), delete_conflicts=sum(r.get("errors", 0) for r in res_d),
-           delete_error_sample=next((s for r in res_d for s in r.get("error_samples", [])), None),
-           rows_expected=n - len(deleted), rows_present=len(ids), duplicated_after_delete=del_dup,
-           resurrected=resurrected, **lat([x for r in res_d for x in r.get("lat", [])], "delete"),
-           churn_commits=sum(len(r.get("lat", [])) for r in res_u),
-           churn_conflicts=sum(r.get("errors", 0) for r in res_u),
-           churn_error_samples=sorted({s.splitlines()[-1][:160] for r in res_u
-                                       for s in r.get("error_samples", [])}),
-           churn_ids=len(ups_ids), churn_rows_present=len(ups), churn_duplicated=ups_dup,
-           churn_missing=ups_missing, churn_unacked_visible=unacked_visible, files_after=files,
-           race_inlined_vs_parquet_delete=r1215, race_zero_row_delete_then_insert=r1393,
-           note="race_*: ducklake issues #1215/#1084 (small inlined + large parquet delete of one row "
-                "both commit; deleted rows come back) and #1393 (DELETE matching nothing + INSERT "
-                "does not conflict: duplicate key); fixes are not in the 1.5.5 extension (d8a1881e)")
-    log(f"[deletes] dup={del_dup} resurrected={resurrected} churn_dup={ups_dup} churn_missing={ups_missing} "
-        f"r1215={r1215} r1393={r1393}")
+    ok = (
+        del_dup == 0
+        and resurrected == 0
+        and ups_dup == 0
+        and ups_missing == 0
+        and not dup_1215
+        and r1393["rows_for_key"] == 1
+    )
+    h.emit(
+        "concurrent_deletes",
+        ok,
+        processes=3,
+        seconds=secs,
+        delete_commits=len(deleted),
+        delete_conflicts=sum(r.get("errors", 0) for r in res_d),
+        delete_error_sample=next((s for r in res_d for s in r.get("error_samples", [])), None),
+        rows_expected=n - len(deleted),
+        rows_present=len(ids),
+        duplicated_after_delete=del_dup,
+        resurrected=resurrected,
+        **lat([x for r in res_d for x in r.get("lat", [])], "delete"),
+        churn_commits=sum(len(r.get("lat", [])) for r in res_u),
+        churn_conflicts=sum(r.get("errors", 0) for r in res_u),
+        churn_error_samples=sorted(
+            {s.splitlines()[-1][:160] for r in res_u for s in r.get("error_samples", [])}
+        ),
+        churn_ids=len(ups_ids),
+        churn_rows_present=len(ups),
+        churn_duplicated=ups_dup,
+        churn_missing=ups_missing,
+        churn_unacked_visible=unacked_visible,
+        files_after=files,
+        race_inlined_vs_parquet_delete=r1215,
+        race_zero_row_delete_then_insert=r1393,
+        note="race_*: ducklake issues #1215/#1084 (small inlined + large parquet delete of one row "
+        "both commit; deleted rows come back) and #1393 (DELETE matching nothing + INSERT "
+        "does not conflict: duplicate key); fixes are not in the 1.5.5 extension (d8a1881e)",
+    )
+    log(
+        f"[deletes] dup={del_dup} resurrected={resurrected} churn_dup={ups_dup} churn_missing={ups_missing} "
+        f"r1215={r1215} r1393={r1393}"
+    )
 
 
 def case_small_files(h: Harness) -> None:
@@ -922,6 +1187,7 @@ def case_small_files(h: Harness) -> None:
                 got = c.execute(state_sql(), ["s"]).fetchone()
                 best = min(best, time.perf_counter() - t0)
             return best, tuple(got)
+
         fresh = lake_connect(cfg)  # a replica that never saw these commits
         read_before, st_before = timed_read(fresh)
         files_before, disk_before = file_count(con), h.disk_files(cfg, con)
@@ -935,33 +1201,61 @@ def case_small_files(h: Harness) -> None:
         for c in (con, fresh, fresh2):
             c.close()
         ok = st_before == want == st_after
-        h.emit("small_files", ok, data_inlining=inline, commits=len(lats), **lat(lats, "commit"),
-               files_before=files_before, disk_parquet_before=disk_before,
-               read_current_state_before_ms=ms(read_before), maintenance=pass_out,
-               maintenance_s=round(maint_s, 3), files_after=files_after, disk_parquet_after=disk_after,
-               read_current_state_after_ms=ms(read_after), catalog_db_bytes=catalog_bytes,
-               live_ids=want[0], state_correct=ok)
-        log(f"[small_files] inline={inline} files {files_before}->{files_after} "
-            f"read {ms(read_before)}->{ms(read_after)} ms")
+        h.emit(
+            "small_files",
+            ok,
+            data_inlining=inline,
+            commits=len(lats),
+            **lat(lats, "commit"),
+            files_before=files_before,
+            disk_parquet_before=disk_before,
+            read_current_state_before_ms=ms(read_before),
+            maintenance=pass_out,
+            maintenance_s=round(maint_s, 3),
+            files_after=files_after,
+            disk_parquet_after=disk_after,
+            read_current_state_after_ms=ms(read_after),
+            catalog_db_bytes=catalog_bytes,
+            live_ids=want[0],
+            state_correct=ok,
+        )
+        log(
+            f"[small_files] inline={inline} files {files_before}->{files_after} "
+            f"read {ms(read_before)}->{ms(read_after)} ms"
+        )
 
 
-CASE_FUNCS = {"concurrent_appends": case_concurrent_appends, "visibility": case_visibility,
-              "compaction_during_work": case_compaction, "kill9": case_kill9,
-              "concurrent_deletes": case_concurrent_deletes, "small_files": case_small_files}
+CASE_FUNCS = {
+    "concurrent_appends": case_concurrent_appends,
+    "visibility": case_visibility,
+    "compaction_during_work": case_compaction,
+    "kill9": case_kill9,
+    "concurrent_deletes": case_concurrent_deletes,
+    "small_files": case_small_files,
+}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each timed run (default 10)")
-    ap.add_argument("--data", default="", help="data files: DIR or s3://bucket/prefix (default: a temp dir)")
-    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=10.0, help="duration of each timed run (default 10)"
+    )
+    ap.add_argument(
+        "--data", default="", help="data files: DIR or s3://bucket/prefix (default: a temp dir)"
+    )
+    ap.add_argument(
+        "--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES)
+    )
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--small-commits", type=int, default=1000)
     ap.add_argument("--s3-endpoint", default=os.environ.get("S3_ENDPOINT", ""))
     ap.add_argument("--s3-key", default=os.environ.get("AWS_ACCESS_KEY_ID", "testing"))
     ap.add_argument("--s3-secret", default=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"))
-    ap.add_argument("--start-moto", action="store_true", help="start moto_server on 127.0.0.1 for s3://")
+    ap.add_argument(
+        "--start-moto", action="store_true", help="start moto_server on 127.0.0.1 for s3://"
+    )
     ap.add_argument("--moto-bin", default="/tmp/spikevenv/bin/moto_server")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (catalog, logs, acks)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -970,20 +1264,36 @@ def main() -> None:
         worker_main(json.loads(args.worker))
         return
     import duckdb
+
     h = Harness(args)
     h.run_id = time.strftime("%Y%m%d-%H%M%S")
     t_all = time.monotonic()
     try:
         h.pg.start()
-        probe = lake_connect({"dsn": h.pg.create_db("probe"), "data": h.data_path("probe"), "s3": h.s3,
-                              "ext_dir": str(h.root / "ext")})
-        exts = dict(probe.execute("SELECT extension_name, extension_version FROM duckdb_extensions() "
-                                  "WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner', "
-                                  "'httpfs')").fetchall())
+        probe = lake_connect(
+            {
+                "dsn": h.pg.create_db("probe"),
+                "data": h.data_path("probe"),
+                "s3": h.s3,
+                "ext_dir": str(h.root / "ext"),
+            }
+        )
+        exts = dict(
+            probe.execute(
+                "SELECT extension_name, extension_version FROM duckdb_extensions() "
+                "WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner', "
+                "'httpfs')"
+            ).fetchall()
+        )
         probe.close()
-        h.versions = {"python": sys.version.split()[0], "duckdb": duckdb.__version__,
-                      "ducklake_ext": exts.get("ducklake"), "postgres_scanner_ext": exts.get("postgres_scanner"),
-                      "postgres": h.pg.version(), "nproc": os.cpu_count()}
+        h.versions = {
+            "python": sys.version.split()[0],
+            "duckdb": duckdb.__version__,
+            "ducklake_ext": exts.get("ducklake"),
+            "postgres_scanner_ext": exts.get("postgres_scanner"),
+            "postgres": h.pg.version(),
+            "nproc": os.cpu_count(),
+        }
         log("versions", h.versions, "root", h.root)
         for case in args.cases.split(","):
             t0 = time.monotonic()

@@ -52,10 +52,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SCHEMA = pa.schema([("tenant", pa.string()), ("id", pa.string()), ("hlc", pa.uint64()),
-                    ("origin", pa.string()), ("deleted", pa.bool_()), ("payload", pa.binary())])
-KEYS = {"aws_access_key_id": "spike", "aws_secret_access_key": "spike-secret",
-        "aws_region": "us-east-1", "allow_http": "true"}
+SCHEMA = pa.schema(
+    [
+        ("tenant", pa.string()),
+        ("id", pa.string()),
+        ("hlc", pa.uint64()),
+        ("origin", pa.string()),
+        ("deleted", pa.bool_()),
+        ("payload", pa.binary()),
+    ]
+)
+KEYS = {
+    "aws_access_key_id": "spike",
+    "aws_secret_access_key": "spike-secret",
+    "aws_region": "us-east-1",
+    "allow_http": "true",
+}
 
 
 def emit(case: str, **figures: Any) -> None:
@@ -77,11 +89,20 @@ def start_s3(kind: str, workdir: Path) -> tuple[subprocess.Popen | None, dict[st
     if kind == "moto":
         cmd = [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     else:
-        cmd = [str(bin_dir / "weed"), "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-s3.port={port}", f"-dir={workdir / 'weed'}"]
+        cmd = [
+            str(bin_dir / "weed"),
+            "mini",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={port}",
+            f"-dir={workdir / 'weed'}",
+        ]
         (workdir / "weed").mkdir()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEYS["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": KEYS["aws_secret_access_key"]}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": KEYS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": KEYS["aws_secret_access_key"],
+    }
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -94,9 +115,15 @@ def start_s3(kind: str, workdir: Path) -> tuple[subprocess.Popen | None, dict[st
                 raise RuntimeError(f"{kind} did not start") from None
             time.sleep(0.1)
     from pyarrow import fs
-    s3 = fs.S3FileSystem(access_key=KEYS["aws_access_key_id"],
-                         secret_key=KEYS["aws_secret_access_key"], endpoint_override=endpoint,
-                         scheme="http", region="us-east-1", allow_bucket_creation=True)
+
+    s3 = fs.S3FileSystem(
+        access_key=KEYS["aws_access_key_id"],
+        secret_key=KEYS["aws_secret_access_key"],
+        endpoint_override=endpoint,
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
     for _ in range(100):
         try:
             s3.create_dir("spike")
@@ -107,18 +134,24 @@ def start_s3(kind: str, workdir: Path) -> tuple[subprocess.Popen | None, dict[st
 
 
 def rows(tenant: str, ids: list[str], origin: str, hlc0: int, deleted: bool = False) -> pa.Table:
-    return pa.table({"tenant": [tenant] * len(ids), "id": ids,
-                     "hlc": pa.array([hlc0 + i for i in range(len(ids))], pa.uint64()),
-                     "origin": [origin] * len(ids), "deleted": [deleted] * len(ids),
-                     "payload": [hashlib.sha256(i.encode()).digest() for i in ids]}, schema=SCHEMA)
+    return pa.table(
+        {
+            "tenant": [tenant] * len(ids),
+            "id": ids,
+            "hlc": pa.array([hlc0 + i for i in range(len(ids))], pa.uint64()),
+            "origin": [origin] * len(ids),
+            "deleted": [deleted] * len(ids),
+            "payload": [hashlib.sha256(i.encode()).digest() for i in ids],
+        },
+        schema=SCHEMA,
+    )
 
 
 def append(uri: str, opts: dict[str, str], table: pa.Table) -> int:
     return lance.write_dataset(table, uri, mode="append", storage_options=opts or None).version
 
 
-def writer(uri: str, opts: dict[str, str], name: str, seconds: float, batch: int,
-           out: Any) -> None:
+def writer(uri: str, opts: dict[str, str], name: str, seconds: float, batch: int, out: Any) -> None:
     """Append batches until time is up; report every acknowledged id and each latency."""
     acked, latencies, n = [], [], 0
     stop = time.monotonic() + seconds
@@ -157,8 +190,10 @@ def concurrent_appends(root: str, opts: dict[str, str], seconds: float) -> None:
         for batch in (1, 16):
             uri = fresh(root, opts, f"appends-{processes}-{batch}")
             out = ctx.Queue()
-            procs = [ctx.Process(target=writer, args=(uri, opts, f"w{i}", seconds, batch, out))
-                     for i in range(processes)]
+            procs = [
+                ctx.Process(target=writer, args=(uri, opts, f"w{i}", seconds, batch, out))
+                for i in range(processes)
+            ]
             for p in procs:
                 p.start()
             results = [out.get() for _ in procs]
@@ -167,14 +202,21 @@ def concurrent_appends(root: str, opts: dict[str, str], seconds: float) -> None:
             acked = [i for _, ids, _ in results for i in ids]
             latencies = np.array([x for *_, lat in results for x in lat]) * 1000
             stored = current(uri, opts).column("id").to_pylist()
-            emit("concurrent_appends", processes=processes, rows_per_commit=batch,
-                 seconds=seconds, commits=len(latencies),
-                 commits_per_s=round(len(latencies) / seconds, 1),
-                 commit_ms_p50=round(float(np.percentile(latencies, 50)), 1),
-                 commit_ms_p99=round(float(np.percentile(latencies, 99)), 1),
-                 acked=len(acked), stored=len(stored), lost=len(set(acked) - set(stored)),
-                 duplicated=len(stored) - len(set(stored)),
-                 ok=sorted(acked) == sorted(stored))
+            emit(
+                "concurrent_appends",
+                processes=processes,
+                rows_per_commit=batch,
+                seconds=seconds,
+                commits=len(latencies),
+                commits_per_s=round(len(latencies) / seconds, 1),
+                commit_ms_p50=round(float(np.percentile(latencies, 50)), 1),
+                commit_ms_p99=round(float(np.percentile(latencies, 99)), 1),
+                acked=len(acked),
+                stored=len(stored),
+                lost=len(set(acked) - set(stored)),
+                duplicated=len(stored) - len(set(stored)),
+                ok=sorted(acked) == sorted(stored),
+            )
 
 
 def visibility(root: str, opts: dict[str, str]) -> None:
@@ -195,11 +237,15 @@ def visibility(root: str, opts: dict[str, str]) -> None:
         delays.append(time.perf_counter() - committed)
         if not seen:
             break
-    emit("visibility", commits=30, latest_version_check_ms_p50=round(
-        float(np.percentile(checks, 50)) * 1000, 2),
+    emit(
+        "visibility",
+        commits=30,
+        latest_version_check_ms_p50=round(float(np.percentile(checks, 50)) * 1000, 2),
         latest_version_check_ms_p99=round(float(np.percentile(checks, 99)) * 1000, 2),
         seen_after_ms_p50=round(float(np.percentile(delays, 50)) * 1000, 2),
-        seen_after_ms_max=round(max(delays) * 1000, 2), ok=bool(seen))
+        seen_after_ms_max=round(max(delays) * 1000, 2),
+        ok=bool(seen),
+    )
 
 
 def compactor(uri: str, opts: dict[str, str], seconds: float, out: Any) -> None:
@@ -213,8 +259,9 @@ def compactor(uri: str, opts: dict[str, str], seconds: float, out: Any) -> None:
     out.put(("compactor", runs, removed))
 
 
-def snapshot_reader(uri: str, opts: dict[str, str], seconds: float, version: int,
-                    expected: str, out: Any) -> None:
+def snapshot_reader(
+    uri: str, opts: dict[str, str], seconds: float, version: int, expected: str, out: Any
+) -> None:
     reads, mismatches = 0, 0
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
@@ -232,28 +279,40 @@ def compaction_during_work(root: str, opts: dict[str, str], seconds: float) -> N
     files_before = len(ds.get_fragments())
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=writer, args=(uri, opts, f"w{i}", seconds, 1, out))
-             for i in range(2)]
+    procs = [
+        ctx.Process(target=writer, args=(uri, opts, f"w{i}", seconds, 1, out)) for i in range(2)
+    ]
     procs.append(ctx.Process(target=compactor, args=(uri, opts, seconds, out)))
-    procs.append(ctx.Process(target=snapshot_reader,
-                             args=(uri, opts, seconds, version, expected, out)))
+    procs.append(
+        ctx.Process(target=snapshot_reader, args=(uri, opts, seconds, version, expected, out))
+    )
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    acked = [i for r in results if r[0].startswith("w") for i in r[1]] + \
-        [f"seed{n}" for n in range(200)]
+    acked = [i for r in results if r[0].startswith("w") for i in r[1]] + [
+        f"seed{n}" for n in range(200)
+    ]
     final = lance.dataset(uri, storage_options=opts or None)
     stored = final.to_table(columns=["id"]).column("id").to_pylist()
     [(_, runs, removed)] = [r for r in results if r[0] == "compactor"]
     [(_, reads, mismatches)] = [r for r in results if r[0] == "reader"]
-    emit("compaction_during_work", seconds=seconds, compactions=runs,
-         fragments_removed=removed, fragments_before=files_before,
-         fragments_after=len(final.get_fragments()), snapshot_reads=reads,
-         snapshot_mismatches=mismatches, acked=len(acked), stored=len(stored),
-         lost=len(set(acked) - set(stored)), duplicated=len(stored) - len(set(stored)),
-         ok=mismatches == 0 and sorted(acked) == sorted(stored))
+    emit(
+        "compaction_during_work",
+        seconds=seconds,
+        compactions=runs,
+        fragments_removed=removed,
+        fragments_before=files_before,
+        fragments_after=len(final.get_fragments()),
+        snapshot_reads=reads,
+        snapshot_mismatches=mismatches,
+        acked=len(acked),
+        stored=len(stored),
+        lost=len(set(acked) - set(stored)),
+        duplicated=len(stored) - len(set(stored)),
+        ok=mismatches == 0 and sorted(acked) == sorted(stored),
+    )
 
 
 _KILL_WRITER = """
@@ -275,20 +334,31 @@ def kill9(root: str, opts: dict[str, str], runs: int = 20) -> None:
     acked: list[str] = []
     rng = random.Random(7)
     for run in range(runs):
-        code = _KILL_WRITER.format(here=str(Path(__file__).parent), uri=uri,
-                                   opts=json.dumps(opts), run=run)
+        code = _KILL_WRITER.format(
+            here=str(Path(__file__).parent), uri=uri, opts=json.dumps(opts), run=run
+        )
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         time.sleep(rng.uniform(1.5, 3.0))  # an import takes about a second
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
-        acked += [i for line in out.splitlines() if line.endswith(tuple("0123456789"))
-                  for i in line.split()]
+        acked += [
+            i
+            for line in out.splitlines()
+            if line.endswith(tuple("0123456789"))
+            for i in line.split()
+        ]
     stored = current(uri, opts).column("id").to_pylist()
     append(uri, opts, rows("t", ["after"], "check", 1))  # still writable
-    emit("kill9", kills=runs, acked=len(acked), stored=len(stored),
-         lost=len(set(acked) - set(stored)), duplicated=len(stored) - len(set(stored)),
-         unacked_but_stored=len(set(stored) - set(acked)),
-         ok=not set(acked) - set(stored) and len(stored) == len(set(stored)))
+    emit(
+        "kill9",
+        kills=runs,
+        acked=len(acked),
+        stored=len(stored),
+        lost=len(set(acked) - set(stored)),
+        duplicated=len(stored) - len(set(stored)),
+        unacked_but_stored=len(set(stored) - set(acked)),
+        ok=not set(acked) - set(stored) and len(stored) == len(set(stored)),
+    )
 
 
 def deleter(uri: str, opts: dict[str, str], ids: list[str], start_at: float, out: Any) -> None:
@@ -305,23 +375,34 @@ def concurrent_deletes(root: str, opts: dict[str, str]) -> None:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3
-    procs = [ctx.Process(target=deleter, args=(uri, opts, [f"d{n}" for n in range(p * 10, p * 10 + 10)],
-                                               start_at, out)) for p in range(3)]
+    procs = [
+        ctx.Process(
+            target=deleter,
+            args=(uri, opts, [f"d{n}" for n in range(p * 10, p * 10 + 10)], start_at, out),
+        )
+        for p in range(3)
+    ]
     for p in procs:
         p.start()
     done = sum(out.get() for _ in procs)
     for p in procs:
         p.join()
     stored = current(uri, opts).column("id").to_pylist()
-    emit("concurrent_deletes", processes=3, deletes=done, expected_left=70, stored=len(stored),
-         distinct=len(set(stored)), ok=sorted(stored) == sorted(f"d{n}" for n in range(30, 100)))
+    emit(
+        "concurrent_deletes",
+        processes=3,
+        deletes=done,
+        expected_left=70,
+        stored=len(stored),
+        distinct=len(set(stored)),
+        ok=sorted(stored) == sorted(f"d{n}" for n in range(30, 100)),
+    )
 
 
 def creator(uri: str, opts: dict[str, str], name: str, start_at: float, out: Any) -> None:
     time.sleep(max(0.0, start_at - time.time()))
     try:
-        lance.write_dataset(SCHEMA.empty_table(), uri, mode="create",
-                            storage_options=opts or None)
+        lance.write_dataset(SCHEMA.empty_table(), uri, mode="create", storage_options=opts or None)
         created = True
     except (OSError, ValueError):
         created = False
@@ -342,8 +423,9 @@ def concurrent_create(root: str, opts: dict[str, str], trials: int = 5) -> None:
         uri = f"{root}/create-{trial}.lance"
         out = ctx.Queue()
         start_at = time.time() + 3
-        procs = [ctx.Process(target=creator, args=(uri, opts, f"c{i}", start_at, out))
-                 for i in range(3)]
+        procs = [
+            ctx.Process(target=creator, args=(uri, opts, f"c{i}", start_at, out)) for i in range(3)
+        ]
         for p in procs:
             p.start()
         results = [out.get() for _ in procs]
@@ -354,8 +436,15 @@ def concurrent_create(root: str, opts: dict[str, str], trials: int = 5) -> None:
         doubles += sum(created for created, _ in results) > 1
         hidden += len(acked - stored)
         acked_total += len(acked)
-    emit("concurrent_create", trials=trials, processes=3, trials_with_two_creates=doubles,
-         acked=acked_total, acked_but_missing=hidden, ok=doubles == 0 and hidden == 0)
+    emit(
+        "concurrent_create",
+        trials=trials,
+        processes=3,
+        trials_with_two_creates=doubles,
+        acked=acked_total,
+        acked_but_missing=hidden,
+        ok=doubles == 0 and hidden == 0,
+    )
 
 
 def small_files(root: str, opts: dict[str, str]) -> None:
@@ -369,10 +458,16 @@ def small_files(root: str, opts: dict[str, str]) -> None:
     read_before = _timed_read(uri, opts)
     ds.optimize.compact_files()
     ds = lance.dataset(uri, storage_options=opts or None)
-    emit("small_files", commits=1000, commits_per_s=round(1000 / write_s, 1),
-         fragments_before=before, fragments_after=len(ds.get_fragments()),
-         read_ms_before=read_before, read_ms_after=_timed_read(uri, opts),
-         ok=ds.count_rows() == 1000)
+    emit(
+        "small_files",
+        commits=1000,
+        commits_per_s=round(1000 / write_s, 1),
+        fragments_before=before,
+        fragments_after=len(ds.get_fragments()),
+        read_ms_before=read_before,
+        read_ms_after=_timed_read(uri, opts),
+        ok=ds.count_rows() == 1000,
+    )
 
 
 def _timed_read(uri: str, opts: dict[str, str]) -> float:
@@ -396,14 +491,15 @@ def main() -> None:
         proc, opts, root = start_s3(args.s3, Path(tmp))
         try:
             emit("setup", s3=args.s3, lance=lance.__version__, pyarrow=pa.__version__)
-            cases = {"concurrent_appends": lambda: concurrent_appends(root, opts, args.seconds),
-                     "visibility": lambda: visibility(root, opts),
-                     "compaction_during_work": lambda: compaction_during_work(
-                         root, opts, args.seconds),
-                     "kill9": lambda: kill9(root, opts),
-                     "concurrent_deletes": lambda: concurrent_deletes(root, opts),
-                     "small_files": lambda: small_files(root, opts),
-                     "concurrent_create": lambda: concurrent_create(root, opts)}
+            cases = {
+                "concurrent_appends": lambda: concurrent_appends(root, opts, args.seconds),
+                "visibility": lambda: visibility(root, opts),
+                "compaction_during_work": lambda: compaction_during_work(root, opts, args.seconds),
+                "kill9": lambda: kill9(root, opts),
+                "concurrent_deletes": lambda: concurrent_deletes(root, opts),
+                "small_files": lambda: small_files(root, opts),
+                "concurrent_create": lambda: concurrent_create(root, opts),
+            }
             for name, run in cases.items():
                 if args.cases in ("all", name):
                     run()

@@ -37,9 +37,10 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,7 @@ BASE_MS = 1_700_000_000_000  # Nov 2023: hlcs of past writes, so every server cl
 
 
 # -- data --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Split:
@@ -101,6 +103,7 @@ def hlcs(total: int, rng: np.random.Generator) -> np.ndarray:
 
 # -- the protocol path -------------------------------------------------------------------------
 
+
 class Side:
     """One end of a round, answering as ``SyncSession.step`` does, records left out."""
 
@@ -117,8 +120,9 @@ class Side:
         offered = (self.reconciler.offered(ident) for ident in message.need)
         send = sorted(set(outcome.have) | {i for i in offered if i is not None})
         self.sent.update(send)
-        return Message(tuple(outcome.ranges), tuple(outcome.need),
-                       batches=math.ceil(len(send) / BATCH_ROWS))
+        return Message(
+            tuple(outcome.ranges), tuple(outcome.need), batches=math.ceil(len(send) / BATCH_ROWS)
+        )
 
 
 def relay(a: Side, b: Side) -> dict[str, Any]:
@@ -149,8 +153,12 @@ def relay(a: Side, b: Side) -> dict[str, Any]:
             break
         message = wire(message)
     seconds = time.perf_counter() - start
-    return {"reconcile_bytes": link_bytes, "round_trips": round_trips, "messages": messages,
-            "seconds": round(seconds, 4)}
+    return {
+        "reconcile_bytes": link_bytes,
+        "round_trips": round_trips,
+        "messages": messages,
+        "seconds": round(seconds, 4),
+    }
 
 
 def naive(ts_a: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray) -> dict[str, Any]:
@@ -181,8 +189,13 @@ def naive(ts_a: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray) -> dict[str, A
     reply = ids_a[need].tobytes()
     seconds = time.perf_counter() - start
     link = len(payload) + len(reply) + 2 * FRAME_KIND_BYTES
-    return {"reconcile_bytes": link, "round_trips": 1, "seconds": round(seconds, 4),
-            "found_a": int(len(need)), "found_b": int(len(have))}
+    return {
+        "reconcile_bytes": link,
+        "round_trips": 1,
+        "seconds": round(seconds, 4),
+        "found_a": int(len(need)),
+        "found_b": int(len(have)),
+    }
 
 
 def protocol_case(n: int, d: int, seed: int) -> list[dict[str, Any]]:
@@ -204,34 +217,62 @@ def protocol_case(n: int, d: int, seed: int) -> list[dict[str, Any]]:
     found_a = {set_a.id_at(i) for i in a.sent}
     found_b = {set_b.id_at(i) for i in b.sent}
     if found_a != truth_a or found_b != truth_b:
-        raise AssertionError(f"n={n} d={d}: reconciliation found {len(found_a)}+{len(found_b)} "
-                             f"differences, the truth is {len(truth_a)}+{len(truth_b)} "
-                             f"(equal: {found_a == truth_a}, {found_b == truth_b})")
+        raise AssertionError(
+            f"n={n} d={d}: reconciliation found {len(found_a)}+{len(found_b)} "
+            f"differences, the truth is {len(truth_a)}+{len(truth_b)} "
+            f"(equal: {found_a == truth_a}, {found_b == truth_b})"
+        )
     flat = naive(ts[on_a], ids[on_a], ids[on_b])
     if (flat["found_a"], flat["found_b"]) != (len(truth_a), len(truth_b)):
         raise AssertionError(f"n={n} d={d}: naive found {flat['found_a']}+{flat['found_b']}")
-    sizes = {"items_a": len(on_a), "items_b": len(on_b), "only_a": len(truth_a),
-             "only_b": len(truth_b)}
+    sizes = {
+        "items_a": len(on_a),
+        "items_b": len(on_b),
+        "only_a": len(truth_a),
+        "only_b": len(truth_b),
+    }
     params = {"n": n, "d": d, "seed": seed}
-    recon = emit(BENCH, params, path="protocol", method="reconcile", n=n, d=d, **sizes,
-                 **result, prepare_seconds=round(prepare, 4), verified=True,
-                 meets_target=_meets(result))
-    log(f"  protocol n={n:,} d={d:,}: {result['reconcile_bytes']:,} B, "
+    recon = emit(
+        BENCH,
+        params,
+        path="protocol",
+        method="reconcile",
+        n=n,
+        d=d,
+        **sizes,
+        **result,
+        prepare_seconds=round(prepare, 4),
+        verified=True,
+        meets_target=_meets(result),
+    )
+    log(
+        f"  protocol n={n:,} d={d:,}: {result['reconcile_bytes']:,} B, "
         f"{result['round_trips']} round trips, {result['seconds']:.3f} s "
-        f"(naive {flat['reconcile_bytes']:,} B, {flat['seconds']:.3f} s)")
-    flat_line = emit(BENCH, params, path="protocol", method="naive", n=n, d=d, **sizes,
-                     reconcile_bytes=flat["reconcile_bytes"], round_trips=flat["round_trips"],
-                     seconds=flat["seconds"], verified=True,
-                     naive_compute="numpy lexsort of both id sets (2 x u64 words) concatenated")
+        f"(naive {flat['reconcile_bytes']:,} B, {flat['seconds']:.3f} s)"
+    )
+    flat_line = emit(
+        BENCH,
+        params,
+        path="protocol",
+        method="naive",
+        n=n,
+        d=d,
+        **sizes,
+        reconcile_bytes=flat["reconcile_bytes"],
+        round_trips=flat["round_trips"],
+        seconds=flat["seconds"],
+        verified=True,
+        naive_compute="numpy lexsort of both id sets (2 x u64 words) concatenated",
+    )
     return [recon, flat_line]
 
 
 def _meets(result: dict[str, Any]) -> bool:
-    return (result["reconcile_bytes"] < TARGET_BYTES
-            and result["round_trips"] <= TARGET_ROUND_TRIPS)
+    return result["reconcile_bytes"] < TARGET_BYTES and result["round_trips"] <= TARGET_ROUND_TRIPS
 
 
 # -- the servers path --------------------------------------------------------------------------
+
 
 def _uuid7ish(ms: np.ndarray, rng: np.random.Generator) -> list[str]:
     """UUIDv7-shaped ids (ms in the top 48 bits, seeded random bits below)."""
@@ -254,23 +295,39 @@ def record_batch(ts: np.ndarray, origins: list[str], rng: np.random.Generator) -
     n = len(ts)
     ms = (ts >> np.uint64(16)).astype(np.int64)
     words = rng.integers(0, 100_000, (n, 3))
-    texts = [f"note {a} about project {b}: remember to follow up on item {c}"
-             for a, b, c in words.tolist()]
+    texts = [
+        f"note {a} about project {b}: remember to follow up on item {c}"
+        for a, b, c in words.tolist()
+    ]
     encoded = [encode_text(t) for t in texts]
-    created = [datetime.datetime.fromtimestamp(m / 1000, datetime.timezone.utc)
-               for m in ms.tolist()]
+    created = [
+        datetime.datetime.fromtimestamp(m / 1000, datetime.timezone.utc) for m in ms.tolist()
+    ]
     columns = {
-        "id": _uuid7ish(ms, rng), "tenant": ["default"] * n, "tier": ["long_term"] * n,
-        "agent": [None] * n, "session": [None] * n, "kind": ["text"] * n,
-        "created_at": created, "hlc": ts, "origin": origins, "privacy": [1] * n,
-        "codec": [e.codec for e in encoded], "dict_id": [None] * n,
-        "payload": [e.payload for e in encoded], "raw_size": [e.raw_size for e in encoded],
-        "content_hash": [e.content_hash for e in encoded], "embedding": [None] * n,
-        "embedding_scale": [None] * n, "embed_model": [None] * n, "metadata": [None] * n,
+        "id": _uuid7ish(ms, rng),
+        "tenant": ["default"] * n,
+        "tier": ["long_term"] * n,
+        "agent": [None] * n,
+        "session": [None] * n,
+        "kind": ["text"] * n,
+        "created_at": created,
+        "hlc": ts,
+        "origin": origins,
+        "privacy": [1] * n,
+        "codec": [e.codec for e in encoded],
+        "dict_id": [None] * n,
+        "payload": [e.payload for e in encoded],
+        "raw_size": [e.raw_size for e in encoded],
+        "content_hash": [e.content_hash for e in encoded],
+        "embedding": [None] * n,
+        "embedding_scale": [None] * n,
+        "embed_model": [None] * n,
+        "metadata": [None] * n,
         "deleted": [False] * n,
     }
-    return pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in RECORD_SCHEMA],
-                                      schema=RECORD_SCHEMA)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(columns[f.name], f.type) for f in RECORD_SCHEMA], schema=RECORD_SCHEMA
+    )
 
 
 def seed_stores(dir_a: Path, dir_b: Path, n: int, d: int, seed: int) -> dict[str, Any]:
@@ -307,9 +364,14 @@ def seed_stores(dir_a: Path, dir_b: Path, n: int, d: int, seed: int) -> dict[str
     finally:
         for store in stores:
             store.close()
-    return {"seed_seconds_a": round(seconds[0], 2), "seed_seconds_b": round(seconds[1], 2),
-            "only_a": len(plan.only_a), "only_b": len(plan.only_b),
-            "items_a": plan.total - len(plan.only_b), "items_b": plan.total - len(plan.only_a)}
+    return {
+        "seed_seconds_a": round(seconds[0], 2),
+        "seed_seconds_b": round(seconds[1], 2),
+        "only_a": len(plan.only_a),
+        "only_b": len(plan.only_b),
+        "items_a": plan.total - len(plan.only_b),
+        "items_b": plan.total - len(plan.only_a),
+    }
 
 
 def servers_case(n: int, d: int, seed: int, workdir: Path) -> list[dict[str, Any]]:
@@ -322,48 +384,104 @@ def servers_case(n: int, d: int, seed: int, workdir: Path) -> list[dict[str, Any
     log(f"  servers n={n:,} d={d:,}: seeding")
     sizes = seed_stores(dir_a, dir_b, n, d, seed)
     params = {"n": n, "d": d, "seed": seed}
-    common = {"token": "bench-secret", "host": "127.0.0.1", "port": 0, "embedder": "none",
-              "checkpoint_seconds": 0}
+    common = {
+        "token": "bench-secret",
+        "host": "127.0.0.1",
+        "port": 0,
+        "embedder": "none",
+        "checkpoint_seconds": 0,
+    }
     lines = []
     started = time.perf_counter()
-    with start_server(ServerSettings(data_dir=dir_a, **common)) as device, \
-            start_server(ServerSettings(data_dir=dir_b, role="cloud", **common)) as cloud:
+    with (
+        start_server(ServerSettings(data_dir=dir_a, **common)) as device,
+        start_server(ServerSettings(data_dir=dir_b, role="cloud", **common)) as cloud,
+    ):
         log(f"    servers up in {time.perf_counter() - started:.1f} s")
-        with FlightReplica(device.uri, device.token) as a, \
-                FlightReplica(cloud.uri, cloud.token) as b:
+        with (
+            FlightReplica(device.uri, device.token) as a,
+            FlightReplica(cloud.uri, cloud.token) as b,
+        ):
             for attempt in ("first", "rerun"):
                 with counting_item_sets() as builds:
                     report = sync_once(a, b)
-                fields = {k: getattr(report, k) for k in (
-                    "reconcile_bytes", "bytes_sent", "bytes_received", "round_trips", "seconds",
-                    "sent", "received", "local_items", "cloud_items")}
+                fields = {
+                    k: getattr(report, k)
+                    for k in (
+                        "reconcile_bytes",
+                        "bytes_sent",
+                        "bytes_received",
+                        "round_trips",
+                        "seconds",
+                        "sent",
+                        "received",
+                        "local_items",
+                        "cloud_items",
+                    )
+                }
                 fields["item_set_builds"] = len(builds)
                 fields["item_set_build_seconds"] = round(sum(builds), 4)
                 expected = (0, 0) if attempt == "rerun" else (sizes["only_a"], sizes["only_b"])
                 if (report.sent, report.received) != expected:
-                    raise AssertionError(f"n={n} d={d} {attempt}: sent/received "
-                                         f"{report.sent}/{report.received}, expected {expected}")
-                log(f"    {attempt}: {report.reconcile_bytes:,} B reconcile, "
+                    raise AssertionError(
+                        f"n={n} d={d} {attempt}: sent/received "
+                        f"{report.sent}/{report.received}, expected {expected}"
+                    )
+                log(
+                    f"    {attempt}: {report.reconcile_bytes:,} B reconcile, "
                     f"{report.bytes_sent + report.bytes_received:,} B in all, "
                     f"{report.round_trips} round trips, {report.seconds:.2f} s "
                     f"({len(builds)} item sets built in {sum(builds):.2f} s), "
-                    f"sent {report.sent} received {report.received}")
-                lines.append(emit(BENCH, params, path="servers", method="reconcile",
-                                  attempt=attempt, n=n, d=d, **sizes, **fields,
-                                  meets_target=_meets(fields), verified=True))
+                    f"sent {report.sent} received {report.received}"
+                )
+                lines.append(
+                    emit(
+                        BENCH,
+                        params,
+                        path="servers",
+                        method="reconcile",
+                        attempt=attempt,
+                        n=n,
+                        d=d,
+                        **sizes,
+                        **fields,
+                        meets_target=_meets(fields),
+                        verified=True,
+                    )
+                )
     item_seconds = item_set_seconds(dir_a)
-    record_bytes = lines[0]["bytes_sent"] + lines[0]["bytes_received"] - lines[0][
-        "reconcile_bytes"]
+    record_bytes = lines[0]["bytes_sent"] + lines[0]["bytes_received"] - lines[0]["reconcile_bytes"]
     ids_bytes = sizes["items_a"] * ITEM_BYTES + sizes["only_a"] * ID_BYTES
-    lines.append(emit(BENCH, params, path="servers", method="naive", attempt="computed", n=n,
-                      d=d, **sizes, computed=True, reconcile_bytes=ids_bytes, round_trips=1,
-                      record_bytes=record_bytes, total_bytes=ids_bytes + record_bytes,
-                      note="computed, not measured: items_a x 24 bytes + the ids B needs x 16, "
-                           "plus the same record bytes as the measured first round"))
-    emit(BENCH, params, path="servers", method="item_set", n=n, d=d,
-         item_set_seconds=item_seconds,
-         note="DuckDBStore.sync_items on the device's store after the rounds, cold process "
-              "cache: the SQL SHA-256 per row and the ItemSet sort, paid by every round")
+    lines.append(
+        emit(
+            BENCH,
+            params,
+            path="servers",
+            method="naive",
+            attempt="computed",
+            n=n,
+            d=d,
+            **sizes,
+            computed=True,
+            reconcile_bytes=ids_bytes,
+            round_trips=1,
+            record_bytes=record_bytes,
+            total_bytes=ids_bytes + record_bytes,
+            note="computed, not measured: items_a x 24 bytes + the ids B needs x 16, "
+            "plus the same record bytes as the measured first round",
+        )
+    )
+    emit(
+        BENCH,
+        params,
+        path="servers",
+        method="item_set",
+        n=n,
+        d=d,
+        item_set_seconds=item_seconds,
+        note="DuckDBStore.sync_items on the device's store after the rounds, cold process "
+        "cache: the SQL SHA-256 per row and the ItemSet sort, paid by every round",
+    )
     shutil.rmtree(case, ignore_errors=True)
     return lines
 
@@ -410,6 +528,7 @@ def item_set_seconds(data_dir: Path) -> float:
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def _ints(text: str) -> list[int]:
     return [int(x.replace("_", "")) for x in text.split(",") if x]
 
@@ -417,18 +536,36 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     """Run each path for every (n, d)."""
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--n", type=_ints, default=[100_000, 1_000_000],
-                        help="set sizes, comma separated (default 100000,1000000)")
-    parser.add_argument("--d", type=_ints, default=[0, 1, 100, 10_000],
-                        help="differences, comma separated (default 0,1,100,10000)")
-    parser.add_argument("--servers-n", type=_ints, default=None,
-                        help="set sizes for the servers path (default: --n)")
-    parser.add_argument("--paths", default="protocol,servers",
-                        help="protocol, servers or both (default protocol,servers)")
+    parser.add_argument(
+        "--n",
+        type=_ints,
+        default=[100_000, 1_000_000],
+        help="set sizes, comma separated (default 100000,1000000)",
+    )
+    parser.add_argument(
+        "--d",
+        type=_ints,
+        default=[0, 1, 100, 10_000],
+        help="differences, comma separated (default 0,1,100,10000)",
+    )
+    parser.add_argument(
+        "--servers-n",
+        type=_ints,
+        default=None,
+        help="set sizes for the servers path (default: --n)",
+    )
+    parser.add_argument(
+        "--paths",
+        default="protocol,servers",
+        help="protocol, servers or both (default protocol,servers)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
-    parser.add_argument("--workdir", default=None,
-                        help="where the servers path puts its data directories (default a "
-                             "temporary folder, removed afterwards)")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="where the servers path puts its data directories (default a "
+        "temporary folder, removed afterwards)",
+    )
     args = parser.parse_args()
     if quick():
         args.n, args.d, args.servers_n = [2000], [0, 1, 100], [2000]
@@ -451,9 +588,15 @@ def main() -> None:
                     except Exception as exc:  # report it, go on with the other cases, fail
                         log(traceback.format_exc())
                         failed.append((n, d))
-                        emit(BENCH, {"n": n, "d": d, "seed": args.seed}, path="servers",
-                             method="reconcile", n=n, d=d,
-                             error=f"{type(exc).__name__}: {exc}"[:2000])
+                        emit(
+                            BENCH,
+                            {"n": n, "d": d, "seed": args.seed},
+                            path="servers",
+                            method="reconcile",
+                            n=n,
+                            d=d,
+                            error=f"{type(exc).__name__}: {exc}"[:2000],
+                        )
         if failed:
             raise SystemExit(f"servers path failed for (n, d) = {failed}")
 

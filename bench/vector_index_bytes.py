@@ -18,8 +18,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,9 @@ from _vectors import Dataset, exact_top_k, make_dataset, overlap_at_k  # noqa: E
 K = 10
 
 
-def hnswlib_index(data: Dataset, m: int, ef_construction: int, ef: int, path: Path
-                  ) -> tuple[Callable[[np.ndarray], list[int]], float]:
+def hnswlib_index(
+    data: Dataset, m: int, ef_construction: int, ef: int, path: Path
+) -> tuple[Callable[[np.ndarray], list[int]], float]:
     """Build, save and reload an hnswlib index; the search function and the build seconds."""
     import hnswlib
 
@@ -54,17 +56,26 @@ def usearch_index(dtype: str) -> Callable[..., tuple[Callable[[np.ndarray], list
     ``Index.get(key, dtype="i8")``; scaling the input first makes no difference).
     The server's own int8 codes scale by the largest component instead.
     """
-    def build(data: Dataset, m: int, ef_construction: int, ef: int, path: Path
-              ) -> tuple[Callable[[np.ndarray], list[int]], float]:
+
+    def build(
+        data: Dataset, m: int, ef_construction: int, ef: int, path: Path
+    ) -> tuple[Callable[[np.ndarray], list[int]], float]:
         from usearch.index import Index
 
         start = time.perf_counter()
-        index = Index(ndim=data.vectors.shape[1], metric="cos", dtype=dtype, connectivity=m,
-                      expansion_add=ef_construction, expansion_search=ef)
+        index = Index(
+            ndim=data.vectors.shape[1],
+            metric="cos",
+            dtype=dtype,
+            connectivity=m,
+            expansion_add=ef_construction,
+            expansion_search=ef,
+        )
         index.add(np.arange(len(data.vectors)), data.vectors, threads=2)
         seconds = time.perf_counter() - start
         index.save(str(path))
         return lambda q: [int(x) for x in index.search(q, K, threads=1).keys], seconds
+
     return build
 
 
@@ -81,8 +92,9 @@ def builders() -> dict[str, Callable[..., Any]]:
     return found
 
 
-def measure(name: str, build: Callable[..., Any], data: Dataset, truth: np.ndarray,
-            args: Any) -> None:
+def measure(
+    name: str, build: Callable[..., Any], data: Dataset, truth: np.ndarray, args: Any
+) -> None:
     """Build, save, query; one JSON line."""
     with tempfile.TemporaryDirectory(prefix="vib-") as folder:
         path = Path(folder) / "index.bin"
@@ -96,18 +108,32 @@ def measure(name: str, build: Callable[..., Any], data: Dataset, truth: np.ndarr
             found.append(search(q))
             seconds.append(time.perf_counter() - start)
     n = len(data.vectors)
-    emit("vector_index_bytes", {"size": n, "queries": len(data.queries),
-                                "dim": data.vectors.shape[1], "m": args.m,
-                                "ef_construction": args.ef_construction, "ef": args.ef,
-                                "seed": args.seed, "index": name},
-         index=name, file_bytes=size, bytes_per_vector=round(size / n, 1),
-         build_s=round(build_s, 2), **latency_ms(seconds),
-         **{"recall@10_vs_exact": overlap_at_k(found, truth, K)}, usearch_version=_usearch())
+    emit(
+        "vector_index_bytes",
+        {
+            "size": n,
+            "queries": len(data.queries),
+            "dim": data.vectors.shape[1],
+            "m": args.m,
+            "ef_construction": args.ef_construction,
+            "ef": args.ef,
+            "seed": args.seed,
+            "index": name,
+        },
+        index=name,
+        file_bytes=size,
+        bytes_per_vector=round(size / n, 1),
+        build_s=round(build_s, 2),
+        **latency_ms(seconds),
+        **{"recall@10_vs_exact": overlap_at_k(found, truth, K)},
+        usearch_version=_usearch(),
+    )
 
 
 def _usearch() -> str | None:
     try:
         import usearch
+
         return usearch.__version__
     except ImportError:
         return None

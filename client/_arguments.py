@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from aios_memory.schemas import READERS_KEY, InvalidValueError
 
@@ -18,12 +19,14 @@ def env_encrypt_at() -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise InvalidValueError(f"AIMEM_ENCRYPT_AT must be a privacy level 0..4, not {text!r}",
-                                field="encrypt_at") from None
+        raise InvalidValueError(
+            f"AIMEM_ENCRYPT_AT must be a privacy level 0..4, not {text!r}", field="encrypt_at"
+        ) from None
 
 
-def with_readers(metadata: dict[str, Any] | None,
-                  readers: Sequence[str] | None) -> dict[str, Any] | None:
+def with_readers(
+    metadata: dict[str, Any] | None, readers: Sequence[str] | None
+) -> dict[str, Any] | None:
     if readers is None:
         return metadata
     return {**(metadata or {}), READERS_KEY: list(readers)}
@@ -34,8 +37,11 @@ def spread(metadata: Any, texts: list[str]) -> list[Any]:
         return [metadata] * len(texts)
     values = list(metadata)
     if len(values) != len(texts):
-        raise InvalidValueError(f"{len(values)} metadata objects for {len(texts)} texts; "
-                                "give one dict for all or one per text", field="metadata")
+        raise InvalidValueError(
+            f"{len(values)} metadata objects for {len(texts)} texts; "
+            "give one dict for all or one per text",
+            field="metadata",
+        )
     return values
 
 
@@ -52,4 +58,4 @@ def tier_arg(tier: Any) -> Any:
 
 def chunks(values: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]

@@ -7,7 +7,7 @@ fails. A client is one tenant's, so a client's policy is that tenant's.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from aios_memory.schemas import (
     CODEC_LM,
@@ -40,12 +40,16 @@ def parse_codec_policy(value: str | Mapping[str, str] | None) -> dict[str, str]:
     pairs = value.items() if isinstance(value, Mapping) else _pairs(value)
     for tier, codec in pairs:
         if tier not in TIERS:
-            raise InvalidValueError(f"codec policy names tier {tier!r}; tiers are {list(TIERS)}",
-                                    field="codecs")
+            raise InvalidValueError(
+                f"codec policy names tier {tier!r}; tiers are {list(TIERS)}", field="codecs"
+            )
         if codec not in CODECS or codec == CODEC_SEALED:
-            raise InvalidValueError(f"codec policy names codec {codec!r}; codecs are "
-                                    f"{sorted(set(CODECS) - {CODEC_SEALED})} (privacy, not the "
-                                    "policy, decides what is sealed)", field="codecs")
+            raise InvalidValueError(
+                f"codec policy names codec {codec!r}; codecs are "
+                f"{sorted(set(CODECS) - {CODEC_SEALED})} (privacy, not the "
+                "policy, decides what is sealed)",
+                field="codecs",
+            )
         policy[tier] = codec
     return policy
 
@@ -55,8 +59,10 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         tier, sep, codec = part.partition("=")
         if not sep:
-            raise InvalidValueError(f"codec policy {text!r}: write tier=codec pairs separated by "
-                                    f"commas, e.g. long_term={CODEC_LM},core=zstd",
-                                    field="codecs")
+            raise InvalidValueError(
+                f"codec policy {text!r}: write tier=codec pairs separated by "
+                f"commas, e.g. long_term={CODEC_LM},core=zstd",
+                field="codecs",
+            )
         pairs.append((tier.strip(), codec.strip()))
     return pairs

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from aios_memory.client.codec.text import EncodedText, encode_text, utf8
+from aios_memory.client.codec.vectors import normalize, quantize
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     PRIVACY_LEVELS,
-    RECORD_SCHEMA,
+    TIERS,
     InvalidValueError,
     InvalidVectorError,
-    TIERS,
     TextTooLargeError,
     UnknownTierError,
     new_id,
-    validate_record_batch,
 )
 
-from aios_memory.client.codec.text import EncodedText, encode_text, utf8
 from .importers import MemoryInput
-from aios_memory.client.codec.vectors import normalize, quantize
 
-__all__ = ["Defaults", "MAX_PUT_BYTES", "Encoder", "prepare_embeddings", "encode_rows",
-           "plan_puts"]
+__all__ = ["Defaults", "MAX_PUT_BYTES", "Encoder", "prepare_embeddings", "encode_rows", "plan_puts"]
 
 MAX_PUT_BYTES = 32 * 1024 * 1024
 
@@ -66,8 +65,9 @@ def prepare_embeddings(embeddings: Any, count: int) -> list[np.ndarray | None]:
     return list(vectors)
 
 
-def encode_rows(items: Iterable[MemoryInput], vectors: Iterable[np.ndarray | None],
-                defaults: Defaults) -> Iterator[dict[str, Any]]:
+def encode_rows(
+    items: Iterable[MemoryInput], vectors: Iterable[np.ndarray | None], defaults: Defaults
+) -> Iterator[dict[str, Any]]:
     """One record (a dict of field values) per item, in order."""
     now = datetime.now(timezone.utc)
     # Not strict: remember_many passes an endless repeat(None) for vectors.
@@ -75,29 +75,49 @@ def encode_rows(items: Iterable[MemoryInput], vectors: Iterable[np.ndarray | Non
         yield _encode_row(item, vector, defaults, now, row)
 
 
-def _encode_row(item: MemoryInput, vector: np.ndarray | None, defaults: Defaults,
-                now: datetime, row: int) -> dict[str, Any]:
+def _encode_row(
+    item: MemoryInput, vector: np.ndarray | None, defaults: Defaults, now: datetime, row: int
+) -> dict[str, Any]:
     if len(utf8(item.text)) > DEFAULT_LIMITS.max_text_bytes:
         raise TextTooLargeError(
             f"text {row} is over {DEFAULT_LIMITS.max_text_bytes} bytes; split it into several "
-            "memories", row=row, limit=DEFAULT_LIMITS.max_text_bytes)
+            "memories",
+            row=row,
+            limit=DEFAULT_LIMITS.max_text_bytes,
+        )
     tier, agent = _pick(item.tier, defaults.tier), _name(item.agent, defaults.agent, "agent")
     fields = {
-        "id": new_id(), "tenant": defaults.tenant, "tier": tier, "agent": agent,
+        "id": new_id(),
+        "tenant": defaults.tenant,
+        "tier": tier,
+        "agent": agent,
         "session": _name(item.session, defaults.session, "session"),
         "kind": _name(item.kind, defaults.kind, "kind"),
-        "created_at": now, "hlc": 0, "origin": "", "privacy": _privacy(item.privacy, defaults),
-        "metadata": _metadata(item.metadata, row), "deleted": False,
+        "created_at": now,
+        "hlc": 0,
+        "origin": "",
+        "privacy": _privacy(item.privacy, defaults),
+        "metadata": _metadata(item.metadata, row),
+        "deleted": False,
     }
     if tier not in TIERS:  # before encoding: the policy may ask the server for dictionaries
-        raise UnknownTierError(f"unknown tier {tier!r} at row {row}; tiers are "
-                               f"{', '.join(TIERS)}", field="tier", row=row, tier=str(tier))
+        raise UnknownTierError(
+            f"unknown tier {tier!r} at row {row}; tiers are {', '.join(TIERS)}",
+            field="tier",
+            row=row,
+            tier=str(tier),
+        )
     encoded = defaults.encode(item.text, tier, agent)
     codes, scales = quantize(vector) if vector is not None else (None, None)
     return {
-        **fields, "codec": encoded.codec, "dict_id": encoded.dict_id, "payload": encoded.payload,
-        "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
-        "embedding": codes, "embedding_scale": None if scales is None else float(scales),
+        **fields,
+        "codec": encoded.codec,
+        "dict_id": encoded.dict_id,
+        "payload": encoded.payload,
+        "raw_size": encoded.raw_size,
+        "content_hash": encoded.content_hash,
+        "embedding": codes,
+        "embedding_scale": None if scales is None else float(scales),
         "embed_model": defaults.embed_model if codes is not None else None,
     }
 
@@ -109,8 +129,9 @@ def _pick(value: Any, default: Any) -> Any:
 def _name(value: Any, default: Any, field: str) -> str | None:
     chosen = _pick(value, default)
     if chosen is not None and not isinstance(chosen, str):
-        raise InvalidValueError(f"{field} must be a string, not {type(chosen).__name__}",
-                                field=field)
+        raise InvalidValueError(
+            f"{field} must be a string, not {type(chosen).__name__}", field=field
+        )
     return chosen
 
 
@@ -119,7 +140,8 @@ def _privacy(value: Any, defaults: Defaults) -> int:
     if isinstance(chosen, bool) or chosen not in PRIVACY_LEVELS:
         raise InvalidValueError(
             f"privacy must be 0 (public), 1 (personal), 2 (private) or 3 (secret), not {chosen!r}",
-            field="privacy")
+            field="privacy",
+        )
     return int(chosen)
 
 
@@ -127,17 +149,22 @@ def _metadata(value: Any, row: int) -> str | None:
     if value is None or value == {}:
         return None
     if not isinstance(value, dict):
-        raise InvalidValueError(f"metadata {row} must be a dict, not {type(value).__name__}",
-                                field="metadata", row=row)
+        raise InvalidValueError(
+            f"metadata {row} must be a dict, not {type(value).__name__}", field="metadata", row=row
+        )
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"metadata {row} is not JSON: {exc}", field="metadata",
-                                row=row) from None
+        raise InvalidValueError(
+            f"metadata {row} is not JSON: {exc}", field="metadata", row=row
+        ) from None
 
 
-def plan_puts(batches: Iterable[pa.RecordBatch], max_rows: int = DEFAULT_LIMITS.max_rows_per_put,
-              max_bytes: int = MAX_PUT_BYTES) -> Iterator[list[pa.RecordBatch]]:
+def plan_puts(
+    batches: Iterable[pa.RecordBatch],
+    max_rows: int = DEFAULT_LIMITS.max_rows_per_put,
+    max_bytes: int = MAX_PUT_BYTES,
+) -> Iterator[list[pa.RecordBatch]]:
     """Group batches into puts of at most ``max_rows`` rows and about ``max_bytes``."""
     group: list[pa.RecordBatch] = []
     rows = size = 0

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+
+from aios_memory.client.codec.text import Codebook
 from aios_memory.schemas import (
     CODEC_SEALED,
     DEFAULT_LIMITS,
@@ -15,8 +17,6 @@ from aios_memory.schemas import (
     SYSTEM_KINDS,
     CorruptDataError,
 )
-
-from aios_memory.client.codec.text import Codebook
 
 _PLAIN = Codebook()
 
@@ -98,17 +98,21 @@ def _metadata(text: str | None, memory_id: str) -> dict[str, Any]:
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise CorruptDataError(f"metadata of {memory_id} is not a JSON object",
-                               memory_id=memory_id)
+        raise CorruptDataError(f"metadata of {memory_id} is not a JSON object", memory_id=memory_id)
     return value
 
 
 def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
     row = dict(codebook.open(row))  # a sealed record shows its own agent, session and metadata
     return {
-        "id": row["id"], "text": row_text(row, codebook) or "", "tier": row["tier"],
-        "metadata": _metadata(row["metadata"], row["id"]), "created_at": row["created_at"],
-        "kind": row["kind"], "session": row["session"], "agent": row["agent"],
+        "id": row["id"],
+        "text": row_text(row, codebook) or "",
+        "tier": row["tier"],
+        "metadata": _metadata(row["metadata"], row["id"]),
+        "created_at": row["created_at"],
+        "kind": row["kind"],
+        "session": row["session"],
+        "agent": row["agent"],
         "privacy": row["privacy"],
     }
 
@@ -133,9 +137,20 @@ def with_text(batch: pa.RecordBatch, codebook: Codebook = _PLAIN) -> pa.RecordBa
         opened = pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
         texts = [row_text(row, codebook) for row in rows]
         return opened.append_column("text", pa.array(texts, type=pa.string()))
-    names = ("id", "kind", "agent", "codec", "dict_id", "payload", "raw_size", "content_hash",
-             "deleted")
+    names = (
+        "id",
+        "kind",
+        "agent",
+        "codec",
+        "dict_id",
+        "payload",
+        "raw_size",
+        "content_hash",
+        "deleted",
+    )
     columns = {name: batch.column(name).to_pylist() for name in names}
-    texts = [row_text(dict(zip(names, values, strict=True)), codebook)
-             for values in zip(*columns.values(), strict=True)]
+    texts = [
+        row_text(dict(zip(names, values, strict=True)), codebook)
+        for values in zip(*columns.values(), strict=True)
+    ]
     return batch.append_column("text", pa.array(texts, type=pa.string()))

@@ -4,16 +4,39 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
+
+from aios_memory.client.codec import vectors as _vectors
+from aios_memory.client.codec.dictionaries import (
+    MIN_SAMPLES,
+    RETRAIN_GROWTH,
+    DictionaryBook,
+    TrainingReport,
+    dictionary_row,
+    train_dictionary,
+)
+from aios_memory.client.codec.keys import KeyStore, check_encrypt_at
+from aios_memory.client.codec.sealing import Sealer
+from aios_memory.client.codec.text import (
+    MIN_COMPRESS_BYTES,
+    Codebook,
+    EncodedText,
+    encode_text,
+    utf8,
+)
+from aios_memory.client.scenes.memory import SceneMemory, scene_id_of
+from aios_memory.client.transport.flight import Transport
+from aios_memory.client.transport.tls import PemSource, tls_options
 from aios_memory.schemas import (
     CODEC_LM,
     CODEC_ZSTD_DICT,
     DEFAULT_LIMITS,
-    DICTIONARY_KIND,
     DEFAULT_TENANT,
+    DICTIONARY_KIND,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
     RECORD_SCHEMA,
@@ -30,32 +53,11 @@ from aios_memory.schemas import (
 )
 
 from . import _records
-from aios_memory.client.codec import vectors as _vectors
+from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
 from ._codec_policy import parse_codec_policy
-from aios_memory.client.codec.dictionaries import (
-    MIN_SAMPLES,
-    RETRAIN_GROWTH,
-    DictionaryBook,
-    TrainingReport,
-    dictionary_row,
-    train_dictionary,
-)
 from ._recompress import RecompressReport, recompress
 from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
-from aios_memory.client.codec.text import (
-    MIN_COMPRESS_BYTES,
-    Codebook,
-    EncodedText,
-    encode_text,
-    utf8,
-)
-from aios_memory.client.transport.tls import PemSource, tls_options
-from aios_memory.client.codec.keys import KeyStore, check_encrypt_at
-from aios_memory.client.codec.sealing import Sealer
-from aios_memory.client.transport.flight import Transport
 from .importers import MemoryInput
-from aios_memory.client.scenes.memory import SceneMemory, scene_id_of
-from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
 
 __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
 
@@ -64,8 +66,16 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_EMBED_MODEL = EXTERNAL_EMBED_MODEL
 DEFAULT_IMPORT_BATCH = 1024
 AUTO_TRAIN_CHECK_EVERY = 1000  # memories of a tier an import writes between dictionary checks
-_SCAN_FILTERS = ("ids", "since_hlc", "kind", "session", "created_after", "created_before",
-                 "where", "include_deleted")
+_SCAN_FILTERS = (
+    "ids",
+    "since_hlc",
+    "kind",
+    "session",
+    "created_after",
+    "created_before",
+    "where",
+    "include_deleted",
+)
 
 
 class MemoryClient(SceneMemory):
@@ -105,13 +115,21 @@ class MemoryClient(SceneMemory):
     ...     hits = mem.recall("what does Ada drink?", k=3)
     """
 
-    def __init__(self, uri: str = DEFAULT_URI, token: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, tenant: str = DEFAULT_TENANT,
-                 embed_model: str = DEFAULT_EMBED_MODEL,
-                 codecs: str | dict[str, str] | None = None,
-                 tls_root_certs: PemSource | None = None, tls_cert: PemSource | None = None,
-                 tls_key: PemSource | None = None, encrypt_at: int | None = None,
-                 keys: str | os.PathLike[str] | KeyStore | None = None) -> None:
+    def __init__(
+        self,
+        uri: str = DEFAULT_URI,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        tenant: str = DEFAULT_TENANT,
+        embed_model: str = DEFAULT_EMBED_MODEL,
+        codecs: str | dict[str, str] | None = None,
+        tls_root_certs: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        encrypt_at: int | None = None,
+        keys: str | os.PathLike[str] | KeyStore | None = None,
+    ) -> None:
         self.uri, self.tenant, self.embed_model = uri, tenant, embed_model
         self.timeout = float(timeout)
         self.codec_policy = parse_codec_policy(codecs or os.environ.get("AIMEM_CODECS"))
@@ -119,8 +137,10 @@ class MemoryClient(SceneMemory):
         tls = tls_options(uri, tls_root_certs, tls_cert, tls_key)
         self._transport = Transport(uri, token, self.timeout, tls)
         self._dictionaries = DictionaryBook(self._fetch_dictionaries)
-        self.sealer = Sealer(keys if isinstance(keys, KeyStore) else KeyStore(keys),
-                             env_encrypt_at() if encrypt_at is None else encrypt_at)
+        self.sealer = Sealer(
+            keys if isinstance(keys, KeyStore) else KeyStore(keys),
+            env_encrypt_at() if encrypt_at is None else encrypt_at,
+        )
         self.codebook = Codebook(self._dictionaries.get, opener=self.sealer.open)
 
     def __repr__(self) -> str:
@@ -147,11 +167,19 @@ class MemoryClient(SceneMemory):
 
     # -- writes ---------------------------------------------------------------
 
-    def remember(self, texts: str | Sequence[str], *, tier: str = "working",
-                 metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-                 kind: str = "text", session: str | None = None, agent: str | None = None,
-                 privacy: int = 1, embeddings: Any = None,
-                 readers: Sequence[str] | None = None) -> list[str]:
+    def remember(
+        self,
+        texts: str | Sequence[str],
+        *,
+        tier: str = "working",
+        metadata: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        kind: str = "text",
+        session: str | None = None,
+        agent: str | None = None,
+        privacy: int = 1,
+        embeddings: Any = None,
+        readers: Sequence[str] | None = None,
+    ) -> list[str]:
         """Store one text or several; return their ids in order.
 
         Parameters
@@ -183,15 +211,21 @@ class MemoryClient(SceneMemory):
         pairs = zip(texts, spread(metadata, texts), strict=True)
         items = [MemoryInput(text=t, metadata=with_readers(m, readers)) for t, m in pairs]
         vectors = _records.prepare_embeddings(embeddings, len(items))
-        defaults = self._defaults(tier=tier, kind=kind, session=session, agent=agent,
-                                  privacy=privacy)
+        defaults = self._defaults(
+            tier=tier, kind=kind, session=session, agent=agent, privacy=privacy
+        )
         rows = list(_records.encode_rows(items, vectors, defaults))
         return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
 
-    def remember_many(self, items: Iterable[MemoryInput], *, tier: str = "working",
-                      batch_size: int = DEFAULT_IMPORT_BATCH,
-                      progress: Callable[[int], Any] | None = None,
-                      train_dictionaries: bool = True) -> list[str]:
+    def remember_many(
+        self,
+        items: Iterable[MemoryInput],
+        *,
+        tier: str = "working",
+        batch_size: int = DEFAULT_IMPORT_BATCH,
+        progress: Callable[[int], Any] | None = None,
+        train_dictionaries: bool = True,
+    ) -> list[str]:
         """Store a stream of ``MemoryInput`` items, ``batch_size`` per put; return all ids.
 
         Each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win;
@@ -207,8 +241,9 @@ class MemoryClient(SceneMemory):
         unchecked: dict[str, int] = {}  # tier -> memories written since its last check
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
-            rows = list(_records.encode_rows(chunk, itertools.repeat(None),
-                                             self._defaults(tier=tier)))
+            rows = list(
+                _records.encode_rows(chunk, itertools.repeat(None), self._defaults(tier=tier))
+            )
             acks = self.sealer.write(rows, self._upload)
             ids += [i for ack in acks for i in ack.ids]
             for row in rows:
@@ -245,9 +280,16 @@ class MemoryClient(SceneMemory):
 
     # -- reads ----------------------------------------------------------------
 
-    def recall(self, query: str | None = None, *, embedding: Any = None, k: int = 10,
-               tier: str | Sequence[str] | None = None, where: dict[str, Any] | None = None,
-               mode: str = "hybrid") -> list[Hit]:
+    def recall(
+        self,
+        query: str | None = None,
+        *,
+        embedding: Any = None,
+        k: int = 10,
+        tier: str | Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+        mode: str = "hybrid",
+    ) -> list[Hit]:
         """The ``k`` memories most relevant to a text and/or a vector, best first.
 
         Parameters
@@ -268,15 +310,23 @@ class MemoryClient(SceneMemory):
         """
         vector = None if embedding is None else _vectors.normalize(embedding).tolist()
         request = SearchRequest(
-            tenant=self.tenant, query=query, embedding=vector,
+            tenant=self.tenant,
+            query=query,
+            embedding=vector,
             embed_model=self.embed_model if vector is not None else None,
-            k=k, tier=tier_arg(tier), where=where, mode=mode)
+            k=k,
+            tier=tier_arg(tier),
+            where=where,
+            mode=mode,
+        )
         request.check()
         if k > DEFAULT_LIMITS.max_k:
-            raise LimitExceededError(f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}",
-                                     limit=DEFAULT_LIMITS.max_k)
+            raise LimitExceededError(
+                f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}", limit=DEFAULT_LIMITS.max_k
+            )
         table = self.sealer.observe(
-            self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA))
+            self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA)
+        )
         return hits_from_table(table, self.codebook)
 
     def get(self, ids: str | Sequence[str]) -> list[Memory]:
@@ -289,8 +339,9 @@ class MemoryClient(SceneMemory):
             found.update((m.id, m) for m in memories_from_table(table, self.codebook))
         return [found[i] for i in wanted if i in found]
 
-    def iter_scan(self, tier: str | Sequence[str] | None = None,
-                  **filters: Any) -> Iterator[pa.RecordBatch]:
+    def iter_scan(
+        self, tier: str | Sequence[str] | None = None, **filters: Any
+    ) -> Iterator[pa.RecordBatch]:
         """Stream records as RecordBatches with a decoded ``text`` column.
 
         Filters: ``ids``, ``since_hlc``, ``kind``, ``session``, ``created_after``,
@@ -300,8 +351,9 @@ class MemoryClient(SceneMemory):
         for batch in self.iter_records(tier, **filters):
             yield with_text(batch, self.codebook)
 
-    def iter_records(self, tier: str | Sequence[str] | None = None,
-                     **filters: Any) -> Iterator[pa.RecordBatch]:
+    def iter_records(
+        self, tier: str | Sequence[str] | None = None, **filters: Any
+    ) -> Iterator[pa.RecordBatch]:
         """Stream records as stored (payloads not decoded, sealed ones still sealed: open them
         with ``codebook.open``); filters as in ``iter_scan``."""
         ticket = self._scan_request(tier, filters).to_bytes()
@@ -328,22 +380,29 @@ class MemoryClient(SceneMemory):
     def tiers(self) -> list[dict[str, Any]]:
         """One ``{"tier", "memories", "bytes"}`` per tier the server lists."""
         infos = self._transport.list_flights(StatsRequest(tenant=self.tenant).to_bytes())
-        return [{"tier": _listed_tier(info.descriptor.command), "memories": info.total_records,
-                 "bytes": info.total_bytes} for info in infos]
+        return [
+            {
+                "tier": _listed_tier(info.descriptor.command),
+                "memories": info.total_records,
+                "bytes": info.total_bytes,
+            }
+            for info in infos
+        ]
 
     # -- compression ----------------------------------------------------------
 
-    def encode(self, text: str, tier: str, agent: str | None = None, *,
-               codec: str | None = None) -> EncodedText:
+    def encode(
+        self, text: str, tier: str, agent: str | None = None, *, codec: str | None = None
+    ) -> EncodedText:
         """``text`` compressed as the policy (or ``codec``) says for ``tier``."""
         chosen = codec or self.codec_policy.get(tier, CODEC_ZSTD_DICT)
         if chosen != CODEC_LM and len(utf8(text)) < MIN_COMPRESS_BYTES:
             return encode_text(text)  # stored as is: no need to look up a dictionary
-        newest = self._dictionaries.newest(tier) if chosen in (CODEC_ZSTD_DICT, CODEC_LM) \
-            else None
+        newest = self._dictionaries.newest(tier) if chosen in (CODEC_ZSTD_DICT, CODEC_LM) else None
         lm = self.codebook.lm() if chosen == CODEC_LM else None
-        return encode_text(text, codec=chosen, dictionary=newest and newest.dictionary,
-                           lm=lm, agent=agent)
+        return encode_text(
+            text, codec=chosen, dictionary=newest and newest.dictionary, lm=lm, agent=agent
+        )
 
     def train_dictionary(self, tier: str, *, force: bool = False) -> TrainingReport:
         """Train a zstd dictionary on ``tier``'s texts and keep it if it measurably helps.
@@ -357,29 +416,48 @@ class MemoryClient(SceneMemory):
         seen = int(current.metadata.get("trained_on", 0)) if current else 0
         if not force and count < max(MIN_SAMPLES, seen * RETRAIN_GROWTH):
             due = max(MIN_SAMPLES, int(seen * RETRAIN_GROWTH))
-            return TrainingReport(tier, False, f"{count} memories in {tier}; training is due "
-                                  f"at {due} (or pass force)", current and current.dictionary.dict_id)
+            return TrainingReport(
+                tier,
+                False,
+                f"{count} memories in {tier}; training is due at {due} (or pass force)",
+                current and current.dictionary.dict_id,
+            )
         samples, privacy = self._training_samples(tier)
         data, report = train_dictionary(samples, current.dictionary if current else None)
         report = TrainingReport(**{**report.as_dict(), "tier": tier})
         if data is not None:
-            meta = {"trained_on": len(samples), "held_out_ratio": report.held_out_ratio,
-                    "previous": current.dictionary.dict_id if current else None}
-            row = dictionary_row(data, tenant=self.tenant, tier=tier, privacy=privacy,
-                                 metadata=meta, created_at=datetime.now(timezone.utc))
+            meta = {
+                "trained_on": len(samples),
+                "held_out_ratio": report.held_out_ratio,
+                "previous": current.dictionary.dict_id if current else None,
+            }
+            row = dictionary_row(
+                data,
+                tenant=self.tenant,
+                tier=tier,
+                privacy=privacy,
+                metadata=meta,
+                created_at=datetime.now(timezone.utc),
+            )
             acks = self.sealer.write([row], self._transport.put)  # sealed if its texts were
             self._dictionaries.add(row, acks[0].hlcs[0])
         return report
 
-    def recompress(self, tier: str, codec: str, *, older_than: timedelta | None = None,
-                   progress: Callable[[RecompressReport], Any] | None = None) -> RecompressReport:
+    def recompress(
+        self,
+        tier: str,
+        codec: str,
+        *,
+        older_than: timedelta | None = None,
+        progress: Callable[[RecompressReport], Any] | None = None,
+    ) -> RecompressReport:
         """Re-encode ``tier``'s memories with ``codec``; every text is kept byte for byte.
 
         Each new payload is decoded and checked against the memory's content
         hash before it is sent, and the server writes it only if the memory
         was not edited meanwhile. See ``aimem recompress``.
         """
-        return recompress(self, tier, codec, older_than=older_than, progress=progress)
+        return recompress(self, self._upload, tier, codec, older_than=older_than, progress=progress)
 
     def dictionaries(self) -> list[dict[str, Any]]:
         """The tenant's trained dictionaries: ``dict_id``, ``tier``, ``bytes`` and how trained."""
@@ -397,14 +475,18 @@ class MemoryClient(SceneMemory):
 
     def _fetch_dictionaries(self) -> list[dict[str, Any]]:
         ticket = ScanRequest(tenant=self.tenant, kind=DICTIONARY_KIND).to_bytes()
-        return [self.sealer.open(row) for batch in self._transport.stream(ticket, RECORD_SCHEMA)
-                for row in batch.to_pylist()]
+        return [
+            self.sealer.open(row)
+            for batch in self._transport.stream(ticket, RECORD_SCHEMA)
+            for row in batch.to_pylist()
+        ]
 
     # -- internals ------------------------------------------------------------
 
     def _defaults(self, **values: Any) -> _records.Defaults:
-        return _records.Defaults(tenant=self.tenant, embed_model=self.embed_model,
-                                 encode=self.encode, **values)
+        return _records.Defaults(
+            tenant=self.tenant, embed_model=self.embed_model, encode=self.encode, **values
+        )
 
     def _upload(self, batches: list[pa.RecordBatch], *, reencode: bool = False) -> list[PutAck]:
         acks: list[PutAck] = []
@@ -429,10 +511,10 @@ class MemoryClient(SceneMemory):
         return request
 
 
-
 def _listed_tier(command: bytes | None) -> Any:
     try:
         return ScanRequest.from_bytes(command or b"").tier
     except InvalidRequestError as exc:
-        raise CorruptDataError(f"the server listed a flight without a scan request: {exc}") \
-            from None
+        raise CorruptDataError(
+            f"the server listed a flight without a scan request: {exc}"
+        ) from None

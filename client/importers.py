@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aios_memory.schemas import InvalidValueError
 
@@ -42,13 +43,17 @@ def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
             try:
                 item = json.loads(line)
             except ValueError:
-                raise InvalidValueError(f"{path}:{number}: not a JSON object", line=number) from None
+                raise InvalidValueError(
+                    f"{path}:{number}: not a JSON object", line=number
+                ) from None
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 raise InvalidValueError(f'{path}:{number}: needs a "text" string', line=number)
             unknown = set(item) - allowed
             if unknown:
-                raise InvalidValueError(f"{path}:{number}: unknown keys {sorted(unknown)}; "
-                                        f"allowed {sorted(allowed)}", line=number)
+                raise InvalidValueError(
+                    f"{path}:{number}: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}",
+                    line=number,
+                )
             yield MemoryInput(**item)
 
 
@@ -72,8 +77,12 @@ def read_locomo(path: str | Path) -> Iterator[MemoryInput]:
                 text=text,
                 session=f"{name}/session_{number}",
                 agent=turn["speaker"],
-                metadata={"conversation": name, "dia_id": turn["dia_id"],
-                          "speaker": turn["speaker"], "session_date": when},
+                metadata={
+                    "conversation": name,
+                    "dia_id": turn["dia_id"],
+                    "speaker": turn["speaker"],
+                    "session_date": when,
+                },
             )
 
 

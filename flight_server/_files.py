@@ -15,8 +15,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "sha256_file", "write_manifest", "read_manifest",
-           "verify_files", "dir_bytes"]
+__all__ = [
+    "atomic_write_bytes",
+    "fsync_dir",
+    "sha256_file",
+    "write_manifest",
+    "read_manifest",
+    "verify_files",
+    "dir_bytes",
+]
 
 MANIFEST = "manifest.json"
 
@@ -37,7 +44,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -58,8 +65,10 @@ def write_manifest(directory: Path, files: list[str], **facts: Any) -> None:
     for name in files:
         with open(directory / name, "rb") as f:
             os.fsync(f.fileno())
-    entries = {name: {"sha256": sha256_file(directory / name),
-                      "size": (directory / name).stat().st_size} for name in files}
+    entries = {
+        name: {"sha256": sha256_file(directory / name), "size": (directory / name).stat().st_size}
+        for name in files
+    }
     body = {"format": 1, "files": entries, **facts}
     atomic_write_bytes(directory / MANIFEST, json.dumps(body, sort_keys=True).encode())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -18,10 +18,10 @@ import pyarrow.flight as flight
 from aios_memory.schemas import (
     AiosMemoryError,
     AuthenticationError,
-    PermissionDeniedError,
     DeadlineExceededError,
     EmbedderError,
     InvalidValueError,
+    PermissionDeniedError,
     ServerInternalError,
     encode_error,
 )
@@ -60,5 +60,6 @@ def flight_errors(call: str) -> Iterator[None]:
         raise to_flight_error(InvalidValueError(f"invalid Arrow data: {exc}")) from None
     except Exception:
         log.exception("%s failed", call)
-        raise to_flight_error(ServerInternalError(
-            f"{call} failed inside the server; the server log has the details")) from None
+        raise to_flight_error(
+            ServerInternalError(f"{call} failed inside the server; the server log has the details")
+        ) from None

@@ -6,24 +6,25 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aios_memory.client.codec.keys import KeyStore
-from aios_memory.schemas import InvalidValueError
-
 from aios_memory.flight_server.auth.audit import AuditLog
 from aios_memory.flight_server.auth.middleware import resolve_token
-from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+from aios_memory.flight_server.auth.tls import server_tls_kwargs
+from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.search.vector_index import HnswParams
 from aios_memory.flight_server.store.base import Store
+from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+from aios_memory.schemas import InvalidValueError
+
 from .embedder import make_embedder
 from .server import MemoryFlightServer
-from aios_memory.flight_server.auth.tls import server_tls_kwargs
 from .settings import ServerSettings
-from aios_memory.flight_server.auth.tokens import TokenAuthority
-from aios_memory.flight_server.search.vector_index import HnswParams
 
 __all__ = ["RunningServer", "start_server"]
 
@@ -43,20 +44,34 @@ class RunningServer:
 
 
 def _open_store(settings: ServerSettings) -> Store:
-    params = HnswParams(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
-                        ef_search=settings.hnsw_ef_search,
-                        persist_min=settings.vector_persist_min)
+    params = HnswParams(
+        m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        ef_search=settings.hnsw_ef_search,
+        persist_min=settings.vector_persist_min,
+    )
     offset = settings.clock_offset_ms
     wall = (lambda: int(time.time() * 1000) + offset) if offset else None
     if settings.lake is not None:
         try:
-            from aios_memory.flight_server.lake.store import LakeStore  # Lance is imported only by a lake replica
+            from aios_memory.flight_server.lake.store import (
+                LakeStore,  # Lance is imported only by a lake replica
+            )
         except ImportError as exc:
-            raise InvalidValueError(f"--lake needs the [lake] extra ({exc.name} is missing): "
-                                    "pip install 'ai-os-memory[lake]'", field="lake") from None
-        return LakeStore(parse_lake(settings.lake), settings.data_dir, params,
-                         settings.sync_tiers, wall, limits=settings.limits,
-                         staleness_seconds=settings.max_staleness_ms / 1000)
+            raise InvalidValueError(
+                f"--lake needs the [lake] extra ({exc.name} is missing): "
+                "pip install 'ai-os-memory[lake]'",
+                field="lake",
+            ) from None
+        return LakeStore(
+            parse_lake(settings.lake),
+            settings.data_dir,
+            params,
+            settings.sync_tiers,
+            wall,
+            limits=settings.limits,
+            staleness_seconds=settings.max_staleness_ms / 1000,
+        )
     return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 
@@ -99,28 +114,53 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
         if settings.keys_dir is not None:  # a device: sealed memories are opened to be indexed
             store.payloads.enable_opening(KeyStore(settings.keys_dir), embedder)
         tls = server_tls_kwargs(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        server = MemoryFlightServer(f"{_scheme(settings)}://{settings.host}:{settings.port}",
-                                    store, embedder, token, settings.limits,
-                                    settings.sync_tiers, settings.role,
-                                    authority=TokenAuthority(settings.data_dir),
-                                    audit=AuditLog(settings.data_dir), tls=tls)
+        server = MemoryFlightServer(
+            f"{_scheme(settings)}://{settings.host}:{settings.port}",
+            store,
+            embedder,
+            token,
+            settings.limits,
+            settings.sync_tiers,
+            settings.role,
+            authority=TokenAuthority(settings.data_dir),
+            audit=AuditLog(settings.data_dir),
+            tls=tls,
+        )
     except BaseException:
         store.close()
         raise
     stop = threading.Event()
     threads = [threading.Thread(target=server.serve, name="flight-serve", daemon=True)]
     if settings.checkpoint_seconds > 0:
-        threads.append(threading.Thread(target=_checkpoints, name="checkpoints", daemon=True,
-                                        args=(store, settings.checkpoint_seconds, stop)))
+        threads.append(
+            threading.Thread(
+                target=_checkpoints,
+                name="checkpoints",
+                daemon=True,
+                args=(store, settings.checkpoint_seconds, stop),
+            )
+        )
     if settings.compact_seconds > 0:
-        threads.append(threading.Thread(target=_compactions, name="compactions", daemon=True,
-                                        args=(store, settings.compact_seconds, stop)))
+        threads.append(
+            threading.Thread(
+                target=_compactions,
+                name="compactions",
+                daemon=True,
+                args=(store, settings.compact_seconds, stop),
+            )
+        )
     for thread in threads:
         thread.start()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     try:
-        yield RunningServer(f"{_scheme(settings)}://{host}:{server.port}", token, token_file,
-                            settings.data_dir, server, store)
+        yield RunningServer(
+            f"{_scheme(settings)}://{host}:{server.port}",
+            token,
+            token_file,
+            settings.data_dir,
+            server,
+            store,
+        )
     finally:
         stop.set()
         server.shutdown()

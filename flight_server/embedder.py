@@ -18,8 +18,7 @@ import numpy as np
 from aios_memory.client.codec.vectors import normalize_rows
 from aios_memory.schemas import EmbedderError
 
-__all__ = ["Embedder", "LocalE5Embedder", "OpenAIEmbedder", "make_embedder",
-           "EMBEDDERS"]
+__all__ = ["Embedder", "LocalE5Embedder", "OpenAIEmbedder", "make_embedder", "EMBEDDERS"]
 
 EMBEDDERS = ("local", "openai", "none")
 LOCAL_MODEL = "multilingual-e5-small-q4"
@@ -57,9 +56,9 @@ class LocalE5Embedder:
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
+            chunk = texts[start : start + self.batch_size]
             with self._lock:
-                out[start:start + len(chunk)] = self._model.passage(chunk)
+                out[start : start + len(chunk)] = self._model.passage(chunk)
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -72,13 +71,19 @@ class OpenAIEmbedder:
 
     batch_size = 256
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         import openai
 
         key = api_key or os.environ.get("AIMEM_EMBED_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        self._client = openai.OpenAI(base_url=base_url, api_key=key or "not-needed",
-                                     timeout=timeout, max_retries=2)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=key or "not-needed", timeout=timeout, max_retries=2
+        )
         self._error = openai.OpenAIError
         self.name = model
         self.dim = len(self.embed_query("dimension probe"))
@@ -92,15 +97,19 @@ class OpenAIEmbedder:
         return normalize_rows([row.embedding for row in rows])
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        parts = [self._embed(texts[i:i + self.batch_size])
-                 for i in range(0, len(texts), self.batch_size)]
+        parts = [
+            self._embed(texts[i : i + self.batch_size])
+            for i in range(0, len(texts), self.batch_size)
+        ]
         return np.concatenate(parts) if parts else np.empty((0, getattr(self, "dim", 0)))
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._embed([text])[0]
 
 
-def make_embedder(kind: str, model: str | None = None, base_url: str | None = None) -> Embedder | None:
+def make_embedder(
+    kind: str, model: str | None = None, base_url: str | None = None
+) -> Embedder | None:
     """The embedder a server setting names, or None for ``none``."""
     if kind == "none":
         return None

@@ -10,31 +10,48 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from aios_memory.client.codec.vectors import normalize
+from aios_memory.flight_server.auth.access import (
+    check_sync,
+    public_stats,
+    read_view,
+)
+from aios_memory.flight_server.auth.access import (
+    grant_of as _grant_of,
+)
+from aios_memory.flight_server.auth.access import (
+    who as _who,
+)
+from aios_memory.flight_server.auth.audit import AuditLog
+from aios_memory.flight_server.auth.middleware import TokenAuthMiddlewareFactory
+from aios_memory.flight_server.auth.tokens import TokenAuthority
+from aios_memory.flight_server.store.base import Store
+from aios_memory.flight_server.sync.session import SyncSession
 from aios_memory.schemas import (
     ACTIONS,
     DEFAULT_TENANT,
+    EXTERNAL_EMBED_MODEL,
+    PUT_PATH,
     RECORD_SCHEMA,
+    REENCODE_PATH,
     SCHEMA_VERSION,
     WIRE_VERSION,
-    EXTERNAL_EMBED_MODEL,
     EmbedderError,
     Grant,
-    PermissionDeniedError,
     IdsRequest,
     IncompleteWriteError,
     InvalidRequestError,
     InvalidValueError,
-    PUT_PATH,
-    REENCODE_PATH,
     LimitExceededError,
     Limits,
+    PermissionDeniedError,
     PutAck,
     PutCommit,
     ScanRequest,
@@ -49,21 +66,9 @@ from aios_memory.schemas import (
 from aios_memory.sync.protocol.frames import encode_frame, read_frame
 from aios_memory.sync.protocol.reconcile import Message
 
-from aios_memory.flight_server.auth.access import (
-    check_sync,
-    grant_of as _grant_of,
-    public_stats,
-    read_view,
-    who as _who,
-)
 from ._flight_errors import flight_errors
-from aios_memory.flight_server.auth.audit import AuditLog
-from aios_memory.flight_server.auth.middleware import TokenAuthMiddlewareFactory
-from aios_memory.flight_server.auth.tokens import TokenAuthority
 from .embedder import Embedder
-from aios_memory.flight_server.sync.session import SyncSession
 from .ingest import prepare_write
-from aios_memory.flight_server.store.base import Store
 
 __all__ = ["MemoryFlightServer", "SERVER_VERSION"]
 
@@ -73,22 +78,41 @@ SERVER_VERSION = "0.1.0"
 class MemoryFlightServer(flight.FlightServerBase):
     """The memory server over Arrow Flight; see ``schemas.wire`` for every message."""
 
-    def __init__(self, location: str, store: Store, embedder: Embedder | None, token: str,
-                 limits: Limits, sync_tiers: tuple[str, ...], role: str = "device", *,
-                 authority: TokenAuthority, audit: AuditLog,
-                 tls: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        store: Store,
+        embedder: Embedder | None,
+        token: str,
+        limits: Limits,
+        sync_tiers: tuple[str, ...],
+        role: str = "device",
+        *,
+        authority: TokenAuthority,
+        audit: AuditLog,
+        tls: dict[str, Any] | None = None,
+    ) -> None:
         self.audit = audit
         # tls: FlightServerBase's TLS keyword arguments (``_tls.server_tls_kwargs``);
         # the location must then be grpc+tls://, or gRPC silently serves plain text.
-        super().__init__(location, middleware={
-            "auth": TokenAuthMiddlewareFactory(token, authority, audit)}, **(tls or {}))
+        super().__init__(
+            location,
+            middleware={"auth": TokenAuthMiddlewareFactory(token, authority, audit)},
+            **(tls or {}),
+        )
         self.store, self.embedder, self.limits = store, embedder, limits
         self.sync_tiers, self.role = tuple(sync_tiers), role
         # A cloud endpoint stores only the tiers that sync; a device stores every tier.
         self._allowed_tiers = self.sync_tiers if role == "cloud" else None
         self.started = time.monotonic()
-        self._actions = {"search": self._search, "get": self._get, "forget": self._forget,
-                         "stats": self._stats, "health": self._health, "whoami": self._whoami}
+        self._actions = {
+            "search": self._search,
+            "get": self._get,
+            "forget": self._forget,
+            "stats": self._stats,
+            "health": self._health,
+            "whoami": self._whoami,
+        }
 
     @contextlib.contextmanager
     def _guarded(self, call: str, context: Any) -> Iterator[Grant]:
@@ -98,8 +122,15 @@ class MemoryFlightServer(flight.FlightServerBase):
             try:
                 yield grant
             except PermissionDeniedError as exc:
-                self.audit.record("denied", _who(grant), call, exc.detail.get("tenant"),
-                                  exc.message, exc.code, token_id=grant.token_id)
+                self.audit.record(
+                    "denied",
+                    _who(grant),
+                    call,
+                    exc.detail.get("tenant"),
+                    exc.message,
+                    exc.code,
+                    token_id=grant.token_id,
+                )
                 raise
 
     # -- discovery --------------------------------------------------------------------------
@@ -111,7 +142,9 @@ class MemoryFlightServer(flight.FlightServerBase):
         for tier in view.tiers:
             yield self._info(ScanRequest(tenant=tenant, tier=tier), *counts[tier])
 
-    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+    def get_flight_info(
+        self, context: Any, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
         with self._guarded("get_flight_info", context) as grant:
             request = _scan_request(descriptor)
             view = read_view(grant, request.tenant, request.tier)
@@ -127,22 +160,31 @@ class MemoryFlightServer(flight.FlightServerBase):
 
     def _info(self, request: ScanRequest, rows: int, size: int) -> flight.FlightInfo:
         body = request.to_bytes()
-        return flight.FlightInfo(RECORD_SCHEMA, flight.FlightDescriptor.for_command(body),
-                                 [flight.FlightEndpoint(body, [])], rows, size)
+        return flight.FlightInfo(
+            RECORD_SCHEMA,
+            flight.FlightDescriptor.for_command(body),
+            [flight.FlightEndpoint(body, [])],
+            rows,
+            size,
+        )
 
     # -- reading ----------------------------------------------------------------------------
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         with self._guarded("do_get", context) as grant:
             request = ScanRequest.from_bytes(ticket.ticket)
             self._check_ids(request.ids or [])
-            batches = self.store.scan(request, view=read_view(grant, request.tenant,
-                                                               request.tier))
+            batches = self.store.scan(request, view=read_view(grant, request.tenant, request.tier))
             first = next(batches, None)  # surface filter errors before the stream starts
         return flight.GeneratorStream(RECORD_SCHEMA, _chain(first, batches))
 
     # -- writing ----------------------------------------------------------------------------
-    def do_put(self, context: Any, descriptor: flight.FlightDescriptor,
-               reader: flight.MetadataRecordBatchReader, writer: flight.FlightMetadataWriter) -> None:
+    def do_put(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
         with self._guarded("do_put", context) as grant:
             reencode = _is_reencode(descriptor)  # a wrong descriptor is refused before any read
             validate_record_schema(reader.schema)
@@ -151,20 +193,31 @@ class MemoryFlightServer(flight.FlightServerBase):
             if commit is None or context.is_cancelled():
                 raise IncompleteWriteError(
                     "the write stream ended before its commit message; nothing was stored. "
-                    "Retry the write (retries are idempotent).")
+                    "Retry the write (retries are idempotent)."
+                )
             rows = sum(b.num_rows for b in batches)
             if (commit.batches, commit.rows) != (len(batches), rows):
                 raise IncompleteWriteError(
                     f"commit says {commit.batches} batches / {commit.rows} rows, received "
-                    f"{len(batches)} / {rows}; nothing was stored")
-            results = self.store.put(prepare_write(batches, self.embedder, self.limits,
-                                                   self._allowed_tiers, reencode=reencode,
-                                                   payloads=self.store.payloads, grant=grant))
+                    f"{len(batches)} / {rows}; nothing was stored"
+                )
+            results = self.store.put(
+                prepare_write(
+                    batches,
+                    self.embedder,
+                    self.limits,
+                    self._allowed_tiers,
+                    reencode=reencode,
+                    payloads=self.store.payloads,
+                    grant=grant,
+                )
+            )
             for number, (ids, hlcs) in enumerate(results):
                 writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
 
-    def _read_put(self, reader: flight.MetadataRecordBatchReader
-                  ) -> tuple[list[pa.RecordBatch], PutCommit | None]:
+    def _read_put(
+        self, reader: flight.MetadataRecordBatchReader
+    ) -> tuple[list[pa.RecordBatch], PutCommit | None]:
         batches: list[pa.RecordBatch] = []
         size = rows = 0
         while True:
@@ -184,21 +237,30 @@ class MemoryFlightServer(flight.FlightServerBase):
                 if size > self.limits.max_bytes_per_put or rows > self.limits.max_rows_per_put:
                     raise LimitExceededError(
                         f"one put may carry {self.limits.max_rows_per_put} rows and "
-                        f"{self.limits.max_bytes_per_put} bytes; split the write")
+                        f"{self.limits.max_bytes_per_put} bytes; split the write"
+                    )
             if chunk.app_metadata is not None:
                 return batches, PutCommit.from_bytes(chunk.app_metadata.to_pybytes())
 
     # -- sync -------------------------------------------------------------------------------
-    def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor,
-                    reader: flight.MetadataRecordBatchReader,
-                    writer: flight.MetadataRecordBatchWriter) -> None:
+    def do_exchange(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
         with self._guarded("do_exchange", context) as grant:
             if descriptor.descriptor_type != flight.DescriptorType.CMD:
                 raise InvalidRequestError("a sync exchange opens with a SyncOpen command")
             request = SyncOpen.from_bytes(descriptor.command)
             check_sync(grant, request.tenant, request.tiers or self.sync_tiers)
-            session = SyncSession(self.store, request, self.sync_tiers,
-                                  lambda batches: self._apply_synced(batches, grant))
+            session = SyncSession(
+                self.store,
+                request,
+                self.sync_tiers,
+                lambda batches: self._apply_synced(batches, grant),
+            )
             writer.begin(RECORD_SCHEMA)
             writer.write_metadata(pa.py_buffer(encode_frame(session.accept())))
             if request.role == "initiator":
@@ -222,9 +284,16 @@ class MemoryFlightServer(flight.FlightServerBase):
         for batch in batches:
             if batch.num_rows:
                 validate_record_schema(batch.schema)
-                self.store.put(prepare_write([batch], self.embedder, self.limits,
-                                             self._allowed_tiers, payloads=self.store.payloads,
-                                             grant=grant))
+                self.store.put(
+                    prepare_write(
+                        [batch],
+                        self.embedder,
+                        self.limits,
+                        self._allowed_tiers,
+                        payloads=self.store.payloads,
+                        grant=grant,
+                    )
+                )
 
     # -- actions ----------------------------------------------------------------------------
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
@@ -235,11 +304,14 @@ class MemoryFlightServer(flight.FlightServerBase):
             handler = self._actions.get(action.type)
             if handler is None:
                 raise InvalidRequestError(
-                    f"unknown action {action.type!r}; actions are {', '.join(ACTIONS)}")
+                    f"unknown action {action.type!r}; actions are {', '.join(ACTIONS)}"
+                )
             if action.body is not None and action.body.size > self.limits.max_request_bytes:
                 raise LimitExceededError(  # before copying or parsing it
                     f"the {action.type} request is {action.body.size} bytes; the limit is "
-                    f"{self.limits.max_request_bytes}", limit=self.limits.max_request_bytes)
+                    f"{self.limits.max_request_bytes}",
+                    limit=self.limits.max_request_bytes,
+                )
             body = action.body.to_pybytes() if action.body is not None else b""
             result = handler(body, grant)
         return iter([flight.Result(result)])
@@ -254,18 +326,23 @@ class MemoryFlightServer(flight.FlightServerBase):
 
     def _query_vector(self, request: SearchRequest) -> tuple[np.ndarray | None, str | None]:
         if request.embedding is not None:
-            return normalize(request.embedding).astype(np.float32), \
-                request.embed_model or EXTERNAL_EMBED_MODEL
+            return normalize(request.embedding).astype(
+                np.float32
+            ), request.embed_model or EXTERNAL_EMBED_MODEL
         if request.mode == "keyword" or request.query is None:
             return None, None
         if self.embedder is None:
             if request.mode == "vector":
-                raise EmbedderError("this server has no embedder (--embedder none): pass "
-                                    "an embedding, or use mode='keyword'")
+                raise EmbedderError(
+                    "this server has no embedder (--embedder none): pass "
+                    "an embedding, or use mode='keyword'"
+                )
             return None, None  # hybrid degrades to keyword-only
         if request.embed_model not in (None, self.embedder.name):
-            raise EmbedderError(f"this server embeds with {self.embedder.name!r}, not "
-                                f"{request.embed_model!r}; pass the query's embedding instead")
+            raise EmbedderError(
+                f"this server embeds with {self.embedder.name!r}, not "
+                f"{request.embed_model!r}; pass the query's embedding instead"
+            )
         return self.embedder.embed_query(request.query), self.embedder.name
 
     def _get(self, body: bytes, grant: Grant) -> pa.Buffer:
@@ -278,10 +355,10 @@ class MemoryFlightServer(flight.FlightServerBase):
         request = IdsRequest.from_bytes(body)
         self._check_ids(request.ids)
         # Ids outside the caller's view are left alone exactly like unknown ones.
-        done = self.store.forget(request.tenant, request.ids,
-                                 view=grant.write_view(request.tenant))
-        return _json({"forgotten": len(done), "ids": [i for i, _ in done],
-                      "hlcs": [h for _, h in done]})
+        done = self.store.forget(request.tenant, request.ids, view=grant.write_view(request.tenant))
+        return _json(
+            {"forgotten": len(done), "ids": [i for i, _ in done], "hlcs": [h for _, h in done]}
+        )
 
     def _stats(self, body: bytes, grant: Grant) -> bytes:
         request = StatsRequest.from_bytes(body) if body else StatsRequest()
@@ -294,19 +371,29 @@ class MemoryFlightServer(flight.FlightServerBase):
         return _json(grant.describe())
 
     def _health(self, body: bytes, grant: Grant) -> bytes:
-        return _json({"status": "ok", "version": SERVER_VERSION, "schema_version": SCHEMA_VERSION,
-                      "wire_version": WIRE_VERSION, "replica_id": self.store.replica_id,
-                      "role": self.role, "sync_tiers": list(self.sync_tiers),
-                      "uptime_s": round(time.monotonic() - self.started, 3)})
+        return _json(
+            {
+                "status": "ok",
+                "version": SERVER_VERSION,
+                "schema_version": SCHEMA_VERSION,
+                "wire_version": WIRE_VERSION,
+                "replica_id": self.store.replica_id,
+                "role": self.role,
+                "sync_tiers": list(self.sync_tiers),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+            }
+        )
 
     def _check_ids(self, ids: list[str]) -> None:
         if len(ids) > self.limits.max_ids_per_call:
             raise LimitExceededError(
-                f"{len(ids)} ids in one call; the limit is {self.limits.max_ids_per_call}")
+                f"{len(ids)} ids in one call; the limit is {self.limits.max_ids_per_call}"
+            )
 
 
-def _send(writer: flight.MetadataRecordBatchWriter, message: Message,
-          batches: Iterable[pa.RecordBatch]) -> None:
+def _send(
+    writer: flight.MetadataRecordBatchWriter, message: Message, batches: Iterable[pa.RecordBatch]
+) -> None:
     writer.write_metadata(pa.py_buffer(encode_frame(message)))
     for batch in batches:
         writer.write_batch(batch)
@@ -321,8 +408,9 @@ def _tenant_of(criteria: bytes | None) -> str:
 def _is_reencode(descriptor: flight.FlightDescriptor) -> bool:
     path = [p.decode() if isinstance(p, bytes) else p for p in (descriptor.path or [])]
     if path not in ([PUT_PATH], [PUT_PATH, REENCODE_PATH]):
-        raise InvalidRequestError(f"do_put takes the path [{PUT_PATH!r}] or "
-                                  f"[{PUT_PATH!r}, {REENCODE_PATH!r}], not {path}")
+        raise InvalidRequestError(
+            f"do_put takes the path [{PUT_PATH!r}] or [{PUT_PATH!r}, {REENCODE_PATH!r}], not {path}"
+        )
     return path == [PUT_PATH, REENCODE_PATH]
 
 
@@ -332,7 +420,9 @@ def _scan_request(descriptor: flight.FlightDescriptor) -> ScanRequest:
     return ScanRequest.from_bytes(descriptor.command)
 
 
-def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _chain(
+    first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
     if first is not None:
         yield first
         yield from rest

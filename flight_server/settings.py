@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aios_memory.client.codec.keys import default_keys_dir
+from aios_memory.flight_server.auth.tls import check_server_tls
+from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PORT,
@@ -20,8 +22,6 @@ from aios_memory.schemas import (
     parse_sync_tiers,
 )
 
-from aios_memory.flight_server.lake.uri import parse_lake
-from aios_memory.flight_server.auth.tls import check_server_tls
 from .embedder import EMBEDDERS
 
 __all__ = ["ServerSettings", "SETTINGS_HELP"]
@@ -45,16 +45,16 @@ SETTINGS_HELP = {
     "tls_cert": "PEM certificate (chain) to serve grpc+tls:// with; needs tls_key",
     "tls_key": "PEM private key of tls_cert (unencrypted)",
     "tls_client_ca": "PEM CA that signs client certificates; set, clients must present one "
-                     "(mutual TLS)",
+    "(mutual TLS)",
     "lake": "serve a cloud endpoint from a lake shared by any number of replicas: a directory "
-            "or s3://bucket/prefix?endpoint=URL (credentials from AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY); DATA then holds only this replica's cache and token",
+    "or s3://bucket/prefix?endpoint=URL (credentials from AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY); DATA then holds only this replica's cache and token",
     "compact_seconds": "with --lake: merge each open tenant's small lake files this often "
-                       "(run it on one replica); 0 never",
+    "(run it on one replica); 0 never",
     "max_staleness_ms": "with --lake: a read may skip asking the lake for newer writes for this "
-                        "long (0: every read sees every write acknowledged before it)",
+    "long (0: every read sees every write acknowledged before it)",
     "keys_dir": "key store a device server opens end-to-end encrypted memories with, to index "
-                "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
+    "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
 }
 
 
@@ -90,12 +90,14 @@ class ServerSettings:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.embedder not in EMBEDDERS:
             raise InvalidValueError(
-                f"embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
+                f"embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}"
+            )
         if not 0 <= self.port < 65536:
             raise InvalidValueError(f"port {self.port} is out of range")
         if self.role not in SERVER_ROLES:
-            raise InvalidValueError(f"role must be one of {', '.join(SERVER_ROLES)}, "
-                                    f"not {self.role!r}")
+            raise InvalidValueError(
+                f"role must be one of {', '.join(SERVER_ROLES)}, not {self.role!r}"
+            )
         object.__setattr__(self, "sync_tiers", parse_sync_tiers(self.sync_tiers))
         if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
             raise InvalidValueError("hnsw parameters must be positive")
@@ -107,13 +109,17 @@ class ServerSettings:
         if self.lake is not None:
             parse_lake(self.lake)  # a bad URI is refused before anything starts
             if self.role != "cloud":
-                raise InvalidValueError("--lake serves a cloud endpoint: add --role cloud "
-                                        "(a device keeps its own embedded store)", field="lake")
+                raise InvalidValueError(
+                    "--lake serves a cloud endpoint: add --role cloud "
+                    "(a device keeps its own embedded store)",
+                    field="lake",
+                )
         for name in ("compact_seconds", "max_staleness_ms"):
             value = getattr(self, name)
             if value < 0 or (value and self.lake is None):
-                raise InvalidValueError(f"--{name.replace('_', '-')} is >= 0 and needs --lake",
-                                        field=name)
+                raise InvalidValueError(
+                    f"--{name.replace('_', '-')} is >= 0 and needs --lake", field=name
+                )
 
     def _check_keys_dir(self) -> None:
         """A device opens sealed memories with its own key store; a cloud must never hold one."""
@@ -122,10 +128,14 @@ class ServerSettings:
                 raise InvalidValueError(
                     "a cloud server never holds tenant keys: it stores and syncs end-to-end "
                     "encrypted memories it cannot read. Drop --keys, or serve with --role device.",
-                    field="keys_dir")
+                    field="keys_dir",
+                )
             return
-        object.__setattr__(self, "keys_dir", Path(self.keys_dir).expanduser()
-                           if self.keys_dir is not None else default_keys_dir())
+        object.__setattr__(
+            self,
+            "keys_dir",
+            Path(self.keys_dir).expanduser() if self.keys_dir is not None else default_keys_dir(),
+        )
 
     @property
     def tls(self) -> bool:

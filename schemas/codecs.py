@@ -26,8 +26,16 @@ from dataclasses import dataclass
 from .scenes import SCENE_KIND
 
 __all__ = [
-    "Codec", "CODECS", "CODEC_NONE", "CODEC_ZSTD", "CODEC_ZSTD_DICT", "CODEC_LM", "CODEC_SEALED",
-    "DICTIONARY_KIND", "SYSTEM_KINDS", "dictionary_id_of",
+    "Codec",
+    "CODECS",
+    "CODEC_NONE",
+    "CODEC_ZSTD",
+    "CODEC_ZSTD_DICT",
+    "CODEC_LM",
+    "CODEC_SEALED",
+    "DICTIONARY_KIND",
+    "SYSTEM_KINDS",
+    "dictionary_id_of",
 ]
 
 
@@ -55,26 +63,30 @@ CODEC_SEALED = "sealed"
 CODECS: dict[str, Codec] = {
     CODEC_NONE: Codec(CODEC_NONE, 1, "UTF-8 text as is"),
     CODEC_ZSTD: Codec(
-        CODEC_ZSTD, 1,
+        CODEC_ZSTD,
+        1,
         "a zstd frame without magic number, checksum or dictionary id; content size kept "
         "so the reader can refuse a bomb before allocating",
     ),
     CODEC_ZSTD_DICT: Codec(
-        CODEC_ZSTD_DICT, 1,
+        CODEC_ZSTD_DICT,
+        1,
         "a zstd frame made with the tenant's trained dictionary, without magic number, "
         "checksum, dictionary id or content size (the record carries raw_size)",
         dict_id="the dictionary record's dict_id",
     ),
     CODEC_LM: Codec(
-        CODEC_LM, 1,
+        CODEC_LM,
+        1,
         "range coding of the text's tokens under a local language model's next-token "
         "probabilities, conditioned on the record's agent",
         dict_id="the model fingerprint: first 4 bytes of SHA-256 over model file, runtime and "
-                "codec parameters",
+        "codec parameters",
         extra="lm",
     ),
     CODEC_SEALED: Codec(
-        CODEC_SEALED, 1,
+        CODEC_SEALED,
+        1,
         "end-to-end encrypted: format byte, 4-byte key id, 12-byte nonce, then AES-256-GCM "
         "ciphertext of an envelope that holds the inner codec, payload and private fields; "
         "content_hash is the hash of this payload (see client.sealing)",

@@ -266,5 +266,7 @@ def decode_error(extra_info: bytes | None) -> AiosMemoryError | None:
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
-            for k, v in detail.items()}
+    return {
+        k: v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
+        for k, v in detail.items()
+    }

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["new_id", "HybridClock", "hlc_pack", "hlc_unpack"]
 

@@ -9,7 +9,7 @@ stores every tier and offers only its sync tiers to a sync round.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .errors import TierPolicyError, UnknownTierError
 from .record import SYNCED_TIERS, TIERS
@@ -39,4 +39,6 @@ def check_tiers_allowed(requested: Iterable[str], allowed: Iterable[str], what: 
         if tier not in allowed:
             raise TierPolicyError(
                 f"tier {tier!r} is not carried by {what} (it carries {', '.join(allowed)}); "
-                f"to sync it, start the servers with --sync-tier {tier}", tier=tier)
+                f"to sync it, start the servers with --sync-tier {tier}",
+                tier=tier,
+            )

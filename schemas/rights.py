@@ -18,14 +18,24 @@ compiles ``View`` into its queries, and tests compare both to their own model.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import InvalidValueError, PermissionDeniedError
 from .record import PRIVACY_LEVELS, TIERS
 
-__all__ = ["Grant", "View", "OWNER", "READERS_KEY", "MAX_CLEARANCE", "MAX_READERS",
-           "SHARED_TIER", "readers_of", "check_readers"]
+__all__ = [
+    "Grant",
+    "View",
+    "OWNER",
+    "READERS_KEY",
+    "MAX_CLEARANCE",
+    "MAX_READERS",
+    "SHARED_TIER",
+    "readers_of",
+    "check_readers",
+]
 
 READERS_KEY = "aimem:readers"
 MAX_CLEARANCE = max(PRIVACY_LEVELS)
@@ -49,8 +59,11 @@ class View:
     @property
     def whole(self) -> bool:
         """True when the view is the tenant's every record (no filter needed)."""
-        return self.reader is None and self.max_privacy >= MAX_CLEARANCE \
+        return (
+            self.reader is None
+            and self.max_privacy >= MAX_CLEARANCE
             and set(self.tiers) >= set(TIERS)
+        )
 
     def admits(self, tier: str, privacy: int, readers: Iterable[str] = ()) -> bool:
         """Whether one record of this view's tenant is visible through it."""
@@ -106,31 +119,56 @@ class Grant:
         """Raise unless this grant may write a record of ``tenant``/``tier`` at ``privacy``."""
         view = self.write_view(tenant)
         if tier not in self.write_tiers:
-            raise self.denied("write", tenant, f"tier {tier!r} is not among its write tiers "
-                              f"({', '.join(self.write_tiers) or 'none'})", tier=tier, row=row)
+            raise self.denied(
+                "write",
+                tenant,
+                f"tier {tier!r} is not among its write tiers "
+                f"({', '.join(self.write_tiers) or 'none'})",
+                tier=tier,
+                row=row,
+            )
         if privacy > view.max_privacy:
-            raise self.denied("write", tenant, f"privacy {privacy} is above its clearance "
-                              f"{self.clearance}", row=row)
+            raise self.denied(
+                "write",
+                tenant,
+                f"privacy {privacy} is above its clearance {self.clearance}",
+                row=row,
+            )
 
     def check_tiers(self, view: View, tiers: Iterable[str], action: str) -> None:
         """Raise if a request names a tier outside ``view`` (asking is not leaking)."""
         for tier in tiers:
             if tier not in view.tiers:
-                raise self.denied(action, view.tenant, f"tier {tier!r} is not among its tiers "
-                                  f"({', '.join(view.tiers) or 'none'})", tier=tier)
+                raise self.denied(
+                    action,
+                    view.tenant,
+                    f"tier {tier!r} is not among its tiers ({', '.join(view.tiers) or 'none'})",
+                    tier=tier,
+                )
 
     def denied(self, action: str, tenant: str, why: str, **detail: Any) -> PermissionDeniedError:
         who = "the owner token" if self.is_owner else f"{self.tenant}/{self.principal}"
         detail = {k: v for k, v in detail.items() if v is not None}
-        return PermissionDeniedError(f"{who} may not {action} in tenant {tenant!r}: {why}",
-                                     action=action, tenant=tenant, principal=self.principal,
-                                     **detail)
+        return PermissionDeniedError(
+            f"{who} may not {action} in tenant {tenant!r}: {why}",
+            action=action,
+            tenant=tenant,
+            principal=self.principal,
+            **detail,
+        )
 
     def describe(self) -> dict[str, Any]:
         """The grant as a JSON object (``whoami``)."""
-        return {"tenant": self.tenant, "principal": self.principal, "tiers": list(self.tiers),
-                "write_tiers": list(self.write_tiers), "clearance": self.clearance,
-                "expires": self.expires, "token_id": self.token_id, "owner": self.is_owner}
+        return {
+            "tenant": self.tenant,
+            "principal": self.principal,
+            "tiers": list(self.tiers),
+            "write_tiers": list(self.write_tiers),
+            "clearance": self.clearance,
+            "expires": self.expires,
+            "token_id": self.token_id,
+            "owner": self.is_owner,
+        }
 
 
 def _tiers(values: Iterable[str]) -> tuple[str, ...]:
@@ -156,12 +194,21 @@ def check_readers(metadata: dict[str, Any], tier: str, row: int | None = None) -
         return
     value = metadata[READERS_KEY]
     if tier != SHARED_TIER:
-        raise InvalidValueError(f"{READERS_KEY} at row {row} names readers of a {tier!r} "
-                                f"record; only {SHARED_TIER!r} records are read by others",
-                                field="metadata", row=row)
-    ok = isinstance(value, list) and len(value) <= MAX_READERS and all(
-        isinstance(v, str) and 0 < len(v) <= 129 and v.count("/") <= 1 for v in value)
+        raise InvalidValueError(
+            f"{READERS_KEY} at row {row} names readers of a {tier!r} "
+            f"record; only {SHARED_TIER!r} records are read by others",
+            field="metadata",
+            row=row,
+        )
+    ok = (
+        isinstance(value, list)
+        and len(value) <= MAX_READERS
+        and all(isinstance(v, str) and 0 < len(v) <= 129 and v.count("/") <= 1 for v in value)
+    )
     if not ok:
-        raise InvalidValueError(f"{READERS_KEY} at row {row} must be a list of at most "
-                                f"{MAX_READERS} names like 'bob' or 'bob/phone'",
-                                field="metadata", row=row)
+        raise InvalidValueError(
+            f"{READERS_KEY} at row {row} must be a list of at most "
+            f"{MAX_READERS} names like 'bob' or 'bob/phone'",
+            field="metadata",
+            row=row,
+        )

@@ -84,8 +84,10 @@ def motion_encoding_of(predictor: str) -> str:
 
 
 def _meta(name: str) -> dict[bytes, bytes]:
-    return {b"aios_memory.schema": f"scene-{name}".encode(),
-            b"aios_memory.version": str(SCENE_SCHEMA_VERSION).encode()}
+    return {
+        b"aios_memory.schema": f"scene-{name}".encode(),
+        b"aios_memory.version": str(SCENE_SCHEMA_VERSION).encode(),
+    }
 
 
 def _ints(prefix: str, axes: str) -> list[pa.Field]:

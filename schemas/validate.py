@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,8 +32,15 @@ from .errors import (
 from .ids import hlc_pack
 from .record import PRIVACY_LEVELS, RECORD_SCHEMA, SCHEMA_VERSION, TIERS, schema_version_of
 
-__all__ = ["Limits", "DEFAULT_LIMITS", "validate_record_schema", "validate_record_batch",
-           "check_unique_ids", "MIN_EMBEDDING_SCALE", "MAX_EMBEDDING_SCALE"]
+__all__ = [
+    "Limits",
+    "DEFAULT_LIMITS",
+    "validate_record_schema",
+    "validate_record_batch",
+    "check_unique_ids",
+    "MIN_EMBEDDING_SCALE",
+    "MAX_EMBEDDING_SCALE",
+]
 
 ID_PATTERN = r"^[0-9A-Za-z_.:-]{1,64}$"
 TENANT_PATTERN = r"^[0-9A-Za-z_.-]{1,64}$"
@@ -153,7 +160,10 @@ def check_unique_ids(batches: Sequence[pa.RecordBatch]) -> None:
             raise DuplicateIdError(
                 f"id {key[1]!r} of tenant {key[0]!r} occurs at rows {seen[key]} and {row} of "
                 "one write; send one version of a memory per write",
-                field="id", memory_id=key[1], rows=[seen[key], row])
+                field="id",
+                memory_id=key[1],
+                rows=[seen[key], row],
+            )
         seen[key] = row
 
 
@@ -201,7 +211,8 @@ def _check_strings(batch: pa.RecordBatch, limits: Limits) -> None:
         if row >= 0:
             raise InvalidValueError(
                 f"{name} at row {row} is longer than {limits.max_name_chars} characters",
-                field=name, row=row,
+                field=name,
+                row=row,
             )
 
 
@@ -211,7 +222,9 @@ def _check_enums(batch: pa.RecordBatch) -> None:
     if row >= 0:
         raise UnknownTierError(
             f"unknown tier {tiers[row].as_py()!r} at row {row}; tiers are {', '.join(TIERS)}",
-            field="tier", row=row, tier=tiers[row].as_py(),
+            field="tier",
+            row=row,
+            tier=tiers[row].as_py(),
         )
     privacy = batch.column("privacy")
     row = _first_false(pc.less_equal(privacy, _like(privacy, max(PRIVACY_LEVELS))))
@@ -224,23 +237,33 @@ def _check_enums(batch: pa.RecordBatch) -> None:
     if row >= 0:
         raise InvalidValueError(
             f"unknown codec {codecs[row].as_py()!r} at row {row}; known: {sorted(CODECS)}",
-            field="codec", row=row,
+            field="codec",
+            row=row,
         )
     _check_dict_ids(batch)
 
 
 def _check_dict_ids(batch: pa.RecordBatch) -> None:
     """``dict_id`` is set exactly where the codec or the kind needs one."""
-    needs = pc.or_(pc.is_in(batch.column("codec"), value_set=pa.array(
-        sorted(name for name, codec in CODECS.items() if codec.dict_id), pa.string())),
-        pc.equal(batch.column("kind"), DICTIONARY_KIND))
+    needs = pc.or_(
+        pc.is_in(
+            batch.column("codec"),
+            value_set=pa.array(
+                sorted(name for name, codec in CODECS.items() if codec.dict_id), pa.string()
+            ),
+        ),
+        pc.equal(batch.column("kind"), DICTIONARY_KIND),
+    )
     has = pc.is_valid(batch.column("dict_id"))
     row = _first_false(pc.equal(needs, has))
     if row >= 0:
         codec = batch.column("codec")[row].as_py()
         raise InvalidValueError(
             f"dict_id at row {row} must be {'set' if needs[row].as_py() else 'null'} for codec "
-            f"{codec!r} and kind {batch.column('kind')[row].as_py()!r}", field="dict_id", row=row)
+            f"{codec!r} and kind {batch.column('kind')[row].as_py()!r}",
+            field="dict_id",
+            row=row,
+        )
 
 
 def _check_sizes(batch: pa.RecordBatch, limits: Limits) -> None:
@@ -250,14 +273,18 @@ def _check_sizes(batch: pa.RecordBatch, limits: Limits) -> None:
         raise TextTooLargeError(
             f"text at row {row} is {batch.column('raw_size')[row].as_py()} bytes; the limit is "
             f"{limits.max_text_bytes}. Split it into several memories.",
-            field="raw_size", row=row, limit=limits.max_text_bytes,
+            field="raw_size",
+            row=row,
+            limit=limits.max_text_bytes,
         )
     sizes = pc.binary_length(batch.column("payload"))
     row = _first_false(pc.less_equal(sizes, _like(sizes, limits.max_payload_bytes)))
     if row >= 0:
         raise TextTooLargeError(
             f"payload at row {row} is larger than {limits.max_payload_bytes} bytes",
-            field="payload", row=row, limit=limits.max_payload_bytes,
+            field="payload",
+            row=row,
+            limit=limits.max_payload_bytes,
         )
 
 
@@ -268,7 +295,8 @@ def _check_metadata(batch: pa.RecordBatch, limits: Limits) -> None:
         if len(text) > limits.max_metadata_bytes:
             raise LimitExceededError(
                 f"metadata at row {row} is over {limits.max_metadata_bytes} bytes",
-                field="metadata", row=row,
+                field="metadata",
+                row=row,
             )
         try:
             value = json.loads(text)
@@ -287,7 +315,8 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     if row >= 0:
         raise InvalidVectorError(
             f"embedding and embedding_scale at row {row} must both be set or both null",
-            field="embedding", row=row,
+            field="embedding",
+            row=row,
         )
     if vectors.null_count == len(vectors):
         return
@@ -295,26 +324,32 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     if row >= 0:
         raise InvalidVectorError(f"embedding at row {row} has no embed_model", row=row)
     lengths = pc.list_value_length(vectors)
-    ok = pc.and_(pc.greater(lengths, _like(lengths, 0)),
-                 pc.less_equal(lengths, _like(lengths, limits.max_dimension)))
+    ok = pc.and_(
+        pc.greater(lengths, _like(lengths, 0)),
+        pc.less_equal(lengths, _like(lengths, limits.max_dimension)),
+    )
     # Kleene: a row without a vector has a null length, and null must not fail it.
     row = _first_false(pc.or_kleene(pc.invert(has_vec), ok))
     if row >= 0:
         raise InvalidVectorError(
             f"embedding at row {row} has dimension {lengths[row].as_py()}; "
             f"allowed 1..{limits.max_dimension}",
-            field="embedding", row=row,
+            field="embedding",
+            row=row,
         )
     # NaN compares false, so the range check refuses NaN and inf too.
-    in_range = pc.and_(pc.greater_equal(scales, pa.scalar(MIN_EMBEDDING_SCALE, scales.type)),
-                       pc.less_equal(scales, pa.scalar(MAX_EMBEDDING_SCALE, scales.type)))
+    in_range = pc.and_(
+        pc.greater_equal(scales, pa.scalar(MIN_EMBEDDING_SCALE, scales.type)),
+        pc.less_equal(scales, pa.scalar(MAX_EMBEDDING_SCALE, scales.type)),
+    )
     row = _first_false(pc.or_kleene(pc.invert(has_scale), in_range))
     if row >= 0:
         raise InvalidVectorError(
             f"embedding_scale at row {row} is {scales[row].as_py()}; it must be a finite number "
             f"in [{MIN_EMBEDDING_SCALE}, {MAX_EMBEDDING_SCALE}] (a NaN or inf vector, or one "
             "that was not normalized?)",
-            field="embedding_scale", row=row,
+            field="embedding_scale",
+            row=row,
         )
     _check_nonzero_vectors(vectors)
 
@@ -327,20 +362,24 @@ def _check_nonzero_vectors(vectors: pa.Array) -> None:
     prefix = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(nonzero)])
     ends, starts = vectors.offsets.slice(1), vectors.offsets.slice(0, len(vectors))
     counts = pc.subtract(pc.take(prefix, ends), pc.take(prefix, starts))
-    row = _first_false(pc.or_kleene(pc.invert(pc.is_valid(vectors)),
-                                    pc.greater(counts, pa.scalar(0, pa.int64()))))
+    row = _first_false(
+        pc.or_kleene(pc.invert(pc.is_valid(vectors)), pc.greater(counts, pa.scalar(0, pa.int64())))
+    )
     if row >= 0:
         raise InvalidVectorError(f"embedding at row {row} is all zeros", field="embedding", row=row)
 
 
 def _check_times(batch: pa.RecordBatch, limits: Limits) -> None:
     created = batch.column("created_at").cast(pa.int64())
-    ok = pc.and_(pc.greater_equal(created, pa.scalar(_EARLIEST_US, pa.int64())),
-                 pc.less_equal(created, pa.scalar(_LATEST_US, pa.int64())))
+    ok = pc.and_(
+        pc.greater_equal(created, pa.scalar(_EARLIEST_US, pa.int64())),
+        pc.less_equal(created, pa.scalar(_LATEST_US, pa.int64())),
+    )
     row = _first_false(ok)
     if row >= 0:
-        raise InvalidValueError(f"created_at at row {row} is outside the years 1 to 9999",
-                                field="created_at", row=row)
+        raise InvalidValueError(
+            f"created_at at row {row} is outside the years 1 to 9999", field="created_at", row=row
+        )
     hlcs = batch.column("hlc")
     latest = hlc_pack(int(time.time() * 1000) + limits.max_clock_skew_ms, 0)
     row = _first_false(pc.less_equal(hlcs, pa.scalar(latest, hlcs.type)))
@@ -348,5 +387,6 @@ def _check_times(batch: pa.RecordBatch, limits: Limits) -> None:
         raise InvalidValueError(
             f"hlc at row {row} is more than {limits.max_clock_skew_ms} ms ahead of this "
             "machine's clock; a replica with a clock that far off must fix its clock",
-            field="hlc", row=row,
+            field="hlc",
+            row=row,
         )

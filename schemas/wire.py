@@ -136,17 +136,22 @@ def _check_tier(tier: Any) -> None:
     tiers = [tier] if isinstance(tier, str) else tier
     if tier is None:
         return
-    _require(isinstance(tiers, list) and all(isinstance(t, str) for t in tiers),
-             "tier must be a tier name or a list of them")
+    _require(
+        isinstance(tiers, list) and all(isinstance(t, str) for t in tiers),
+        "tier must be a tier name or a list of them",
+    )
     for name in tiers:
         if name not in TIERS:
-            raise UnknownTierError(f"unknown tier {name!r}; tiers are {', '.join(TIERS)}",
-                                   tier=name)
+            raise UnknownTierError(
+                f"unknown tier {name!r}; tiers are {', '.join(TIERS)}", tier=name
+            )
 
 
 def _check_ids(ids: Any) -> None:
-    _require(isinstance(ids, list) and all(isinstance(i, str) for i in ids),
-             "ids must be a list of strings")
+    _require(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids),
+        "ids must be a list of strings",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,11 @@ class ScanRequest(_Message):
         _check_tier(self.tier)
         if self.ids is not None:
             _check_ids(self.ids)
-        _require(self.since_hlc is None or (isinstance(self.since_hlc, int)
-                                            and 0 <= self.since_hlc < 2**64),
-                 "since_hlc must be an unsigned 64-bit integer")
+        _require(
+            self.since_hlc is None
+            or (isinstance(self.since_hlc, int) and 0 <= self.since_hlc < 2**64),
+            "since_hlc must be an unsigned 64-bit integer",
+        )
         for name in ("kind", "session", "created_after", "created_before"):
             value = getattr(self, name)
             _require(value is None or isinstance(value, str), f"{name} must be a string")
@@ -197,14 +204,24 @@ class SearchRequest(_Message):
     def check(self) -> None:
         _require(isinstance(self.tenant, str), "tenant must be a string")
         _require(self.query is None or isinstance(self.query, str), "query must be a string")
-        _require(self.embedding is None or (
-            isinstance(self.embedding, list)
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                    for x in self.embedding)), "embedding must be a list of numbers")
-        _require(self.query is not None or self.embedding is not None,
-                 "give a query text, an embedding, or both")
-        _require(isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1,
-                 "k must be a positive integer")
+        _require(
+            self.embedding is None
+            or (
+                isinstance(self.embedding, list)
+                and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in self.embedding
+                )
+            ),
+            "embedding must be a list of numbers",
+        )
+        _require(
+            self.query is not None or self.embedding is not None,
+            "give a query text, an embedding, or both",
+        )
+        _require(
+            isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1,
+            "k must be a positive integer",
+        )
         _require(self.mode in SEARCH_MODES, f"mode must be one of {', '.join(SEARCH_MODES)}")
         _check_tier(self.tier)
         validate_where(self.where)
@@ -255,14 +272,19 @@ class PutAck(_Message):
 
 
 def _check_uint64(value: Any, name: str) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64,
-             f"{name} must be an unsigned 64-bit integer")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64,
+        f"{name} must be an unsigned 64-bit integer",
+    )
 
 
 def _check_round_map(value: Any) -> None:
-    _require(isinstance(value, dict) and len(value) <= 1024
-             and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
-             "completed must map replica ids to round ids")
+    _require(
+        isinstance(value, dict)
+        and len(value) <= 1024
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+        "completed must map replica ids to round ids",
+    )
 
 
 @dataclass(frozen=True)
@@ -339,8 +361,10 @@ class SyncFinish(_Message):
     horizon: int = 0
 
     def check(self) -> None:
-        _require(isinstance(self.peer, str) and isinstance(self.round, str),
-                 "peer and round must be strings")
+        _require(
+            isinstance(self.peer, str) and isinstance(self.round, str),
+            "peer and round must be strings",
+        )
         _check_uint64(self.horizon, "horizon")
 
 
@@ -359,11 +383,16 @@ class SyncSummary(_Message):
     conflicts: list[str] = field(default_factory=list)
 
     def check(self) -> None:
-        _require(isinstance(self.stored, int) and isinstance(self.conflicts_total, int),
-                 "stored and conflicts_total must be counts")
-        _require(isinstance(self.conflicts, list) and len(self.conflicts) <= MAX_SUMMARY_IDS
-                 and all(isinstance(i, str) for i in self.conflicts),
-                 f"conflicts must be at most {MAX_SUMMARY_IDS} ids")
+        _require(
+            isinstance(self.stored, int) and isinstance(self.conflicts_total, int),
+            "stored and conflicts_total must be counts",
+        )
+        _require(
+            isinstance(self.conflicts, list)
+            and len(self.conflicts) <= MAX_SUMMARY_IDS
+            and all(isinstance(i, str) for i in self.conflicts),
+            f"conflicts must be at most {MAX_SUMMARY_IDS} ids",
+        )
 
 
 def validate_where(where: Any) -> None:
@@ -379,16 +408,18 @@ def validate_where(where: Any) -> None:
     if not isinstance(where, dict):
         raise InvalidFilterError("where must be a JSON object of key -> condition")
     if len(where) > _MAX_FILTER_KEYS:
-        raise LimitExceededError(f"where has {len(where)} keys; the limit is {_MAX_FILTER_KEYS}",
-                                 limit=_MAX_FILTER_KEYS)
+        raise LimitExceededError(
+            f"where has {len(where)} keys; the limit is {_MAX_FILTER_KEYS}", limit=_MAX_FILTER_KEYS
+        )
     for key, condition in where.items():
         if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
             raise InvalidFilterError(f"filter key {key!r} must be 1-{_MAX_KEY} characters")
         if isinstance(condition, dict):
             _check_operators(key, condition)
         elif not isinstance(condition, _SCALARS):
-            raise InvalidFilterError(f"filter on {key!r} must be a scalar or an operator object",
-                                     key=key)
+            raise InvalidFilterError(
+                f"filter on {key!r} must be a scalar or an operator object", key=key
+            )
 
 
 def _check_operators(key: str, condition: dict[str, Any]) -> None:
@@ -397,11 +428,15 @@ def _check_operators(key: str, condition: dict[str, Any]) -> None:
     for op, value in condition.items():
         if op not in FILTER_OPERATORS:
             raise InvalidFilterError(
-                f"unknown operator {op!r} on {key!r}; use {', '.join(FILTER_OPERATORS)}", key=key)
+                f"unknown operator {op!r} on {key!r}; use {', '.join(FILTER_OPERATORS)}", key=key
+            )
         if op in ("$in", "$nin"):
             if isinstance(value, list) and len(value) > _MAX_IN_VALUES:
-                raise LimitExceededError(f"{op} on {key!r} lists {len(value)} values; the limit "
-                                         f"is {_MAX_IN_VALUES}", key=key, limit=_MAX_IN_VALUES)
+                raise LimitExceededError(
+                    f"{op} on {key!r} lists {len(value)} values; the limit is {_MAX_IN_VALUES}",
+                    key=key,
+                    limit=_MAX_IN_VALUES,
+                )
             ok = isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
         else:
             ok = isinstance(value, _SCALARS)

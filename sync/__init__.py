@@ -13,5 +13,14 @@ from .daemon import Schedule, backoff_seconds, run_daemon
 from .replica import DEFAULT_SYNC_TIMEOUT, Exchange, FlightReplica
 from .session import SyncReport, SyncStopped, sync_once
 
-__all__ = ["sync_once", "SyncReport", "SyncStopped", "FlightReplica", "Exchange",
-           "DEFAULT_SYNC_TIMEOUT", "run_daemon", "Schedule", "backoff_seconds"]
+__all__ = [
+    "sync_once",
+    "SyncReport",
+    "SyncStopped",
+    "FlightReplica",
+    "Exchange",
+    "DEFAULT_SYNC_TIMEOUT",
+    "run_daemon",
+    "Schedule",
+    "backoff_seconds",
+]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aios_memory.schemas import AiosMemoryError
 
@@ -29,8 +30,9 @@ class Schedule:
     backoff_max: float = 300.0
 
 
-def backoff_seconds(failures: int, schedule: Schedule, rand: Callable[[], float] = random.random
-                    ) -> float:
+def backoff_seconds(
+    failures: int, schedule: Schedule, rand: Callable[[], float] = random.random
+) -> float:
     """Wait after ``failures`` failures in a row: doubling from backoff_min, capped, with jitter.
 
     The jitter (50-100% of the step) keeps many devices from retrying a
@@ -40,9 +42,16 @@ def backoff_seconds(failures: int, schedule: Schedule, rand: Callable[[], float]
     return step * (0.5 + 0.5 * rand())
 
 
-def run_daemon(local: FlightReplica, cloud: FlightReplica, stop: threading.Event, *,
-               schedule: Schedule = Schedule(), on_report: Callable[[SyncReport], Any],
-               on_error: Callable[[AiosMemoryError, float], Any], **round_options: Any) -> int:
+def run_daemon(
+    local: FlightReplica,
+    cloud: FlightReplica,
+    stop: threading.Event,
+    *,
+    schedule: Schedule = Schedule(),
+    on_report: Callable[[SyncReport], Any],
+    on_error: Callable[[AiosMemoryError, float], Any],
+    **round_options: Any,
+) -> int:
     """Sync until ``stop`` is set; returns the number of rounds that finished.
 
     A round in flight when ``stop`` is set is dropped between messages

@@ -7,13 +7,14 @@ Every error from the Flight layer comes out as an ``AiosMemoryError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
-from aios_memory.client.transport.tls import PemSource, tls_options
 from aios_memory.client.transport.flight import Transport
+from aios_memory.client.transport.tls import PemSource, tls_options
 from aios_memory.schemas import (
     RECORD_SCHEMA,
     AuthenticationError,
@@ -22,7 +23,6 @@ from aios_memory.schemas import (
     SyncProtocolError,
     SyncSummary,
 )
-
 from aios_memory.sync.protocol.frames import Control, Incoming, encode_frame, read_frame
 from aios_memory.sync.protocol.reconcile import Message
 
@@ -91,7 +91,8 @@ class Exchange:
         incoming = self.receive()
         if not isinstance(incoming.value, Message):
             raise SyncProtocolError(
-                f"expected a reconciliation message, got {type(incoming.value).__name__}")
+                f"expected a reconciliation message, got {type(incoming.value).__name__}"
+            )
         return incoming
 
     def receive_accept(self) -> SyncAccept:
@@ -147,11 +148,19 @@ class FlightReplica:
         How errors spell the TLS options (``--cloud-tls-`` names ``--cloud-tls-ca`` ...).
     """
 
-    def __init__(self, uri: str, token: str | None = None, *,
-                 timeout: float = DEFAULT_SYNC_TIMEOUT, label: str = "the server",
-                 token_hint: str = "--token / AIMEM_TOKEN",
-                 tls_root_certs: PemSource | None = None, tls_cert: PemSource | None = None,
-                 tls_key: PemSource | None = None, tls_flags: str = "--tls-") -> None:
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_SYNC_TIMEOUT,
+        label: str = "the server",
+        token_hint: str = "--token / AIMEM_TOKEN",
+        tls_root_certs: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        tls_flags: str = "--tls-",
+    ) -> None:
         self.uri, self.label, self.token_hint = uri, label, token_hint
         tls = tls_options(uri, tls_root_certs, tls_cert, tls_key)
         self._transport = Transport(uri, token, timeout, tls, tls_flags)
@@ -165,7 +174,9 @@ class FlightReplica:
         except AuthenticationError as exc:
             raise AuthenticationError(
                 f"{self.label} at {self.uri} refused the token: pass {self.token_hint} "
-                f"({exc.message})", uri=self.uri) from None
+                f"({exc.message})",
+                uri=self.uri,
+            ) from None
 
     def __repr__(self) -> str:
         return f"FlightReplica({self.uri!r})"

@@ -11,8 +11,9 @@ round finishes the job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,9 +26,9 @@ from aios_memory.schemas import (
     SyncOpen,
     new_id,
 )
-
-from aios_memory.sync.protocol.reconcile import Message
 from aios_memory.sync.protocol.frames import Incoming
+from aios_memory.sync.protocol.reconcile import Message
+
 from .replica import Exchange, FlightReplica
 
 __all__ = ["SyncReport", "sync_once", "SyncStopped"]
@@ -78,10 +79,16 @@ class SyncReport:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
 
-def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAULT_TENANT,
-              tiers: list[str] | None = None, dry_run: bool = False,
-              progress: Callable[[SyncReport], Any] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> SyncReport:
+def sync_once(
+    local: FlightReplica,
+    cloud: FlightReplica,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    tiers: list[str] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[SyncReport], Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SyncReport:
     """Reconcile ``local`` (a device's server) with ``cloud`` once; return the report.
 
     Parameters
@@ -108,12 +115,20 @@ def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAU
     """
     started = time.monotonic()
     round_id = new_id()
-    local_open = SyncOpen(tenant=tenant, tiers=tiers, role="initiator", round=round_id,
-                          dry_run=dry_run)
+    local_open = SyncOpen(
+        tenant=tenant, tiers=tiers, role="initiator", round=round_id, dry_run=dry_run
+    )
     with local.open(local_open) as lx:
         mine = lx.receive_accept()
-        report = SyncReport(round_id, tenant, list(mine.tiers), dry_run, local_items=mine.items,
-                            local_replica=mine.replica_id, horizon=mine.horizon)
+        report = SyncReport(
+            round_id,
+            tenant,
+            list(mine.tiers),
+            dry_run,
+            local_items=mine.items,
+            local_replica=mine.replica_id,
+            horizon=mine.horizon,
+        )
         first = lx.receive_message()
         with cloud.open(_cloud_open(mine, tenant, round_id, dry_run)) as cx:
             hub = _relay(lx, cx, first, report, progress, should_stop)
@@ -128,14 +143,27 @@ def sync_once(local: FlightReplica, cloud: FlightReplica, *, tenant: str = DEFAU
 
 
 def _cloud_open(mine: SyncAccept, tenant: str, round_id: str, dry_run: bool) -> SyncOpen:
-    return SyncOpen(tenant=tenant, tiers=list(mine.tiers), role="responder", round=round_id,
-                    horizon=mine.horizon, dry_run=dry_run, peer=mine.replica_id,
-                    peer_clock=mine.clock, completed=mine.completed)
+    return SyncOpen(
+        tenant=tenant,
+        tiers=list(mine.tiers),
+        role="responder",
+        round=round_id,
+        horizon=mine.horizon,
+        dry_run=dry_run,
+        peer=mine.replica_id,
+        peer_clock=mine.clock,
+        completed=mine.completed,
+    )
 
 
-def _relay(lx: Exchange, cx: Exchange, first: Incoming, report: SyncReport,
-           progress: Callable[[SyncReport], Any] | None,
-           should_stop: Callable[[], bool] | None) -> SyncAccept:
+def _relay(
+    lx: Exchange,
+    cx: Exchange,
+    first: Incoming,
+    report: SyncReport,
+    progress: Callable[[SyncReport], Any] | None,
+    should_stop: Callable[[], bool] | None,
+) -> SyncAccept:
     """Pass messages between the two sides until one has nothing to say; the hub's accept.
 
     Batches stream through: each is written to one side as it is read from the other.
@@ -168,8 +196,9 @@ def _idle(value: Any) -> bool:
     return isinstance(value, Message) and value.idle
 
 
-def _counted(incoming: Incoming, report: SyncReport, from_cloud: bool,
-             tick: Callable[[], Any]) -> Iterator[pa.RecordBatch]:
+def _counted(
+    incoming: Incoming, report: SyncReport, from_cloud: bool, tick: Callable[[], Any]
+) -> Iterator[pa.RecordBatch]:
     """``incoming``'s batches, counted into the report as they pass."""
     message = incoming.value
     if report.dry_run and isinstance(message, Message):

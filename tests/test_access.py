@@ -1,4 +1,4 @@
-"""Access control, checked against the reference model in ``_access_model``.
+"""Access control, checked against the reference model in ``support.access_model``.
 
 Every cell of tenants x clearances x tiers x privacy x operations is run
 against a real server through raw Flight calls (no SDK on the read side, so
@@ -14,21 +14,32 @@ from typing import Any
 
 import pyarrow.flight as flight
 import pytest
+from support.access_model import (
+    TENANTS,
+    action_json,
+    build_world,
+    get_ids,
+    listed_counts,
+    may_forget,
+    may_sync,
+    may_write,
+    scan_ids,
+    search_ids,
+    visible,
+    write,
+)
+from support.wire import batch_of, put, record_columns
 
 from aios_memory.flight_server.auth.audit import AuditLog
 from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.schemas import (
+    READERS_KEY,
     TIERS,
     IdsRequest,
     PermissionDeniedError,
-    READERS_KEY,
     StatsRequest,
     decode_error,
 )
-
-from _access_model import (TENANTS, action_json, build_world, get_ids, listed_counts, may_forget,
-                           may_sync, may_write, scan_ids, search_ids, visible, write)
-from _wire import batch_of, put, record_columns
 
 
 @pytest.fixture
@@ -44,9 +55,11 @@ def test_reads_match_the_reference_model(world: dict[str, Any]) -> None:
         for tenant in TENANTS:
             expected = visible(tok, records, tenant)
             foreign_without_shared = tenant != tok.tenant and "shared" not in tok.tiers
-            for name, got in (("scan", scan_ids(uri, tok.secret, tenant)),
-                              ("search", search_ids(uri, tok.secret, tenant)),
-                              ("get", get_ids(uri, tok.secret, tenant, list(records)))):
+            for name, got in (
+                ("scan", scan_ids(uri, tok.secret, tenant)),
+                ("search", search_ids(uri, tok.secret, tenant)),
+                ("get", get_ids(uri, tok.secret, tenant, list(records))),
+            ):
                 if foreign_without_shared:
                     assert isinstance(got, PermissionDeniedError), (tok, tenant, name)
                 else:
@@ -74,8 +87,9 @@ def test_a_tier_outside_the_token_is_refused_not_emptied(world: dict[str, Any]) 
     running = world["server"]
     tok = next(t for t in world["tokens"] if t.principal == "working")
     assert isinstance(scan_ids(running.uri, tok.secret, "alice", "core"), PermissionDeniedError)
-    assert scan_ids(running.uri, tok.secret, "alice", "working") == \
-        visible(tok, world["records"], "alice", "working")
+    assert scan_ids(running.uri, tok.secret, "alice", "working") == visible(
+        tok, world["records"], "alice", "working"
+    )
 
 
 def test_writes_and_forgets_match_the_reference_model(world: dict[str, Any]) -> None:
@@ -134,8 +148,10 @@ def test_sync_needs_whole_tiers_at_full_clearance(world: dict[str, Any], start: 
             with MemoryClient(device.uri, device.token, tenant=tenant) as mem:
                 [new] = mem.remember([f"from device {number}"], tier="long_term", privacy=1)
             before = scan_ids(hub.uri, hub.token, tenant)
-            with FlightReplica(device.uri, device.token) as a, \
-                    FlightReplica(hub.uri, tok.secret) as b:
+            with (
+                FlightReplica(device.uri, device.token) as a,
+                FlightReplica(hub.uri, tok.secret) as b,
+            ):
                 try:
                     sync_once(a, b, tenant=tenant, tiers=["long_term", "shared"])
                     outcome: Exception | None = None
@@ -145,8 +161,9 @@ def test_sync_needs_whole_tiers_at_full_clearance(world: dict[str, Any], start: 
             if may_sync(tok, tenant, ("long_term", "shared")):
                 assert outcome is None and new in after, (tok, tenant)
                 pulled = scan_ids(device.uri, device.token, tenant, "shared")
-                assert pulled == {i for i, r in world["records"].items()
-                                  if r[0] == tenant and r[1] == "shared"}
+                assert pulled == {
+                    i for i, r in world["records"].items() if r[0] == tenant and r[1] == "shared"
+                }
             else:
                 assert isinstance(outcome, PermissionDeniedError), (tok, tenant)
                 assert after == before
@@ -160,13 +177,19 @@ def test_forged_expired_and_revoked_tokens_are_refused_with_their_codes(start: A
     good, _ = authority.create("alice", "app", TIERS, TIERS, 1, None)
     expired, _ = authority.create("alice", "old", TIERS, TIERS, 1, time.time() - 1)
     other, _ = TokenAuthority(running.data_dir / "elsewhere").create(
-        "alice", "app", TIERS, TIERS, 3, None)
+        "alice", "app", TIERS, TIERS, 3, None
+    )
     body, signature = good.split(".")
-    claims = json.loads(_unb64(body[len("aimem_"):]))
+    claims = json.loads(_unb64(body[len("aimem_") :]))
     forged_body = "aimem_" + _b64(json.dumps({**claims, "c": 3}).encode())
-    cases = {other: "TOKEN_INVALID", f"{forged_body}.{signature}": "TOKEN_INVALID",
-             good[:-2] + "AA": "TOKEN_INVALID", expired: "TOKEN_EXPIRED",
-             "aimem_%%%.%%%": "TOKEN_INVALID", "not-the-owner": "UNAUTHENTICATED"}
+    cases = {
+        other: "TOKEN_INVALID",
+        f"{forged_body}.{signature}": "TOKEN_INVALID",
+        good[:-2] + "AA": "TOKEN_INVALID",
+        expired: "TOKEN_EXPIRED",
+        "aimem_%%%.%%%": "TOKEN_INVALID",
+        "not-the-owner": "UNAUTHENTICATED",
+    }
     for secret, code in cases.items():
         result = action_json(running.uri, secret, "whoami", b"")
         assert isinstance(result, Exception) and result.code == code, (secret, result)
@@ -177,23 +200,41 @@ def test_forged_expired_and_revoked_tokens_are_refused_with_their_codes(start: A
     assert action_json(running.uri, running.token, "health", b"")["status"] == "ok"
 
 
-def test_denials_and_rights_changes_are_audited_without_payloads(start: Any, tmp_path: Any
-                                                                 ) -> None:
+def test_denials_and_rights_changes_are_audited_without_payloads(start: Any, tmp_path: Any) -> None:
     from click.testing import CliRunner
 
     from aios_memory.client.cli import main
 
     running = start("audit")
-    made = CliRunner().invoke(main, ["token", "create", "--data", str(running.data_dir),
-                                     "--tenant", "alice", "--principal", "bot", "--tiers",
-                                     "working", "--clearance", "1", "--json"])
+    made = CliRunner().invoke(
+        main,
+        [
+            "token",
+            "create",
+            "--data",
+            str(running.data_dir),
+            "--tenant",
+            "alice",
+            "--principal",
+            "bot",
+            "--tiers",
+            "working",
+            "--clearance",
+            "1",
+            "--json",
+        ],
+    )
     assert made.exit_code == 0, made.output
     secret = json.loads(made.output)["token"]
-    assert write(running.uri, secret, "alice", "core", 0, "secret payload 93817").code \
+    assert (
+        write(running.uri, secret, "alice", "core", 0, "secret payload 93817").code
         == "PERMISSION_DENIED"
+    )
     assert isinstance(action_json(running.uri, "bogus", "stats", b""), Exception)
-    revoked = CliRunner().invoke(main, ["token", "revoke", "--data", str(running.data_dir),
-                                        json.loads(made.output)["token_id"]])
+    revoked = CliRunner().invoke(
+        main,
+        ["token", "revoke", "--data", str(running.data_dir), json.loads(made.output)["token_id"]],
+    )
     assert revoked.exit_code == 0, revoked.output
     entries = AuditLog(running.data_dir).entries()
     events = [(e["event"], e["code"]) for e in entries]
@@ -213,8 +254,13 @@ def test_whoami_reports_the_grant(start: Any) -> None:
     secret, _ = TokenAuthority(running.data_dir).create("alice", "cal", ("working",), (), 2, None)
     with MemoryClient(running.uri, secret, tenant="alice") as mem:
         me = mem.whoami()
-    assert (me["tenant"], me["principal"], me["tiers"], me["write_tiers"], me["clearance"]) == \
-        ("alice", "cal", ["working"], [], 2)
+    assert (me["tenant"], me["principal"], me["tiers"], me["write_tiers"], me["clearance"]) == (
+        "alice",
+        "cal",
+        ["working"],
+        [],
+        2,
+    )
     with MemoryClient(running.uri, running.token) as owner:
         assert owner.whoami()["owner"] is True
 

@@ -33,6 +33,7 @@ def _naive_hamming(a: np.ndarray, b: np.ndarray) -> int:
 
 # -- packing ------------------------------------------------------------------------------
 
+
 @given(st.integers(1, 70), st.integers(1, 5), st.integers(0, 2**32 - 1), st.booleans())
 def test_codes_round_trip_to_the_signs(dim, n, seed, centered):
     rng = np.random.default_rng(seed)
@@ -62,6 +63,7 @@ def test_the_mean_changes_the_bits():
 
 # -- Hamming ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dim", [384, 100, 8])  # 48 bytes (64-bit words), 13 and 1 (bytes)
 def test_hamming_equals_a_naive_count(dim):
     rng = np.random.default_rng(dim)
@@ -89,6 +91,7 @@ def test_a_code_is_nearest_itself():
 
 
 # -- rescoring ----------------------------------------------------------------------------
+
 
 def _clustered(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit vectors in a narrow cone (like a text embedder's), in 20 tight clusters, and
@@ -148,19 +151,23 @@ def test_rescore_is_the_cosine_to_the_sign_code():
 
 # -- shapes and bad input -----------------------------------------------------------------
 
+
 def test_code_bytes():
     assert [code_bytes(d) for d in (1, 8, 9, 384, 1536)] == [1, 1, 2, 48, 192]
     with pytest.raises(InvalidVectorError):
         code_bytes(0)
 
 
-@pytest.mark.parametrize("vectors", [
-    [[0.1, float("nan"), 0.3]],
-    [[0.1, float("inf"), 0.3]],
-    np.zeros((2, 3, 4)),
-    np.zeros((2, 0)),
-    [["a", "b"]],
-])
+@pytest.mark.parametrize(
+    "vectors",
+    [
+        [[0.1, float("nan"), 0.3]],
+        [[0.1, float("inf"), 0.3]],
+        np.zeros((2, 3, 4)),
+        np.zeros((2, 0)),
+        [["a", "b"]],
+    ],
+)
 def test_bad_vectors_are_refused(vectors):
     with pytest.raises(InvalidVectorError):
         binary_codes(vectors)
@@ -200,7 +207,9 @@ def test_docstring_examples_run():
 
 
 def test_the_module_imports_no_server_code():
-    code = ("import aios_memory.client.codec.binary, sys; "
-            "bad = [m for m in sys.modules if m.startswith(('duckdb', 'hnswlib', 'tantivy', "
-            "'aios_memory.flight_server'))]; assert not bad, bad")
+    code = (
+        "import aios_memory.client.codec.binary, sys; "
+        "bad = [m for m in sys.modules if m.startswith(('duckdb', 'hnswlib', 'tantivy', "
+        "'aios_memory.flight_server'))]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,18 +8,21 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from aios_memory.client.cli import main
 from click.testing import CliRunner, Result
+
+from aios_memory.client.cli import main
 
 
 @pytest.fixture
 def aimem(server: Any) -> Any:
     """Run ``aimem ARGS`` against the test server; assert the exit code; return the result."""
+
     def run(*args: str, code: int = 0, input: str | None = None, **env: str) -> Result:
         full = [*args, "--server", server.uri, "--token", server.token]
         result = CliRunner().invoke(main, full, input=input, env=env or None)
         assert result.exit_code == code, result.output
         return result
+
     return run
 
 
@@ -28,9 +31,22 @@ def _json(result: Result) -> Any:
 
 
 def test_remember_get_recall_forget(aimem: Any) -> None:
-    ids = _json(aimem("remember", "Ada prefers green tea", "Bob likes coffee", "--tier", "core",
-                      "--metadata", '{"topic": "food"}', "--session", "s1", "--privacy", "2",
-                      "--json"))["ids"]
+    ids = _json(
+        aimem(
+            "remember",
+            "Ada prefers green tea",
+            "Bob likes coffee",
+            "--tier",
+            "core",
+            "--metadata",
+            '{"topic": "food"}',
+            "--session",
+            "s1",
+            "--privacy",
+            "2",
+            "--json",
+        )
+    )["ids"]
     assert len(ids) == 2
     got = _json(aimem("get", ids[1], ids[0], "--json"))
     assert [m["text"] for m in got] == ["Bob likes coffee", "Ada prefers green tea"]
@@ -55,9 +71,12 @@ def test_plain_output_is_readable(aimem: Any) -> None:
 def test_recall_filters(aimem: Any) -> None:
     aimem("remember", "tea in the core", "--tier", "core", "--metadata", '{"topic": "food"}')
     aimem("remember", "tea at work", "--metadata", '{"topic": "work"}')
+
     def texts(*args: str) -> set[str]:
-        return {h["text"] for h in _json(aimem("recall", "tea", "--mode", "keyword", "--json",
-                                               *args))}
+        return {
+            h["text"] for h in _json(aimem("recall", "tea", "--mode", "keyword", "--json", *args))
+        }
+
     assert texts("--tier", "core") == {"tea in the core"}
     assert texts("--tier", "core", "--tier", "working") == {"tea in the core", "tea at work"}
     assert texts("--where", '{"topic": "work"}') == {"tea at work"}
@@ -81,9 +100,11 @@ def test_tiers_and_stats(aimem: Any) -> None:
 
 def test_import_jsonl(aimem: Any, tmp_path: Path) -> None:
     path = tmp_path / "notes.jsonl"
-    lines = [{"text": "Ada prefers green tea", "metadata": {"n": 1}},
-             {"text": "Bob likes coffee", "tier": "core", "session": "s9"},
-             {"text": "Cleo reads poetry", "privacy": 3}]
+    lines = [
+        {"text": "Ada prefers green tea", "metadata": {"n": 1}},
+        {"text": "Bob likes coffee", "tier": "core", "session": "s9"},
+        {"text": "Cleo reads poetry", "privacy": 3},
+    ]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     result = aimem("import", str(path), "--tier", "long_term", "--batch-size", "2", "--json")
     assert _json(result)["imported"] == 3
@@ -95,12 +116,17 @@ def test_import_jsonl(aimem: Any, tmp_path: Path) -> None:
 
 def test_import_locomo(aimem: Any, tmp_path: Path) -> None:
     conversation = {
-        "speaker_a": "Caroline", "speaker_b": "Melanie",
+        "speaker_a": "Caroline",
+        "speaker_b": "Melanie",
         "session_1_date_time": "1:56 pm on 8 May, 2023",
         "session_1": [
             {"speaker": "Caroline", "dia_id": "D1:1", "text": "I went to a support group."},
-            {"speaker": "Melanie", "dia_id": "D1:2", "text": "That sounds brave!",
-             "blip_caption": "a photo of a sunset"},
+            {
+                "speaker": "Melanie",
+                "dia_id": "D1:2",
+                "text": "That sounds brave!",
+                "blip_caption": "a photo of a sunset",
+            },
         ],
         "session_2_date_time": "2:00 pm on 9 May, 2023",
         "session_2": [{"speaker": "Caroline", "dia_id": "D2:1", "text": "Painting helps me."}],
@@ -141,8 +167,9 @@ def test_token_file_and_environment(server: Any, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(server.token + "\n")
     runner = CliRunner()
-    result = runner.invoke(main, ["stats", "--json", "--server", server.uri,
-                                  "--token-file", str(token_file)])
+    result = runner.invoke(
+        main, ["stats", "--json", "--server", server.uri, "--token-file", str(token_file)]
+    )
     assert result.exit_code == 0, result.output
     env = {"AIMEM_SERVER": server.uri, "AIMEM_TOKEN": server.token}
     assert runner.invoke(main, ["tiers"], env=env).exit_code == 0

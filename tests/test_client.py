@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from aios_memory.client import (
     AuthenticationError,
     EmbedderError,
@@ -17,9 +18,9 @@ from aios_memory.client import (
     MemoryClient,
     MemoryInput,
     UnknownTierError,
+    _records,
 )
-from aios_memory.client import _records
-from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client.codec.batches import rows_to_batch
 from aios_memory.schemas import DEFAULT_LIMITS, RECORD_SCHEMA, TIERS
 
 
@@ -36,13 +37,22 @@ def _ids(batches: Any) -> list[str]:
 @pytest.mark.parametrize("tier", TIERS)
 def test_round_trip_in_every_tier(client: MemoryClient, tier: str) -> None:
     vector = _vectors(1, seed=TIERS.index(tier))
-    [memory_id] = client.remember(f"Ada keeps a {tier} note about tea", tier=tier,
-                                  metadata={"topic": "food"}, session="s1", agent="ada",
-                                  privacy=2, embeddings=vector)
+    [memory_id] = client.remember(
+        f"Ada keeps a {tier} note about tea",
+        tier=tier,
+        metadata={"topic": "food"},
+        session="s1",
+        agent="ada",
+        privacy=2,
+        embeddings=vector,
+    )
     [memory] = client.get(memory_id)
     assert isinstance(memory, Memory) and memory.id == memory_id
     assert (memory.text, memory.tier, memory.metadata) == (
-        f"Ada keeps a {tier} note about tea", tier, {"topic": "food"})
+        f"Ada keeps a {tier} note about tea",
+        tier,
+        {"topic": "food"},
+    )
     assert (memory.session, memory.agent, memory.privacy, memory.kind) == ("s1", "ada", 2, "text")
     assert memory.hlc > 0 and abs(memory.created_at - datetime.now(timezone.utc)) < timedelta(60)
     [hit] = client.recall(embedding=vector[0], tier=tier, k=1)
@@ -70,10 +80,16 @@ def test_get_keeps_the_asked_order_and_skips_unknown_ids(client: MemoryClient) -
 
 
 def test_filters_on_metadata_fields_and_tiers(client: MemoryClient) -> None:
-    client.remember("tea with milk", tier="core", metadata={"topic": "food"}, session="a",
-                    privacy=0)
-    client.remember("tea ceremony history", tier="long_term", metadata={"topic": "culture"},
-                    session="b", privacy=3)
+    client.remember(
+        "tea with milk", tier="core", metadata={"topic": "food"}, session="a", privacy=0
+    )
+    client.remember(
+        "tea ceremony history",
+        tier="long_term",
+        metadata={"topic": "culture"},
+        session="b",
+        privacy=3,
+    )
     client.remember("green tea prices", tier="working", metadata={"topic": "food"}, session="b")
 
     def texts(**kwargs: Any) -> set[str]:
@@ -139,8 +155,10 @@ def test_retried_put_is_idempotent(client: MemoryClient) -> None:
 
 
 def test_remember_many_with_progress(client: MemoryClient) -> None:
-    items = [MemoryInput(text=f"item {i}", tier="long_term" if i % 2 else None,
-                         metadata={"i": i}) for i in range(25)]
+    items = [
+        MemoryInput(text=f"item {i}", tier="long_term" if i % 2 else None, metadata={"i": i})
+        for i in range(25)
+    ]
     seen: list[int] = []
     ids = client.remember_many(iter(items), tier="core", batch_size=10, progress=seen.append)
     assert seen == [10, 10, 5] and len(ids) == 25
@@ -182,8 +200,13 @@ def test_server_side_errors_arrive_as_their_class(client: MemoryClient) -> None:
         client.remember("eight", embeddings=_vectors(1, dim=8))
     with pytest.raises(EmbedderError):  # the test server has no embedder
         client.recall("tea", mode="vector")
-    row = rows_to_batch(list(_records.encode_rows(
-        [MemoryInput(text="t")], [None], _records.Defaults("default", "external")))).to_pylist()
+    row = rows_to_batch(
+        list(
+            _records.encode_rows(
+                [MemoryInput(text="t")], [None], _records.Defaults("default", "external")
+            )
+        )
+    ).to_pylist()
     row[0]["tier"] = "attic"  # skip local checks: the server must refuse it too
     batch = pa.RecordBatch.from_pylist(row, schema=RECORD_SCHEMA)
     with pytest.raises(UnknownTierError):

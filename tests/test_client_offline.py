@@ -12,14 +12,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint
-from typing import Any, Iterator
+from typing import Any
 
-import aios_memory.client as client_pkg
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aios_memory.client as client_pkg
 from aios_memory.client import (
     AiosMemoryError,
     AuthenticationError,
@@ -34,12 +39,12 @@ from aios_memory.client import (
     ServerInternalError,
     TextTooLargeError,
     UnknownTierError,
+    _records,
 )
-from aios_memory.client import _records
-from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
-from aios_memory.client.codec import vectors
 from aios_memory.client._results import hits_from_table, memories_from_table, with_text
 from aios_memory.client.cli.main import _load_plugin, main
+from aios_memory.client.codec import vectors
+from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
 from aios_memory.client.importers import MemoryInput
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
@@ -50,9 +55,6 @@ from aios_memory.schemas import (
     encode_error,
 )
 from aios_memory.schemas import errors as schema_errors
-from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 MY_COMMANDS = ("remember", "recall", "get", "forget", "tiers", "stats", "import", "export")
 DEFAULTS = _records.Defaults(tenant="default", embed_model="external")
@@ -81,8 +83,12 @@ def _batch(texts: list[str], vectors: Any = None, **fields: Any) -> pa.RecordBat
 
 
 def test_record_batch_matches_the_contract() -> None:
-    batch = _batch(["Ada prefers tea", "x" * 500], [[3.0, 4.0], [0.0, -2.0]],
-                   metadata={"topic": "food"}, session="s1")
+    batch = _batch(
+        ["Ada prefers tea", "x" * 500],
+        [[3.0, 4.0], [0.0, -2.0]],
+        metadata={"topic": "food"},
+        session="s1",
+    )
     assert batch.schema.equals(RECORD_SCHEMA, check_metadata=True)
     row = batch.to_pylist()[0]
     assert row["hlc"] == 0 and row["origin"] == "" and row["deleted"] is False
@@ -126,10 +132,17 @@ def test_oversize_text_fails_before_upload(offline: MemoryClient) -> None:
         offline.remember("é" * (DEFAULT_LIMITS.max_text_bytes // 2 + 1))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"privacy": 4}, {"privacy": -1}, {"metadata": "not a dict"}, {"metadata": {"x": {1, 2}}},
-    {"metadata": [{"a": 1}, {"b": 2}]}, {"session": 5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"privacy": 4},
+        {"privacy": -1},
+        {"metadata": "not a dict"},
+        {"metadata": {"x": {1, 2}}},
+        {"metadata": [{"a": 1}, {"b": 2}]},
+        {"session": 5},
+    ],
+)
 def test_bad_fields_fail_before_upload(offline: MemoryClient, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidValueError):
         offline.remember("hello", **kwargs)
@@ -154,8 +167,11 @@ def test_empty_writes_and_reads_send_nothing(offline: MemoryClient) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=64)
-       .filter(lambda v: any(abs(x) > 1e-3 for x in v)))
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=64).filter(
+        lambda v: any(abs(x) > 1e-3 for x in v)
+    )
+)
 def test_quantization_round_trip_within_one_127th(vector: list[float]) -> None:
     unit = vectors.normalize(vector)
     codes, scale = vectors.quantize(unit)
@@ -171,19 +187,23 @@ def test_quantized_column_decodes_to_the_unit_vector() -> None:
 
 
 def test_batches_and_puts_are_split_by_rows_and_bytes() -> None:
-    rows = list(_records.encode_rows([MemoryInput(text=f"t{i}") for i in range(5000)],
-                                     [None] * 5000, DEFAULTS))
+    rows = list(
+        _records.encode_rows(
+            [MemoryInput(text=f"t{i}") for i in range(5000)], [None] * 5000, DEFAULTS
+        )
+    )
     assert [len(c) for c in chunk_rows(rows)] == [4096, 904]
     big = [dict(r, payload=b"x" * 1_000_000) for r in rows[:20]]
     assert [len(c) for c in chunk_rows(big)] == [8, 8, 4]
-    batches = [rows_to_batch(rows[i:i + 10]) for i in range(0, 100, 10)]
+    batches = [rows_to_batch(rows[i : i + 10]) for i in range(0, 100, 10)]
     assert [len(g) for g in _records.plan_puts(batches, max_rows=35)] == [3, 3, 3, 1]
 
 
 def test_decoding_hits_and_tombstones() -> None:
     batch = _batch(["Ada prefers tea"], metadata={"topic": "food"})
-    hits = hits_from_table(pa.Table.from_batches([batch.append_column(
-        HIT_SCHEMA.field("score"), pa.array([0.5]))]))
+    hits = hits_from_table(
+        pa.Table.from_batches([batch.append_column(HIT_SCHEMA.field("score"), pa.array([0.5]))])
+    )
     assert isinstance(hits[0], Hit) and hits[0].text == "Ada prefers tea"
     assert hits[0].metadata == {"topic": "food"} and hits[0].score == 0.5
     dead = batch.set_column(19, "deleted", pa.array([True]))
@@ -192,8 +212,9 @@ def test_decoding_hits_and_tombstones() -> None:
 
 def test_corrupt_payload_is_refused() -> None:
     batch = _batch(["Ada prefers tea"])
-    bad = batch.set_column(14, RECORD_SCHEMA.field("content_hash"),
-                           pa.array([b"\0" * 16], pa.binary(16)))
+    bad = batch.set_column(
+        14, RECORD_SCHEMA.field("content_hash"), pa.array([b"\0" * 16], pa.binary(16))
+    )
     with pytest.raises(CorruptDataError):
         memories_from_table(pa.Table.from_batches([bad]))
 
@@ -232,10 +253,17 @@ def _tier_error() -> flight.FlightServerError:
     return flight.FlightServerError("x", extra_info=extra)
 
 
-@pytest.mark.parametrize("call", [
-    lambda m: m.recall("tea"), lambda m: m.stats(), lambda m: m.scan(), lambda m: m.tiers(),
-    lambda m: m.remember("tea"), lambda m: m.get("a"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.recall("tea"),
+        lambda m: m.stats(),
+        lambda m: m.scan(),
+        lambda m: m.tiers(),
+        lambda m: m.remember("tea"),
+        lambda m: m.get("a"),
+    ],
+)
 def test_server_errors_come_back_as_the_same_class(call: Any) -> None:
     with ErrorServer(_tier_error()) as server, _connect(server) as mem:
         with pytest.raises(UnknownTierError) as info:
@@ -243,15 +271,21 @@ def test_server_errors_come_back_as_the_same_class(call: Any) -> None:
     assert info.value.message == "bad tier 'x'" and info.value.detail == {"tier": "x"}
 
 
-@pytest.mark.parametrize("raised, expected, words", [
-    (flight.FlightUnauthenticatedError("no"), AuthenticationError, "AIMEM_TOKEN"),
-    (flight.FlightUnauthorizedError("no"), AuthenticationError, "--token"),
-    (flight.FlightInternalError("boom"), ServerInternalError, "boom"),
-    (flight.FlightUnavailableError("gone"), ConnectionFailedError, "aimem serve"),
-    (ValueError("a bare Python bug"), ServerInternalError, "failed"),
-    (flight.FlightServerError("x", extra_info=b'{"code": "NEW_CODE", "message": "m"}'),
-     AiosMemoryError, "m"),
-])
+@pytest.mark.parametrize(
+    "raised, expected, words",
+    [
+        (flight.FlightUnauthenticatedError("no"), AuthenticationError, "AIMEM_TOKEN"),
+        (flight.FlightUnauthorizedError("no"), AuthenticationError, "--token"),
+        (flight.FlightInternalError("boom"), ServerInternalError, "boom"),
+        (flight.FlightUnavailableError("gone"), ConnectionFailedError, "aimem serve"),
+        (ValueError("a bare Python bug"), ServerInternalError, "failed"),
+        (
+            flight.FlightServerError("x", extra_info=b'{"code": "NEW_CODE", "message": "m"}'),
+            AiosMemoryError,
+            "m",
+        ),
+    ],
+)
 def test_flight_errors_without_our_info(raised: Exception, expected: type, words: str) -> None:
     with ErrorServer(raised) as server, _connect(server) as mem:
         with pytest.raises(expected, match=words.replace("-", "\\-")):
@@ -322,8 +356,9 @@ class AckServer(flight.FlightServerBase):
         with self.lock:
             self.puts.append((sizes, commit))
         for n, batch_ids in enumerate(ids if self.acks else []):
-            writer.write(pa.py_buffer(PutAck(batch=n, ids=batch_ids,
-                                             hlcs=[1] * len(batch_ids)).to_bytes()))
+            writer.write(
+                pa.py_buffer(PutAck(batch=n, ids=batch_ids, hlcs=[1] * len(batch_ids)).to_bytes())
+            )
 
 
 def test_put_protocol_splits_commits_and_reads_acks() -> None:
@@ -357,9 +392,14 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-@pytest.mark.parametrize("body", [
-    b"not arrow", b"[1, 2]", _ipc(pa.table({"id": ["a"]})),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not arrow",
+        b"[1, 2]",
+        _ipc(pa.table({"id": ["a"]})),
+    ],
+)
 def test_bad_answers_are_corrupt_data(body: bytes) -> None:
     with GarbageServer(body) as server, _connect(server) as mem:
         with pytest.raises(CorruptDataError):
@@ -372,16 +412,28 @@ def test_bad_answers_are_corrupt_data(body: bytes) -> None:
 
 
 def test_client_never_imports_the_server() -> None:
-    code = ("import aios_memory.client, aios_memory.client.cli, sys; "
-            "bad = [m for m in sys.modules if m.startswith(('duckdb', 'hnswlib', 'tantivy', "
-            "'aios_memory.flight_server'))]; assert not bad, bad")
+    code = (
+        "import aios_memory.client, aios_memory.client.cli, sys; "
+        "bad = [m for m in sys.modules if m.startswith(('duckdb', 'hnswlib', 'tantivy', "
+        "'aios_memory.flight_server'))]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_all_matches_public_names() -> None:
     public = {n for n in vars(client_pkg) if not n.startswith("_")}
-    modules = {"client", "codec", "transport", "scenes", "importers", "cli",
-               "scene_codec", "scene_model", "scene_import", "scene_render"}
+    modules = {
+        "client",
+        "codec",
+        "transport",
+        "scenes",
+        "importers",
+        "cli",
+        "scene_codec",
+        "scene_model",
+        "scene_import",
+        "scene_render",
+    }
     assert set(client_pkg.__all__) == public - modules
     assert {"MemoryClient", "Hit", "Memory", "MemoryInput", "AiosMemoryError"} <= public
 
@@ -401,17 +453,24 @@ def test_cli_error_is_one_line_exit_1() -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [
-    ["recall"], ["remember", "x", "--metadata", "{not json"], ["remember", "x", "--tier", "attic"],
-    ["recall", "x", "--where", "[1]"], ["nope"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recall"],
+        ["remember", "x", "--metadata", "{not json"],
+        ["remember", "x", "--tier", "attic"],
+        ["recall", "x", "--where", "[1]"],
+        ["nope"],
+    ],
+)
 def test_cli_usage_errors_exit_2(args: list[str]) -> None:
     assert CliRunner().invoke(main, args).exit_code == 2
 
 
 def test_missing_plugin_becomes_a_stub_that_names_the_fix() -> None:
-    point = EntryPoint(name="serve", value="aios_memory_not_installed.cli:serve",
-                       group="aimem.commands")
+    point = EntryPoint(
+        name="serve", value="aios_memory_not_installed.cli:serve", group="aimem.commands"
+    )
     result = CliRunner().invoke(_load_plugin(point), ["--data", "x"])
     assert result.exit_code == 1
     assert "pip install 'ai-os-memory[all]'" in result.stderr

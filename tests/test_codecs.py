@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow.flight as flight
 import pytest
@@ -13,10 +14,11 @@ import zstandard
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.wire import batch_of, put, record_columns, scan_all
 
 from aios_memory.client import MemoryClient
-from aios_memory.client.codec.dictionaries import train_dictionary
 from aios_memory.client.cli import main
+from aios_memory.client.codec.dictionaries import train_dictionary
 from aios_memory.client.codec.text import (
     Codebook,
     Dictionary,
@@ -39,13 +41,27 @@ from aios_memory.schemas import (
 )
 from aios_memory.sync import FlightReplica, sync_once
 
-from _wire import batch_of, put, record_columns, scan_all
-
 NAMES = ["Caroline", "Melanie", "Jon", "Gina", "Ada", "Tim", "Nate", "Joanna"]
-PLACES = ["the beach", "the park", "a pottery class", "the museum", "my sister's house",
-          "the LGBTQ support group", "a charity run", "the library", "the farmers market"]
-THINGS = ["painting a sunset", "adopting a dog", "a new job at the bakery", "my kids' school play",
-          "learning the guitar", "a camping trip", "reading a book about courage"]
+PLACES = [
+    "the beach",
+    "the park",
+    "a pottery class",
+    "the museum",
+    "my sister's house",
+    "the LGBTQ support group",
+    "a charity run",
+    "the library",
+    "the farmers market",
+]
+THINGS = [
+    "painting a sunset",
+    "adopting a dog",
+    "a new job at the bakery",
+    "my kids' school play",
+    "learning the guitar",
+    "a camping trip",
+    "reading a book about courage",
+]
 
 
 def turns(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -54,25 +70,32 @@ def turns(n: int, seed: int = 0) -> list[tuple[str, str]]:
     out = []
     for i in range(n):
         who = rng.choice(NAMES)
-        text = (f"{who}: Hey! I went to {rng.choice(PLACES)} yesterday and kept thinking about "
-                f"{rng.choice(THINGS)}. It was {rng.choice(['amazing', 'tough', 'so fun'])}, "
-                f"and I'm glad I did it. How about you? ({i})")
+        text = (
+            f"{who}: Hey! I went to {rng.choice(PLACES)} yesterday and kept thinking about "
+            f"{rng.choice(THINGS)}. It was {rng.choice(['amazing', 'tough', 'so fun'])}, "
+            f"and I'm glad I did it. How about you? ({i})"
+        )
         out.append((who, text))
     return out
 
 
 @pytest.fixture(scope="module")
 def dictionary() -> Dictionary:
-    data, report = train_dictionary([t.encode() for _, t in turns(600)], None,
-                                    max_bytes=8 * 1024)
+    data, report = train_dictionary([t.encode() for _, t in turns(600)], None, max_bytes=8 * 1024)
     assert data is not None, report.reason
     return Dictionary(dictionary_id_of(content_hash(data)), data)
 
 
 def row_of(encoded: EncodedText, agent: str | None = None) -> dict[str, Any]:
-    return {"id": "m", "codec": encoded.codec, "dict_id": encoded.dict_id,
-            "payload": encoded.payload, "raw_size": encoded.raw_size,
-            "content_hash": encoded.content_hash, "agent": agent}
+    return {
+        "id": "m",
+        "codec": encoded.codec,
+        "dict_id": encoded.dict_id,
+        "payload": encoded.payload,
+        "raw_size": encoded.raw_size,
+        "content_hash": encoded.content_hash,
+        "agent": agent,
+    }
 
 
 # -- codecs alone ---------------------------------------------------------------------
@@ -96,19 +119,33 @@ def test_every_codec_round_trips_any_text(text: str, codec: str, dictionary: Dic
 
 def test_dictionary_beats_plain_zstd_and_strips_the_header(dictionary: Dictionary) -> None:
     texts = [t for _, t in turns(200, seed=7)]
-    with_dict = sum(len(encode_text(t, codec=CODEC_ZSTD_DICT, dictionary=dictionary).payload)
-                    for t in texts)
+    with_dict = sum(
+        len(encode_text(t, codec=CODEC_ZSTD_DICT, dictionary=dictionary).payload) for t in texts
+    )
     plain = sum(len(encode_text(t, codec=CODEC_ZSTD).payload) for t in texts)
-    stock = sum(len(zstandard.ZstdCompressor(dict_data=zstandard.ZstdCompressionDict(
-        dictionary.data)).compress(t.encode())) for t in texts)
+    stock = sum(
+        len(
+            zstandard.ZstdCompressor(
+                dict_data=zstandard.ZstdCompressionDict(dictionary.data)
+            ).compress(t.encode())
+        )
+        for t in texts
+    )
     assert with_dict < plain / 1.5
     assert with_dict <= stock - 6 * len(texts)  # magic, dict id, checksum, size: not stored
 
 
 def test_a_dictionary_bomb_is_refused(dictionary: Dictionary) -> None:
     bomb = Dictionary(dictionary.dict_id, dictionary.data).compress(b"\0" * (1 << 22))
-    row = {"id": "m", "codec": CODEC_ZSTD_DICT, "dict_id": dictionary.dict_id, "payload": bomb,
-           "raw_size": 100, "content_hash": None, "agent": None}
+    row = {
+        "id": "m",
+        "codec": CODEC_ZSTD_DICT,
+        "dict_id": dictionary.dict_id,
+        "payload": bomb,
+        "raw_size": 100,
+        "content_hash": None,
+        "agent": None,
+    }
     book = Codebook(lambda i: dictionary)
     with pytest.raises(CorruptDataError, match="past its declared"):
         book.decode(row, max_bytes=1 << 20)
@@ -148,14 +185,22 @@ def test_an_lm_payload_that_fails_verification_falls_back(dictionary: Dictionary
 
 
 def test_an_lm_payload_from_another_model_is_refused_not_garbled() -> None:
-    row = {"id": "m1", "codec": CODEC_LM, "dict_id": 99, "payload": b"\x01\x02",
-           "raw_size": 5, "content_hash": content_hash(b"hello"), "agent": None}
+    row = {
+        "id": "m1",
+        "codec": CODEC_LM,
+        "dict_id": 99,
+        "payload": b"\x01\x02",
+        "raw_size": 5,
+        "content_hash": content_hash(b"hello"),
+        "agent": None,
+    }
     book = Codebook(lm=lambda: _LyingModel())
     with pytest.raises(CodecMismatchError, match="language model 99"):
         book.decode(row, max_bytes=1 << 20)
 
 
 # -- through a server -------------------------------------------------------------------
+
 
 def refusal(server: RunningServer, columns: dict[str, list]) -> Exception:
     """The contract error the server answers a raw put of ``columns`` with."""
@@ -181,8 +226,7 @@ def trained(mem: MemoryClient, tier: str = "long_term", n: int = 400) -> list[st
     return ids
 
 
-def test_new_memories_use_the_tiers_dictionary(client: MemoryClient, server: RunningServer
-                                               ) -> None:
+def test_new_memories_use_the_tiers_dictionary(client: MemoryClient, server: RunningServer) -> None:
     trained(client)
     fresh = turns(20, seed=3)
     ids = remember_turns(client, fresh, "long_term")
@@ -201,8 +245,9 @@ def test_training_waits_for_growth_and_keeps_old_dictionaries(client: MemoryClie
     assert not forced.trained  # same texts: the new one is no better on held-out texts
     assert len(client.dictionaries()) == 1
     assert client.train_dictionary("core").reason.startswith("0 memories")
-    (dictionary_id,) = [r["id"] for batch in client.iter_records(kind=DICTIONARY_KIND)
-                        for r in batch.to_pylist()]
+    (dictionary_id,) = [
+        r["id"] for batch in client.iter_records(kind=DICTIONARY_KIND) for r in batch.to_pylist()
+    ]
     with pytest.raises(InvalidValueError, match="never forgotten"):
         client.forget([dictionary_id])
     assert len(client.dictionaries()) == 1
@@ -212,8 +257,10 @@ def test_training_waits_for_growth_and_keeps_old_dictionaries(client: MemoryClie
 
 
 def test_dictionaries_stay_with_their_tenant(server: RunningServer) -> None:
-    with MemoryClient(server.uri, server.token, tenant="alice") as alice, \
-            MemoryClient(server.uri, server.token, tenant="bob") as bob:
+    with (
+        MemoryClient(server.uri, server.token, tenant="alice") as alice,
+        MemoryClient(server.uri, server.token, tenant="bob") as bob,
+    ):
         ids = trained(alice)
         assert bob.dictionaries() == []
         assert bob.get(ids) == []
@@ -221,8 +268,7 @@ def test_dictionaries_stay_with_their_tenant(server: RunningServer) -> None:
         columns = record_columns([turns(1)[0][1]], tier="long_term")
         columns["tenant"] = ["bob"]
         encoded = alice.encode(turns(1)[0][1], "long_term")
-        columns.update(codec=[encoded.codec], dict_id=[entry["dict_id"]],
-                       payload=[encoded.payload])
+        columns.update(codec=[encoded.codec], dict_id=[entry["dict_id"]], payload=[encoded.payload])
         refused = refusal(server, columns)
         assert isinstance(refused, CodecMismatchError) and str(entry["dict_id"]) in refused.message
 
@@ -230,8 +276,14 @@ def test_dictionaries_stay_with_their_tenant(server: RunningServer) -> None:
 def test_a_dictionary_record_must_match_its_bytes(server: RunningServer) -> None:
     data = b"some dictionary bytes" * 64
     columns = record_columns(["x"], tier="long_term")
-    columns.update(kind=[DICTIONARY_KIND], codec=["none"], payload=[data], raw_size=[len(data)],
-                   content_hash=[content_hash(data)], dict_id=[12345])
+    columns.update(
+        kind=[DICTIONARY_KIND],
+        codec=["none"],
+        payload=[data],
+        raw_size=[len(data)],
+        content_hash=[content_hash(data)],
+        dict_id=[12345],
+    )
     refused = refusal(server, columns)
     assert type(refused) is CorruptDataError and "dict_id" in refused.message
     columns.update(dict_id=[None])
@@ -259,8 +311,9 @@ def test_recompress_keeps_every_text_and_hash(client: MemoryClient, server: Runn
     assert client.recompress("long_term", CODEC_ZSTD_DICT).reencoded == 0  # nothing left to do
 
 
-def test_recompress_never_undoes_an_edit_or_a_forget(client: MemoryClient,
-                                                     server: RunningServer) -> None:
+def test_recompress_never_undoes_an_edit_or_a_forget(
+    client: MemoryClient, server: RunningServer
+) -> None:
     from aios_memory.client._recompress import RecompressReport, _recompress_chunk
 
     ids = remember_turns(client, turns(300), "long_term")
@@ -278,15 +331,15 @@ def test_recompress_never_undoes_an_edit_or_a_forget(client: MemoryClient,
 
 
 def test_dictionaries_sync_with_their_tier_and_stay_local_with_theirs(
-        start: Callable[..., Any]) -> None:
+    start: Callable[..., Any],
+) -> None:
     device, cloud, laptop = start("device"), start("cloud", role="cloud"), start("laptop")
     with MemoryClient(device.uri, device.token) as mem:
         ids = trained(mem, "long_term")
         trained(mem, "working")
         fresh = remember_turns(mem, turns(10, seed=5), "long_term")
     for local in (device, laptop):
-        with FlightReplica(local.uri, local.token) as a, \
-                FlightReplica(cloud.uri, cloud.token) as b:
+        with FlightReplica(local.uri, local.token) as a, FlightReplica(cloud.uri, cloud.token) as b:
             sync_once(a, b)
     with MemoryClient(laptop.uri, laptop.token) as other:
         assert [d["tier"] for d in other.dictionaries()] == ["long_term"]
@@ -320,17 +373,33 @@ def test_cli_trains_lists_and_recompresses(server: RunningServer) -> None:
     assert json.loads(trained_out.stdout)["trained"] is True
     listed = runner.invoke(main, ["dict", "list"], env=env)
     assert "long_term" in listed.stdout
-    done = runner.invoke(main, ["recompress", "--tier", "long_term", "--codec", "zstd-dict",
-                                "--older-than", "0s", "--json"], env=env)
+    done = runner.invoke(
+        main,
+        [
+            "recompress",
+            "--tier",
+            "long_term",
+            "--codec",
+            "zstd-dict",
+            "--older-than",
+            "0s",
+            "--json",
+        ],
+        env=env,
+    )
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["reencoded"] == 300
-    bad = runner.invoke(main, ["recompress", "--tier", "long_term", "--codec", "zstd",
-                               "--older-than", "soon"], env=env)
+    bad = runner.invoke(
+        main,
+        ["recompress", "--tier", "long_term", "--codec", "zstd", "--older-than", "soon"],
+        env=env,
+    )
     assert bad.exit_code == 2 and "30d" in bad.output
 
 
-def test_a_large_import_trains_its_tiers_dictionary_on_the_way(client: MemoryClient,
-                                                              server: RunningServer) -> None:
+def test_a_large_import_trains_its_tiers_dictionary_on_the_way(
+    client: MemoryClient, server: RunningServer
+) -> None:
     from aios_memory.client.importers import MemoryInput
 
     items = [MemoryInput(text=t, agent=a) for a, t in turns(2500)]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,8 @@ except ImportError as exc:
         raise ImportError(f"AIMEM_REQUIRE_LM=1 but llama_cpp does not import ({exc})") from exc
     pytest.skip("llama-cpp-python is not installed (the [lm] extra)", allow_module_level=True)
 
+from support.wire import scan_all
+
 from aios_memory.client import MemoryClient
 from aios_memory.client.codec._lm import load_lm_codec
 from aios_memory.client.codec.text import Codebook, content_hash
@@ -27,13 +30,17 @@ from aios_memory.flight_server import RunningServer
 from aios_memory.schemas import CODEC_LM, CODEC_ZSTD_DICT, CodecMismatchError
 from aios_memory.sync import FlightReplica, sync_once
 
-from _wire import scan_all
-
 TURNS = [
-    ("Priya", "Priya: I finally signed up for the pottery class downtown, first lesson is "
-              "on Thursday evening!"),
-    ("Jordan", "Jordan: That's great! My brother and I are hiking near the lake this weekend "
-               "if the weather holds."),
+    (
+        "Priya",
+        "Priya: I finally signed up for the pottery class downtown, first lesson is "
+        "on Thursday evening!",
+    ),
+    (
+        "Jordan",
+        "Jordan: That's great! My brother and I are hiking near the lake this weekend "
+        "if the weather holds.",
+    ),
     ("Priya", "Priya: Send me pictures of the sunset, the last ones you took were beautiful."),
     ("Jordan", "Jordan: Will do. How is the new job going so far, are the people nice?"),
 ]
@@ -48,7 +55,8 @@ def rows(server: RunningServer) -> dict[str, dict[str, Any]]:
 
 
 def test_a_tier_whose_policy_is_lm_stores_what_the_model_cannot_predict(
-        server: RunningServer) -> None:
+    server: RunningServer,
+) -> None:
     with MemoryClient(server.uri, server.token, codecs="long_term=lm") as mem:
         ids = remember(mem)
         assert [m.text for m in mem.get(ids)] == [t for _, t in TURNS]
@@ -61,8 +69,9 @@ def test_a_tier_whose_policy_is_lm_stores_what_the_model_cannot_predict(
     assert raw / payload > 3  # short turns; LoCoMo's average 5x+ is in bench/RESULTS.md
 
 
-def test_recompress_to_lm_keeps_texts_hashes_and_keyword_recall(client: MemoryClient,
-                                                                server: RunningServer) -> None:
+def test_recompress_to_lm_keeps_texts_hashes_and_keyword_recall(
+    client: MemoryClient, server: RunningServer
+) -> None:
     ids = remember(client)
     before = rows(server)
     report = client.recompress("long_term", CODEC_LM)
@@ -76,8 +85,9 @@ def test_recompress_to_lm_keeps_texts_hashes_and_keyword_recall(client: MemoryCl
     assert client.stats()["keyword_backlog"] == 0  # the stored text was reused, not decoded
 
 
-def test_a_payload_from_another_model_is_refused(client: MemoryClient,
-                                                 server: RunningServer) -> None:
+def test_a_payload_from_another_model_is_refused(
+    client: MemoryClient, server: RunningServer
+) -> None:
     ids = remember(client)
     client.recompress("long_term", CODEC_LM)
     row = rows(server)[ids[0]]
@@ -110,13 +120,13 @@ def test_decoded_texts_are_cached(server: RunningServer) -> None:
 
 
 def test_a_replica_new_to_lm_records_indexes_them_in_the_background(
-        start: Callable[..., Any]) -> None:
+    start: Callable[..., Any],
+) -> None:
     device, cloud, laptop = start("device"), start("cloud", role="cloud"), start("laptop")
     with MemoryClient(device.uri, device.token, codecs="long_term=lm") as mem:
         ids = remember(mem)
     for local in (device, laptop):
-        with FlightReplica(local.uri, local.token) as a, \
-                FlightReplica(cloud.uri, cloud.token) as b:
+        with FlightReplica(local.uri, local.token) as a, FlightReplica(cloud.uri, cloud.token) as b:
             sync_once(a, b)
     with MemoryClient(laptop.uri, laptop.token) as other:
         deadline = time.monotonic() + 120
@@ -126,13 +136,15 @@ def test_a_replica_new_to_lm_records_indexes_them_in_the_background(
         hits = other.recall("hiking near the lake", mode="keyword", k=3)
         assert hits and hits[0].id == ids[1] and hits[0].text == TURNS[1][1]
     stored = rows(laptop)
-    assert all(content_hash(t.encode()) == stored[i]["content_hash"]
-               for i, (_, t) in zip(ids, TURNS))
+    assert all(
+        content_hash(t.encode()) == stored[i]["content_hash"] for i, (_, t) in zip(ids, TURNS)
+    )
     assert {stored[i]["codec"] for i in ids} <= {CODEC_LM, CODEC_ZSTD_DICT}
 
 
 def test_recompress_right_after_a_restart_reuses_the_stored_texts(
-        server_factory: Callable[..., Any]) -> None:
+    server_factory: Callable[..., Any],
+) -> None:
     with server_factory() as first, MemoryClient(first.uri, first.token) as mem:
         ids = remember(mem)
     with server_factory() as again, MemoryClient(again.uri, again.token) as mem:

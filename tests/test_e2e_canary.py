@@ -27,8 +27,9 @@ import secrets
 import shutil
 import string
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,8 +37,8 @@ import pytest
 import tantivy
 
 from aios_memory.client import MemoryClient
-from aios_memory.client.codec.text import Dictionary, decode_payload
 from aios_memory.client.codec.keys import KeyStore
+from aios_memory.client.codec.text import Dictionary, decode_payload
 from aios_memory.flight_server import LocalE5Embedder, RunningServer
 from aios_memory.flight_server.store.duckdb_store import DB_FILE
 from aios_memory.sync import FlightReplica, SyncReport, sync_once
@@ -87,10 +88,15 @@ def database_values(path: Path) -> bytes:
 
 def _payload_texts(records: list[dict[str, Any]]) -> list[bytes]:
     plain = [r for r in records if r["codec"] in ("none", "zstd")]
-    texts = {r["id"]: decode_payload(r["codec"], r["payload"], r["raw_size"], max_bytes=1 << 24)
-             for r in plain}
-    dictionaries = {r["dict_id"]: Dictionary(r["dict_id"], texts[r["id"]])
-                    for r in plain if r["kind"] == "zstd-dictionary"}
+    texts = {
+        r["id"]: decode_payload(r["codec"], r["payload"], r["raw_size"], max_bytes=1 << 24)
+        for r in plain
+    }
+    dictionaries = {
+        r["dict_id"]: Dictionary(r["dict_id"], texts[r["id"]])
+        for r in plain
+        if r["kind"] == "zstd-dictionary"
+    }
     for r in records:
         if r["codec"] == "zstd-dict" and r["dict_id"] in dictionaries:
             texts[r["id"]] = dictionaries[r["dict_id"]].decompress(r["payload"], r["raw_size"])
@@ -104,8 +110,11 @@ def index_terms(directory: Path) -> bytes:
         shutil.copytree(directory, copy)
         index = tantivy.Index.open(str(copy))
         searcher = index.searcher()
-        terms = [term for field in ("id", "tier", "text")
-                 for term, _ in searcher.terms_with_prefix(field, "")]
+        terms = [
+            term
+            for field in ("id", "tier", "text")
+            for term, _ in searcher.terms_with_prefix(field, "")
+        ]
     return "\n".join(terms).encode()
 
 
@@ -121,8 +130,11 @@ def _as_bytes(value: Any) -> bytes:
 
 def windows_of(vector_bytes: bytes) -> set[bytes]:
     """Every ``WINDOW``-byte slice of a vector's bytes (leaving out flat runs that any file has)."""
-    return {vector_bytes[i:i + WINDOW] for i in range(len(vector_bytes) - WINDOW + 1)
-            if len(set(vector_bytes[i:i + 8])) > 1}
+    return {
+        vector_bytes[i : i + WINDOW]
+        for i in range(len(vector_bytes) - WINDOW + 1)
+        if len(set(vector_bytes[i : i + 8])) > 1
+    }
 
 
 def window_hits(data: bytes, windows: set[bytes]) -> int:
@@ -133,18 +145,19 @@ def window_hits(data: bytes, windows: set[bytes]) -> int:
     prefixes = np.unique(np.array([int.from_bytes(w[:8], "little") for w in windows], np.uint64))
     hits = 0
     for start in range(0, len(data) - WINDOW + 1, _CHUNK):
-        part = np.frombuffer(data[start:start + _CHUNK + WINDOW - 1], np.uint8)
+        part = np.frombuffer(data[start : start + _CHUNK + WINDOW - 1], np.uint8)
         n = len(part) - WINDOW + 1
         values = np.zeros(n, np.uint64)
         for k in range(8):
-            values |= part[k:k + n].astype(np.uint64) << np.uint64(8 * k)
+            values |= part[k : k + n].astype(np.uint64) << np.uint64(8 * k)
         for offset in np.nonzero(np.isin(values, prefixes))[0]:
-            hits += data[start + offset:start + offset + WINDOW] in windows
+            hits += data[start + offset : start + offset + WINDOW] in windows
     return hits
 
 
-def search(root: Path, needles: dict[str, bytes], windows: dict[str, set[bytes]]
-           ) -> dict[str, list[str]]:
+def search(
+    root: Path, needles: dict[str, bytes], windows: dict[str, set[bytes]]
+) -> dict[str, list[str]]:
     """``label -> files`` for every needle and vector found under ``root``: in every file's
     bytes, in every database value and decompressed payload, in every keyword index term."""
     found: dict[str, list[str]] = {}
@@ -167,24 +180,34 @@ def search(root: Path, needles: dict[str, bytes], windows: dict[str, set[bytes]]
 
 
 @pytest.mark.slow
-def test_the_cloud_keeps_no_trace_of_private_memories(server_factory: Callable[..., Any],
-                                                      tmp_path: Path) -> None:
+def test_the_cloud_keeps_no_trace_of_private_memories(
+    server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
     device_dir, cloud_dir = tmp_path / "device", tmp_path / "cloud"
-    private = [{"canary": canary(), "session": canary(), "meta": canary(), "privacy": 2 + i % 2}
-               for i in range(PRIVATE)]
+    private = [
+        {"canary": canary(), "session": canary(), "meta": canary(), "privacy": 2 + i % 2}
+        for i in range(PRIVATE)
+    ]
     public = [{"canary": canary(), "privacy": i % 2} for i in range(PUBLIC)]
     for m in private:
         m["text"] = f"Diary: the code word is {m['canary']}, tell nobody about the garden"
     for m in public:
         m["text"] = f"Shopping list: {m['canary']}, bread and tomatoes for the garden party"
 
-    with server_factory(data_dir=device_dir, embedder="local") as device, \
-            server_factory(data_dir=cloud_dir, role="cloud", embedder="local") as cloud:
+    with (
+        server_factory(data_dir=device_dir, embedder="local") as device,
+        server_factory(data_dir=cloud_dir, role="cloud", embedder="local") as cloud,
+    ):
         with MemoryClient(device.uri, device.token) as mem:
             for m in private:
-                [m["id"]] = mem.remember(m["text"], tier="long_term", privacy=m["privacy"],
-                                         session=m["session"], metadata={"note": m["meta"]},
-                                         agent="diarist")
+                [m["id"]] = mem.remember(
+                    m["text"],
+                    tier="long_term",
+                    privacy=m["privacy"],
+                    session=m["session"],
+                    metadata={"note": m["meta"]},
+                    agent="diarist",
+                )
             for m in public:
                 [m["id"]] = mem.remember(m["text"], tier="long_term", privacy=m["privacy"])
             transfer, code = mem.sealer.keys.export_key("default")
@@ -197,7 +220,8 @@ def test_the_cloud_keeps_no_trace_of_private_memories(server_factory: Callable[.
                 hits = outsider.recall(m["text"], mode="vector", k=50)
                 assert {h.id for h in hits} == {p["id"] for p in public}
             assert [h.id for h in outsider.recall(public[0]["canary"], mode="keyword")] == [
-                public[0]["id"]]
+                public[0]["id"]
+            ]
 
     embedder = LocalE5Embedder()
     needles, windows = {}, {}
@@ -208,9 +232,11 @@ def test_the_cloud_keeps_no_trace_of_private_memories(server_factory: Callable[.
         codes, scale = vectors[m["id"]]
         windows[f"private {n} int8 vector"] = windows_of(codes.tobytes())
         windows[f"private {n} float32 vector"] = windows_of(
-            (codes.astype(np.float32) * np.float32(scale)).tobytes())
+            (codes.astype(np.float32) * np.float32(scale)).tobytes()
+        )
         windows[f"private {n} embedder output"] = windows_of(
-            embedder.embed_passages([m["text"]])[0].astype(np.float32).tobytes())
+            embedder.embed_passages([m["text"]])[0].astype(np.float32).tobytes()
+        )
     for n, m in enumerate(public):
         needles[f"public {n} canary"] = m["canary"].encode()
         needles[f"public {n} canary lowercased"] = m["canary"].lower().encode()
@@ -228,15 +254,23 @@ def test_the_cloud_keeps_no_trace_of_private_memories(server_factory: Callable[.
 
     phone_keys = KeyStore(tmp_path / "phone-keys")
     phone_keys.import_key(transfer, code)
-    with server_factory(data_dir=cloud_dir, role="cloud") as cloud, \
-            server_factory(data_dir=tmp_path / "phone", embedder="local",
-                           keys_dir=phone_keys.path) as phone:
+    with (
+        server_factory(data_dir=cloud_dir, role="cloud") as cloud,
+        server_factory(
+            data_dir=tmp_path / "phone", embedder="local", keys_dir=phone_keys.path
+        ) as phone,
+    ):
         assert sync(phone, cloud).received == PRIVATE + PUBLIC
         with MemoryClient(phone.uri, phone.token, keys=phone_keys) as mem:
             for m in private:
                 [hit] = mem.recall(m["canary"], mode="keyword")
                 assert (hit.id, hit.text, hit.session, hit.metadata, hit.agent) == (
-                    m["id"], m["text"], m["session"], {"note": m["meta"]}, "diarist")
+                    m["id"],
+                    m["text"],
+                    m["session"],
+                    {"note": m["meta"]},
+                    "diarist",
+                )
             # Every private memory has a vector on the phone. (Which near-duplicate diary line
             # ranks first for a query is the embedder's business: asking for all of them is not.)
             found = mem.recall("the code word in my diary", mode="vector", k=PRIVATE + PUBLIC)
@@ -245,8 +279,14 @@ def test_the_cloud_keeps_no_trace_of_private_memories(server_factory: Callable[.
 
 def _device_vectors(device: RunningServer) -> dict[str, tuple[np.ndarray, float]]:
     """``id -> (int8 codes, scale)`` of every sealed vector the device made."""
-    rows = device.store._cursor().execute(
-        "SELECT r.id, s.embedding, s.embedding_scale FROM sealed_vectors s "
-        "JOIN records r USING (seq)").fetchall()
-    return {memory_id: (np.asarray(codes, np.int8), float(scale))
-            for memory_id, codes, scale in rows}
+    rows = (
+        device.store._cursor()
+        .execute(
+            "SELECT r.id, s.embedding, s.embedding_scale FROM sealed_vectors s "
+            "JOIN records r USING (seq)"
+        )
+        .fetchall()
+    )
+    return {
+        memory_id: (np.asarray(codes, np.int8), float(scale)) for memory_id, codes, scale in rows
+    }

@@ -28,16 +28,27 @@ import datetime
 import json
 import random
 import struct
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from conftest import TOKEN, unit_vectors
+from support.h2_rewrite import (
+    APP_METADATA,
+    DATA_BODY,
+    DATA_HEADER,
+    DESCRIPTOR,
+    RewriteProxy,
+    flight_data_bytes,
+    flight_data_fields,
+)
+from support.wire import action, options, scan_all
 
-from aios_memory.client import MemoryClient
-from aios_memory.client import _records
-from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client import MemoryClient, _records
+from aios_memory.client.codec.batches import rows_to_batch
 from aios_memory.client.codec.text import decode_text
 from aios_memory.client.importers import MemoryInput
 from aios_memory.flight_server import RunningServer, ServerSettings, start_server
@@ -51,13 +62,6 @@ from aios_memory.schemas import (
     decode_error,
     validate_record_batch,
 )
-
-from _h2_rewrite import (
-    APP_METADATA, DATA_BODY, DATA_HEADER, DESCRIPTOR, RewriteProxy, flight_data_bytes,
-    flight_data_fields,
-)
-from _wire import action, options, scan_all
-from conftest import TOKEN, unit_vectors
 
 ARROW_CASES = 400
 IPC_CASES = 1000
@@ -90,8 +94,13 @@ class Fuzz:
             validate_record_batch(batch)
         for row in stored.values():
             if not row["deleted"]:
-                decode_text(row["codec"], row["payload"], row["raw_size"], row["content_hash"],
-                            max_bytes=DEFAULT_LIMITS.max_text_bytes)
+                decode_text(
+                    row["codec"],
+                    row["payload"],
+                    row["raw_size"],
+                    row["content_hash"],
+                    max_bytes=DEFAULT_LIMITS.max_text_bytes,
+                )
 
 
 def _by_id(table: pa.Table) -> dict[str, dict[str, Any]]:
@@ -100,12 +109,18 @@ def _by_id(table: pa.Table) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
-    settings = ServerSettings(data_dir=tmp_path_factory.mktemp("fuzz"), port=0, token=TOKEN,
-                              embedder="none", checkpoint_seconds=0)
+    settings = ServerSettings(
+        data_dir=tmp_path_factory.mktemp("fuzz"),
+        port=0,
+        token=TOKEN,
+        embedder="none",
+        checkpoint_seconds=0,
+    )
     with start_server(settings) as running:
         with MemoryClient(running.uri, running.token, timeout=30) as client:
-            client.remember([f"sentinel memory {i}" for i in range(4)],
-                            embeddings=unit_vectors(4, seed=1))
+            client.remember(
+                [f"sentinel memory {i}" for i in range(4)], embeddings=unit_vectors(4, seed=1)
+            )
             client.remember("a sentinel without a vector", tier="core")
         yield Fuzz(running)
 
@@ -114,11 +129,18 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
 def base_batches() -> list[pa.RecordBatch]:
     """Two batches made exactly as ``MemoryClient.remember`` makes them (zstd and plain)."""
     texts = ["tea " * 40 + str(i) if i % 2 else f"short {i}" for i in range(6)]
-    items = [MemoryInput(text=t, metadata={"n": i}, agent="fuzzer", session="s1")
-             for i, t in enumerate(texts)]
+    items = [
+        MemoryInput(text=t, metadata={"n": i}, agent="fuzzer", session="s1")
+        for i, t in enumerate(texts)
+    ]
     vectors = _records.prepare_embeddings(unit_vectors(6, seed=2), 6)
-    rows = list(_records.encode_rows(items, vectors, _records.Defaults(
-        tenant="default", embed_model="external", tier="long_term")))
+    rows = list(
+        _records.encode_rows(
+            items,
+            vectors,
+            _records.Defaults(tenant="default", embed_model="external", tier="long_term"),
+        )
+    )
     for number, row in enumerate(rows):  # fixed ids and times: the same bytes every run
         row.update(id=f"0190f5a2-0000-7000-8000-{number:012d}", created_at=CREATED_AT)
     return [rows_to_batch(rows[:3]), rows_to_batch(rows[3:])]
@@ -128,12 +150,14 @@ def send(uri: str, batches: list[pa.RecordBatch]) -> tuple[str, list[PutAck]]:
     """One put as ``client._transport`` sends it; ``(code or "OK", acks)``."""
     client = flight.FlightClient(uri)
     try:
-        writer, reader = client.do_put(flight.FlightDescriptor.for_path(PUT_PATH),
-                                       RECORD_SCHEMA, options(TOKEN))
+        writer, reader = client.do_put(
+            flight.FlightDescriptor.for_path(PUT_PATH), RECORD_SCHEMA, options(TOKEN)
+        )
         for batch in batches:
             writer.write_batch(batch)
-        writer.write_metadata(PutCommit(batches=len(batches),
-                                        rows=sum(b.num_rows for b in batches)).to_bytes())
+        writer.write_metadata(
+            PutCommit(batches=len(batches), rows=sum(b.num_rows for b in batches)).to_bytes()
+        )
         writer.done_writing()
         acks = []
         while (buf := reader.read()) is not None:
@@ -147,9 +171,12 @@ def send(uri: str, batches: list[pa.RecordBatch]) -> tuple[str, list[PutAck]]:
         client.close()
 
 
-def run_cases(fuzz: Fuzz, uri: str, count: int,
-              make: Callable[[int], tuple[list[pa.RecordBatch], Callable[[str], bool]]]
-              ) -> collections.Counter:
+def run_cases(
+    fuzz: Fuzz,
+    uri: str,
+    count: int,
+    make: Callable[[int], tuple[list[pa.RecordBatch], Callable[[str], bool]]],
+) -> collections.Counter:
     """``count`` cases; ``make(i)`` gives the batches and a check of the outcome's code."""
     outcomes: collections.Counter = collections.Counter()
     for case in range(count):
@@ -167,17 +194,28 @@ def run_cases(fuzz: Fuzz, uri: str, count: int,
 
 
 def _report(mode: str, outcomes: collections.Counter) -> None:
-    print(f"\n{mode}: {sum(outcomes.values())} cases: "
-          + ", ".join(f"{code} {n}" for code, n in outcomes.most_common()))
+    print(
+        f"\n{mode}: {sum(outcomes.values())} cases: "
+        + ", ".join(f"{code} {n}" for code, n in outcomes.most_common())
+    )
 
 
 # -- mode "arrow": batches from mutated buffers --------------------------------------------
 
-_BAD_UTF8 = [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xe2\x82", b"\xf8\x88\x80\x80\x80",
-             b"ok\x80", b"\xf4\x90\x80\x80"]
-_VARIABLE = [f.name for f in RECORD_SCHEMA
-             if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
-             or pa.types.is_list(f.type)]
+_BAD_UTF8 = [
+    b"\xff",
+    b"\xc0\x80",
+    b"\xed\xa0\x80",
+    b"\xe2\x82",
+    b"\xf8\x88\x80\x80\x80",
+    b"ok\x80",
+    b"\xf4\x90\x80\x80",
+]
+_VARIABLE = [
+    f.name
+    for f in RECORD_SCHEMA
+    if pa.types.is_string(f.type) or pa.types.is_binary(f.type) or pa.types.is_list(f.type)
+]
 _FIXED = [f.name for f in RECORD_SCHEMA if f.name not in _VARIABLE]
 
 
@@ -185,9 +223,13 @@ def _bitmap(valid: list[bool]) -> pa.Buffer:
     return pa.py_buffer(np.packbits(np.array(valid, bool), bitorder="little").tobytes())
 
 
-def _variable(column: pa.Array, offsets: list[int] | None = None,
-              values: list[Any] | None = None, valid: list[bool] | None = None,
-              null_count: int | None = None) -> pa.Array:
+def _variable(
+    column: pa.Array,
+    offsets: list[int] | None = None,
+    values: list[Any] | None = None,
+    valid: list[bool] | None = None,
+    null_count: int | None = None,
+) -> pa.Array:
     """``column`` (string, binary or list) rebuilt from its buffers with some replaced."""
     values = column.to_pylist() if values is None else values
     items = [v.encode() if isinstance(v, str) else v for v in values]
@@ -199,13 +241,16 @@ def _variable(column: pa.Array, offsets: list[int] | None = None,
     offsets = offsets or list(np.concatenate([[0], np.cumsum(lengths)]).astype(int))
     valid = valid or [v is not None for v in items]
     count = valid.count(False) if null_count is None else null_count
-    buffers = [_bitmap(valid) if count or not all(valid) else None,
-               pa.py_buffer(np.array(offsets, np.int32).tobytes())]
+    buffers = [
+        _bitmap(valid) if count or not all(valid) else None,
+        pa.py_buffer(np.array(offsets, np.int32).tobytes()),
+    ]
     if flat is None:
         buffers.append(pa.py_buffer(b"".join(v or b"" for v in items)))
         return pa.Array.from_buffers(column.type, len(items), buffers, null_count=count)
-    return pa.Array.from_buffers(column.type, len(items), buffers, null_count=count,
-                                 children=[flat])
+    return pa.Array.from_buffers(
+        column.type, len(items), buffers, null_count=count, children=[flat]
+    )
 
 
 def _replace(batch: pa.RecordBatch, name: str, column: pa.Array) -> pa.RecordBatch:
@@ -218,7 +263,7 @@ def _bad_utf8(rng: random.Random, batch: pa.RecordBatch) -> tuple[pa.RecordBatch
     values = batch.column(name).to_pylist()
     row = rng.randrange(len(values))
     bad = rng.choice(_BAD_UTF8)
-    values[row] = (values[row] or "").encode()[:rng.randrange(4)] + bad
+    values[row] = (values[row] or "").encode()[: rng.randrange(4)] + bad
     return _replace(batch, name, _variable(batch.column(name), values=values)), "INVALID_UTF8"
 
 
@@ -230,15 +275,20 @@ def _offsets_of(column: pa.Array) -> list[int]:
 def _bad_offsets(rng: random.Random, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, str]:
     """Inner offsets out of order or past the data; the first and last stay (they are
     checked when an array is built, the inner ones only by a full validation)."""
-    candidates = [n for n in _VARIABLE if len(set(_offsets_of(batch.column(n))[1:-1])) > 1
-                  and all(v for v in batch.column(n).to_pylist())]
+    candidates = [
+        n
+        for n in _VARIABLE
+        if len(set(_offsets_of(batch.column(n))[1:-1])) > 1
+        and all(v for v in batch.column(n).to_pylist())
+    ]
     name = rng.choice(candidates)
     offsets = _offsets_of(batch.column(name))
     if rng.random() < 0.5:
         offsets[1], offsets[2] = offsets[2], offsets[1]
     else:
         offsets[rng.randrange(1, len(offsets) - 1)] = rng.choice(
-            [-1, -2**31, offsets[-1] + 1, offsets[-1] + rng.randrange(2, 10**6), 2**31 - 1])
+            [-1, -(2**31), offsets[-1] + 1, offsets[-1] + rng.randrange(2, 10**6), 2**31 - 1]
+        )
     return _replace(batch, name, _variable(batch.column(name), offsets=offsets)), "INVALID_VALUE"
 
 
@@ -250,8 +300,9 @@ def _null_required(rng: random.Random, batch: pa.RecordBatch) -> tuple[pa.Record
     if field.name in _VARIABLE:
         return _replace(batch, field.name, _variable(column, valid=valid)), "INVALID_VALUE"
     buffers = [_bitmap(valid)] + column.buffers()[1:]
-    return _replace(batch, field.name, pa.Array.from_buffers(
-        column.type, len(column), buffers, null_count=1)), "INVALID_VALUE"
+    return _replace(
+        batch, field.name, pa.Array.from_buffers(column.type, len(column), buffers, null_count=1)
+    ), "INVALID_VALUE"
 
 
 def _lying_null_count(rng: random.Random, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, str]:
@@ -274,19 +325,28 @@ def _random_values(rng: random.Random, batch: pa.RecordBatch) -> tuple[pa.Record
     else:
         width = column.type.byte_width
         row = rng.randrange(len(column))
-        data[row * width:(row + 1) * width] = rng.choice(
-            [rng.randbytes(width), b"\xff" * width, b"\x00" * width, b"\x7f" * width])
-    rebuilt = pa.Array.from_buffers(column.type, len(column),
-                                    [column.buffers()[0], pa.py_buffer(bytes(data))],
-                                    null_count=column.null_count)
+        data[row * width : (row + 1) * width] = rng.choice(
+            [rng.randbytes(width), b"\xff" * width, b"\x00" * width, b"\x7f" * width]
+        )
+    rebuilt = pa.Array.from_buffers(
+        column.type,
+        len(column),
+        [column.buffers()[0], pa.py_buffer(bytes(data))],
+        null_count=column.null_count,
+    )
     if name == "embedding":
         outer = batch.column(name)
         rebuilt = pa.ListArray.from_arrays(outer.offsets, rebuilt)
     return _replace(batch, name, rebuilt), ""
 
 
-_ARROW_MUTATIONS = [(_bad_utf8, 3), (_bad_offsets, 3), (_null_required, 2),
-                    (_lying_null_count, 1), (_random_values, 4)]
+_ARROW_MUTATIONS = [
+    (_bad_utf8, 3),
+    (_bad_offsets, 3),
+    (_null_required, 2),
+    (_lying_null_count, 1),
+    (_random_values, 4),
+]
 
 
 def test_mutated_arrow_batches_are_refused_or_stored_valid(fuzz, base_batches):
@@ -311,8 +371,8 @@ def test_mutated_arrow_batches_are_refused_or_stored_valid(fuzz, base_batches):
 # -- mode "ipc": Flight messages rewritten on the wire ----------------------------------------
 
 _BYTES = [0x00, 0xFF, 0x7F, 0x80, 0x01, 0xFE]
-_INT32 = [0, 1, -1, 7, 8, 2**31 - 1, -2**31, 2**16, 2**24, 4096]
-_INT64 = [0, 1, -1, 8, 2**63 - 1, -2**63, 2**32, 2**40]
+_INT32 = [0, 1, -1, 7, 8, 2**31 - 1, -(2**31), 2**16, 2**24, 4096]
+_INT64 = [0, 1, -1, 8, 2**63 - 1, -(2**63), 2**32, 2**40]
 
 
 def _mutate_bytes(rng: random.Random, value: bytes) -> bytes:
@@ -332,23 +392,31 @@ def _mutate_bytes(rng: random.Random, value: bytes) -> bytes:
         if at + width <= len(data):
             old = struct.unpack_from(fmt, data, at)[0]
             new = rng.choice(values + [old + 1, old - 1, old * 2, old + 8])
-            struct.pack_into(fmt, data, at, max(min(new, 2**(8 * width - 1) - 1),
-                                                -2**(8 * width - 1)))
+            struct.pack_into(
+                fmt, data, at, max(min(new, 2 ** (8 * width - 1) - 1), -(2 ** (8 * width - 1)))
+            )
     elif kind == 4:  # truncated
         del data[at:]
     elif kind == 5:  # a chunk duplicated in place
         size = rng.randrange(1, 65)
-        data[at:at] = data[at:at + size]
+        data[at:at] = data[at : at + size]
     else:  # random bytes over a stretch
         size = min(rng.randrange(1, 33), len(data) - at)
-        data[at:at + size] = rng.randbytes(size)
+        data[at : at + size] = rng.randbytes(size)
     return bytes(data)
 
 
 def _field_mutation(rng: random.Random, messages: list[bytes]) -> tuple[list[bytes], int]:
     """Mutate one field of one message; returns the messages and the touched index."""
-    targets = [(0, DATA_HEADER, 2), (0, DESCRIPTOR, 1), (1, DATA_HEADER, 6), (1, DATA_BODY, 7),
-               (2, DATA_HEADER, 3), (2, DATA_BODY, 3), (3, APP_METADATA, 1)]
+    targets = [
+        (0, DATA_HEADER, 2),
+        (0, DESCRIPTOR, 1),
+        (1, DATA_HEADER, 6),
+        (1, DATA_BODY, 7),
+        (2, DATA_HEADER, 3),
+        (2, DATA_BODY, 3),
+        (3, APP_METADATA, 1),
+    ]
     index, number, _ = rng.choice([t for t in targets for _ in range(t[2])])
     fields = flight_data_fields(messages[index])
     spot = [i for i, (n, _) in enumerate(fields) if n == number][0]
@@ -380,8 +448,11 @@ def _message_mutation(rng: random.Random, messages: list[bytes]) -> tuple[list[b
         return [schema, first, second, commit, commit], 3
     if kind == 4:
         return [schema, second, first, commit], 1
-    return [schema, first, flight_data_bytes(flight_data_fields(second)
-                                             + flight_data_fields(commit))], 2
+    return [
+        schema,
+        first,
+        flight_data_bytes(flight_data_fields(second) + flight_data_fields(commit)),
+    ], 2
 
 
 def _duplicated_batch(messages: list[bytes]) -> list[bytes]:

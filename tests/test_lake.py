@@ -17,21 +17,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from support.s3_server import credentials_env, lake_uri, s3_server
 
 from aios_memory.client import MemoryClient
-from aios_memory.flight_server.store.group_commit import GroupCommit
-from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.lake.store import LakeStore
+from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.store.group_commit import GroupCommit
 from aios_memory.schemas import RECORD_SCHEMA, InvalidValueError, InvalidVectorError
 from aios_memory.sync import FlightReplica, sync_once
-
-from _s3_server import credentials_env, lake_uri, s3_server
 
 TOKEN = "test-token"  # conftest.TOKEN: what server_factory starts servers with
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
@@ -60,16 +60,26 @@ def cloud(server_factory: Any, tmp_path: Path, name: str, lake: str, **settings:
 
 # --- the lake URI and group commit ----------------------------------------------------
 
+
 def test_lake_uris_take_an_endpoint_and_refuse_credentials(tmp_path: Path) -> None:
     parsed = parse_lake("s3://mem/prod/eu?endpoint=http://127.0.0.1:9000")
     assert parsed.root == "s3://mem/prod/eu"
-    assert parsed.options == {"aws_endpoint": "http://127.0.0.1:9000", "allow_http": "true",
-                              "aws_region": "us-east-1"}
+    assert parsed.options == {
+        "aws_endpoint": "http://127.0.0.1:9000",
+        "allow_http": "true",
+        "aws_region": "us-east-1",
+    }
     assert parsed.describe() == "s3://mem/prod/eu (endpoint http://127.0.0.1:9000)"
     assert parse_lake(str(tmp_path)).root == str(tmp_path.resolve())
     assert parsed.dataset_uri("a/b") != parsed.dataset_uri("a_b")  # hashed, never a path
-    for bad in ("s3://key:secret@mem/x", "s3://mem/x?secret_access_key=s",
-                "s3://mem/x?aws_session_token=t", "gs://mem/x", "s3:///x", "s3://mem?color=red"):
+    for bad in (
+        "s3://key:secret@mem/x",
+        "s3://mem/x?secret_access_key=s",
+        "s3://mem/x?aws_session_token=t",
+        "gs://mem/x",
+        "s3:///x",
+        "s3://mem?color=red",
+    ):
         with pytest.raises(InvalidValueError) as caught:
             parse_lake(bad)
         assert "secret" not in caught.value.message or "AWS_SECRET" in caught.value.message
@@ -109,10 +119,14 @@ def test_group_commit_shares_commits_and_errors() -> None:
 
 # --- two replicas in this process -----------------------------------------------------
 
-def test_a_write_through_one_replica_is_read_through_another(server_factory: Any,
-                                                              tmp_path: Path, lake: str) -> None:
-    with cloud(server_factory, tmp_path, "a", lake) as a, \
-            cloud(server_factory, tmp_path, "b", lake) as b:
+
+def test_a_write_through_one_replica_is_read_through_another(
+    server_factory: Any, tmp_path: Path, lake: str
+) -> None:
+    with (
+        cloud(server_factory, tmp_path, "a", lake) as a,
+        cloud(server_factory, tmp_path, "b", lake) as b,
+    ):
         one, two = (MemoryClient(r.uri, TOKEN, tenant="ana") for r in (a, b))
         for n in range(25):  # read-after-commit, every time, no waiting
             memory_id = one.remember(f"ana planted tomato bed {n}", tier="long_term")
@@ -125,18 +139,21 @@ def test_a_write_through_one_replica_is_read_through_another(server_factory: Any
         other = MemoryClient(b.uri, TOKEN, tenant="bo")
         other.remember("bo's own memory", tier="long_term")
         assert one.stats()["memories"] == 24  # tenants stay apart
-        assert [r.seen for r in (a.store.fresh("ana"), b.store.fresh("ana"))] == \
-            [b.store.fresh("ana").log.latest_version()] * 2
+        assert [r.seen for r in (a.store.fresh("ana"), b.store.fresh("ana"))] == [
+            b.store.fresh("ana").log.latest_version()
+        ] * 2
 
 
 def test_a_replica_restarts_from_its_cache_and_rebuilds_a_lost_one(
-        server_factory: Any, tmp_path: Path, lake: str) -> None:
+    server_factory: Any, tmp_path: Path, lake: str
+) -> None:
     with cloud(server_factory, tmp_path, "a", lake) as a:
         client = MemoryClient(a.uri, TOKEN, tenant="ana")
         ids = client.remember([f"note {n} on the boat" for n in range(40)], tier="long_term")
     with cloud(server_factory, tmp_path, "b", lake) as b:  # another replica writes meanwhile
-        MemoryClient(b.uri, TOKEN, tenant="ana").remember("written while a was down",
-                                                          tier="long_term")
+        MemoryClient(b.uri, TOKEN, tenant="ana").remember(
+            "written while a was down", tier="long_term"
+        )
     with cloud(server_factory, tmp_path, "a", lake) as a:
         client = MemoryClient(a.uri, TOKEN, tenant="ana")
         assert client.stats()["memories"] == 41
@@ -149,8 +166,7 @@ def test_a_replica_restarts_from_its_cache_and_rebuilds_a_lost_one(
         assert client.recall("boat note 12", k=1, mode="keyword")[0].text == "note 12 on the boat"
 
 
-def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path,
-                                          lake: str) -> None:
+def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path, lake: str) -> None:
     with cloud(server_factory, tmp_path, "a", lake) as a:
         client = MemoryClient(a.uri, TOKEN, tenant="ana")
         client.remember("a vector of four", tier="long_term", embeddings=[[0.5, 0.5, 0.5, 0.5]])
@@ -161,16 +177,25 @@ def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path,
         assert client.stats()["memories"] == 1
         store: LakeStore = a.store
         row = client.scan().select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
-        two_tenants = pa.concat_tables([row, row.set_column(
-            row.schema.get_field_index("tenant"), RECORD_SCHEMA.field("tenant"),
-            pa.array(["bo"]))])
+        two_tenants = pa.concat_tables(
+            [
+                row,
+                row.set_column(
+                    row.schema.get_field_index("tenant"),
+                    RECORD_SCHEMA.field("tenant"),
+                    pa.array(["bo"]),
+                ),
+            ]
+        )
         from aios_memory.flight_server.store.base import PreparedWrite
+
         with pytest.raises(InvalidValueError):
             store.put(PreparedWrite(two_tenants, [None, None], [2]))
 
 
 def test_one_replica_at_a_time_compacts_every_tenant_of_the_lake(
-        server_factory: Any, tmp_path: Path, lake: str) -> None:
+    server_factory: Any, tmp_path: Path, lake: str
+) -> None:
     with cloud(server_factory, tmp_path, "writer", lake) as writer_:
         for tenant in ("ana", "bo"):
             client = MemoryClient(writer_.uri, TOKEN, tenant=tenant)
@@ -182,8 +207,9 @@ def test_one_replica_at_a_time_compacts_every_tenant_of_the_lake(
     second.close()
 
 
-def _compaction_takes_turns(first: LakeStore, second: LakeStore, server_factory: Any,
-                            tmp_path: Path, lake: str) -> None:
+def _compaction_takes_turns(
+    first: LakeStore, second: LakeStore, server_factory: Any, tmp_path: Path, lake: str
+) -> None:
     done = first.compact_tenants(min_fragments=2, lease_seconds=0.5)
     assert len(done) == 2 and all(d["fragments_removed"] == 5 for d in done)  # unopened tenants
     assert second.compact_tenants(min_fragments=2, lease_seconds=0.5) == []  # leased to first
@@ -198,12 +224,13 @@ def _compaction_takes_turns(first: LakeStore, second: LakeStore, server_factory:
 
 
 def test_a_refused_put_fails_alone_in_its_group(tmp_path: Path, lake: str) -> None:
-    from _wire import batch_of, record_columns
+    from support.wire import batch_of, record_columns
+
     from aios_memory.flight_server.ingest import prepare_write
     from aios_memory.schemas import DEFAULT_LIMITS
 
     def write(texts: list[str], dim: int) -> Any:
-        columns = record_columns(texts, np.ones((len(texts), dim)) / dim ** 0.5, tier="long_term")
+        columns = record_columns(texts, np.ones((len(texts), dim)) / dim**0.5, tier="long_term")
         columns["tenant"] = ["ana"] * len(texts)
         return prepare_write([batch_of(columns)], None, DEFAULT_LIMITS)
 
@@ -211,16 +238,18 @@ def test_a_refused_put_fails_alone_in_its_group(tmp_path: Path, lake: str) -> No
         tenant = store.fresh("ana")
         # One group: a put, one whose vectors disagree with it (a new model's first two
         # puts), and one more: only the middle one is refused, and only it.
-        results = store._commit(tenant, [write(["four a"], 4), write(["three"], 3),
-                                         write(["four b", "four c"], 4)])
+        results = store._commit(
+            tenant, [write(["four a"], 4), write(["three"], 3), write(["four b", "four c"], 4)]
+        )
         assert isinstance(results[1], InvalidVectorError)
         assert [len(r[0][0]) for r in (results[0], results[2])] == [1, 2]
         assert tenant.log.latest_version() == 2  # the empty dataset, then one commit
         assert store.stats("ana")["memories"] == 3
 
 
-def test_sync_against_a_cluster_as_against_one_server(server_factory: Any, tmp_path: Path,
-                                                      lake: str, start: Any) -> None:
+def test_sync_against_a_cluster_as_against_one_server(
+    server_factory: Any, tmp_path: Path, lake: str, start: Any
+) -> None:
     def sync(local: str, remote: str) -> Any:
         with FlightReplica(local, TOKEN) as one, FlightReplica(remote, TOKEN) as two:
             return sync_once(one, two, tenant="ana")
@@ -228,8 +257,10 @@ def test_sync_against_a_cluster_as_against_one_server(server_factory: Any, tmp_p
     device = start("device")
     phone = MemoryClient(device.uri, TOKEN, tenant="ana")
     ids = phone.remember([f"long term fact {n}" for n in range(30)], tier="long_term")
-    with cloud(server_factory, tmp_path, "a", lake) as a, \
-            cloud(server_factory, tmp_path, "b", lake) as b:
+    with (
+        cloud(server_factory, tmp_path, "a", lake) as a,
+        cloud(server_factory, tmp_path, "b", lake) as b,
+    ):
         first = sync(device.uri, a.uri)
         assert MemoryClient(b.uri, TOKEN, tenant="ana").stats()["memories"] == 30
         MemoryClient(b.uri, TOKEN, tenant="ana").forget(ids[:5])
@@ -245,6 +276,7 @@ def test_sync_against_a_cluster_as_against_one_server(server_factory: Any, tmp_p
 
 # --- replica processes ----------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def replica(data: Path, lake: str, *extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """``aimem serve --lake`` as its own process; yields it and its address."""
@@ -253,9 +285,27 @@ def replica(data: Path, lake: str, *extra: str) -> Iterator[tuple[subprocess.Pop
     env = {**os.environ, **credentials_env()}
     start = log_path.stat().st_size if log_path.exists() else 0  # a restart appends
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([*AIMEM, "serve", "--data", str(data), "--port", "0",
-                                 "--embedder", "none", "--role", "cloud", "--token", TOKEN,
-                                 "--lake", lake, *extra], stderr=log, env=env)
+        proc = subprocess.Popen(
+            [
+                *AIMEM,
+                "serve",
+                "--data",
+                str(data),
+                "--port",
+                "0",
+                "--embedder",
+                "none",
+                "--role",
+                "cloud",
+                "--token",
+                TOKEN,
+                "--lake",
+                lake,
+                *extra,
+            ],
+            stderr=log,
+            env=env,
+        )
     try:
         yield proc, _wait_for_uri(proc, log_path, start)
     finally:
@@ -264,12 +314,12 @@ def replica(data: Path, lake: str, *extra: str) -> Iterator[tuple[subprocess.Pop
             proc.wait(timeout=60)
 
 
-def _wait_for_uri(proc: subprocess.Popen, log_path: Path, start: int,
-                  seconds: float = 60) -> str:
+def _wait_for_uri(proc: subprocess.Popen, log_path: Path, start: int, seconds: float = 60) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = re.search(r"grpc://127\.0\.0\.1:\d+",
-                          log_path.read_bytes()[start:].decode(errors="replace"))
+        found = re.search(
+            r"grpc://127\.0\.0\.1:\d+", log_path.read_bytes()[start:].decode(errors="replace")
+        )
         if found:
             return found.group(0)
         if proc.poll() is not None:
@@ -293,8 +343,11 @@ while time.monotonic() < stop:
 
 
 def writer(uri: str, name: str, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, uri, TOKEN, name, str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, uri, TOKEN, name, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def acknowledged(processes: list[subprocess.Popen]) -> dict[str, str]:
@@ -319,7 +372,8 @@ def contents(uri: str) -> list[tuple[str, str]]:
 
 @pytest.mark.slow
 def test_three_writers_through_three_replicas_lose_and_duplicate_nothing(
-        tmp_path: Path, lake: str) -> None:
+    tmp_path: Path, lake: str
+) -> None:
     with contextlib.ExitStack() as stack:
         uris = [stack.enter_context(replica(tmp_path / f"r{i}", lake))[1] for i in range(3)]
         writers = [writer(uri, f"w{i}", 6.0) for i, uri in enumerate(uris)]
@@ -332,8 +386,7 @@ def test_three_writers_through_three_replicas_lose_and_duplicate_nothing(
 
 
 @pytest.mark.slow
-def test_a_replica_killed_mid_commit_loses_no_acknowledged_write(tmp_path: Path,
-                                                                 lake: str) -> None:
+def test_a_replica_killed_mid_commit_loses_no_acknowledged_write(tmp_path: Path, lake: str) -> None:
     acked: dict[str, str] = {}
     with replica(tmp_path / "witness", lake) as (_, witness):
         for round_ in range(4):
@@ -351,30 +404,36 @@ def test_a_replica_killed_mid_commit_loses_no_acknowledged_write(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_compaction_while_writers_and_readers_work_changes_no_result(tmp_path: Path,
-                                                                     lake: str) -> None:
+def test_compaction_while_writers_and_readers_work_changes_no_result(
+    tmp_path: Path, lake: str
+) -> None:
     with replica(tmp_path / "seed", lake) as (_, uri):
         seed = MemoryClient(uri, TOKEN, tenant="crowd")
         for n in range(60):  # 60 commits: 60 small files
             seed.remember(f"seed line {n} about herons", tier="long_term")
         expected = [h.id for h in seed.recall("seed line 42 herons", k=5, mode="keyword")]
         seed_texts = dict(contents(uri))
-    with replica(tmp_path / "compactor", lake, "--compact-seconds", "0.5") as (_, compactor), \
-            replica(tmp_path / "reader", lake) as (_, reader_uri):
+    with (
+        replica(tmp_path / "compactor", lake, "--compact-seconds", "0.5") as (_, compactor),
+        replica(tmp_path / "reader", lake) as (_, reader_uri),
+    ):
         writers = [writer(compactor, "c0", 5.0), writer(reader_uri, "c1", 5.0)]
         reader = MemoryClient(reader_uri, TOKEN, tenant="crowd")
         answers, counts, seeds = [], [], []
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            answers.append([h.id for h in reader.recall("seed line 42 herons", k=5,
-                                                         mode="keyword")])
+            answers.append(
+                [h.id for h in reader.recall("seed line 42 herons", k=5, mode="keyword")]
+            )
             counts.append(reader.stats()["memories"])
             seeds.append({m.id: m.text for m in reader.get(list(seed_texts))})
         acked = acknowledged(writers)
         time.sleep(1.5)  # one more compaction after the last write
         assert all(a[:1] == expected[:1] for a in answers)  # the best hit never changed
-        assert all(len(s) == 60 for s in seeds) and len({json.dumps(s, sort_keys=True)
-                                                          for s in seeds}) == 1
+        assert (
+            all(len(s) == 60 for s in seeds)
+            and len({json.dumps(s, sort_keys=True) for s in seeds}) == 1
+        )
         assert counts == sorted(counts) and counts[0] >= 60  # nothing ever vanished
         found = dict(contents(reader_uri))
         assert {k: found.get(k) for k in acked} == acked and len(found) == 60 + len(acked)

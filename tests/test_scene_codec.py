@@ -39,11 +39,11 @@ from aios_memory.schemas import (
     UnsupportedVersionError,
 )
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- scenes -------------------------------------------------------------------
+
 
 def random_quaternions(rng: np.random.Generator, n: int) -> np.ndarray:
     q = rng.normal(size=(n, 4))
@@ -64,12 +64,13 @@ def presence(rng: np.random.Generator, n: int, gaps: bool) -> np.ndarray:
     present = np.zeros(n, dtype=bool)
     for _ in range(rng.integers(0, 4)):
         start = int(rng.integers(0, n))
-        present[start:start + int(rng.integers(1, n + 1))] = ~present[start]
+        present[start : start + int(rng.integers(1, n + 1))] = ~present[start]
     return present
 
 
-def track_for(rng: np.random.Generator, object_id: str, n: int, *, gaps: bool, jumps: bool,
-              rotation: str) -> Track:
+def track_for(
+    rng: np.random.Generator, object_id: str, n: int, *, gaps: bool, jumps: bool, rotation: str
+) -> Track:
     steps = rng.normal(scale=0.05, size=(n, 3)) + rng.normal(scale=0.02, size=3)
     if jumps:
         steps[rng.random(n) < 0.1] += rng.normal(scale=200.0, size=3)
@@ -95,31 +96,48 @@ def scenes(draw: st.DrawFn) -> Scene:
     n = draw(st.integers(1, 40))
     objects, tracks, events = [], {}, []
     for i in range(draw(st.integers(1, 4))):
-        obj = SceneObject(f"thing_{i}", draw(st.sampled_from(["person", "cup", "joint"])),
-                          parent=objects[0].id if objects and rng.random() < 0.5 else None,
-                          size=(0.5, 0.5, 1.7), attributes={"n": i, "tags": ["a", i]})
+        obj = SceneObject(
+            f"thing_{i}",
+            draw(st.sampled_from(["person", "cup", "joint"])),
+            parent=objects[0].id if objects and rng.random() < 0.5 else None,
+            size=(0.5, 0.5, 1.7),
+            attributes={"n": i, "tags": ["a", i]},
+        )
         objects.append(obj)
         if rng.random() < 0.9:
-            tracks[obj.id] = track_for(rng, obj.id, n, gaps=draw(st.booleans()),
-                                       jumps=draw(st.booleans()),
-                                       rotation=draw(st.sampled_from(["none", "random", "smooth"])))
+            tracks[obj.id] = track_for(
+                rng,
+                obj.id,
+                n,
+                gaps=draw(st.booleans()),
+                jumps=draw(st.booleans()),
+                rotation=draw(st.sampled_from(["none", "random", "smooth"])),
+            )
         for frame in rng.integers(0, n, size=rng.integers(0, 3)):
-            events.append(Event(int(frame), "attribute", obj.id, {"lit": bool(rng.random() < 0.5),
-                                                                  "level": int(frame)}))
+            events.append(
+                Event(
+                    int(frame),
+                    "attribute",
+                    obj.id,
+                    {"lit": bool(rng.random() < 0.5), "level": int(frame)},
+                )
+            )
     events.append(Event(int(rng.integers(0, n)), "action", None, {"name": "wave"}))
     rate = draw(st.sampled_from([2.5, 10.0, 29.97, 120.0]))
     return Scene("random", rate, n, objects, tracks, events, {"generator": "test", "seed": 1})
 
 
-codec_settings = st.fixed_dictionaries({
-    "step_m": st.sampled_from([0.001, 0.01, 0.05]),
-    "step_deg": st.sampled_from([0.05, 0.5, 5.0]),
-    "keyframe_every": st.one_of(st.none(), st.integers(1, 12)),
-    "predictor": st.sampled_from(["delta", "velocity", "acceleration", "knots", None]),
-    # Above the largest quantization bound (0.043 m, 4.3 degrees), or the steps' own.
-    "max_error_m": st.sampled_from([None, 0.05, 0.5]),
-    "max_error_deg": st.sampled_from([None, 5.0, 30.0]),
-})
+codec_settings = st.fixed_dictionaries(
+    {
+        "step_m": st.sampled_from([0.001, 0.01, 0.05]),
+        "step_deg": st.sampled_from([0.05, 0.5, 5.0]),
+        "keyframe_every": st.one_of(st.none(), st.integers(1, 12)),
+        "predictor": st.sampled_from(["delta", "velocity", "acceleration", "knots", None]),
+        # Above the largest quantization bound (0.043 m, 4.3 degrees), or the steps' own.
+        "max_error_m": st.sampled_from([None, 0.05, 0.5]),
+        "max_error_deg": st.sampled_from([None, 5.0, 30.0]),
+    }
+)
 
 
 def walker_scene(n: int = 200, seed: int = 7) -> Scene:
@@ -131,8 +149,11 @@ def walker_scene(n: int = 200, seed: int = 7) -> Scene:
         positions = np.full((n, 3), np.nan)
         start, end = n // 20 * i, n - n // 10 * i
         velocity = rng.normal(scale=0.5, size=2)
-        xy = np.cumsum(np.tile(velocity, (end - start, 1)) * 0.4
-                       + rng.normal(scale=0.01, size=(end - start, 2)), axis=0)
+        xy = np.cumsum(
+            np.tile(velocity, (end - start, 1)) * 0.4
+            + rng.normal(scale=0.01, size=(end - start, 2)),
+            axis=0,
+        )
         positions[start:end, :2], positions[start:end, 2] = xy, 0.0
         objects.append(obj)
         tracks[obj.id] = Track(obj.id, positions)
@@ -141,6 +162,7 @@ def walker_scene(n: int = 200, seed: int = 7) -> Scene:
 
 
 # --- helpers ------------------------------------------------------------------
+
 
 def frame_of(t: float, rate: float, n: int) -> int:
     return min(max(math.floor(t * rate + 1e-9), 0), n - 1)
@@ -163,12 +185,18 @@ def rotation_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- seek equals sequential decode ------------------------------------------------
 
+
 @SETTINGS
-@given(scene=scenes(), options=codec_settings, cache=st.integers(0, 2),
-       times=st.lists(st.floats(-1.0, 20.0, allow_nan=False), max_size=8),
-       frames=st.lists(st.integers(0, 39), max_size=4))
-def test_seek_equals_sequential_decode(scene: Scene, options: dict, cache: int,
-                                       times: list[float], frames: list[int]) -> None:
+@given(
+    scene=scenes(),
+    options=codec_settings,
+    cache=st.integers(0, 2),
+    times=st.lists(st.floats(-1.0, 20.0, allow_nan=False), max_size=8),
+    frames=st.lists(st.integers(0, 39), max_size=4),
+)
+def test_seek_equals_sequential_decode(
+    scene: Scene, options: dict, cache: int, times: list[float], frames: list[int]
+) -> None:
     encoded = encode_scene(scene, **options)
     decoded = decode_scene(encoded)
     replayer = Replayer(EncodedScene.from_bytes(encoded.to_bytes()), cache_segments=cache)
@@ -189,11 +217,15 @@ def test_seek_equals_sequential_decode(scene: Scene, options: dict, cache: int,
             assert got.attributes == attributes_at(decoded, object_id, frame)
     for object_id, track in decoded.tracks.items():
         first, last = sorted(random.Random(len(moments)).choices(range(scene.n_frames), k=2))
-        assert np.array_equal(replayer.positions(object_id, first, last),
-                              track.positions[first:last + 1], equal_nan=True)
+        assert np.array_equal(
+            replayer.positions(object_id, first, last),
+            track.positions[first : last + 1],
+            equal_nan=True,
+        )
 
 
 # --- the error bound ----------------------------------------------------------------
+
 
 @SETTINGS
 @given(scene=scenes(), options=codec_settings)
@@ -230,8 +262,13 @@ def test_the_default_bound_counts_only_the_axes_used() -> None:
 @pytest.mark.parametrize("bound", [{"max_error_m": 0.001}, {"max_error_deg": 0.001}])
 def test_the_encoder_refuses_a_bound_it_cannot_keep(bound: dict) -> None:
     rng = np.random.default_rng(3)
-    scene = Scene("tight", 30.0, 50, [SceneObject("cup", "cup")],
-                  {"cup": Track("cup", rng.uniform(-1, 1, (50, 3)), random_quaternions(rng, 50))})
+    scene = Scene(
+        "tight",
+        30.0,
+        50,
+        [SceneObject("cup", "cup")],
+        {"cup": Track("cup", rng.uniform(-1, 1, (50, 3)), random_quaternions(rng, 50))},
+    )
     with pytest.raises(SceneErrorBoundError) as caught:
         encode_scene(scene, **bound)
     assert caught.value.code == "SCENE_ERROR_BOUND"
@@ -241,28 +278,46 @@ def test_the_encoder_refuses_a_bound_it_cannot_keep(bound: dict) -> None:
 
 # --- rotations ------------------------------------------------------------------------
 
+
 def euler_xyz_to_quaternion(angles: np.ndarray) -> np.ndarray:
     """Intrinsic x-y-z Euler angles (degrees, (n, 3)) to quaternions (w, x, y, z)."""
     half = np.radians(angles) / 2
     cx, cy, cz = np.cos(half).T
     sx, sy, sz = np.sin(half).T
-    return np.column_stack([cx * cy * cz - sx * sy * sz, sx * cy * cz + cx * sy * sz,
-                            cx * sy * cz - sx * cy * sz, cx * cy * sz + sx * sy * cz])
+    return np.column_stack(
+        [
+            cx * cy * cz - sx * sy * sz,
+            sx * cy * cz + cx * sy * sz,
+            cx * sy * cz - sx * cy * sz,
+            cx * cy * sz + sx * sy * cz,
+        ]
+    )
 
 
 def one_joint(rotations: np.ndarray) -> Scene:
     n = len(rotations)
-    return Scene("joint", 120.0, n, [SceneObject("elbow", "joint")],
-                 {"elbow": Track("elbow", np.zeros((n, 3)), rotations)})
+    return Scene(
+        "joint",
+        120.0,
+        n,
+        [SceneObject("elbow", "joint")],
+        {"elbow": Track("elbow", np.zeros((n, 3)), rotations)},
+    )
 
 
 def multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Quaternion products ``a * b`` row by row."""
     aw, ax, ay, az = np.moveaxis(np.broadcast_to(a, b.shape), -1, 0)
     bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw],
-                    axis=-1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
 
 
 @pytest.mark.parametrize("turned_deg", [0.0, 180.0])
@@ -279,14 +334,16 @@ def test_sign_flips_and_euler_flips_do_not_blow_up_the_stream(turned_deg: float)
     # The same rotations written as the other Euler triple on single frames, as mocap does.
     other = euler.copy()
     flips = rng.random(n) < 0.05
-    other[flips] = np.column_stack([euler[flips, 0] + 180, 180 - euler[flips, 1],
-                                    euler[flips, 2] + 180])
+    other[flips] = np.column_stack(
+        [euler[flips, 0] + 180, 180 - euler[flips, 1], euler[flips, 2] + 180]
+    )
     euler_flipped = multiply(turn, euler_xyz_to_quaternion(other))
     assert np.allclose(np.abs((euler_flipped * smooth).sum(axis=1)), 1.0)  # same rotations
     assert (np.abs(euler_flipped - smooth).max(axis=1) > 0.5).sum() > 10  # different numbers
-    sizes = {name: encode_scene(one_joint(q)).byte_counts()["motion"]
-             for name, q in [("smooth", smooth), ("signs", flipped_signs),
-                             ("euler", euler_flipped)]}
+    sizes = {
+        name: encode_scene(one_joint(q)).byte_counts()["motion"]
+        for name, q in [("smooth", smooth), ("signs", flipped_signs), ("euler", euler_flipped)]
+    }
     assert sizes["signs"] <= sizes["smooth"] * 1.05 + 16
     assert sizes["euler"] <= sizes["smooth"] * 1.05 + 16
 
@@ -301,6 +358,7 @@ def test_rotations_near_180_degrees_stay_small() -> None:
 
 
 # --- events and presence ----------------------------------------------------------------
+
 
 def test_presence_events_are_stored_once() -> None:
     scene = walker_scene()
@@ -319,6 +377,7 @@ def test_presence_events_are_stored_once() -> None:
 
 
 # --- containers -----------------------------------------------------------------------
+
 
 def test_container_round_trip_and_byte_counts() -> None:
     encoded = encode_scene(walker_scene())
@@ -359,13 +418,13 @@ def test_cut_or_flipped_containers_are_corrupt_data() -> None:
 
 # --- error-bounded adaptive keyframes (the ``knots`` predictor) ----------------------
 
+
 def test_knot_lines_round_half_up_exactly() -> None:
     values = np.array([[0, 3], [10, -10]])
     line = knots_codec.interpolate(np.array([0, 4]), values, 5)
     # 0.75 steps a frame: 0, 0.75, 1.5, 2.25, 3; -5 a frame from 10.
     assert line.tolist() == [[0, 1, 2, 2, 3], [10, 5, 0, -5, -10]]
-    assert knots_codec.interpolate(np.array([0]), values[:, :1], 3).tolist() == [[0] * 3,
-                                                                                    [10] * 3]
+    assert knots_codec.interpolate(np.array([0]), values[:, :1], 3).tolist() == [[0] * 3, [10] * 3]
 
 
 def test_a_straight_walk_needs_two_knots_and_a_turn_three() -> None:
@@ -397,8 +456,10 @@ def test_a_knot_blob_that_does_not_add_up_is_corrupt() -> None:
     firsts, lengths = np.zeros((3, 1), dtype=np.int64), np.array([5])
     good = knots_codec.pack([(np.array([0, 4]), np.array([[0, 4], [0, 0], [0, 1]]))])
     assert knots_codec.unpack(good, firsts, lengths, 5)[0, 0].tolist() == [0, 1, 2, 3, 4]
-    for sequences in ([(np.array([0, 3]), np.zeros((3, 2), np.int64))],  # short of the end
-                      [(np.array([0, 4]), np.zeros((3, 2), np.int64))] * 2):  # one too many
+    for sequences in (
+        [(np.array([0, 3]), np.zeros((3, 2), np.int64))],  # short of the end
+        [(np.array([0, 4]), np.zeros((3, 2), np.int64))] * 2,
+    ):  # one too many
         with pytest.raises(CorruptDataError):
             knots_codec.unpack(knots_codec.pack(sequences), firsts, lengths, 5)
     for blob in (good[:-3], b"", zstandard.ZstdCompressor().compress(b"\x01\x00")):
@@ -415,8 +476,10 @@ def test_damage_behind_a_valid_checksum_never_crashes(predictor: str) -> None:
     """Mutated tables inside a correctly checksummed container: refused with our errors,
     or read (a harmless change, such as a measured error), never another exception."""
     encoded = encode_scene(walker_scene(n=60), predictor=predictor, max_error_m=0.05)
-    raw = {name: zstandard.ZstdDecompressor().decompress(body)
-           for name, body in container.table_bodies(encoded.tables).items()}
+    raw = {
+        name: zstandard.ZstdDecompressor().decompress(body)
+        for name, body in container.table_bodies(encoded.tables).items()
+    }
     compress = zstandard.ZstdCompressor(level=1).compress
     rng = random.Random(9)
     outcomes = {"refused": 0, "read": 0}
@@ -424,8 +487,9 @@ def test_damage_behind_a_valid_checksum_never_crashes(predictor: str) -> None:
         name = rng.choice(list(raw))
         message = bytearray(raw[name])
         for _ in range(rng.randint(1, 3)):
-            message[rng.randrange(len(message))] = rng.choice([0, 0xFF, 0x7F, 0x80,
-                                                               rng.randrange(256)])
+            message[rng.randrange(len(message))] = rng.choice(
+                [0, 0xFF, 0x7F, 0x80, rng.randrange(256)]
+            )
         bodies = {n: compress(bytes(message) if n == name else raw[n]) for n in raw}
         try:
             scene = EncodedScene.from_bytes(reseal(bodies))
@@ -455,6 +519,7 @@ def test_tables_with_another_schema_are_refused() -> None:
 
 # --- settings and inputs ---------------------------------------------------------------
 
+
 def test_default_keyframes_and_schema_metadata() -> None:
     assert default_keyframe_every(120.0) == 256
     assert default_keyframe_every(250.0) == 500
@@ -479,10 +544,21 @@ def bad_scenes() -> list[tuple[dict, Scene]]:
     far.tracks["person_0"].positions[0] = [1e9, 0, 0]
     late = walker_scene(n=20)
     late.events.append(Event(20, "action", None, {}))
-    return [({"step_m": 0.0}, ok), ({"step_m": 1e4}, ok), ({"step_deg": -1.0}, ok),
-            ({"step_deg": 11.0}, ok), ({"predictor": "guess"}, ok), ({}, late),
-            ({"keyframe_every": 0}, ok), ({"max_error_m": float("nan")}, ok), ({}, half_nan),
-            ({}, orphan), ({}, stranger), ({}, unknown_type), ({}, far)]
+    return [
+        ({"step_m": 0.0}, ok),
+        ({"step_m": 1e4}, ok),
+        ({"step_deg": -1.0}, ok),
+        ({"step_deg": 11.0}, ok),
+        ({"predictor": "guess"}, ok),
+        ({}, late),
+        ({"keyframe_every": 0}, ok),
+        ({"max_error_m": float("nan")}, ok),
+        ({}, half_nan),
+        ({}, orphan),
+        ({}, stranger),
+        ({}, unknown_type),
+        ({}, far),
+    ]
 
 
 @pytest.mark.parametrize("options,scene", bad_scenes())

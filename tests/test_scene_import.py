@@ -78,25 +78,36 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def elementary(axis: str, degrees: float) -> np.ndarray:
     """The rotation matrix about one axis, built independently of the importer."""
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    return {"X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
-            "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-            "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+    return {
+        "X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
 
 
 def matrix(q: np.ndarray) -> np.ndarray:
     w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 # --- UCY ------------------------------------------------------------------------------------
 
+
 def test_ucy_frames_map_to_indices_at_the_detected_step(tmp_path: Path) -> None:
     scene = read_ucy(write(tmp_path, "plaza.txt", UCY))
     assert (scene.name, scene.frame_rate, scene.n_frames) == ("plaza", 2.5, 9)  # 100..180 by 10
-    assert scene.source == {"format": "ucy", "file": "plaza.txt", "first_frame": 100,
-                            "frame_step": 10}
+    assert scene.source == {
+        "format": "ucy",
+        "file": "plaza.txt",
+        "first_frame": 100,
+        "frame_step": 10,
+    }
     assert [o.id for o in scene.objects] == ["person_1", "person_2", "person_3"]
     assert all(o.kind == "person" and o.size[2] > 1 for o in scene.objects)
     walker = scene.tracks["person_2"].positions
@@ -124,10 +135,16 @@ def test_ucy_gap_longer_than_max_gap_is_not_filled(tmp_path: Path) -> None:
     assert sum(e.type == "spawn" for e in scene.events if e.object_id == "person_1") == 2
 
 
-@pytest.mark.parametrize("line, why", [
-    ("100 1 2.0", "4 finite"), ("100 1 x 2.0", "not a number"), ("105.5 1 2.0 2.0", "integers"),
-    ("100 1 nan 2.0", "4 finite"), ("100 1 7.0 7.0", "twice"),
-])
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ("100 1 2.0", "4 finite"),
+        ("100 1 x 2.0", "not a number"),
+        ("105.5 1 2.0 2.0", "integers"),
+        ("100 1 nan 2.0", "4 finite"),
+        ("100 1 7.0 7.0", "twice"),
+    ],
+)
 def test_ucy_malformed_line_is_refused_by_number(tmp_path: Path, line: str, why: str) -> None:
     path = write(tmp_path, "bad.txt", UCY.replace("130\t1\t4.0\t2.0", line))
     with pytest.raises(InvalidValueError, match=why) as caught:
@@ -142,13 +159,18 @@ def test_ucy_empty_file_is_refused(tmp_path: Path) -> None:
 
 # --- BVH ------------------------------------------------------------------------------------
 
+
 def test_bvh_skeleton_becomes_joint_and_end_objects(tmp_path: Path) -> None:
     scene = read_bvh(write(tmp_path, "walk.bvh", BVH))
     assert (scene.n_frames, scene.frame_rate, scene.events) == (5, 30.0, [])
     assert scene.source == {"format": "bvh", "file": "walk.bvh", "up": "y"}
     shape = [(o.id, o.kind, o.parent) for o in scene.objects]
-    assert shape == [("Hips", "joint", None), ("Spine", "joint", "Hips"),
-                     ("Head", "joint", "Spine"), ("Head_end", "end", "Head")]
+    assert shape == [
+        ("Hips", "joint", None),
+        ("Spine", "joint", "Hips"),
+        ("Head", "joint", "Spine"),
+        ("Head_end", "end", "Head"),
+    ]
     assert scene.objects[0].attributes["channels"][:3] == ["Xposition", "Yposition", "Zposition"]
     assert scene.objects[2].attributes["offset"] == [0.0, 0.3, 0.1]
     assert scene.tracks["Head_end"].rotations is None
@@ -191,10 +213,18 @@ def test_bvh_euler_flip_keeps_quaternion_sign_continuous(tmp_path: Path) -> None
 BAD_BVH = [
     ("OFFSET 0.0 0.5 0.0", "OFFSET 0.0 zero 0.0", 8, "not a number"),
     ("OFFSET 0.0 0.3 0.1", "OFFSET 0.0 0.3", 12, "3 numbers"),
-    ("CHANNELS 3 Zrotation Yrotation Xrotation\n      End", "CHANNELS 2 Zrotation Yrotation "
-     "Xrotation\n      End", 13, "CHANNELS"),
-    ("CHANNELS 3 Zrotation Yrotation Xrotation\n    JOINT", "CHANNELS 3 Zrotation Yrotation "
-     "Wrotation\n    JOINT", 9, "CHANNELS"),
+    (
+        "CHANNELS 3 Zrotation Yrotation Xrotation\n      End",
+        "CHANNELS 2 Zrotation Yrotation Xrotation\n      End",
+        13,
+        "CHANNELS",
+    ),
+    (
+        "CHANNELS 3 Zrotation Yrotation Xrotation\n    JOINT",
+        "CHANNELS 3 Zrotation Yrotation Wrotation\n    JOINT",
+        9,
+        "CHANNELS",
+    ),
     ("Frames: 5", "Frames: 6", 28, "Frames: 6 but 5"),
     ("Frame Time: 0.0333333", "Frame Time: 0", 22, "Frame Time > 0"),
     ("1.2 0.9 2.0   10.0", "1.2 0.9   10.0", 26, "values, the channels need 12"),
@@ -206,8 +236,9 @@ BAD_BVH = [
 
 
 @pytest.mark.parametrize("old, new, line, why", BAD_BVH)
-def test_bvh_malformed_file_is_refused_naming_the_line(tmp_path: Path, old: str, new: str,
-                                                       line: int, why: str) -> None:
+def test_bvh_malformed_file_is_refused_naming_the_line(
+    tmp_path: Path, old: str, new: str, line: int, why: str
+) -> None:
     assert old in BVH
     path = write(tmp_path, "bad.bvh", BVH.replace(old, new, 1))
     with pytest.raises(InvalidValueError, match=why) as caught:
@@ -218,6 +249,7 @@ def test_bvh_malformed_file_is_refused_naming_the_line(tmp_path: Path, old: str,
 
 # --- the generator --------------------------------------------------------------------------
 
+
 def test_generator_is_deterministic_for_a_seed() -> None:
     one, again, other = generate_scene(7), generate_scene(7), generate_scene(8)
     assert one.source["hash"] == again.source["hash"] == scene_hash(again)
@@ -225,8 +257,13 @@ def test_generator_is_deterministic_for_a_seed() -> None:
     assert one.events == again.events
     for object_id, track in one.tracks.items():
         np.testing.assert_array_equal(track.positions, again.tracks[object_id].positions)
-    assert one.source == {"generator": "walkers", "version": 1, "seed": 7, "hash": scene_hash(one),
-                          "params": {"n_objects": 8, "seconds": 20.0, "frame_rate": 10.0}}
+    assert one.source == {
+        "generator": "walkers",
+        "version": 1,
+        "seed": 7,
+        "hash": scene_hash(one),
+        "params": {"n_objects": 8, "seconds": 20.0, "frame_rate": 10.0},
+    }
 
 
 def test_generated_scene_is_a_valid_room_with_people_and_events() -> None:
@@ -238,7 +275,7 @@ def test_generated_scene_is_a_valid_room_with_people_and_events() -> None:
     for object_id, track in scene.tracks.items():
         assert track.positions.shape == (151, 3) and track.rotations is not None
         present = ~np.isnan(track.positions[:, 0])
-        assert present[-1] and (0 <= track.positions[present, :2]).all()
+        assert present[-1] and (track.positions[present, :2] >= 0).all()
         assert (track.positions[present, :2] <= [width, depth]).all(), object_id
         np.testing.assert_allclose(np.linalg.norm(track.rotations[present], axis=1), 1.0)
     types = {e.type for e in scene.events}

@@ -13,31 +13,33 @@ import itertools
 import json
 import stat
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import pyarrow.flight as flight
 import pytest
 from click.testing import CliRunner
+from conftest import unit_vectors
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from support.wire import options
 
-from aios_memory.client import MemoryClient, MemoryInput
-from aios_memory.client import _records
-from aios_memory.client.codec.batches import chunk_rows, rows_to_batch
+from aios_memory.client import MemoryClient, MemoryInput, _records
+from aios_memory.client.cli import main
+from aios_memory.client.cli.key_commands import keys as keys_command
 from aios_memory.client.codec._key_codes import (
     key_id_of,
     new_transfer_code,
     parse_recovery_code,
     recovery_code,
 )
-from aios_memory.client.cli.key_commands import keys as keys_command
-from aios_memory.client.cli import main
-from aios_memory.client.codec.text import Codebook
+from aios_memory.client.codec.batches import rows_to_batch
 from aios_memory.client.codec.keys import KeyStore, TenantKey
 from aios_memory.client.codec.sealing import check_sealed, open_row, seal_row
+from aios_memory.client.codec.text import Codebook
 from aios_memory.flight_server import RunningServer, ServerSettings
 from aios_memory.schemas import (
     CODEC_SEALED,
@@ -52,9 +54,6 @@ from aios_memory.schemas import (
 )
 from aios_memory.sync import FlightReplica, SyncReport, sync_once
 
-from _wire import options
-from conftest import unit_vectors
-
 KEY = TenantKey("default", key_id_of(b"k" * 32), b"k" * 32)
 HLC = 1_700_000_000_000 << 16
 WORDS = ["lighthouse", "orchard", "violin", "glacier", "lantern", "saffron"]
@@ -65,8 +64,15 @@ def keys_of(key: TenantKey = KEY) -> Callable[[str, int], TenantKey]:
     return lambda tenant, key_id: key
 
 
-def rows_for(mem: MemoryClient, texts: list[str], *, privacy: int = 2, tier: str = "long_term",
-             embeddings: Any = None, **fields: Any) -> list[dict[str, Any]]:
+def rows_for(
+    mem: MemoryClient,
+    texts: list[str],
+    *,
+    privacy: int = 2,
+    tier: str = "long_term",
+    embeddings: Any = None,
+    **fields: Any,
+) -> list[dict[str, Any]]:
     """Record rows as ``remember`` makes them, before sealing."""
     items = [MemoryInput(text=t, metadata=fields.pop("metadata", None)) for t in texts]
     vectors = _records.prepare_embeddings(embeddings, len(items))
@@ -101,43 +107,89 @@ _NAME = st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_siz
 
 
 @settings(max_examples=80, deadline=None)
-@given(text=_TEXT, agent=_NAME, session=_NAME, privacy=st.integers(0, 3),
-       tier=st.sampled_from(TIERS), dim=st.sampled_from([0, 1, 7, 384]),
-       metadata=st.none() | st.dictionaries(st.text(max_size=6), st.integers() | st.text(),
-                                            max_size=3))
-def test_open_gives_back_exactly_what_was_sealed(text: str, agent: str | None,
-                                                 session: str | None, privacy: int, tier: str,
-                                                 dim: int, metadata: dict | None) -> None:
-    defaults = _records.Defaults(tenant="default", embed_model="external", tier=tier,
-                                 agent=agent, session=session, privacy=privacy)
+@given(
+    text=_TEXT,
+    agent=_NAME,
+    session=_NAME,
+    privacy=st.integers(0, 3),
+    tier=st.sampled_from(TIERS),
+    dim=st.sampled_from([0, 1, 7, 384]),
+    metadata=st.none()
+    | st.dictionaries(st.text(max_size=6), st.integers() | st.text(), max_size=3),
+)
+def test_open_gives_back_exactly_what_was_sealed(
+    text: str,
+    agent: str | None,
+    session: str | None,
+    privacy: int,
+    tier: str,
+    dim: int,
+    metadata: dict | None,
+) -> None:
+    defaults = _records.Defaults(
+        tenant="default",
+        embed_model="external",
+        tier=tier,
+        agent=agent,
+        session=session,
+        privacy=privacy,
+    )
     vectors = unit_vectors(1, dim, seed=dim) if dim else None
-    [row] = _records.encode_rows([MemoryInput(text=text, metadata=metadata)],
-                                 _records.prepare_embeddings(vectors, 1), defaults)
+    [row] = _records.encode_rows(
+        [MemoryInput(text=text, metadata=metadata)],
+        _records.prepare_embeddings(vectors, 1),
+        defaults,
+    )
     sealed = seal_row(row, KEY, HLC, "c-test")
     check_sealed(sealed)
     assert sealed["codec"] == CODEC_SEALED and sealed["metadata"] is None
     assert all(sealed[f] is None for f in ("agent", "session", "embedding", "embed_model"))
     opened = open_row(sealed, keys_of())
-    for name in ("codec", "dict_id", "payload", "raw_size", "content_hash", "agent", "session",
-                 "metadata", "embed_model", "embedding_scale", "tier", "privacy", "id"):
+    for name in (
+        "codec",
+        "dict_id",
+        "payload",
+        "raw_size",
+        "content_hash",
+        "agent",
+        "session",
+        "metadata",
+        "embed_model",
+        "embedding_scale",
+        "tier",
+        "privacy",
+        "id",
+    ):
         assert opened[name] == row[name], name
     assert opened["embedding"] == (None if row["embedding"] is None else row["embedding"].tolist())
     assert Codebook().text(opened, max_bytes=1 << 20) == text
 
 
 def _sealed(**fields: Any) -> dict[str, Any]:
-    defaults = _records.Defaults(tenant="default", embed_model="external", tier="long_term",
-                                 privacy=2)
-    [row] = _records.encode_rows([MemoryInput(text="the safe code is 4711", **fields)], [None],
-                                 defaults)
+    defaults = _records.Defaults(
+        tenant="default", embed_model="external", tier="long_term", privacy=2
+    )
+    [row] = _records.encode_rows(
+        [MemoryInput(text="the safe code is 4711", **fields)], [None], defaults
+    )
     return seal_row(row, KEY, HLC, "c-test")
 
 
-@pytest.mark.parametrize("name, value", [
-    ("tenant", "mallory"), ("id", new_id()), ("tier", "shared"), ("hlc", HLC + 1),
-    ("origin", "c-mallory"), ("privacy", 3), ("kind", "note"), ("deleted", True),
-    ("metadata", '{"aimem:readers": ["mallory"]}'), ("dict_id", 7),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("tenant", "mallory"),
+        ("id", new_id()),
+        ("tier", "shared"),
+        ("hlc", HLC + 1),
+        ("origin", "c-mallory"),
+        ("privacy", 3),
+        ("kind", "note"),
+        ("deleted", True),
+        ("metadata", '{"aimem:readers": ["mallory"]}'),
+        ("dict_id", 7),
+    ],
+)
 def test_every_field_the_ciphertext_is_bound_to_is_checked(name: str, value: Any) -> None:
     sealed = _sealed()
     open_row(sealed, keys_of())
@@ -181,22 +233,28 @@ def test_only_the_access_list_stays_outside() -> None:
 # -- the threshold -----------------------------------------------------------------------------
 
 
-def test_records_at_or_above_the_threshold_are_sealed_and_read_back(client: MemoryClient,
-                                                                    server: RunningServer) -> None:
-    ids = [client.remember(f"note at privacy {p}", tier="long_term", privacy=p,
-                           agent="ada", metadata={"p": p})[0] for p in range(4)]
+def test_records_at_or_above_the_threshold_are_sealed_and_read_back(
+    client: MemoryClient, server: RunningServer
+) -> None:
+    ids = [
+        client.remember(
+            f"note at privacy {p}", tier="long_term", privacy=p, agent="ada", metadata={"p": p}
+        )[0]
+        for p in range(4)
+    ]
     rows = stored(server)
     assert [rows[i]["codec"] == CODEC_SEALED for i in ids] == [False, False, True, True]
     assert [rows[i]["agent"] for i in ids] == ["ada", "ada", None, None]
     memories = client.get(ids)
     assert [(m.text, m.agent, m.metadata) for m in memories] == [
-        (f"note at privacy {p}", "ada", {"p": p}) for p in range(4)]
+        (f"note at privacy {p}", "ada", {"p": p}) for p in range(4)
+    ]
     assert all(m.hlc == rows[m.id]["hlc"] for m in memories)
 
 
-def test_the_threshold_is_per_tenant_and_can_be_overridden(server: RunningServer,
-                                                           key_store: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_threshold_is_per_tenant_and_can_be_overridden(
+    server: RunningServer, key_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = KeyStore(key_store)
     store.create("strict", encrypt_at=1)
     store.create("loose", encrypt_at=3)
@@ -217,9 +275,11 @@ def test_the_threshold_is_per_tenant_and_can_be_overridden(server: RunningServer
 
 
 def test_tombstones_are_never_sealed_and_recompress_leaves_sealed_alone(
-        client: MemoryClient, server: RunningServer) -> None:
-    keep, drop = client.remember(["kept secret " * 8, "dropped secret " * 8], tier="long_term",
-                                 privacy=3)
+    client: MemoryClient, server: RunningServer
+) -> None:
+    keep, drop = client.remember(
+        ["kept secret " * 8, "dropped secret " * 8], tier="long_term", privacy=3
+    )
     before = stored(server)[keep]
     report = client.recompress("long_term", "zstd")
     assert (report.scanned, report.skipped_sealed) == (0, 2)
@@ -230,9 +290,16 @@ def test_tombstones_are_never_sealed_and_recompress_leaves_sealed_alone(
 
 
 def test_a_device_filters_sealed_memories_by_their_opened_fields(
-        client: MemoryClient, server_factory: Callable[..., Any]) -> None:
-    [memory_id] = client.remember("tea ceremony history", tier="long_term", privacy=3,
-                                  metadata={"topic": "culture"}, session="b", agent="ada")
+    client: MemoryClient, server_factory: Callable[..., Any]
+) -> None:
+    [memory_id] = client.remember(
+        "tea ceremony history",
+        tier="long_term",
+        privacy=3,
+        metadata={"topic": "culture"},
+        session="b",
+        agent="ada",
+    )
     client.remember("tea with milk", tier="long_term", privacy=3, metadata={"topic": "food"})
     [hit] = client.recall("tea", mode="keyword", where={"topic": "culture", "agent": "ada"})
     assert (hit.id, hit.metadata, hit.session) == (memory_id, {"topic": "culture"}, "b")
@@ -249,8 +316,9 @@ def test_a_device_filters_sealed_memories_by_their_opened_fields(
 def test_a_cloud_cannot_filter_on_what_it_cannot_read(start: Callable[..., Any]) -> None:
     cloud = start("cloud", role="cloud")
     with MemoryClient(cloud.uri, cloud.token) as mem:
-        [memory_id] = mem.remember("tea ceremony history", tier="long_term", privacy=3,
-                                   metadata={"topic": "culture"})
+        [memory_id] = mem.remember(
+            "tea ceremony history", tier="long_term", privacy=3, metadata={"topic": "culture"}
+        )
         assert mem.recall("tea", mode="keyword") == []  # no text to match either
         assert mem.scan(where={"topic": "culture"}).num_rows == 0
         assert mem.scan(where={"privacy": 3}).column("id").to_pylist() == [memory_id]
@@ -260,46 +328,65 @@ def test_a_cloud_cannot_filter_on_what_it_cannot_read(start: Callable[..., Any])
 
 
 def test_device_recalls_sealed_memories_by_keyword_and_vector_after_a_restart(
-        server_factory: Callable[..., Any]) -> None:
+    server_factory: Callable[..., Any],
+) -> None:
     vectors = unit_vectors(len(WORDS), dim=16, seed=3)
     texts = [f"my private note about the {word}" for word in WORDS]
     with server_factory() as running, connect(running) as mem:
-        ids = mem.remember(texts, tier="long_term", privacy=3, embeddings=vectors,
-                           agent="ada", session="s1", metadata={"topic": "secret"})
+        ids = mem.remember(
+            texts,
+            tier="long_term",
+            privacy=3,
+            embeddings=vectors,
+            agent="ada",
+            session="s1",
+            metadata={"topic": "secret"},
+        )
         [hit] = mem.recall("glacier", mode="keyword")
         assert (hit.id, hit.text, hit.agent, hit.session) == (ids[3], texts[3], "ada", "s1")
         rows = stored(running)
-        assert all(rows[i]["codec"] == CODEC_SEALED and rows[i]["embedding"] is None
-                   for i in ids)
+        assert all(rows[i]["codec"] == CODEC_SEALED and rows[i]["embedding"] is None for i in ids)
     with server_factory() as running, connect(running) as mem:
-        assert running.store._cursor().execute(
-            "SELECT count(*) FROM sealed_vectors").fetchone()[0] == len(WORDS)
+        assert running.store._cursor().execute("SELECT count(*) FROM sealed_vectors").fetchone()[
+            0
+        ] == len(WORDS)
         for i in range(len(WORDS)):  # the records hold no vector: these come from the table
             hits = mem.recall(embedding=vectors[i], k=1, mode="vector")
             assert [(h.id, h.text, h.metadata) for h in hits] == [
-                (ids[i], texts[i], {"topic": "secret"})]
+                (ids[i], texts[i], {"topic": "secret"})
+            ]
         assert [h.id for h in mem.recall("orchard", mode="keyword")] == [ids[1]]
         assert mem.forget(ids[1]) == 1
         assert mem.recall(embedding=vectors[1], k=1, mode="vector")[0].id != ids[1]
-        assert running.store._cursor().execute(
-            "SELECT count(*) FROM sealed_vectors").fetchone()[0] == len(WORDS) - 1
+        assert (
+            running.store._cursor().execute("SELECT count(*) FROM sealed_vectors").fetchone()[0]
+            == len(WORDS) - 1
+        )
 
 
 def test_device_embeds_the_opened_text_but_keeps_the_vector_out_of_the_record(
-        server_factory: Callable[..., Any]) -> None:
+    server_factory: Callable[..., Any],
+) -> None:
     with server_factory(embedder="local") as running, connect(running) as mem:
-        ids = mem.remember(["My bank PIN is hidden under the blue teapot",
-                            "We hiked up the volcano at dawn"], tier="long_term", privacy=2)
+        ids = mem.remember(
+            ["My bank PIN is hidden under the blue teapot", "We hiked up the volcano at dawn"],
+            tier="long_term",
+            privacy=2,
+        )
         hits = mem.recall("where is the PIN?", mode="vector", k=1)
         assert [h.id for h in hits] == [ids[0]]
         assert all(r["embedding"] is None for r in stored(running).values())
-        models = running.store._cursor().execute(
-            "SELECT DISTINCT embed_model FROM sealed_vectors").fetchall()
+        models = (
+            running.store._cursor()
+            .execute("SELECT DISTINCT embed_model FROM sealed_vectors")
+            .fetchall()
+        )
         assert models == [("multilingual-e5-small-q4",)]
 
 
-def test_tampering_is_refused_by_a_device_put_and_by_the_client(client: MemoryClient,
-                                                                server: RunningServer) -> None:
+def test_tampering_is_refused_by_a_device_put_and_by_the_client(
+    client: MemoryClient, server: RunningServer
+) -> None:
     a, b = (client.sealer.seal(row) for row in rows_for(client, ["Ada's secret", "Bob's secret"]))
     swapped = {**a, "payload": b["payload"], "content_hash": b["content_hash"]}
     with pytest.raises(TamperedError, match=a["id"]) as refused:
@@ -326,21 +413,34 @@ def test_a_lying_cloud_is_caught_by_the_device_it_syncs_to(start: Callable[..., 
         a, b = rows
         # The cloud cannot tell a swap or a replay from a real version: it stores them.
         with connect(cloud) as liar:
-            liar._transport.put([rows_to_batch(
-                [{**a, "payload": b["payload"], "content_hash": b["content_hash"],
-                  "hlc": a["hlc"] + 5}])])
+            liar._transport.put(
+                [
+                    rows_to_batch(
+                        [
+                            {
+                                **a,
+                                "payload": b["payload"],
+                                "content_hash": b["content_hash"],
+                                "hlc": a["hlc"] + 5,
+                            }
+                        ]
+                    )
+                ]
+            )
         with pytest.raises(TamperedError, match=a["id"]):
             sync(device, cloud)
         assert [m.text for m in mem.get(a["id"])] == ["my diary entry"]
 
 
-def test_a_sealed_write_orders_after_a_newer_stored_version(client: MemoryClient,
-                                                           server: RunningServer) -> None:
+def test_a_sealed_write_orders_after_a_newer_stored_version(
+    client: MemoryClient, server: RunningServer
+) -> None:
     [memory_id] = client.remember("first", tier="long_term", privacy=2)
     with connect(server) as ahead:  # another device whose clock runs an hour ahead
         ahead.sealer.clock = HybridClock(wall_ms=lambda: int(time.time() * 1000) + 3_600_000)
-        ahead.sealer.write([{**rows_for(ahead, ["from the future"])[0], "id": memory_id}],
-                           ahead._upload)
+        ahead.sealer.write(
+            [{**rows_for(ahead, ["from the future"])[0], "id": memory_id}], ahead._upload
+        )
     [future] = client.get(memory_id)
     row = {**rows_for(client, ["edited here, now"])[0], "id": memory_id}
     assert client.sealer.seal(row)["hlc"] > future.hlc  # reading it moved the clock past it
@@ -352,18 +452,28 @@ def test_a_sealed_write_orders_after_a_newer_stored_version(client: MemoryClient
 
 def test_sealed_dictionaries_serve_the_device_and_travel_unread(start: Callable[..., Any]) -> None:
     device, cloud = start("device"), start("cloud", role="cloud", embedder="local")
-    texts = [f"Ada: my therapist said the {w} dream means {i} things about my father"
-             for i, w in zip(range(260), itertools.cycle(WORDS))]
+    texts = [
+        f"Ada: my therapist said the {w} dream means {i} things about my father"
+        for i, w in zip(range(260), itertools.cycle(WORDS))
+    ]
     with connect(device) as mem:
-        mem.remember_many((MemoryInput(text=t, privacy=2) for t in texts), tier="long_term",
-                          train_dictionaries=False)
+        mem.remember_many(
+            (MemoryInput(text=t, privacy=2) for t in texts),
+            tier="long_term",
+            train_dictionaries=False,
+        )
         report = mem.train_dictionary("long_term", force=True)
         assert report.trained, report.reason
         [dictionary] = [r for r in stored(device).values() if r["kind"] == "zstd-dictionary"]
         assert dictionary["codec"] == CODEC_SEALED and dictionary["dict_id"] == report.dict_id
-        new = mem.remember(["Ada: my therapist said the violin dream means nothing",
-                            "Ada: the violin dream was public after all"], tier="long_term",
-                           privacy=2)
+        new = mem.remember(
+            [
+                "Ada: my therapist said the violin dream means nothing",
+                "Ada: the violin dream was public after all",
+            ],
+            tier="long_term",
+            privacy=2,
+        )
         public = mem.remember("Ada: the violin dream is public now", tier="long_term", privacy=1)
         assert stored(device)[public[0]]["codec"] == "zstd-dict"
         inner = mem.codebook.open(stored(device)[new[0]])
@@ -378,8 +488,9 @@ def test_sealed_dictionaries_serve_the_device_and_travel_unread(start: Callable[
 # -- keys ----------------------------------------------------------------------------------------
 
 
-def test_key_files_are_private_and_the_recovery_code_is_shown_once(client: MemoryClient,
-                                                                   key_store: Path) -> None:
+def test_key_files_are_private_and_the_recovery_code_is_shown_once(
+    client: MemoryClient, key_store: Path
+) -> None:
     client.remember("a secret", privacy=2)
     assert stat.S_IMODE(key_store.stat().st_mode) == 0o700
     assert stat.S_IMODE((key_store / "tenants").stat().st_mode) == 0o700
@@ -400,18 +511,19 @@ def test_any_one_character_typo_in_a_recovery_code_is_caught(position: int, lett
     assert parse_recovery_code("ada", code) == KEY.key
     assume(code[position] != letter)
     with pytest.raises(InvalidValueError, match="does not check out"):
-        parse_recovery_code("ada", code[:position] + letter + code[position + 1:])
+        parse_recovery_code("ada", code[:position] + letter + code[position + 1 :])
 
 
-def test_recovery_on_a_new_machine_reads_the_old_memories(client: MemoryClient,
-                                                          key_store: Path,
-                                                          server: RunningServer,
-                                                          tmp_path: Path) -> None:
+def test_recovery_on_a_new_machine_reads_the_old_memories(
+    client: MemoryClient, key_store: Path, server: RunningServer, tmp_path: Path
+) -> None:
     ids = client.remember(["the vault code is 0451", "my first pet was Biscuit"], privacy=3)
     code = KeyStore(key_store).take_recovery_code("default")
     fresh = KeyStore(tmp_path / "new-laptop")
-    with connect(server, keys=fresh) as lost, pytest.raises(KeyMissingError,
-                                                            match="aimem keys import"):
+    with (
+        connect(server, keys=fresh) as lost,
+        pytest.raises(KeyMissingError, match="aimem keys import"),
+    ):
         lost.get(ids)
     typo = code[:-1] + ("A" if code[-1] != "A" else "B")
     with pytest.raises(InvalidValueError, match="does not check out"):
@@ -420,18 +532,22 @@ def test_recovery_on_a_new_machine_reads_the_old_memories(client: MemoryClient,
         fresh.recover("someone-else", code)
     fresh.recover("default", code.lower().replace("-", " "))
     with connect(server, keys=fresh) as found:
-        assert [m.text for m in found.get(ids)] == ["the vault code is 0451",
-                                                    "my first pet was Biscuit"]
+        assert [m.text for m in found.get(ids)] == [
+            "the vault code is 0451",
+            "my first pet was Biscuit",
+        ]
 
 
-def test_a_tampered_or_foreign_key_file_is_refused_with_the_fix(key_store: Path,
-                                                                 tmp_path: Path) -> None:
+def test_a_tampered_or_foreign_key_file_is_refused_with_the_fix(
+    key_store: Path, tmp_path: Path
+) -> None:
     KeyStore(key_store).create("ada")
     path = key_store / "tenants" / "ada.json"
     body = json.loads(path.read_text())
     entry = next(iter(body["keys"].values()))
-    entry["wrapped"] = entry["wrapped"][:-4] + ("AAAA" if entry["wrapped"][-4:] != "AAAA"
-                                                else "BBBB")
+    entry["wrapped"] = entry["wrapped"][:-4] + (
+        "AAAA" if entry["wrapped"][-4:] != "AAAA" else "BBBB"
+    )
     path.write_text(json.dumps(body))
     with pytest.raises(TamperedError, match="aimem keys import"):
         KeyStore(key_store).key("ada")
@@ -443,15 +559,20 @@ def test_a_tampered_or_foreign_key_file_is_refused_with_the_fix(key_store: Path,
 
 
 def test_a_second_device_joins_by_key_transfer_and_reads_after_sync(
-        start: Callable[..., Any], tmp_path: Path) -> None:
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
     laptop, cloud = start("laptop"), start("cloud", role="cloud")
     phone_keys = KeyStore(tmp_path / "phone-keys")
     phone = start("phone", keys_dir=phone_keys.path)
     vectors = unit_vectors(2, dim=16, seed=9)
     with connect(laptop) as mem:
-        ids = mem.remember(["I proposed at the lighthouse", "the ring cost 900"],
-                           tier="long_term", privacy=3, embeddings=vectors,
-                           metadata=[{"topic": "proposal"}, {"topic": "money"}])
+        ids = mem.remember(
+            ["I proposed at the lighthouse", "the ring cost 900"],
+            tier="long_term",
+            privacy=3,
+            embeddings=vectors,
+            metadata=[{"topic": "proposal"}, {"topic": "money"}],
+        )
         blob, code = mem.sealer.keys.export_key("default")
     sync(laptop, cloud)
     sync(phone, cloud)  # the phone stores what it cannot open yet, and indexes nothing
@@ -471,7 +592,9 @@ def test_a_second_device_joins_by_key_transfer_and_reads_after_sync(
         # Opened in the background, its fields are filterable like those of a put.
         assert mem.scan(where={"topic": "money"}).column("id").to_pylist() == [ids[1]]
         assert mem.scan("long_term").column("text").to_pylist() == [
-            "I proposed at the lighthouse", "the ring cost 900"]
+            "I proposed at the lighthouse",
+            "the ring cost 900",
+        ]
 
 
 def _eventually(read: Callable[[], list], seconds: float = 30.0) -> list:
@@ -487,8 +610,20 @@ def test_a_cloud_never_holds_keys(tmp_path: Path) -> None:
         ServerSettings(data_dir=tmp_path / "cloud", role="cloud", keys_dir=tmp_path / "keys")
     assert ServerSettings(data_dir=tmp_path / "cloud", role="cloud").keys_dir is None
     assert ServerSettings(data_dir=tmp_path / "dev").keys_dir == tmp_path / "keys"
-    result = CliRunner().invoke(main, ["serve", "--data", str(tmp_path / "c"), "--role", "cloud",
-                                       "--keys", str(tmp_path / "keys"), "--port", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--data",
+            str(tmp_path / "c"),
+            "--role",
+            "cloud",
+            "--keys",
+            str(tmp_path / "keys"),
+            "--port",
+            "0",
+        ],
+    )
     assert result.exit_code == 1 and "never holds tenant keys" in result.output
 
 
@@ -505,6 +640,7 @@ def aimem_keys(tmp_path: Path) -> Callable[..., Any]:
         result = CliRunner().invoke(main, ["keys", *args], input=input)
         assert result.exit_code == code, result.output
         return result
+
     return run
 
 
@@ -518,15 +654,27 @@ def test_keys_cli_init_export_import_recover_list(aimem_keys: Any, tmp_path: Pat
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert sent["transfer_code"] not in out.read_text()
     second = str(tmp_path / "second")
-    wrong = aimem_keys("import", str(out), "--keys", second, input=new_transfer_code() + "\n",
-                       code=1)
+    wrong = aimem_keys(
+        "import", str(out), "--keys", second, input=new_transfer_code() + "\n", code=1
+    )
     assert "does not open" in wrong.output
-    got = json.loads(aimem_keys("import", str(out), "--keys", second, "--json",
-                                input=sent["transfer_code"] + "\n").stdout)
+    got = json.loads(
+        aimem_keys(
+            "import", str(out), "--keys", second, "--json", input=sent["transfer_code"] + "\n"
+        ).stdout
+    )
     assert (got["tenant"], got["key_id"], got["encrypt_at"]) == ("ada", made["key_id"], 1)
     third = str(tmp_path / "third")
-    back = aimem_keys("recover", "--tenant", "ada", "--keys", third, "--encrypt-at", "1",
-                      input=made["recovery_code"] + "\n")
+    back = aimem_keys(
+        "recover",
+        "--tenant",
+        "ada",
+        "--keys",
+        third,
+        "--encrypt-at",
+        "1",
+        input=made["recovery_code"] + "\n",
+    )
     assert made["key_id"] in back.stdout
     [listed] = json.loads(aimem_keys("list", "--keys", third, "--json").stdout)
     assert (listed["tenant"], listed["key_id"]) == ("ada", made["key_id"])
@@ -536,7 +684,8 @@ def test_keys_cli_init_export_import_recover_list(aimem_keys: Any, tmp_path: Pat
 
 
 def test_an_automatic_key_tells_how_to_print_its_recovery_code(
-        client: MemoryClient, aimem_keys: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client: MemoryClient, aimem_keys: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client.remember("made a key on the way", privacy=2)
     assert "aimem keys recovery-code --tenant default" in caplog.text
     shown = aimem_keys("recovery-code", "--tenant", "default").stdout

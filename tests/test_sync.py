@@ -7,17 +7,17 @@ collected only once every known replica has them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow.flight as flight
 import pytest
+from support.wire import batch_of, put, record_columns, scan_all
 
 from aios_memory.client import MemoryClient
 from aios_memory.flight_server import RunningServer
 from aios_memory.schemas import TierPolicyError, decode_error
 from aios_memory.sync import FlightReplica, SyncReport, sync_once
-
-from _wire import batch_of, put, record_columns, scan_all
 
 HOUR_MS = 3_600_000
 
@@ -45,8 +45,11 @@ def live(server: RunningServer, tiers: tuple[str, ...] = ("long_term", "shared")
     """(id, hlc, origin, content_hash, payload) of every live record in ``tiers``."""
     table = scan_all(server.uri, server.token, include_deleted=False)
     rows = table.select(["id", "tier", "hlc", "origin", "content_hash", "payload"]).to_pylist()
-    return {(r["id"], r["hlc"], r["origin"], r["content_hash"], r["payload"])
-            for r in rows if r["tier"] in tiers}
+    return {
+        (r["id"], r["hlc"], r["origin"], r["content_hash"], r["payload"])
+        for r in rows
+        if r["tier"] in tiers
+    }
 
 
 def rows_of(server: RunningServer, memory_id: str) -> list[dict[str, Any]]:

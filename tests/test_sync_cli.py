@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,17 @@ from aios_memory.client import MemoryClient
 from aios_memory.flight_server import RunningServer
 
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
-REPORT_KEYS = {"sent", "received", "tombstones_sent", "tombstones_received", "conflicts",
-               "bytes_sent", "bytes_received", "round_trips", "seconds"}
+REPORT_KEYS = {
+    "sent",
+    "received",
+    "tombstones_sent",
+    "tombstones_received",
+    "conflicts",
+    "bytes_sent",
+    "bytes_received",
+    "round_trips",
+    "seconds",
+}
 SYNCED = ("long_term", "shared")
 
 
@@ -33,8 +43,7 @@ def device(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Runni
 
 @pytest.fixture
 def cloud(server_factory: Callable[..., Any], tmp_path: Path) -> Iterator[RunningServer]:
-    with server_factory(data_dir=tmp_path / "cloud", token="cloud-token",
-                        role="cloud") as running:
+    with server_factory(data_dir=tmp_path / "cloud", token="cloud-token", role="cloud") as running:
         yield running
 
 
@@ -44,14 +53,20 @@ def env() -> dict[str, str]:
 
 def link(device: RunningServer, cloud: RunningServer, **override: str) -> list[str]:
     """The options that point `aimem sync` at the two servers."""
-    options = {"--local": device.uri, "--local-token": device.token, "--cloud": cloud.uri,
-               "--cloud-token": cloud.token, **override}
+    options = {
+        "--local": device.uri,
+        "--local-token": device.token,
+        "--cloud": cloud.uri,
+        "--cloud-token": cloud.token,
+        **override,
+    }
     return [part for pair in options.items() for part in pair]
 
 
 def aimem_sync(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*AIMEM, "sync", *args], env=env(), capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [*AIMEM, "sync", *args], env=env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def remember(server: RunningServer, texts: list[str], tier: str = "long_term") -> list[str]:
@@ -77,7 +92,7 @@ def one_json_object(stdout: str) -> dict[str, Any]:
     lines = stdout.splitlines()
     assert len(lines) == 1, stdout
     report = json.loads(lines[0])
-    assert isinstance(report, dict) and REPORT_KEYS <= set(report), report
+    assert isinstance(report, dict) and set(report) >= REPORT_KEYS, report
     return report
 
 
@@ -141,13 +156,13 @@ def test_a_wrong_local_token_names_the_local_token(device, cloud) -> None:
 
 # -- the loop ---------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def looping(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Path, Path]]:
     """`aimem sync` in loop mode, stdout and stderr to files; killed if the test fails."""
     out, err = tmp_path / "sync.out", tmp_path / "sync.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        process = subprocess.Popen([*AIMEM, "sync", *args], env=env(), stdout=stdout,
-                                   stderr=stderr)
+        process = subprocess.Popen([*AIMEM, "sync", *args], env=env(), stdout=stdout, stderr=stderr)
     try:
         yield process, out, err
     finally:
@@ -174,31 +189,52 @@ def terminate(process: subprocess.Popen, seconds: float = 10) -> float:
     return time.monotonic() - started
 
 
-def test_the_loop_syncs_a_later_write_and_stops_cleanly_on_sigterm(device, cloud,
-                                                                   tmp_path: Path) -> None:
+def test_the_loop_syncs_a_later_write_and_stops_cleanly_on_sigterm(
+    device, cloud, tmp_path: Path
+) -> None:
     with looping(tmp_path, *link(device, cloud), "--interval", "0.2", "--json") as (
-            process, out, err):
+        process,
+        out,
+        err,
+    ):
         wait_for(lambda: out.read_text().count("\n") >= 2, 30, "two rounds")
         [memory_id] = remember(device, ["written while the daemon runs"])
         wait_for(lambda: memory_id in live_ids(cloud), 30, "the write to reach the cloud")
         assert terminate(process) < 5
         reports = [json.loads(line) for line in out.read_text().splitlines()]
-        assert all(REPORT_KEYS <= set(r) for r in reports)
+        assert all(set(r) >= REPORT_KEYS for r in reports)
         assert sum(r["sent"] for r in reports) == 1
         assert re.search(r"stopped after \d+ rounds", err.read_text()), err.read_text()
 
 
 def test_an_unreachable_cloud_is_retried_with_backoff_and_sigterm_still_stops(
-        device, tmp_path: Path) -> None:
+    device, tmp_path: Path
+) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = ["--local", device.uri, "--local-token", device.token,
-            "--cloud", f"grpc://127.0.0.1:{port}", "--cloud-token", "x", "--interval", "0.2"]
+    args = [
+        "--local",
+        device.uri,
+        "--local-token",
+        device.token,
+        "--cloud",
+        f"grpc://127.0.0.1:{port}",
+        "--cloud-token",
+        "x",
+        "--interval",
+        "0.2",
+    ]
     with looping(tmp_path, *args) as (process, out, err):
-        retries = wait_for(lambda: re.findall(r"\(retrying in ([\d.]+) s\)", err.read_text())
-                           if err.read_text().count("retrying") >= 2 else None,
-                           30, "two retries")
+        retries = wait_for(
+            lambda: (
+                re.findall(r"\(retrying in ([\d.]+) s\)", err.read_text())
+                if err.read_text().count("retrying") >= 2
+                else None
+            ),
+            30,
+            "two retries",
+        )
         waits = [float(w) for w in retries]
         assert 0.5 <= waits[0] <= 1.0 and waits[1] >= waits[0]  # backoff_min 1 s, doubling
         assert terminate(process) < 5

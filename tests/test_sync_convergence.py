@@ -27,23 +27,23 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow.flight as flight
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from support.proxy import DOWN, UP, CutProxy
+from support.wire import action, batch_of, put, record_columns
 
 from aios_memory.client import MemoryClient
 from aios_memory.flight_server import RunningServer, ServerSettings, start_server
 from aios_memory.schemas import AiosMemoryError, IdsRequest, TierPolicyError, decode_error
 from aios_memory.sync import FlightReplica, SyncReport, sync_once
-
-from _proxy import DOWN, UP, CutProxy
-from _wire import action, batch_of, put, record_columns
 
 TOKEN = "sync-token"
 SYNCED = ("long_term", "shared")
@@ -56,6 +56,7 @@ _texts = itertools.count()
 
 
 # -- the cluster ------------------------------------------------------------------------------
+
 
 @dataclass
 class Node:
@@ -77,10 +78,19 @@ def cluster_of(base: Path, offsets: dict[str, int] = OFFSETS_MS) -> Iterator[dic
     with contextlib.ExitStack() as stack:
         nodes = {}
         for name in NODES:
-            running = stack.enter_context(start_server(ServerSettings(
-                data_dir=base / name, port=0, token=TOKEN, embedder="none",
-                checkpoint_seconds=0, role="cloud" if name == "cloud" else "device",
-                clock_offset_ms=offsets[name])))
+            running = stack.enter_context(
+                start_server(
+                    ServerSettings(
+                        data_dir=base / name,
+                        port=0,
+                        token=TOKEN,
+                        embedder="none",
+                        checkpoint_seconds=0,
+                        role="cloud" if name == "cloud" else "device",
+                        clock_offset_ms=offsets[name],
+                    )
+                )
+            )
             with MemoryClient(running.uri, TOKEN, timeout=10) as client:
                 replica_id = client.health()["replica_id"]
             proxy = stack.enter_context(CutProxy.to_uri(running.uri, lifetime=3600))
@@ -102,13 +112,16 @@ def set_clock_offset(node: Node, offset_ms: int) -> None:
     node.running.store.clock._wall_ms = lambda: int(time.time() * 1000) + offset_ms
 
 
-def sync(device: Node, cloud: Node, tenant: str, *, via_proxy: bool = False,
-         dry_run: bool = False) -> SyncReport:
+def sync(
+    device: Node, cloud: Node, tenant: str, *, via_proxy: bool = False, dry_run: bool = False
+) -> SyncReport:
     """One round device<->cloud (through their proxies if asked); replicas closed after."""
     local_uri = device.proxy.uri if via_proxy else device.uri
     cloud_uri = cloud.proxy.uri if via_proxy else cloud.uri
-    with FlightReplica(local_uri, TOKEN, timeout=30) as local, \
-            FlightReplica(cloud_uri, TOKEN, timeout=30) as hub:
+    with (
+        FlightReplica(local_uri, TOKEN, timeout=30) as local,
+        FlightReplica(cloud_uri, TOKEN, timeout=30) as hub,
+    ):
         return sync_once(local, hub, tenant=tenant, dry_run=dry_run)
 
 
@@ -131,14 +144,18 @@ def settle(nodes: dict[str, Node], tenant: str, max_rounds: int = 16) -> int:
         assert report.sent == report.tombstones_sent, report.to_json()
         assert report.received == report.tombstones_received, report.to_json()
         idle = idle + 1 if report.sent == report.received == 0 else 0
-        if idle >= 2 and not any(r["deleted"] and r["tier"] in SYNCED
-                                 for node in nodes.values() for r in rows_of(node, tenant)):
+        if idle >= 2 and not any(
+            r["deleted"] and r["tier"] in SYNCED
+            for node in nodes.values()
+            for r in rows_of(node, tenant)
+        ):
             return done
     raise AssertionError(f"tombstones still moving or uncollected after {max_rounds} rounds")
 
 
-def write(node: Node, tenant: str, ids: list[str], texts: list[str], tier: str
-          ) -> list[tuple[str, int]]:
+def write(
+    node: Node, tenant: str, ids: list[str], texts: list[str], tier: str
+) -> list[tuple[str, int]]:
     """A raw put of ``ids`` with hlc 0 (the server versions it); ``(id, hlc)`` from the acks."""
     columns = record_columns(texts, tier=tier)
     columns["id"], columns["tenant"] = list(ids), [tenant] * len(ids)
@@ -152,8 +169,9 @@ def content_hashes(texts: list[str], tier: str) -> list[bytes]:
 
 def forget(node: Node, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
     """The forget action; ``(id, hlc)`` of each tombstone written (ids live on ``node``)."""
-    body = json.loads(action(node.uri, TOKEN, "forget", IdsRequest(tenant=tenant,
-                                                                     ids=ids).to_bytes()))
+    body = json.loads(
+        action(node.uri, TOKEN, "forget", IdsRequest(tenant=tenant, ids=ids).to_bytes())
+    )
     assert body["forgotten"] == len(body["ids"]) == len(body["hlcs"])
     return list(zip(body["ids"], body["hlcs"]))
 
@@ -166,11 +184,15 @@ def rows_of(node: Node, tenant: str) -> list[dict[str, Any]]:
 
 
 def live_set(rows: list[dict[str, Any]], tiers: tuple[str, ...] = SYNCED) -> set[tuple]:
-    return {(r["id"], r["tier"], r["hlc"], r["origin"], r["content_hash"])
-            for r in rows if not r["deleted"] and r["tier"] in tiers}
+    return {
+        (r["id"], r["tier"], r["hlc"], r["origin"], r["content_hash"])
+        for r in rows
+        if not r["deleted"] and r["tier"] in tiers
+    }
 
 
 # -- the model --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, order=True)
 class Version:
@@ -208,8 +230,9 @@ class Model:
         """Whether a stored row is one of the acknowledged versions of its id."""
         for v in self.versions.get(memory_id, ()):
             if v.key == (row["hlc"], row["origin"]):
-                return v.deleted == row["deleted"] and (v.deleted or (
-                    v.content_hash == row["content_hash"] and v.tier == row["tier"]))
+                return v.deleted == row["deleted"] and (
+                    v.deleted or (v.content_hash == row["content_hash"] and v.tier == row["tier"])
+                )
         return False
 
     def synced_ids(self) -> list[str]:
@@ -244,8 +267,13 @@ def check_converged(model: Model, nodes: dict[str, Node], tenant: str) -> None:
         if won.deleted:
             assert memory_id not in live_ids, f"{memory_id} was forgotten last but is live"
         else:
-            assert live_ids.get(memory_id) == (memory_id, won.tier, won.hlc, won.origin,
-                                               won.content_hash), f"{memory_id}: not its winner"
+            assert live_ids.get(memory_id) == (
+                memory_id,
+                won.tier,
+                won.hlc,
+                won.origin,
+                won.content_hash,
+            ), f"{memory_id}: not its winner"
     assert set(live_ids) <= set(model.synced_ids())
     for memory_id in model.working_ids():
         home = model.home[memory_id]
@@ -259,6 +287,7 @@ def check_converged(model: Model, nodes: dict[str, Node], tenant: str) -> None:
 
 
 # -- the state machine ------------------------------------------------------------------------
+
 
 class SyncConvergence(RuleBasedStateMachine):
     nodes: dict[str, Node]  # set by the test from the module's cluster
@@ -277,13 +306,17 @@ class SyncConvergence(RuleBasedStateMachine):
         for name, node in self.nodes.items():
             set_clock_offset(node, OFFSETS_MS[name])
 
-    def _versions(self, node: Node, acked: list[tuple[str, int]],
-                  hashes: list[bytes | None], tiers: list[str]) -> None:
+    def _versions(
+        self, node: Node, acked: list[tuple[str, int]], hashes: list[bytes | None], tiers: list[str]
+    ) -> None:
         for (memory_id, hlc), digest, tier in zip(acked, hashes, tiers, strict=True):
             self.model.add(memory_id, Version(hlc, node.replica_id, digest, tier))
 
-    @rule(where=st.sampled_from(NODES), tier=st.sampled_from(("long_term", "shared", "working")),
-          n=st.integers(1, 3))
+    @rule(
+        where=st.sampled_from(NODES),
+        tier=st.sampled_from(("long_term", "shared", "working")),
+        n=st.integers(1, 3),
+    )
     def remember(self, where: str, tier: str, n: int) -> None:
         node = self.nodes[where]
         ids = [str(uuid.uuid4()) for _ in range(n)]
@@ -328,8 +361,9 @@ class SyncConvergence(RuleBasedStateMachine):
 
     def _pick(self, data: st.DataObject, where: str, most: int) -> list[str]:
         """Up to ``most`` distinct ids ``where`` knows (positions drawn whatever it holds)."""
-        spots = data.draw(st.lists(st.integers(0, 2**16), min_size=1, max_size=most),
-                          label="positions")
+        spots = data.draw(
+            st.lists(st.integers(0, 2**16), min_size=1, max_size=most), label="positions"
+        )
         ids = list(self.known[where])
         return list(dict.fromkeys(ids[i % len(ids)] for i in spots)) if ids else []
 
@@ -372,9 +406,12 @@ class SyncConvergence(RuleBasedStateMachine):
         """Move a server's wall clock (its hybrid clock never goes back, only its source)."""
         set_clock_offset(self.nodes[where], offset_ms)
 
-    @rule(device=st.sampled_from(DEVICES), link=st.sampled_from(("local", "cloud")),
-          direction=st.sampled_from((UP, DOWN)),
-          nbytes=st.one_of(st.integers(0, 400), st.integers(400, 12_000)))
+    @rule(
+        device=st.sampled_from(DEVICES),
+        link=st.sampled_from(("local", "cloud")),
+        direction=st.sampled_from((UP, DOWN)),
+        nbytes=st.one_of(st.integers(0, 400), st.integers(400, 12_000)),
+    )
     def sync_cut(self, device: str, link: str, direction: str, nbytes: int) -> None:
         """A round through proxies, one link cut after ``nbytes``: an error, both stores valid."""
         proxy = self.nodes[device if link == "local" else "cloud"].proxy
@@ -401,12 +438,13 @@ class SyncConvergence(RuleBasedStateMachine):
                     continue
                 row = present.get(memory_id)
                 if row is not None:
-                    assert (row["hlc"], row["origin"]) >= (hlc, origin), \
+                    assert (row["hlc"], row["origin"]) >= (hlc, origin), (
                         f"{name}: {memory_id} went back to an older version"
+                    )
                 elif not deleted:  # a live row can only go by a newer tombstone, then collected
-                    assert any(v.deleted and v.key > (hlc, origin)
-                               for v in self.model.versions[memory_id]), \
-                        f"{name}: live {memory_id} vanished"
+                    assert any(
+                        v.deleted and v.key > (hlc, origin) for v in self.model.versions[memory_id]
+                    ), f"{name}: live {memory_id} vanished"
             for memory_id, row in present.items():
                 self.seen[(name, memory_id)] = (row["hlc"], row["origin"], row["deleted"])
             self.known[name].update(dict.fromkeys(present))
@@ -428,12 +466,19 @@ class SyncConvergence(RuleBasedStateMachine):
 @pytest.mark.slow
 def test_sync_converges_under_random_writes_deletes_and_cuts(cluster: dict[str, Node]) -> None:
     SyncConvergence.nodes = cluster
-    run_state_machine_as_test(SyncConvergence, settings=settings(
-        max_examples=20, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        SyncConvergence,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 # -- scenarios ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def star(tmp_path: Path) -> Iterator[dict[str, Node]]:
@@ -460,17 +505,20 @@ def shared_memory(nodes: dict[str, Node], tenant: str) -> str:
 @pytest.mark.parametrize("deleter", DEVICES)
 @pytest.mark.parametrize("wins", ["delete", "update"])
 def test_a_delete_on_one_device_while_the_other_updates_resolves_by_hlc_everywhere(
-        star: dict[str, Node], deleter: str, wins: str) -> None:
+    star: dict[str, Node], deleter: str, wins: str
+) -> None:
     """The device whose clock runs two hours ahead writes the higher hlc and wins everywhere."""
     tenant, updater = "scenario", "d2" if deleter == "d1" else "d1"
     memory_id = shared_memory(star, tenant)
     set_clock_offset(star[deleter if wins == "delete" else updater], 2 * HOUR_MS)
     [(_, tombstone)] = forget(star[deleter], tenant, [memory_id])
-    [(_, update)] = write(star[updater], tenant, [memory_id], ["moved to the fifth floor"],
-                          "long_term")
+    [(_, update)] = write(
+        star[updater], tenant, [memory_id], ["moved to the fifth floor"], "long_term"
+    )
     quiet_round(star, tenant)
-    expected = max((tombstone, star[deleter].replica_id, True),
-                   (update, star[updater].replica_id, False))
+    expected = max(
+        (tombstone, star[deleter].replica_id, True), (update, star[updater].replica_id, False)
+    )
     assert expected[2] == (wins == "delete")
     for node in star.values():
         assert version_on(node, tenant, memory_id) in (expected, None)
@@ -487,7 +535,8 @@ def test_a_delete_on_one_device_while_the_other_updates_resolves_by_hlc_everywhe
 
 @pytest.mark.parametrize("same_clock", [False, True], ids=["skewed", "same-millisecond"])
 def test_the_same_id_written_on_both_devices_keeps_the_highest_version_everywhere(
-        star: dict[str, Node], same_clock: bool) -> None:
+    star: dict[str, Node], same_clock: bool
+) -> None:
     """Concurrent updates: the highest (hlc, origin) wins; with equal hlcs, the origin decides."""
     tenant = "scenario"
     memory_id = shared_memory(star, tenant)
@@ -513,7 +562,8 @@ def test_the_same_id_written_on_both_devices_keeps_the_highest_version_everywher
 
 
 def test_a_device_joining_with_a_clock_behind_the_horizon_keeps_its_deletes(
-        star: dict[str, Node]) -> None:
+    star: dict[str, Node],
+) -> None:
     """Found by the state machine: d2 joined after collection began, an hour behind; its
     delete was born below the hub's horizon, counted as settled, never sent, then purged."""
     tenant, d1, d2, hub = "scenario", star["d1"], star["d2"], star["cloud"]
@@ -526,8 +576,9 @@ def test_a_device_joining_with_a_clock_behind_the_horizon_keeps_its_deletes(
     quiet_round(star, tenant)
     quiet_round(star, tenant)
     for name, node in star.items():
-        assert version_on(node, tenant, memory_id) in (None, (tombstone, d2.replica_id, True)), \
+        assert version_on(node, tenant, memory_id) in (None, (tombstone, d2.replica_id, True)), (
             f"{name} still holds the memory d2 forgot"
+        )
 
 
 def seed_both(nodes: dict[str, Node], tenant: str, n: int) -> Model:
@@ -537,8 +588,9 @@ def seed_both(nodes: dict[str, Node], tenant: str, n: int) -> Model:
         ids = [str(uuid.uuid4()) for _ in range(count)]
         texts = [f"{where} memory {i} of {tenant}" for i in range(count)]
         node = nodes[where]
-        for (memory_id, hlc), digest in zip(write(node, tenant, ids, texts, "long_term"),
-                                            content_hashes(texts, "long_term")):
+        for (memory_id, hlc), digest in zip(
+            write(node, tenant, ids, texts, "long_term"), content_hashes(texts, "long_term")
+        ):
             model.tier[memory_id] = "long_term"
             model.add(memory_id, Version(hlc, node.replica_id, digest, "long_term"))
     for memory_id, hlc in forget(nodes["d1"], tenant, list(model.tier)[:40]):
@@ -550,7 +602,8 @@ def seed_both(nodes: dict[str, Node], tenant: str, n: int) -> Model:
 @pytest.mark.parametrize("link", ["local", "cloud"])
 @pytest.mark.parametrize("direction", [UP, DOWN])
 def test_a_round_cut_at_any_byte_leaves_both_stores_valid_and_the_next_round_finishes(
-        cluster: dict[str, Node], link: str, direction: str) -> None:
+    cluster: dict[str, Node], link: str, direction: str
+) -> None:
     d1, hub = cluster["d1"], cluster["cloud"]
     proxy = d1.proxy if link == "local" else hub.proxy
     probe = f"probe-{uuid.uuid4().hex[:8]}"

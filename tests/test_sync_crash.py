@@ -20,8 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -58,9 +59,24 @@ class Served:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIMEM_")}
         with open(log, "w") as stderr:
             self.process = subprocess.Popen(
-                [*AIMEM, "serve", "--data", str(self.data), "--port", str(self.port),
-                 "--embedder", "none", "--token", TOKEN, "--role", self.role],
-                stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+                [
+                    *AIMEM,
+                    "serve",
+                    "--data",
+                    str(self.data),
+                    "--port",
+                    str(self.port),
+                    "--embedder",
+                    "none",
+                    "--token",
+                    TOKEN,
+                    "--role",
+                    self.role,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if re.search(r"serving .* on grpc://", log.read_text()):
@@ -95,8 +111,12 @@ class Served:
             table = client.scan(tier=list(SYNCED))
         ids = table.column("id").to_pylist()
         assert len(ids) == len(set(ids)), f"{self.role} holds an id twice"
-        return set(zip(ids, *(table.column(c).to_pylist()
-                              for c in ("tier", "hlc", "origin", "content_hash"))))
+        return set(
+            zip(
+                ids,
+                *(table.column(c).to_pylist() for c in ("tier", "hlc", "origin", "content_hash")),
+            )
+        )
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -106,8 +126,10 @@ class Served:
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[dict[str, Served]]:
-    pair = {"device": Served(tmp_path / "device", "device"),
-            "cloud": Served(tmp_path / "cloud", "cloud")}
+    pair = {
+        "device": Served(tmp_path / "device", "device"),
+        "cloud": Served(tmp_path / "cloud", "cloud"),
+    }
     try:
         for served in pair.values():
             served.start()
@@ -122,16 +144,20 @@ def seed(served: Served, n: int, prefix: str) -> list[str]:
     ids: list[str] = []
     with served.client() as client:
         for start in range(0, n, SEED_BATCH):
-            texts = [f"{prefix} memory {i}: a note long enough to look like one, with words"
-                     for i in range(start, min(n, start + SEED_BATCH))]
+            texts = [
+                f"{prefix} memory {i}: a note long enough to look like one, with words"
+                for i in range(start, min(n, start + SEED_BATCH))
+            ]
             ids += client.remember(texts[: len(texts) * 9 // 10], tier="long_term")
-            ids += client.remember(texts[len(texts) * 9 // 10:], tier="shared")
+            ids += client.remember(texts[len(texts) * 9 // 10 :], tier="shared")
     return ids
 
 
 def sync(device: Served, cloud: Served) -> SyncReport:
-    with FlightReplica(device.uri, TOKEN, timeout=120) as local, \
-            FlightReplica(cloud.uri, TOKEN, timeout=120) as hub:
+    with (
+        FlightReplica(device.uri, TOKEN, timeout=120) as local,
+        FlightReplica(cloud.uri, TOKEN, timeout=120) as hub,
+    ):
         return sync_once(local, hub)
 
 
@@ -155,8 +181,9 @@ def round_in_thread(device: Served, cloud: Served) -> Iterator[dict[str, Any]]:
         assert not thread.is_alive(), "the sync round hung after a server died"
 
 
-def kill_mid_round(victim: Served, device: Served, cloud: Served, before: int, incoming: int
-                   ) -> tuple[bool, int]:
+def kill_mid_round(
+    victim: Served, device: Served, cloud: Served, before: int, incoming: int
+) -> tuple[bool, int]:
     """Run a round and SIGKILL ``victim`` once a quarter of ``incoming`` records reached it.
 
     Returns whether the kill came mid-round, and the records ``victim`` had committed
@@ -195,8 +222,9 @@ def check_after_restart(device: Served, cloud: Served, acked: list[str]) -> None
     assert report.sent == report.received == 0
 
 
-def crash_round(servers: dict[str, Served], victim_name: str, sender_name: str,
-                counts: tuple[int, ...]) -> None:
+def crash_round(
+    servers: dict[str, Served], victim_name: str, sender_name: str, counts: tuple[int, ...]
+) -> None:
     """Seed the sender (more each retry) until a kill lands mid-round; then check recovery."""
     device, cloud = servers["device"], servers["cloud"]
     victim, sender = servers[victim_name], servers[sender_name]

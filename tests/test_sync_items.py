@@ -7,21 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.wire import batch_of, record_columns
 
 from aios_memory.flight_server import DuckDBStore
+from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.flight_server.sync._item_cache import ItemCache
 from aios_memory.flight_server.sync._state import item_arrays
-from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.schemas import DEFAULT_LIMITS
 from aios_memory.sync.protocol.reconcile import ItemSet, item_id
-
-from _wire import batch_of, record_columns
 
 TIERS = ("long_term", "shared")
 
 
-def _write(store: DuckDBStore, texts: list[str], ids: list[str], tier: str,
-           version: tuple[int, str] | None = None, tenant: str = "default") -> None:
+def _write(
+    store: DuckDBStore,
+    texts: list[str],
+    ids: list[str],
+    tier: str,
+    version: tuple[int, str] | None = None,
+    tenant: str = "default",
+) -> None:
     columns = record_columns(texts, tier=tier)
     columns["id"], columns["tenant"] = ids, [tenant] * len(ids)
     if version is not None:  # a replica's version, as a sync brings it
@@ -35,9 +40,12 @@ def _fresh(store: DuckDBStore, horizon: int) -> tuple[ItemSet, np.ndarray]:
 
 
 def _same(a: tuple[ItemSet, np.ndarray], b: tuple[ItemSet, np.ndarray]) -> bool:
-    return (np.array_equal(a[0].ts, b[0].ts) and np.array_equal(a[0].ids, b[0].ids)
-            and np.array_equal(a[1], b[1]) and a[0].fingerprint(0, len(a[0]))
-            == b[0].fingerprint(0, len(b[0])))
+    return (
+        np.array_equal(a[0].ts, b[0].ts)
+        and np.array_equal(a[0].ids, b[0].ids)
+        and np.array_equal(a[1], b[1])
+        and a[0].fingerprint(0, len(a[0])) == b[0].fingerprint(0, len(b[0]))
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -12,8 +12,9 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,7 @@ import pyarrow.flight as flight
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.wire import batch_of, options, record_columns, scan_all
 
 from aios_memory.client import MemoryClient
 from aios_memory.schemas import (
@@ -58,8 +60,6 @@ from aios_memory.sync.protocol.reconcile import (
     item_id,
 )
 
-from _wire import batch_of, options, record_columns, scan_all
-
 VECTORS = Path(__file__).parent / "vectors" / "sync"
 MESSAGES = json.loads((VECTORS / "messages.json").read_text())["vectors"]
 REFUSALS = json.loads((VECTORS / "refusals.json").read_text())["vectors"]
@@ -78,9 +78,11 @@ def _ref_varint(value: int) -> bytes:
 
 
 def _item_set(sets: list[dict]) -> ItemSet:
-    items = [(s["ts_base"] + k // s["per_ts"],
-              hashlib.sha256(f"{s['name']}/{k}".encode()).digest()[:16])
-             for s in sets for k in range(s["start"], s["stop"])]
+    items = [
+        (s["ts_base"] + k // s["per_ts"], hashlib.sha256(f"{s['name']}/{k}".encode()).digest()[:16])
+        for s in sets
+        for k in range(s["start"], s["stop"])
+    ]
     return _items(items)
 
 
@@ -95,12 +97,21 @@ def _bound(body: dict) -> Bound:
 
 
 def _message(body: dict) -> Message:
-    ranges = tuple(Range(_bound(r["upper"]), MODES[r["mode"]],
-                         bytes.fromhex(r.get("fingerprint", "")),
-                         tuple(bytes.fromhex(i) for i in r.get("ids", [])))
-                   for r in body["ranges"])
-    return Message(ranges, tuple(bytes.fromhex(i) for i in body["need"]),
-                   tuple(bytes.fromhex(i) for i in body["have"]), body["batches"])
+    ranges = tuple(
+        Range(
+            _bound(r["upper"]),
+            MODES[r["mode"]],
+            bytes.fromhex(r.get("fingerprint", "")),
+            tuple(bytes.fromhex(i) for i in r.get("ids", [])),
+        )
+        for r in body["ranges"]
+    )
+    return Message(
+        ranges,
+        tuple(bytes.fromhex(i) for i in body["need"]),
+        tuple(bytes.fromhex(i) for i in body["have"]),
+        body["batches"],
+    )
 
 
 def _answer(side: Reconciler, message: Message) -> Message:
@@ -124,16 +135,33 @@ def _same_bytes(encoded: bytes, vector: dict, key: str = "hex") -> None:
 
 def test_vector_files_cover_the_protocol():
     kinds = {v["kind"] for v in MESSAGES}
-    assert kinds == {"varint", "item_id", "fingerprint", "bound", "message", "initiate",
-                     "respond", "transcript", "frame"}
+    assert kinds == {
+        "varint",
+        "item_id",
+        "fingerprint",
+        "bound",
+        "message",
+        "initiate",
+        "respond",
+        "transcript",
+        "frame",
+    }
     values = {v["value"] for v in MESSAGES if v["kind"] == "varint"}
     assert {0, 127, 128, 2**64 - 1} <= values
     modes = {r["mode"] for v in MESSAGES if v["kind"] == "message" for r in v["message"]["ranges"]}
     assert modes == set(MODES)
     assert any(v["bound"]["prefix"] for v in MESSAGES if v["kind"] == "bound")
     names = {v["name"] for v in REFUSALS}
-    assert {"wrong version", "range count over the data", "varint of 11 bytes", "trailing byte",
-            "prefix of 17 bytes", "unknown mode", "equal bounds", "truncated"} <= names
+    assert {
+        "wrong version",
+        "range count over the data",
+        "varint of 11 bytes",
+        "trailing byte",
+        "prefix of 17 bytes",
+        "unknown mode",
+        "equal bounds",
+        "truncated",
+    } <= names
 
 
 def test_regenerate_without_write_changes_nothing_and_finds_the_files_current():
@@ -259,8 +287,9 @@ def test_refusal_vector(vector):
 # -- (b) reconciliation properties -------------------------------------------------------------
 
 
-def _random_sets(seed: int, shared: int, only_a: int, only_b: int, ts_span: int
-                 ) -> tuple[ItemSet, ItemSet]:
+def _random_sets(
+    seed: int, shared: int, only_a: int, only_b: int, ts_span: int
+) -> tuple[ItemSet, ItemSet]:
     """Two sets over one universe: ``shared`` items on both sides, the rest on one."""
     rng = np.random.default_rng(seed)
     n = shared + only_a + only_b
@@ -269,8 +298,8 @@ def _random_sets(seed: int, shared: int, only_a: int, only_b: int, ts_span: int
     ids[:, 1] = np.arange(n) // 256
     rng.shuffle(ids)
     ts = rng.integers(0, ts_span, n, dtype=np.uint64)
-    a = np.r_[0:shared, shared:shared + only_a]
-    b = np.r_[0:shared, shared + only_a:n]
+    a = np.r_[0:shared, shared : shared + only_a]
+    b = np.r_[0:shared, shared + only_a : n]
     return ItemSet(ts[a], ids[a]), ItemSet(ts[b], ids[b])
 
 
@@ -306,9 +335,13 @@ def _check_difference(a: ItemSet, b: ItemSet, **params: int) -> int:
     return count
 
 
-_SIZES = dict(seed=st.integers(0, 2**32 - 1), shared=st.integers(0, 2000),
-              only_a=st.integers(0, 500), only_b=st.integers(0, 500),
-              ts_span=st.sampled_from([1, 2, 5, 50, 10**6, 2**63]))
+_SIZES = dict(
+    seed=st.integers(0, 2**32 - 1),
+    shared=st.integers(0, 2000),
+    only_a=st.integers(0, 500),
+    only_b=st.integers(0, 500),
+    ts_span=st.sampled_from([1, 2, 5, 50, 10**6, 2**63]),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -326,19 +359,30 @@ def test_a_round_finds_exactly_the_symmetric_difference(seed, shared, only_a, on
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), shared=st.integers(0, 150), only_a=st.integers(0, 40),
-       only_b=st.integers(0, 40), ts_span=st.sampled_from([1, 3, 1000]),
-       branching=st.integers(2, 4), extra=st.integers(0, 3))
-def test_small_branching_and_id_lists_still_converge(seed, shared, only_a, only_b, ts_span,
-                                                     branching, extra):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shared=st.integers(0, 150),
+    only_a=st.integers(0, 40),
+    only_b=st.integers(0, 40),
+    ts_span=st.sampled_from([1, 3, 1000]),
+    branching=st.integers(2, 4),
+    extra=st.integers(0, 3),
+)
+def test_small_branching_and_id_lists_still_converge(
+    seed, shared, only_a, only_b, ts_span, branching, extra
+):
     # Deep recursion on small sets; branching must not exceed idlist_max + 1 (see PROTOCOL.md).
     a, b = _random_sets(seed, shared, only_a, only_b, ts_span)
     _check_difference(a, b, branching=branching, idlist_max=branching - 1 + extra)
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300),
-       ts_span=st.sampled_from([1, 4, 10**9]), cut=st.tuples(st.floats(0, 1), st.floats(0, 1)))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    ts_span=st.sampled_from([1, 4, 10**9]),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
 def test_any_range_fingerprint_matches_the_formula(seed, n, ts_span, cut):
     items, _ = _random_sets(seed, n, 0, 0, ts_span)
     lo, hi = sorted(int(c * n) for c in cut)
@@ -348,8 +392,13 @@ def test_any_range_fingerprint_matches_the_formula(seed, n, ts_span, cut):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), ts_span=st.sampled_from([1, 3, 100]),
-       probe=st.integers(0, 10**6), prefix=st.binary(max_size=16))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 200),
+    ts_span=st.sampled_from([1, 3, 100]),
+    probe=st.integers(0, 10**6),
+    prefix=st.binary(max_size=16),
+)
 def test_lower_index_and_bound_between_agree_with_the_sort_order(seed, n, ts_span, probe, prefix):
     items, _ = _random_sets(seed, n, 0, 0, ts_span)
     keys = [items.item_at(i) for i in range(n)]
@@ -363,22 +412,33 @@ def test_lower_index_and_bound_between_agree_with_the_sort_order(seed, n, ts_spa
 
 
 _IDS = st.binary(min_size=16, max_size=16)
-_KEYS = st.tuples(st.one_of(st.integers(0, INFINITY - 1), st.just(INFINITY)),
-                  st.binary(max_size=16))
+_KEYS = st.tuples(
+    st.one_of(st.integers(0, INFINITY - 1), st.just(INFINITY)), st.binary(max_size=16)
+)
 
 
 @st.composite
 def _messages(draw: Any) -> Message:
-    keys = sorted({Bound(ts, p).key(): Bound(ts, p) for ts, p in draw(st.lists(_KEYS, max_size=12))}
-                  .items())
+    keys = sorted(
+        {Bound(ts, p).key(): Bound(ts, p) for ts, p in draw(st.lists(_KEYS, max_size=12))}.items()
+    )
     ranges = []
     for _, bound in keys:
         mode = draw(st.sampled_from([SKIP, FINGERPRINT, IDLIST]))
-        ranges.append(Range(bound, mode,
-                            draw(_IDS) if mode == FINGERPRINT else b"",
-                            tuple(draw(st.lists(_IDS, max_size=4))) if mode == IDLIST else ()))
-    return Message(tuple(ranges), tuple(draw(st.lists(_IDS, max_size=4))),
-                   tuple(draw(st.lists(_IDS, max_size=4))), draw(st.integers(0, 2**64 - 1)))
+        ranges.append(
+            Range(
+                bound,
+                mode,
+                draw(_IDS) if mode == FINGERPRINT else b"",
+                tuple(draw(st.lists(_IDS, max_size=4))) if mode == IDLIST else (),
+            )
+        )
+    return Message(
+        tuple(ranges),
+        tuple(draw(st.lists(_IDS, max_size=4))),
+        tuple(draw(st.lists(_IDS, max_size=4))),
+        draw(st.integers(0, 2**64 - 1)),
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -402,14 +462,21 @@ def _decodes_or_refuses(data: bytes) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.binary(max_size=200),
-                 st.binary(max_size=200).map(lambda b: bytes([PROTOCOL_VERSION]) + b)))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=200).map(lambda b: bytes([PROTOCOL_VERSION]) + b),
+    )
+)
 def test_random_bytes_decode_or_raise_only_sync_protocol_error(data):
     _decodes_or_refuses(data)
 
 
-_VALID = [bytes.fromhex(v["hex"]) for v in MESSAGES
-          if v["kind"] in ("bound", "message", "initiate", "respond")]
+_VALID = [
+    bytes.fromhex(v["hex"])
+    for v in MESSAGES
+    if v["kind"] in ("bound", "message", "initiate", "respond")
+]
 
 
 def test_every_truncation_of_a_valid_message_is_refused():
@@ -420,18 +487,22 @@ def test_every_truncation_of_a_valid_message_is_refused():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(_VALID), st.integers(0, 10**6), st.integers(0, 255),
-       st.sampled_from(["replace", "insert", "delete", "xor"]))
+@given(
+    st.sampled_from(_VALID),
+    st.integers(0, 10**6),
+    st.integers(0, 255),
+    st.sampled_from(["replace", "insert", "delete", "xor"]),
+)
 def test_mutated_messages_decode_or_raise_only_sync_protocol_error(data, where, value, how):
     at = where % (len(data) + 1)
     if how == "replace" and at < len(data):
-        data = data[:at] + bytes([value]) + data[at + 1:]
+        data = data[:at] + bytes([value]) + data[at + 1 :]
     elif how == "insert":
         data = data[:at] + bytes([value]) + data[at:]
     elif how == "delete":
-        data = data[:at] + data[at + 1:]
+        data = data[:at] + data[at + 1 :]
     elif at < len(data):
-        data = data[:at] + bytes([data[at] ^ 0x80]) + data[at + 1:]
+        data = data[:at] + bytes([data[at] ^ 0x80]) + data[at + 1 :]
     _decodes_or_refuses(data)
 
 
@@ -475,8 +546,12 @@ def _record_batch(texts: list[str], **columns: Any) -> pa.RecordBatch:
 def test_read_frame_streams_exactly_the_announced_batches():
     batch = _record_batch(["one"])
     frame = encode_frame(Message(batches=2))
-    reader = _FakeReader(_Chunk(metadata=frame), _Chunk(batch), _Chunk(batch),
-                         _Chunk(metadata=encode_frame(Message())))
+    reader = _FakeReader(
+        _Chunk(metadata=frame),
+        _Chunk(batch),
+        _Chunk(batch),
+        _Chunk(metadata=encode_frame(Message())),
+    )
     incoming = read_frame(reader)
     assert incoming.value == Message(batches=2) and incoming.bytes == len(frame)
     assert list(incoming.batches) == [batch, batch]
@@ -485,18 +560,35 @@ def test_read_frame_streams_exactly_the_announced_batches():
     assert read_frame(reader) is None
 
 
-@pytest.mark.parametrize("chunks, says", [
-    ([_Chunk(_record_batch(["x"]))], "must start with a frame"),
-    ([_Chunk(metadata=encode_frame(Message(batches=2))), _Chunk(_record_batch(["x"]))],
-     "ended before the batches"),
-    ([_Chunk(metadata=encode_frame(Message(batches=1))), _Chunk(metadata=encode_frame(Message()))],
-     "ended before the batches"),
-    ([_Chunk(metadata=encode_frame(Message(batches=1))),
-      _Chunk(_record_batch(["x"]), metadata=encode_frame(Message()))], "ended before the batches"),
-    ([_Chunk(metadata=encode_frame(Message(batches=MAX_BATCHES_PER_MESSAGE + 1)))],
-     "announces 1048577 batches"),
-    ([_Chunk(metadata=b"\x09")], "unknown sync frame kind 0x09"),
-])
+@pytest.mark.parametrize(
+    "chunks, says",
+    [
+        ([_Chunk(_record_batch(["x"]))], "must start with a frame"),
+        (
+            [_Chunk(metadata=encode_frame(Message(batches=2))), _Chunk(_record_batch(["x"]))],
+            "ended before the batches",
+        ),
+        (
+            [
+                _Chunk(metadata=encode_frame(Message(batches=1))),
+                _Chunk(metadata=encode_frame(Message())),
+            ],
+            "ended before the batches",
+        ),
+        (
+            [
+                _Chunk(metadata=encode_frame(Message(batches=1))),
+                _Chunk(_record_batch(["x"]), metadata=encode_frame(Message())),
+            ],
+            "ended before the batches",
+        ),
+        (
+            [_Chunk(metadata=encode_frame(Message(batches=MAX_BATCHES_PER_MESSAGE + 1)))],
+            "announces 1048577 batches",
+        ),
+        ([_Chunk(metadata=b"\x09")], "unknown sync frame kind 0x09"),
+    ],
+)
 def test_read_frame_refuses(chunks, says):
     with pytest.raises(SyncProtocolError, match=says):
         incoming = read_frame(_FakeReader(*chunks))
@@ -511,8 +603,11 @@ def _exchange(server: Any, command: bytes | None, frames: list[Any]) -> list[Any
     client = flight.FlightClient(server.uri)
     writer = None
     try:
-        descriptor = (flight.FlightDescriptor.for_path("sync") if command is None
-                      else flight.FlightDescriptor.for_command(command))
+        descriptor = (
+            flight.FlightDescriptor.for_path("sync")
+            if command is None
+            else flight.FlightDescriptor.for_command(command)
+        )
         writer, reader = client.do_exchange(descriptor, options(server.token))
         writer.begin(RECORD_SCHEMA)
         for frame in frames:
@@ -578,42 +673,104 @@ def _msg(body_hex: str) -> bytes:
     return bytes([FRAME_MESSAGE]) + bytes.fromhex(body_hex)
 
 
-@pytest.mark.parametrize("command, frames, code, says", [
-    (b"not json", [], "INVALID_REQUEST", "not JSON"),
-    (b'{"v":1,"type":"sync_open","rolle":"responder"}', [], "INVALID_REQUEST", "unknown keys"),
-    (b'{"v":1,"type":"sync_open","role":"hub"}', [], "INVALID_REQUEST", "role must be"),
-    (b'{"v":1,"type":"sync_open","horizon":-1}', [], "INVALID_REQUEST", "horizon must be"),
-    (b'{"v":1,"type":"scan"}', [], "INVALID_REQUEST", "expected a 'sync_open'"),
-    (None, [], "INVALID_REQUEST", "opens with a SyncOpen command"),
-    (b'{"v":9,"type":"sync_open"}', [], "UNSUPPORTED_VERSION", "wire version 9"),
-    (SyncOpen(tiers=["attic"]).to_bytes(), [], "UNKNOWN_TIER", "unknown tier 'attic'"),
-    (SyncOpen(tiers=["core"]).to_bytes(), [], "TIER_NOT_ALLOWED", "tier 'core' is not carried"),
-    (SyncOpen(tiers=["long_term", "working"], role="initiator").to_bytes(), [],
-     "TIER_NOT_ALLOWED", "tier 'working' is not carried"),
-    (_RESPONDER, [b"\x07" + Message().encode()], "SYNC_PROTOCOL", "unknown sync frame kind 0x07"),
-    (_RESPONDER, [_msg("41000100000201" + "ab" * 8)], "SYNC_PROTOCOL",
-     "ended in the middle of a field"),
-    (_RESPONDER, [_msg("620000000000")], "SYNC_PROTOCOL", "version 0x62 is not supported"),
-    (_RESPONDER, [_msg("4100000000" + "00")], "SYNC_PROTOCOL", "trailing bytes"),
-    (_RESPONDER, [_msg("410002" + "0b0000" + "010000" + "0000")], "SYNC_PROTOCOL",
-     "not in ascending order"),
-    (_RESPONDER, [encode_frame(Message(batches=2))], "SYNC_PROTOCOL", "ended before the batches"),
-    (_RESPONDER, [encode_frame(Message(batches=1)), encode_frame(Message())], "SYNC_PROTOCOL",
-     "ended before the batches"),
-    (_RESPONDER, [_VERSIONED], "SYNC_PROTOCOL", "must start with a frame"),
-    (_RESPONDER, [encode_frame(SyncOpen())], "SYNC_PROTOCOL", "unknown sync control message"),
-    (_RESPONDER, [encode_frame(Message(batches=1)), _UNVERSIONED], "SYNC_PROTOCOL", "no version"),
-    (_DRY, [encode_frame(Message(batches=1)), _VERSIONED], "SYNC_PROTOCOL",
-     "a dry run carries no records"),
-    (_INITIATOR, [b"\x07"], "SYNC_PROTOCOL", "unknown sync frame kind 0x07"),
-    (_INITIATOR, [encode_frame(Message(batches=3))], "SYNC_PROTOCOL", "ended before the batches"),
-], ids=["not json", "unknown key", "unknown role", "negative horizon", "not a sync_open",
-        "path descriptor", "wire version 9", "unknown tier", "core tier", "working tier",
-        "unknown frame kind", "truncated message", "wrong protocol version", "trailing bytes",
-        "equal bounds", "batches that never come", "a frame where a batch is due",
-        "a batch before any frame", "unknown control message", "a record without a version",
-        "dry run carrying batches", "initiator: unknown frame kind",
-        "initiator: batches that never come"])
+@pytest.mark.parametrize(
+    "command, frames, code, says",
+    [
+        (b"not json", [], "INVALID_REQUEST", "not JSON"),
+        (b'{"v":1,"type":"sync_open","rolle":"responder"}', [], "INVALID_REQUEST", "unknown keys"),
+        (b'{"v":1,"type":"sync_open","role":"hub"}', [], "INVALID_REQUEST", "role must be"),
+        (b'{"v":1,"type":"sync_open","horizon":-1}', [], "INVALID_REQUEST", "horizon must be"),
+        (b'{"v":1,"type":"scan"}', [], "INVALID_REQUEST", "expected a 'sync_open'"),
+        (None, [], "INVALID_REQUEST", "opens with a SyncOpen command"),
+        (b'{"v":9,"type":"sync_open"}', [], "UNSUPPORTED_VERSION", "wire version 9"),
+        (SyncOpen(tiers=["attic"]).to_bytes(), [], "UNKNOWN_TIER", "unknown tier 'attic'"),
+        (SyncOpen(tiers=["core"]).to_bytes(), [], "TIER_NOT_ALLOWED", "tier 'core' is not carried"),
+        (
+            SyncOpen(tiers=["long_term", "working"], role="initiator").to_bytes(),
+            [],
+            "TIER_NOT_ALLOWED",
+            "tier 'working' is not carried",
+        ),
+        (
+            _RESPONDER,
+            [b"\x07" + Message().encode()],
+            "SYNC_PROTOCOL",
+            "unknown sync frame kind 0x07",
+        ),
+        (
+            _RESPONDER,
+            [_msg("41000100000201" + "ab" * 8)],
+            "SYNC_PROTOCOL",
+            "ended in the middle of a field",
+        ),
+        (_RESPONDER, [_msg("620000000000")], "SYNC_PROTOCOL", "version 0x62 is not supported"),
+        (_RESPONDER, [_msg("4100000000" + "00")], "SYNC_PROTOCOL", "trailing bytes"),
+        (
+            _RESPONDER,
+            [_msg("410002" + "0b0000" + "010000" + "0000")],
+            "SYNC_PROTOCOL",
+            "not in ascending order",
+        ),
+        (
+            _RESPONDER,
+            [encode_frame(Message(batches=2))],
+            "SYNC_PROTOCOL",
+            "ended before the batches",
+        ),
+        (
+            _RESPONDER,
+            [encode_frame(Message(batches=1)), encode_frame(Message())],
+            "SYNC_PROTOCOL",
+            "ended before the batches",
+        ),
+        (_RESPONDER, [_VERSIONED], "SYNC_PROTOCOL", "must start with a frame"),
+        (_RESPONDER, [encode_frame(SyncOpen())], "SYNC_PROTOCOL", "unknown sync control message"),
+        (
+            _RESPONDER,
+            [encode_frame(Message(batches=1)), _UNVERSIONED],
+            "SYNC_PROTOCOL",
+            "no version",
+        ),
+        (
+            _DRY,
+            [encode_frame(Message(batches=1)), _VERSIONED],
+            "SYNC_PROTOCOL",
+            "a dry run carries no records",
+        ),
+        (_INITIATOR, [b"\x07"], "SYNC_PROTOCOL", "unknown sync frame kind 0x07"),
+        (
+            _INITIATOR,
+            [encode_frame(Message(batches=3))],
+            "SYNC_PROTOCOL",
+            "ended before the batches",
+        ),
+    ],
+    ids=[
+        "not json",
+        "unknown key",
+        "unknown role",
+        "negative horizon",
+        "not a sync_open",
+        "path descriptor",
+        "wire version 9",
+        "unknown tier",
+        "core tier",
+        "working tier",
+        "unknown frame kind",
+        "truncated message",
+        "wrong protocol version",
+        "trailing bytes",
+        "equal bounds",
+        "batches that never come",
+        "a frame where a batch is due",
+        "a batch before any frame",
+        "unknown control message",
+        "a record without a version",
+        "dry run carrying batches",
+        "initiator: unknown frame kind",
+        "initiator: batches that never come",
+    ],
+)
 def test_bad_sync_input_is_refused_with_its_code(seeded, command, frames, code, says):
     server, before = seeded
     error = _refusal(server, command, frames)
@@ -636,8 +793,9 @@ def test_a_message_cut_short_keeps_the_batches_that_came(seeded):
 def test_a_good_exchange_on_the_same_server_still_works(seeded):
     server, before = seeded
     assert _refusal(server, _RESPONDER, [b"\x07"]).code == "SYNC_PROTOCOL"
-    received = _exchange(server, _DRY, [encode_frame(Message(
-        (Range(Bound(INFINITY), IDLIST, ids=()),)))])
+    received = _exchange(
+        server, _DRY, [encode_frame(Message((Range(Bound(INFINITY), IDLIST, ids=()),)))]
+    )
     accept, answer = received[0], received[1]
     assert accept.tiers == ["long_term", "shared"] and accept.items == 2
     assert len(answer.have) == 2 and not answer.need and not answer.batches  # a dry run: ids
@@ -690,7 +848,9 @@ def test_a_cloud_refuses_a_client_put_of_a_core_record_and_stores_nothing(cloud)
 
 def test_a_cloud_refuses_synced_records_of_a_local_tier_and_stores_nothing(cloud):
     core = _record_batch(["injected into core"], tier="core", hlc=77, origin="rpeer")
-    assert _refusal(cloud, _RESPONDER, [encode_frame(Message(batches=1)), core]).code \
+    assert (
+        _refusal(cloud, _RESPONDER, [encode_frame(Message(batches=1)), core]).code
         == "TIER_NOT_ALLOWED"
+    )
     assert _refusal(cloud, SyncOpen(tiers=["core"]).to_bytes()).code == "TIER_NOT_ALLOWED"
     assert _scan(cloud).num_rows == 0

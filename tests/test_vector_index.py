@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import unit_vectors
 
 from aios_memory.flight_server.search.vector_index import HnswParams, VectorIndex
-
-from conftest import unit_vectors
 
 
 def brute(vectors: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int) -> list[int]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 from aios_memory.client._results import Hit, Memory
 
 from .kit import render_rows
 
 __all__ = ["memory_json", "render_ids", "render_hits", "render_memories", "render_count"]
+
 
 def memory_json(item: Memory | Hit) -> dict[str, Any]:
     """A JSON-ready dict of a ``Memory`` or ``Hit`` (``created_at`` as ISO 8601)."""
@@ -35,7 +37,9 @@ def render_memories(value: list[dict[str, Any]]) -> str:
 
 def render_count(key: str, verb: str) -> Callable[[dict[str, Any]], str]:
     """A renderer printing ``<verb> <n> memories`` from ``value[key]``."""
+
     def render(value: dict[str, Any]) -> str:
         count = value[key]
         return f"{verb} {count} {'memory' if count == 1 else 'memories'}"
+
     return render

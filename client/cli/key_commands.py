@@ -9,50 +9,72 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
+
+from aios_memory.client.codec.keys import DEFAULT_ENCRYPT_AT, ENCRYPT_NEVER, KeyStore, TenantKey
 from aios_memory.schemas import DEFAULT_TENANT
 
 from .kit import CONTEXT, output_options, render_rows
-from aios_memory.client.codec.keys import DEFAULT_ENCRYPT_AT, ENCRYPT_NEVER, KeyStore, TenantKey
 
 __all__ = ["keys"]
 
 _THRESHOLD = click.IntRange(0, ENCRYPT_NEVER)
-_THRESHOLD_HELP = (f"Seal memories at or above this privacy (0 public .. 3 secret; "
-                   f"{ENCRYPT_NEVER} seals none).")
+_THRESHOLD_HELP = (
+    f"Seal memories at or above this privacy (0 public .. 3 secret; {ENCRYPT_NEVER} seals none)."
+)
 
 
 def _store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--keys DIR``; the command gets a ``KeyStore`` as ``store``."""
-    @click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
-                  help="Key store directory [env AIMEM_KEYS; default ~/.config/aimem/keys].")
+
+    @click.option(
+        "--keys",
+        "keys_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Key store directory [env AIMEM_KEYS; default ~/.config/aimem/keys].",
+    )
     @functools.wraps(fn)
     def wrapper(keys_dir: Path | None, **kwargs: Any) -> Any:
         return fn(store=KeyStore(keys_dir), **kwargs)
+
     return wrapper
 
 
 def _tenant_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--tenant", default=DEFAULT_TENANT, show_default=True,
-                        help="Whose key.")(fn)
+    return click.option("--tenant", default=DEFAULT_TENANT, show_default=True, help="Whose key.")(
+        fn
+    )
 
 
 def _described(key: TenantKey, store: KeyStore, **extra: Any) -> dict[str, Any]:
-    return {"tenant": key.tenant, "key_id": f"{key.key_id:08x}", "encrypt_at": key.encrypt_at,
-            "key_store": str(store.path), **extra}
+    return {
+        "tenant": key.tenant,
+        "key_id": f"{key.key_id:08x}",
+        "encrypt_at": key.encrypt_at,
+        "key_store": str(store.path),
+        **extra,
+    }
 
 
 def _render_code(value: dict[str, Any]) -> str:
-    lines = [f"tenant {value['tenant']}: key {value['key_id']}, memories at privacy "
-             f"{value['encrypt_at']} and above are end-to-end encrypted ({value['key_store']})"]
+    lines = [
+        f"tenant {value['tenant']}: key {value['key_id']}, memories at privacy "
+        f"{value['encrypt_at']} and above are end-to-end encrypted ({value['key_store']})"
+    ]
     if value.get("recovery_code"):
-        lines += ["", "Recovery code (shown this once; write it down and keep it offline):", "",
-                  f"    {value['recovery_code']}", "",
-                  f"Anyone with it can read tenant {value['tenant']}'s private memories. "
-                  f"Restore with: aimem keys recover --tenant {value['tenant']}"]
+        lines += [
+            "",
+            "Recovery code (shown this once; write it down and keep it offline):",
+            "",
+            f"    {value['recovery_code']}",
+            "",
+            f"Anyone with it can read tenant {value['tenant']}'s private memories. "
+            f"Restore with: aimem keys recover --tenant {value['tenant']}",
+        ]
     return "\n".join(lines)
 
 
@@ -76,8 +98,13 @@ def keys() -> None:
 
 @keys.command("init", context_settings=CONTEXT)
 @_tenant_option
-@click.option("--encrypt-at", type=_THRESHOLD, default=DEFAULT_ENCRYPT_AT, show_default=True,
-              help=_THRESHOLD_HELP)
+@click.option(
+    "--encrypt-at",
+    type=_THRESHOLD,
+    default=DEFAULT_ENCRYPT_AT,
+    show_default=True,
+    help=_THRESHOLD_HELP,
+)
 @output_options(_render_code)
 @_store_option
 def init(store: KeyStore, tenant: str, encrypt_at: int) -> dict[str, Any]:
@@ -110,8 +137,13 @@ def recovery_code(store: KeyStore, tenant: str) -> dict[str, Any]:
 
 @keys.command("recover", context_settings=CONTEXT)
 @_tenant_option
-@click.option("--encrypt-at", type=_THRESHOLD, default=DEFAULT_ENCRYPT_AT, show_default=True,
-              help=_THRESHOLD_HELP)
+@click.option(
+    "--encrypt-at",
+    type=_THRESHOLD,
+    default=DEFAULT_ENCRYPT_AT,
+    show_default=True,
+    help=_THRESHOLD_HELP,
+)
 @output_options(_render_code)
 @_store_option
 def recover(store: KeyStore, tenant: str, encrypt_at: int) -> dict[str, Any]:
@@ -128,12 +160,19 @@ def recover(store: KeyStore, tenant: str, encrypt_at: int) -> dict[str, Any]:
 
 @keys.command("export", context_settings=CONTEXT)
 @_tenant_option
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Transfer file to write (carry it to the other device).")
-@output_options(lambda value: (
-    f"wrote {value['file']} (tenant {value['tenant']}, key {value['key_id']}).\n"
-    f"On the other device run `aimem keys import {value['file']}` and type this one-time "
-    f"code:\n\n    {value['transfer_code']}\n"))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Transfer file to write (carry it to the other device).",
+)
+@output_options(
+    lambda value: (
+        f"wrote {value['file']} (tenant {value['tenant']}, key {value['key_id']}).\n"
+        f"On the other device run `aimem keys import {value['file']}` and type this one-time "
+        f"code:\n\n    {value['transfer_code']}\n"
+    )
+)
 @_store_option
 def export(store: KeyStore, tenant: str, out: Path) -> dict[str, Any]:
     """Write the tenant's key, wrapped by a one-time code, for a second device; print the code.
@@ -169,8 +208,11 @@ def import_(store: KeyStore, file: Path) -> dict[str, Any]:
 
 
 @keys.command("list", context_settings=CONTEXT)
-@output_options(lambda rows: render_rows(
-    rows, ("tenant", "key_id", "keys", "encrypt_at", "recovery_code_shown", "created_at")))
+@output_options(
+    lambda rows: render_rows(
+        rows, ("tenant", "key_id", "keys", "encrypt_at", "recovery_code_shown", "created_at")
+    )
+)
 @_store_option
 def list_(store: KeyStore) -> list[dict[str, Any]]:
     """List the tenants this device holds keys for.

@@ -10,29 +10,40 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import click
 
-__all__ = ["CONTEXT", "read_token", "tls_client_options", "output_options", "json_object", "json_default",
-           "parse_duration", "to_json", "render_rows", "render_mapping"]
+__all__ = [
+    "CONTEXT",
+    "read_token",
+    "tls_client_options",
+    "output_options",
+    "json_object",
+    "json_default",
+    "parse_duration",
+    "to_json",
+    "render_rows",
+    "render_mapping",
+]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _TEXT_WIDTH = 60
 
 
-def read_token(token: str | None, token_file: str | None,
-               option: str = "--token-file") -> str | None:
+def read_token(
+    token: str | None, token_file: str | None, option: str = "--token-file"
+) -> str | None:
     """The token given, else the one in ``token_file`` (``option`` names it in errors)."""
     if token or not token_file:
         return token or None
     try:
         return Path(token_file).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise click.ClickException(f"cannot read {option} {token_file}: {exc.strerror}") \
-            from None
+        raise click.ClickException(f"cannot read {option} {token_file}: {exc.strerror}") from None
 
 
 def tls_client_options(flags: str, env: str, whose: str) -> Callable[..., Any]:
@@ -42,17 +53,27 @@ def tls_client_options(flags: str, env: str, whose: str) -> Callable[..., Any]:
     where ``name`` is ``flags`` without dashes (``tls_ca`` for ``--tls-``).
     """
     file = click.Path(exists=True, dir_okay=False)
-    specs = [("ca", "CA", f"PEM CA that signed {whose}'s certificate, for grpc+tls:// "
-                          "(default: the system's roots)"),
-             ("client-cert", "CLIENT_CERT", f"PEM client certificate, when {whose} requires "
-                                            "mutual TLS"),
-             ("client-key", "CLIENT_KEY", "PEM key of that client certificate")]
+    specs = [
+        (
+            "ca",
+            "CA",
+            f"PEM CA that signed {whose}'s certificate, for grpc+tls:// "
+            "(default: the system's roots)",
+        ),
+        ("client-cert", "CLIENT_CERT", f"PEM client certificate, when {whose} requires mutual TLS"),
+        ("client-key", "CLIENT_KEY", "PEM key of that client certificate"),
+    ]
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for suffix, variable, text in reversed(specs):
-            fn = click.option(f"{flags}{suffix}", envvar=f"{env}{variable}", type=file,
-                              help=f"{text} [env {env}{variable}].")(fn)
+            fn = click.option(
+                f"{flags}{suffix}",
+                envvar=f"{env}{variable}",
+                type=file,
+                help=f"{text} [env {env}{variable}].",
+            )(fn)
         return fn
+
     return decorate
 
 
@@ -72,13 +93,16 @@ def to_json(value: Any) -> str:
 
 def output_options(render: Callable[[Any], str]) -> Callable[..., Any]:
     """Add ``--json``; the command returns a JSON-ready value and ``render`` draws its table."""
+
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
         @functools.wraps(fn)
         def wrapper(as_json: bool, **kwargs: Any) -> None:
             value = fn(**kwargs)
             click.echo(to_json(value) if as_json else render(value))
+
         return wrapper
+
     return decorate
 
 
@@ -99,8 +123,9 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(ctx: click.Context, param: click.Parameter,
-                   value: str | None) -> timedelta | None:
+def parse_duration(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> timedelta | None:
     """A click callback: ``30d``, ``12h``, ``90m`` or seconds as a timedelta (None stays None)."""
     if value is None:
         return None
@@ -110,16 +135,16 @@ def parse_duration(ctx: click.Context, param: click.Parameter,
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
-
-
 def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """A plain text table of ``columns`` with a header and a dashed rule."""
     if not rows:
         return "(none)"
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
@@ -143,4 +168,4 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         value = json.dumps(value, ensure_ascii=False, default=json_default) if value else ""
     text = " ".join(str(value).split())
-    return text if len(text) <= _TEXT_WIDTH else text[:_TEXT_WIDTH - 3] + "..."
+    return text if len(text) <= _TEXT_WIDTH else text[: _TEXT_WIDTH - 3] + "..."

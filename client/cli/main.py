@@ -19,10 +19,10 @@ from typing import Any
 import click
 import pyarrow as pa
 import pyarrow.parquet as pq
-from aios_memory.schemas import RECORD_SCHEMA, SEARCH_MODES, TIERS, AiosMemoryError
 
 from aios_memory.client.client import DEFAULT_IMPORT_BATCH, MemoryClient
 from aios_memory.client.importers import read_file
+from aios_memory.schemas import RECORD_SCHEMA, SEARCH_MODES, TIERS, AiosMemoryError
 
 from . import _output
 from .connection import client_options
@@ -63,8 +63,11 @@ def _load_plugin(point: EntryPoint) -> click.Command:
     try:
         command = point.load()
     except ImportError as exc:
-        return _stub(point.name, f"`aimem {point.name}` needs the server extras: "
-                                 f"pip install 'ai-os-memory[all]' ({exc})")
+        return _stub(
+            point.name,
+            f"`aimem {point.name}` needs the server extras: "
+            f"pip install 'ai-os-memory[all]' ({exc})",
+        )
     except Exception as exc:  # a broken plugin must not break every other command
         return _stub(point.name, f"`aimem {point.name}` failed to load from {point.value}: {exc}")
     if not isinstance(command, click.Command):
@@ -114,11 +117,20 @@ _TIER = click.Choice(TIERS)
 @click.option("--kind", default="text", show_default=True)
 @click.option("--session", help="Conversation id.")
 @click.option("--agent", help="Who is remembering.")
-@click.option("--privacy", type=click.IntRange(0, 3), default=1, show_default=True,
-              help="0 public, 1 personal, 2 private, 3 secret.")
-@click.option("--reader", "readers", multiple=True,
-              help="For --tier shared: another tenant (bob) or principal (bob/phone) who may "
-                   "read it; repeat for each.")
+@click.option(
+    "--privacy",
+    type=click.IntRange(0, 3),
+    default=1,
+    show_default=True,
+    help="0 public, 1 personal, 2 private, 3 secret.",
+)
+@click.option(
+    "--reader",
+    "readers",
+    multiple=True,
+    help="For --tier shared: another tenant (bob) or principal (bob/phone) who may "
+    "read it; repeat for each.",
+)
 @output_options(_output.render_ids)
 @client_options
 def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[str, Any]:
@@ -138,16 +150,26 @@ def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[s
 
 @main.command(context_settings=CONTEXT)
 @click.argument("query")
-@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="How many hits.")
+@click.option(
+    "-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many hits."
+)
 @click.option("--tier", type=_TIER, multiple=True, help="Only this tier (repeatable).")
-@click.option("--where", callback=json_object,
-              help='Filter on fields or metadata, e.g. \'{"topic": "food"}\'.')
+@click.option(
+    "--where",
+    callback=json_object,
+    help='Filter on fields or metadata, e.g. \'{"topic": "food"}\'.',
+)
 @click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
 @output_options(_output.render_hits)
 @client_options
-def recall(mem: MemoryClient, query: str, k: int, tier: tuple[str, ...],
-           where: dict[str, Any] | None, mode: str) -> list[dict[str, Any]]:
+def recall(
+    mem: MemoryClient,
+    query: str,
+    k: int,
+    tier: tuple[str, ...],
+    where: dict[str, Any] | None,
+    mode: str,
+) -> list[dict[str, Any]]:
     """Print the memories most relevant to QUERY, best first.
 
     \b
@@ -227,12 +249,23 @@ def whoami(mem: MemoryClient) -> dict[str, Any]:
 
 @main.command("import", context_settings=CONTEXT)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "locomo"]), default="auto",
-              show_default=True)
-@click.option("--tier", type=_TIER, default="working", show_default=True,
-              help="Tier of items that name none.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_IMPORT_BATCH,
-              show_default=True, help="Memories per write.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "locomo"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--tier", type=_TIER, default="working", show_default=True, help="Tier of items that name none."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_IMPORT_BATCH,
+    show_default=True,
+    help="Memories per write.",
+)
 @output_options(_output.render_count("imported", "imported"))
 @client_options
 def import_(mem: MemoryClient, file: str, fmt: str, tier: str, batch_size: int) -> dict[str, Any]:
@@ -247,15 +280,20 @@ def import_(mem: MemoryClient, file: str, fmt: str, tier: str, batch_size: int) 
     """
     total = sum(1 for _ in read_file(file, fmt))
     with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
-        ids = mem.remember_many(read_file(file, fmt), tier=tier, batch_size=batch_size,
-                                progress=bar.update)
+        ids = mem.remember_many(
+            read_file(file, fmt), tier=tier, batch_size=batch_size, progress=bar.update
+        )
     return {"imported": len(ids), "file": file}
 
 
 @main.command(context_settings=CONTEXT)
 @click.option("--tier", type=_TIER, multiple=True, help="Only this tier (repeatable; default all).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Parquet file to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Parquet file to write.",
+)
 @output_options(_output.render_count("exported", "exported"))
 @client_options
 def export(mem: MemoryClient, tier: tuple[str, ...], out: str) -> dict[str, Any]:

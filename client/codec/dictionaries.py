@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import zstandard
 
@@ -34,8 +35,16 @@ from .text import (
     encode_bytes,
 )
 
-__all__ = ["DictionaryBook", "TrainingReport", "train_dictionary", "dictionary_row",
-           "DEFAULT_DICT_BYTES", "MIN_SAMPLES", "RETRAIN_GROWTH", "MIN_GAIN"]
+__all__ = [
+    "DictionaryBook",
+    "TrainingReport",
+    "train_dictionary",
+    "dictionary_row",
+    "DEFAULT_DICT_BYTES",
+    "MIN_SAMPLES",
+    "RETRAIN_GROWTH",
+    "MIN_GAIN",
+]
 
 # 64 KB: 2.27x on unseen LoCoMo conversations against 2.04x at 16 KB and 2.35x at 112 KB
 # (bench/compression.py).
@@ -104,8 +113,15 @@ class DictionaryBook:
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per dictionary, oldest first."""
         entries = sorted(self._load(refresh=True).values(), key=lambda e: e.hlc)
-        return [{"dict_id": e.dictionary.dict_id, "tier": e.tier, "bytes": len(e.dictionary.data),
-                 **e.metadata} for e in entries]
+        return [
+            {
+                "dict_id": e.dictionary.dict_id,
+                "tier": e.tier,
+                "bytes": len(e.dictionary.data),
+                **e.metadata,
+            }
+            for e in entries
+        ]
 
     def add(self, row: dict[str, Any], hlc: int) -> None:
         with self._lock:
@@ -133,8 +149,9 @@ def _entry(row: dict[str, Any]) -> _Entry:
     return _Entry(dictionary, row["tier"], int(row.get("hlc") or 0), metadata)
 
 
-def train_dictionary(samples: list[bytes], current: Dictionary | None, *,
-                     max_bytes: int = DEFAULT_DICT_BYTES) -> tuple[bytes | None, TrainingReport]:
+def train_dictionary(
+    samples: list[bytes], current: Dictionary | None, *, max_bytes: int = DEFAULT_DICT_BYTES
+) -> tuple[bytes | None, TrainingReport]:
     """A new dictionary trained on four fifths of ``samples`` and judged on the rest.
 
     Returns the dictionary bytes (None when not worth keeping) and the report;
@@ -144,25 +161,37 @@ def train_dictionary(samples: list[bytes], current: Dictionary | None, *,
     total = sum(map(len, train))
     size = min(max_bytes, total // SAMPLE_BYTES_PER_DICT_BYTE)
     if len(samples) < MIN_SAMPLES or size < 1024:
-        return None, TrainingReport("", False, f"{len(samples)} texts ({total} bytes) are too "
-                                    f"few to train on; need {MIN_SAMPLES}", samples=len(samples))
+        return None, TrainingReport(
+            "",
+            False,
+            f"{len(samples)} texts ({total} bytes) are too few to train on; need {MIN_SAMPLES}",
+            samples=len(samples),
+        )
     try:
         data = zstandard.train_dictionary(size, train).as_bytes()
     except zstandard.ZstdError as exc:
-        return None, TrainingReport("", False, f"zstd could not train: {exc}",
-                                    samples=len(samples))
+        return None, TrainingReport("", False, f"zstd could not train: {exc}", samples=len(samples))
     candidate = Dictionary(dictionary_id_of(content_hash(data)), data)
     new_ratio = _ratio(candidate.compress, held_out)
     # Without a dictionary the tier stores plain zstd: that is what a new one must beat.
     plain = _compressor(DEFAULT_ZSTD_LEVEL).compress
     old_ratio = _ratio(current.compress if current is not None else plain, held_out)
-    report = TrainingReport("", new_ratio >= old_ratio * (1 + MIN_GAIN),
-                            "", candidate.dict_id, len(samples), len(data),
-                            round(new_ratio, 4), round(old_ratio, 4))
-    reason = (f"held-out ratio {new_ratio:.3f} against {old_ratio:.3f}: "
-              + ("kept" if report.trained else f"gain under {MIN_GAIN:.0%}, not kept"))
-    return (data if report.trained else None), TrainingReport(**{**report.as_dict(),
-                                                                  "reason": reason})
+    report = TrainingReport(
+        "",
+        new_ratio >= old_ratio * (1 + MIN_GAIN),
+        "",
+        candidate.dict_id,
+        len(samples),
+        len(data),
+        round(new_ratio, 4),
+        round(old_ratio, 4),
+    )
+    reason = f"held-out ratio {new_ratio:.3f} against {old_ratio:.3f}: " + (
+        "kept" if report.trained else f"gain under {MIN_GAIN:.0%}, not kept"
+    )
+    return (data if report.trained else None), TrainingReport(
+        **{**report.as_dict(), "reason": reason}
+    )
 
 
 def _ratio(compress: Callable[[bytes], bytes], texts: list[bytes]) -> float:
@@ -171,16 +200,30 @@ def _ratio(compress: Callable[[bytes], bytes], texts: list[bytes]) -> float:
     return sum(map(len, texts)) / max(stored, 1)
 
 
-def dictionary_row(data: bytes, *, tenant: str, tier: str, privacy: int,
-                   metadata: dict[str, Any], created_at: Any) -> dict[str, Any]:
+def dictionary_row(
+    data: bytes, *, tenant: str, tier: str, privacy: int, metadata: dict[str, Any], created_at: Any
+) -> dict[str, Any]:
     """The record (a dict of field values) that stores dictionary ``data``."""
     encoded = encode_bytes(data)
     return {
-        "id": new_id(), "tenant": tenant, "tier": tier, "agent": None, "session": None,
-        "kind": DICTIONARY_KIND, "created_at": created_at, "hlc": 0, "origin": "",
-        "privacy": privacy, "codec": encoded.codec,
-        "dict_id": dictionary_id_of(encoded.content_hash), "payload": encoded.payload,
-        "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
-        "embedding": None, "embedding_scale": None, "embed_model": None,
-        "metadata": json.dumps(metadata, sort_keys=True), "deleted": False,
+        "id": new_id(),
+        "tenant": tenant,
+        "tier": tier,
+        "agent": None,
+        "session": None,
+        "kind": DICTIONARY_KIND,
+        "created_at": created_at,
+        "hlc": 0,
+        "origin": "",
+        "privacy": privacy,
+        "codec": encoded.codec,
+        "dict_id": dictionary_id_of(encoded.content_hash),
+        "payload": encoded.payload,
+        "raw_size": encoded.raw_size,
+        "content_hash": encoded.content_hash,
+        "embedding": None,
+        "embedding_scale": None,
+        "embed_model": None,
+        "metadata": json.dumps(metadata, sort_keys=True),
+        "deleted": False,
     }

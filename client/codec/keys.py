@@ -27,17 +27,17 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aios_memory.schemas import PRIVACY_LEVELS, InvalidValueError, KeyMissingError, TamperedError
 
-from ._key_files import keyring_get, keyring_set, private_dir, stamp, write_private
 from ._key_codes import (
     KEY_BYTES,
     key_id_of,
@@ -47,14 +47,21 @@ from ._key_codes import (
     unwrap_transfer,
     wrap_for_transfer,
 )
+from ._key_files import keyring_get, keyring_set, private_dir, stamp, write_private
 
 try:
     import fcntl
 except ImportError:  # Windows: one writer at a time is then up to the user
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["KeyStore", "TenantKey", "default_keys_dir", "check_encrypt_at", "DEFAULT_ENCRYPT_AT",
-           "ENCRYPT_NEVER"]
+__all__ = [
+    "KeyStore",
+    "TenantKey",
+    "default_keys_dir",
+    "check_encrypt_at",
+    "DEFAULT_ENCRYPT_AT",
+    "ENCRYPT_NEVER",
+]
 
 DEFAULT_ENCRYPT_AT = 2
 # A threshold no privacy level reaches: nothing is sealed.
@@ -65,16 +72,20 @@ _FILE_VERSION = 1
 def default_keys_dir() -> Path:
     """``AIMEM_KEYS``, else ``~/.config/aimem/keys``."""
     configured = os.environ.get("AIMEM_KEYS")
-    return Path(configured).expanduser() if configured else \
-        Path("~/.config/aimem/keys").expanduser()
+    return (
+        Path(configured).expanduser() if configured else Path("~/.config/aimem/keys").expanduser()
+    )
 
 
 def check_encrypt_at(value: Any) -> int:
     """``value`` as a threshold (0..4; 4 seals nothing), or ``InvalidValueError``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ENCRYPT_NEVER:
-        raise InvalidValueError(f"encrypt_at must be 0..{ENCRYPT_NEVER} (records at or above "
-                                f"this privacy are sealed; {ENCRYPT_NEVER} seals none), "
-                                f"not {value!r}", field="encrypt_at")
+        raise InvalidValueError(
+            f"encrypt_at must be 0..{ENCRYPT_NEVER} (records at or above "
+            f"this privacy are sealed; {ENCRYPT_NEVER} seals none), "
+            f"not {value!r}",
+            field="encrypt_at",
+        )
     return value
 
 
@@ -102,8 +113,9 @@ class KeyStore:
 
     def __init__(self, path: Path | str | None = None, *, use_keyring: bool | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_keys_dir()
-        self.use_keyring = (os.environ.get("AIMEM_KEYRING", "1") != "0"
-                            if use_keyring is None else use_keyring)
+        self.use_keyring = (
+            os.environ.get("AIMEM_KEYRING", "1") != "0" if use_keyring is None else use_keyring
+        )
         self._device_key: bytes | None = None
         self._device_body: dict[str, Any] | None = None
         self._keys: dict[tuple[str, int | None], tuple[Any, TenantKey]] = {}
@@ -134,8 +146,9 @@ class KeyStore:
         entry = body["keys"].get(str(wanted))
         if entry is None:
             return None
-        key = TenantKey(tenant, wanted, self._unwrap(tenant, wanted, entry["wrapped"]),
-                        body["encrypt_at"])
+        key = TenantKey(
+            tenant, wanted, self._unwrap(tenant, wanted, entry["wrapped"]), body["encrypt_at"]
+        )
         self._keys[(tenant, key_id)] = (found, key)
         return key
 
@@ -155,10 +168,16 @@ class KeyStore:
             body = self._tenant(file.stem)
             if body is not None:
                 current = body["keys"][str(body["current"])]
-                out.append({"tenant": file.stem, "key_id": f"{body['current']:08x}",
-                            "keys": len(body["keys"]), "encrypt_at": body["encrypt_at"],
-                            "recovery_code_shown": current["recovery_shown"],
-                            "created_at": current["created_at"]})
+                out.append(
+                    {
+                        "tenant": file.stem,
+                        "key_id": f"{body['current']:08x}",
+                        "keys": len(body["keys"]),
+                        "encrypt_at": body["encrypt_at"],
+                        "recovery_code_shown": current["recovery_shown"],
+                        "created_at": current["created_at"],
+                    }
+                )
         return out
 
     # -- making and moving keys ---------------------------------------------------------------
@@ -169,7 +188,8 @@ class KeyStore:
                 raise InvalidValueError(
                     f"tenant {tenant!r} already has a key in {self.path} (see `aimem keys "
                     "list`); a second would split its memories between two keys",
-                    tenant=tenant)
+                    tenant=tenant,
+                )
             return self._install(tenant, os.urandom(KEY_BYTES), encrypt_at, shown=False)
 
     def take_recovery_code(self, tenant: str) -> str:
@@ -182,15 +202,16 @@ class KeyStore:
                     f"the recovery code of tenant {tenant!r} (key {body['current']:08x}) was "
                     f"already shown ({entry['recovery_shown']}); it is shown only once so that "
                     "no later process can read it. Keep a second device with `aimem keys "
-                    "export`, or use the code you wrote down.", tenant=tenant)
+                    "export`, or use the code you wrote down.",
+                    tenant=tenant,
+                )
             key = self.key(tenant)
             assert key is not None
             entry["recovery_shown"] = _now()
             self._write_tenant(tenant, body)
             return recovery_code(tenant, key.key)
 
-    def recover(self, tenant: str, code: str,
-                encrypt_at: int = DEFAULT_ENCRYPT_AT) -> TenantKey:
+    def recover(self, tenant: str, code: str, encrypt_at: int = DEFAULT_ENCRYPT_AT) -> TenantKey:
         """Install the key a recovery code holds, as the tenant's current key."""
         key = parse_recovery_code(tenant, code)
         with self._locked():
@@ -219,13 +240,19 @@ class KeyStore:
 
     def _install(self, tenant: str, key: bytes, encrypt_at: int, *, shown: bool) -> TenantKey:
         encrypt_at = check_encrypt_at(encrypt_at)
-        body = self._tenant(tenant, fresh=True) or {"v": _FILE_VERSION, "tenant": tenant,
-                                                    "keys": {}}
+        body = self._tenant(tenant, fresh=True) or {
+            "v": _FILE_VERSION,
+            "tenant": tenant,
+            "keys": {},
+        }
         key_id = key_id_of(key)
         entry = body["keys"].get(str(key_id))
         if entry is None:
-            entry = {"wrapped": self._wrap(tenant, key_id, key), "created_at": _now(),
-                     "recovery_shown": False}
+            entry = {
+                "wrapped": self._wrap(tenant, key_id, key),
+                "created_at": _now(),
+                "recovery_shown": False,
+            }
             body["keys"][str(key_id)] = entry
         if shown and not entry["recovery_shown"]:
             entry["recovery_shown"] = "brought here by a recovery code or a transfer"
@@ -245,9 +272,11 @@ class KeyStore:
         try:
             body = json.loads(path.read_text())
         except (OSError, ValueError):
-            raise KeyMissingError(f"the key store {self.path} has no device key "
-                                  f"({path} is missing or unreadable); run `aimem keys init` or "
-                                  "`aimem keys import`") from None
+            raise KeyMissingError(
+                f"the key store {self.path} has no device key "
+                f"({path} is missing or unreadable); run `aimem keys init` or "
+                "`aimem keys import`"
+            ) from None
         if not isinstance(body, dict) or body.get("device_key") not in ("file", "keyring"):
             raise TamperedError(f"{path} is not a device file written by aimem")
         self._device_body = body
@@ -275,7 +304,8 @@ class KeyStore:
                 raise KeyMissingError(
                     f"the device key of {self.path} is missing from the "
                     f"{body['device_key']}; the tenant keys it wraps cannot be opened. Bring "
-                    "them back with `aimem keys recover` or `aimem keys import`.")
+                    "them back with `aimem keys recover` or `aimem keys import`."
+                )
             self._device_key = key
         return self._device_key
 
@@ -288,17 +318,22 @@ class KeyStore:
     def _unwrap(self, tenant: str, key_id: int, wrapped: str) -> bytes:
         try:
             raw = base64.b64decode(wrapped, validate=True)
-            key = AESGCM(self._device_secret()).decrypt(raw[:12], raw[12:],
-                                                        _wrap_ad(tenant, key_id))
+            key = AESGCM(self._device_secret()).decrypt(
+                raw[:12], raw[12:], _wrap_ad(tenant, key_id)
+            )
         except (InvalidTag, ValueError):
             raise TamperedError(
                 f"the key file of tenant {tenant!r} in {self.path} does not open with this "
                 "device's key: it was copied from another device or changed. On the device "
                 "that has the key run `aimem keys export`, then `aimem keys import` here (or "
-                "`aimem keys recover`).", tenant=tenant) from None
+                "`aimem keys recover`).",
+                tenant=tenant,
+            ) from None
         if key_id_of(key) != key_id:
-            raise TamperedError(f"the key file of tenant {tenant!r} holds a key that does not "
-                                "match its id", tenant=tenant)
+            raise TamperedError(
+                f"the key file of tenant {tenant!r} holds a key that does not match its id",
+                tenant=tenant,
+            )
         return key
 
     # -- tenant files ---------------------------------------------------------------------
@@ -321,15 +356,21 @@ class KeyStore:
             raise KeyMissingError(f"cannot read {path}: {exc.strerror}", tenant=tenant) from None
         try:
             body = json.loads(text)
-            ok = body["tenant"] == tenant and str(body["current"]) in body["keys"] \
-                and isinstance(body["encrypt_at"], int) \
+            ok = (
+                body["tenant"] == tenant
+                and str(body["current"]) in body["keys"]
+                and isinstance(body["encrypt_at"], int)
                 and all(isinstance(entry["wrapped"], str) for entry in body["keys"].values())
+            )
         except (ValueError, KeyError, TypeError):
             ok = False
         if not ok:
-            raise TamperedError(f"{path} is not a key file written by aimem for tenant "
-                                f"{tenant!r}; restore it with `aimem keys recover --tenant "
-                                f"{tenant}` or `aimem keys import`", tenant=tenant)
+            raise TamperedError(
+                f"{path} is not a key file written by aimem for tenant "
+                f"{tenant!r}; restore it with `aimem keys recover --tenant "
+                f"{tenant}` or `aimem keys import`",
+                tenant=tenant,
+            )
         return dict(body)
 
     def _require(self, tenant: str) -> dict[str, Any]:
@@ -375,12 +416,13 @@ def _missing(tenant: str, path: Path) -> KeyMissingError:
     return KeyMissingError(
         f"tenant {tenant!r} has no key in {path}: run `aimem keys init --tenant {tenant}` on "
         "the first device, or bring the key from another device with `aimem keys export` "
-        "there and `aimem keys import` here", tenant=tenant)
+        "there and `aimem keys import` here",
+        tenant=tenant,
+    )
 
 
 def _wrap_ad(tenant: str, key_id: int) -> bytes:
-    return json.dumps(["aimem-wrap", _FILE_VERSION, tenant, key_id],
-                      separators=(",", ":")).encode()
+    return json.dumps(["aimem-wrap", _FILE_VERSION, tenant, key_id], separators=(",", ":")).encode()
 
 
 def _now() -> str:

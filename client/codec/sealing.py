@@ -33,8 +33,9 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,8 +61,17 @@ from ._envelope import pack_envelope, unpack_envelope
 from .batches import chunk_rows, rows_to_batch
 from .keys import DEFAULT_ENCRYPT_AT, KeyStore, TenantKey, check_encrypt_at
 
-__all__ = ["Sealer", "seal_row", "open_row", "check_sealed", "sealed_key_id", "is_sealed",
-           "KeyLookup", "SEALED_FORMAT", "ORIGIN_PREFIX"]
+__all__ = [
+    "Sealer",
+    "seal_row",
+    "open_row",
+    "check_sealed",
+    "sealed_key_id",
+    "is_sealed",
+    "KeyLookup",
+    "SEALED_FORMAT",
+    "ORIGIN_PREFIX",
+]
 
 log = logging.getLogger("aios_memory.client")
 
@@ -87,8 +97,10 @@ def is_sealed(row: Mapping[str, Any]) -> bool:
 def sealed_key_id(payload: bytes) -> int:
     """The id of the key that sealed ``payload``; ``CorruptDataError`` if it is not sealed."""
     if len(payload) < _MIN_PAYLOAD or payload[0] != SEALED_FORMAT:
-        raise CorruptDataError(f"a sealed payload starts with format byte {SEALED_FORMAT} and "
-                               f"holds at least {_MIN_PAYLOAD} bytes")
+        raise CorruptDataError(
+            f"a sealed payload starts with format byte {SEALED_FORMAT} and "
+            f"holds at least {_MIN_PAYLOAD} bytes"
+        )
     return int(_HEADER.unpack_from(payload)[1])
 
 
@@ -98,22 +110,34 @@ def sealed_key_id(payload: bytes) -> int:
 def seal_row(row: Mapping[str, Any], key: TenantKey, hlc: int, origin: str) -> dict[str, Any]:
     """The sealed form of one record row (a dict of RECORD_SCHEMA fields), as version ``hlc``."""
     metadata = _outer_metadata(row.get("metadata"))
-    sealed = {**row, "hlc": hlc, "origin": origin, "codec": CODEC_SEALED, "metadata": metadata,
-              "dict_id": row["dict_id"] if row["kind"] == DICTIONARY_KIND else None,
-              **{name: None for name in _PRIVATE}}
+    sealed = {
+        **row,
+        "hlc": hlc,
+        "origin": origin,
+        "codec": CODEC_SEALED,
+        "metadata": metadata,
+        "dict_id": row["dict_id"] if row["kind"] == DICTIONARY_KIND else None,
+        **{name: None for name in _PRIVATE},
+    }
     envelope = pack_envelope(row)
     nonce = os.urandom(_NONCE_BYTES)
     header = _HEADER.pack(SEALED_FORMAT, key.key_id)
-    payload = header + nonce + AESGCM(key.key).encrypt(nonce, envelope,
-                                                       _associated(sealed, key.key_id))
+    payload = (
+        header + nonce + AESGCM(key.key).encrypt(nonce, envelope, _associated(sealed, key.key_id))
+    )
     limits = DEFAULT_LIMITS
     if len(envelope) > limits.max_text_bytes or len(payload) > limits.max_payload_bytes:
         raise TextTooLargeError(
             f"memory {row['id']} is {len(envelope)} bytes sealed (text, metadata and vector); "
             f"a private memory may be {limits.max_text_bytes}. Split it into several memories.",
-            memory_id=row["id"], limit=limits.max_text_bytes)
-    sealed.update(payload=payload, raw_size=len(envelope),
-                  content_hash=hashlib.blake2b(payload, digest_size=16).digest())
+            memory_id=row["id"],
+            limit=limits.max_text_bytes,
+        )
+    sealed.update(
+        payload=payload,
+        raw_size=len(envelope),
+        content_hash=hashlib.blake2b(payload, digest_size=16).digest(),
+    )
     return sealed
 
 
@@ -128,9 +152,22 @@ def _outer_metadata(text: str | None) -> str | None:
 
 
 def _associated(row: Mapping[str, Any], key_id: int) -> bytes:
-    fields = ["aimem-sealed", SEALED_FORMAT, key_id, row["tenant"], row["id"], row["tier"],
-              row["kind"], _micros(row["created_at"]), int(row["hlc"]), row["origin"],
-              int(row["privacy"]), bool(row["deleted"]), row.get("metadata"), row.get("dict_id")]
+    fields = [
+        "aimem-sealed",
+        SEALED_FORMAT,
+        key_id,
+        row["tenant"],
+        row["id"],
+        row["tier"],
+        row["kind"],
+        _micros(row["created_at"]),
+        int(row["hlc"]),
+        row["origin"],
+        int(row["privacy"]),
+        bool(row["deleted"]),
+        row.get("metadata"),
+        row.get("dict_id"),
+    ]
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -159,24 +196,31 @@ def open_row(row: Mapping[str, Any], keys: KeyLookup) -> dict[str, Any]:
             f"{key_id:08x}, which this side does not have. Bring it here with `aimem keys "
             f"export --tenant {row['tenant']}` on a device that has it and `aimem keys import "
             f"FILE` here (or `aimem keys recover --tenant {row['tenant']}`).",
-            memory_id=row["id"], tenant=row["tenant"], key_id=f"{key_id:08x}")
-    nonce = payload[_HEADER.size:_HEADER.size + _NONCE_BYTES]
+            memory_id=row["id"],
+            tenant=row["tenant"],
+            key_id=f"{key_id:08x}",
+        )
+    nonce = payload[_HEADER.size : _HEADER.size + _NONCE_BYTES]
     try:
-        envelope = AESGCM(key.key).decrypt(nonce, payload[_HEADER.size + _NONCE_BYTES:],
-                                           _associated(row, key_id))
+        envelope = AESGCM(key.key).decrypt(
+            nonce, payload[_HEADER.size + _NONCE_BYTES :], _associated(row, key_id)
+        )
     except InvalidTag:
         raise TamperedError(
             f"memory {row['id']} of tenant {row['tenant']!r} does not authenticate: its "
             "ciphertext or a field bound to it (tenant, id, tier, kind, created_at, hlc, origin, "
             "privacy, deleted, readers, dict_id) was changed, swapped or replayed. Nothing was "
-            "decoded; sync it again from a replica you trust.", memory_id=row["id"]) from None
+            "decoded; sync it again from a replica you trust.",
+            memory_id=row["id"],
+        ) from None
     return {**row, **_parse_envelope(envelope, row["id"])}
 
 
 def _parse_envelope(envelope: bytes, memory_id: str) -> dict[str, Any]:
     def bad(why: str) -> CorruptDataError:
-        return CorruptDataError(f"memory {memory_id}: its sealed envelope {why}",
-                                memory_id=memory_id)
+        return CorruptDataError(
+            f"memory {memory_id}: its sealed envelope {why}", memory_id=memory_id
+        )
 
     return unpack_envelope(envelope, bad)
 
@@ -190,20 +234,26 @@ def check_sealed(row: Mapping[str, Any]) -> None:
     payload = bytes(row["payload"])
     sealed_key_id(payload)
     if hashlib.blake2b(payload, digest_size=16).digest() != row["content_hash"]:
-        raise CorruptDataError(f"sealed memory {row['id']} does not match its content_hash",
-                               memory_id=row["id"])
+        raise CorruptDataError(
+            f"sealed memory {row['id']} does not match its content_hash", memory_id=row["id"]
+        )
     if not row["hlc"] or not row["origin"]:
-        raise InvalidValueError(f"sealed memory {row['id']} has no version: a client seals "
-                                "with its own hlc and origin", memory_id=row["id"])
+        raise InvalidValueError(
+            f"sealed memory {row['id']} has no version: a client seals with its own hlc and origin",
+            memory_id=row["id"],
+        )
     leaked = [name for name in _PRIVATE if row.get(name) is not None]
     if row.get("metadata") is not None and set(json.loads(row["metadata"])) != {READERS_KEY}:
         leaked.append("metadata")
     if row["kind"] != DICTIONARY_KIND and row.get("dict_id") is not None:
         leaked.append("dict_id")
     if leaked:
-        raise InvalidValueError(f"sealed memory {row['id']} carries {', '.join(leaked)} outside "
-                                "its ciphertext; a sealed record keeps them inside",
-                                memory_id=row["id"], field=leaked[0])
+        raise InvalidValueError(
+            f"sealed memory {row['id']} carries {', '.join(leaked)} outside "
+            "its ciphertext; a sealed record keeps them inside",
+            memory_id=row["id"],
+            field=leaked[0],
+        )
 
 
 # -- the client's side ----------------------------------------------------------------------
@@ -264,11 +314,15 @@ class Sealer:
             raise ServerInternalError(f"the server acknowledged {len(hlcs)} of {len(rows)} rows")
         for hlc in hlcs:
             self.clock.observe(hlc)
-        return [i for i, (row, hlc) in enumerate(zip(rows, hlcs))
-                if is_sealed(row) and hlc != row["hlc"]]
+        return [
+            i
+            for i, (row, hlc) in enumerate(zip(rows, hlcs))
+            if is_sealed(row) and hlc != row["hlc"]
+        ]
 
-    def write(self, rows: Sequence[dict[str, Any]],
-              upload: Callable[[list[pa.RecordBatch]], list[PutAck]]) -> list[PutAck]:
+    def write(
+        self, rows: Sequence[dict[str, Any]], upload: Callable[[list[pa.RecordBatch]], list[PutAck]]
+    ) -> list[PutAck]:
         """Seal what the threshold asks, ``upload`` the batches, and settle sealed versions.
 
         Where the server already holds a newer version of a sealed id, the
@@ -286,11 +340,18 @@ class Sealer:
             raise ServerInternalError(
                 f"the server kept another version of memory {resealed[newer[0]]['id']} twice, "
                 "though this client sealed past it; is another device writing it with a clock "
-                "far ahead? Retry later.", memory_id=resealed[newer[0]]["id"])
+                "far ahead? Retry later.",
+                memory_id=resealed[newer[0]]["id"],
+            )
         hlcs = {row["id"]: row["hlc"] for row in resealed}
-        return [PutAck(batch=ack.batch, ids=ack.ids,
-                       hlcs=[hlcs.get(i, hlc) for i, hlc in zip(ack.ids, ack.hlcs)])
-                for ack in acks]
+        return [
+            PutAck(
+                batch=ack.batch,
+                ids=ack.ids,
+                hlcs=[hlcs.get(i, hlc) for i, hlc in zip(ack.ids, ack.hlcs)],
+            )
+            for ack in acks
+        ]
 
     def _new_key(self, tenant: str) -> TenantKey:
         try:
@@ -300,9 +361,13 @@ class Sealer:
             if found is None:
                 raise
             return found
-        log.warning("made a new end-to-end encryption key for tenant %r in %s. Print its "
-                    "recovery code once and keep it safe: aimem keys recovery-code --tenant %s",
-                    tenant, self.keys.path, tenant)
+        log.warning(
+            "made a new end-to-end encryption key for tenant %r in %s. Print its "
+            "recovery code once and keep it safe: aimem keys recovery-code --tenant %s",
+            tenant,
+            self.keys.path,
+            tenant,
+        )
         return key
 
 

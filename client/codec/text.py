@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import zstandard
 
@@ -41,9 +42,15 @@ from aios_memory.schemas import (
 )
 
 __all__ = [
-    "EncodedText", "Dictionary", "Codebook", "encode_text", "encode_bytes", "decode_payload",
+    "EncodedText",
+    "Dictionary",
+    "Codebook",
+    "encode_text",
+    "encode_bytes",
+    "decode_payload",
     "decode_text",
-    "content_hash", "utf8",
+    "content_hash",
+    "utf8",
 ]
 
 DEFAULT_ZSTD_LEVEL = 3
@@ -97,17 +104,25 @@ class Dictionary:
         with self._lock:  # a ZstdCompressor is not thread-safe; making one costs ~0.3 ms
             if self._compressor is None:
                 self._compressor = zstandard.ZstdCompressor(
-                    dict_data=self._zdict, compression_params=_params(DICT_ZSTD_LEVEL, False))
+                    dict_data=self._zdict, compression_params=_params(DICT_ZSTD_LEVEL, False)
+                )
             return self._compressor.compress(raw)
 
     def decompress(self, payload: bytes, raw_size: int) -> bytes:
-        reader = zstandard.ZstdDecompressor(dict_data=self._zdict,
-                                            format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+        reader = zstandard.ZstdDecompressor(
+            dict_data=self._zdict, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        )
         return _capped_read(reader, payload, raw_size)
 
 
-def encode_text(text: str, *, codec: str = CODEC_ZSTD, dictionary: Dictionary | None = None,
-                lm: Any = None, agent: str | None = None) -> EncodedText:
+def encode_text(
+    text: str,
+    *,
+    codec: str = CODEC_ZSTD,
+    dictionary: Dictionary | None = None,
+    lm: Any = None,
+    agent: str | None = None,
+) -> EncodedText:
     """Compress one text with ``codec`` or, where that loses or fails, a cheaper one.
 
     ``codec`` is the most a policy allows: ``lm`` tries the model (``lm``, a
@@ -136,13 +151,18 @@ def encode_bytes(raw: bytes) -> EncodedText:
     return EncodedText(CODEC_NONE, raw, len(raw), digest)
 
 
-def _candidates(raw: bytes, digest: bytes, codec: str, dictionary: Dictionary | None, lm: Any,
-                agent: str | None) -> list[EncodedText]:
-    found = [EncodedText(CODEC_ZSTD, _compressor(DEFAULT_ZSTD_LEVEL).compress(raw), len(raw),
-                         digest)]
+def _candidates(
+    raw: bytes, digest: bytes, codec: str, dictionary: Dictionary | None, lm: Any, agent: str | None
+) -> list[EncodedText]:
+    found = [
+        EncodedText(CODEC_ZSTD, _compressor(DEFAULT_ZSTD_LEVEL).compress(raw), len(raw), digest)
+    ]
     if codec in (CODEC_ZSTD_DICT, CODEC_LM) and dictionary is not None:
-        found.append(EncodedText(CODEC_ZSTD_DICT, dictionary.compress(raw), len(raw), digest,
-                                 dictionary.dict_id))
+        found.append(
+            EncodedText(
+                CODEC_ZSTD_DICT, dictionary.compress(raw), len(raw), digest, dictionary.dict_id
+            )
+        )
     if codec == CODEC_LM and lm is not None and len(raw) <= MAX_LM_BYTES:
         verified = _lm_encode_verified(raw, digest, lm, agent)
         if verified is not None:
@@ -150,8 +170,9 @@ def _candidates(raw: bytes, digest: bytes, codec: str, dictionary: Dictionary | 
     return found
 
 
-def _lm_encode_verified(raw: bytes, digest: bytes, lm: Any, agent: str | None
-                        ) -> EncodedText | None:
+def _lm_encode_verified(
+    raw: bytes, digest: bytes, lm: Any, agent: str | None
+) -> EncodedText | None:
     """The model's payload, only if decoding it gives back exactly ``raw``."""
     try:
         payload = lm.encode(raw, agent)
@@ -179,10 +200,13 @@ class Codebook:
         (``sealing.Sealer.open``); without one a sealed record raises ``KeyMissingError``.
     """
 
-    def __init__(self, dictionaries: Callable[[int], Dictionary | None] = lambda _: None,
-                 lm: Callable[[], Any] | None = None,
-                 cache_bytes: int = DECODED_CACHE_BYTES,
-                 opener: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        dictionaries: Callable[[int], Dictionary | None] = lambda _: None,
+        lm: Callable[[], Any] | None = None,
+        cache_bytes: int = DECODED_CACHE_BYTES,
+        opener: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> None:
         self._dictionaries = dictionaries
         self._lm = lm or _default_lm
         self._cache = _DecodedCache(cache_bytes)
@@ -193,8 +217,10 @@ class Codebook:
         if row.get("codec") != CODEC_SEALED:
             return row
         if self._opener is None:
-            raise KeyMissingError(f"memory {row.get('id')} is end-to-end encrypted and this "
-                                  "reader holds no keys", memory_id=row.get("id"))
+            raise KeyMissingError(
+                f"memory {row.get('id')} is end-to-end encrypted and this reader holds no keys",
+                memory_id=row.get("id"),
+            )
         return self._opener(row)
 
     def lm(self) -> Any:
@@ -207,7 +233,9 @@ class Codebook:
             raise CodecMismatchError(
                 f"dictionary {dict_id} is not stored for this tenant: the memory was compressed "
                 "with a dictionary this server has not received (sync it, or put the "
-                "dictionary record first)", dict_id=dict_id)
+                "dictionary record first)",
+                dict_id=dict_id,
+            )
         return found
 
     def decode(self, row: Mapping[str, Any], *, max_bytes: int) -> bytes:
@@ -224,8 +252,9 @@ class Codebook:
         if len(raw) != size:
             raise CorruptDataError(f"payload decodes to {len(raw)} bytes, record says {size}")
         if row.get("content_hash") is not None and content_hash(raw) != row["content_hash"]:
-            raise CorruptDataError("payload does not match its content_hash",
-                                   memory_id=row.get("id"))
+            raise CorruptDataError(
+                "payload does not match its content_hash", memory_id=row.get("id")
+            )
         return raw
 
     def text(self, row: Mapping[str, Any], *, max_bytes: int) -> str:
@@ -244,7 +273,9 @@ class Codebook:
                 f"memory {row.get('id')} was compressed by language model {row.get('dict_id')}; "
                 f"this side has model {model.fingerprint} ({model.describe().get('model')}). "
                 "Install the ai-os-memory[lm] versions that wrote it; nothing was decoded.",
-                memory_id=row.get("id"), dict_id=row.get("dict_id"))
+                memory_id=row.get("id"),
+                dict_id=row.get("dict_id"),
+            )
         raw = model.decode(bytes(row["payload"]), row["raw_size"], row.get("agent"))
         if row.get("content_hash") is not None and content_hash(raw) == row["content_hash"]:
             self._cache.put(key, raw)
@@ -283,7 +314,8 @@ def _default_lm() -> Any:
     except ImportError as exc:
         raise CodecUnavailableError(
             f"the lm codec needs the [lm] extra ({exc}): "
-            "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'ai-os-memory[lm]'") from None
+            "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'ai-os-memory[lm]'"
+        ) from None
     return load_lm_codec()
 
 
@@ -300,8 +332,9 @@ def decode_payload(codec: str, payload: bytes, raw_size: int, *, max_bytes: int)
     elif codec == CODEC_ZSTD:
         raw = _zstd_decode(payload, raw_size)
     elif codec in (CODEC_ZSTD_DICT, CODEC_LM, CODEC_SEALED):
-        raise CodecUnavailableError(f"codec {codec!r} needs a Codebook (and, sealed, a key) "
-                                    "to decode", codec=codec)
+        raise CodecUnavailableError(
+            f"codec {codec!r} needs a Codebook (and, sealed, a key) to decode", codec=codec
+        )
     else:
         raise CorruptDataError(f"unknown codec {codec!r}: upgrade the client", codec=codec)
     if len(raw) != raw_size:
@@ -309,8 +342,9 @@ def decode_payload(codec: str, payload: bytes, raw_size: int, *, max_bytes: int)
     return raw
 
 
-def decode_text(codec: str, payload: bytes, raw_size: int, expected_hash: bytes | None = None,
-                *, max_bytes: int) -> str:
+def decode_text(
+    codec: str, payload: bytes, raw_size: int, expected_hash: bytes | None = None, *, max_bytes: int
+) -> str:
     """Decoded text of a payload that needs no dictionary or model, checked against its hash."""
     raw = decode_payload(codec, payload, raw_size, max_bytes=max_bytes)
     if expected_hash is not None and content_hash(raw) != expected_hash:
@@ -334,8 +368,12 @@ def _params(level: int, content_size: bool) -> zstandard.ZstdCompressionParamete
     # The record carries codec, dict_id and raw_size; a magic number, checksum or
     # dictionary id would repeat them (content_hash covers integrity).
     return zstandard.ZstdCompressionParameters.from_level(
-        level, format=zstandard.FORMAT_ZSTD1_MAGICLESS,
-        write_checksum=False, write_content_size=content_size, write_dict_id=False)
+        level,
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+        write_checksum=False,
+        write_content_size=content_size,
+        write_dict_id=False,
+    )
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -351,8 +389,9 @@ def _zstd_decode(payload: bytes, raw_size: int) -> bytes:
         raise CorruptDataError("payload is not a zstd frame") from None
     if declared not in (raw_size, zstandard.CONTENTSIZE_UNKNOWN):
         raise CorruptDataError(f"frame declares {declared} bytes, record says {raw_size}")
-    return _capped_read(zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS),
-                        payload, raw_size)
+    return _capped_read(
+        zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS), payload, raw_size
+    )
 
 
 def _capped_read(decompressor: zstandard.ZstdDecompressor, payload: bytes, raw_size: int) -> bytes:

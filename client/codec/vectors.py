@@ -32,8 +32,9 @@ def normalize(vector: Any, *, row: int = 0) -> np.ndarray:
     with np.errstate(over="ignore"):  # components near 1e308 overflow the norm: refused below
         norm = float(np.linalg.norm(v))
     if norm == 0.0 or not math.isfinite(norm):
-        raise InvalidVectorError(f"embedding {row} has no direction (all zeros) or its length "
-                                 "overflows", row=row)
+        raise InvalidVectorError(
+            f"embedding {row} has no direction (all zeros) or its length overflows", row=row
+        )
     return v / norm
 
 

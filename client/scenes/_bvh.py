@@ -75,7 +75,7 @@ def read_bvh(path: str | Path, *, name: str | None = None, scale: float = 1.0) -
     objects, tracks, column = [], {}, 0
     for joint in joints:
         width = len(joint.channels)
-        tracks[joint.id] = _joint_track(joint, values[:, column:column + width], scale)
+        tracks[joint.id] = _joint_track(joint, values[:, column : column + width], scale)
         objects.append(_joint_object(joint))
         column += width
     rate = 1.0 / frame_time
@@ -122,10 +122,15 @@ def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton products ``a * b`` row by row."""
     aw, ax, ay, az = a.T
     bw, bx, by, bz = b.T
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=1,
+    )
 
 
 def _joint_track(joint: _Joint, values: np.ndarray, scale: float) -> Track:
@@ -145,8 +150,9 @@ def _joint_object(joint: _Joint) -> SceneObject:
     attributes: dict[str, object] = {"offset": list(joint.offset)}
     if not joint.end:
         attributes["channels"] = list(joint.channels)
-    return SceneObject(joint.id, "end" if joint.end else "joint", joint.parent, JOINT_SIZE,
-                       attributes)
+    return SceneObject(
+        joint.id, "end" if joint.end else "joint", joint.parent, JOINT_SIZE, attributes
+    )
 
 
 def _refuse(path: Path, number: int, why: str) -> InvalidValueError:
@@ -191,8 +197,14 @@ def _parse_hierarchy(lines: list[str], path: Path) -> tuple[list[_Joint], int]:
     raise _refuse(path, len(lines), "no MOTION section" if started else "empty file")
 
 
-def _declare(words: list[str], number: int, path: Path, stack: list[_Joint],
-             joints: list[_Joint], pending: _Joint | None) -> _Joint:
+def _declare(
+    words: list[str],
+    number: int,
+    path: Path,
+    stack: list[_Joint],
+    joints: list[_Joint],
+    pending: _Joint | None,
+) -> _Joint:
     head = words[0].upper()
     if pending is not None:
         raise _refuse(path, number, "a declaration where '{' was expected")
@@ -223,10 +235,16 @@ def _read_property(words: list[str], number: int, path: Path, joint: _Joint) -> 
     if joint.end or not words[1:] or not words[1].isdigit():
         raise _refuse(path, number, "CHANNELS needs a count (and End Site has none)")
     channels = words[2:]
-    if int(words[1]) != len(channels) or not set(channels) <= _CHANNELS \
-            or len(set(channels)) != len(channels):
-        raise _refuse(path, number, f"CHANNELS {words[1]} then that many distinct names of "
-                                    f"{sorted(_CHANNELS)}")
+    if (
+        int(words[1]) != len(channels)
+        or not set(channels) <= _CHANNELS
+        or len(set(channels)) != len(channels)
+    ):
+        raise _refuse(
+            path,
+            number,
+            f"CHANNELS {words[1]} then that many distinct names of {sorted(_CHANNELS)}",
+        )
     joint.channels = channels
 
 
@@ -240,10 +258,11 @@ def _numbers(words: list[str], number: int, path: Path) -> list[float]:
     return values
 
 
-def _parse_motion(lines: list[str], start: int, n_values: int,
-                  path: Path) -> tuple[float, np.ndarray]:
+def _parse_motion(
+    lines: list[str], start: int, n_values: int, path: Path
+) -> tuple[float, np.ndarray]:
     """Frame Time and the ``(frames, n_values)`` channel values after the MOTION line."""
-    rest = [(i + 1, line) for i, line in enumerate(lines[start + 1:], start + 1) if line.strip()]
+    rest = [(i + 1, line) for i, line in enumerate(lines[start + 1 :], start + 1) if line.strip()]
     if len(rest) < 2:
         raise _refuse(path, len(lines), "MOTION needs 'Frames:' and 'Frame Time:' lines")
     n_frames = _header(rest[0], "FRAMES:", path)
@@ -252,8 +271,11 @@ def _parse_motion(lines: list[str], start: int, n_values: int,
         raise _refuse(path, rest[0][0], "Frames must be a whole number >= 1, Frame Time > 0")
     rows = rest[2:]
     if len(rows) != int(n_frames):
-        raise _refuse(path, rows[-1][0] if rows else rest[1][0],
-                      f"Frames: {int(n_frames)} but {len(rows)} frame lines")
+        raise _refuse(
+            path,
+            rows[-1][0] if rows else rest[1][0],
+            f"Frames: {int(n_frames)} but {len(rows)} frame lines",
+        )
     values = np.empty((len(rows), n_values))
     for k, (number, line) in enumerate(rows):
         row = _numbers(line.split(), number, path)
@@ -268,7 +290,7 @@ def _header(numbered: tuple[int, str], label: str, path: Path) -> float:
     text = " ".join(line.split())
     if not text.upper().startswith(label):
         raise _refuse(path, number, f"expected '{label.title()} ...', got {line.strip()!r}")
-    values = _numbers(text[len(label):].split(), number, path)
+    values = _numbers(text[len(label) :].split(), number, path)
     if len(values) != 1:
         raise _refuse(path, number, f"'{label.title()}' needs one number")
     return values[0]

@@ -40,8 +40,10 @@ DEFAULT_MAX_BYTES = 1 << 30
 def table_bodies(tables: dict[str, pa.Table]) -> dict[str, bytes]:
     """Each table as its stored body: one compressed record batch message."""
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return {name: compressor.compress(_one_batch(tables[name]).serialize().to_pybytes())
-            for name in SCENE_TABLES}
+    return {
+        name: compressor.compress(_one_batch(tables[name]).serialize().to_pybytes())
+        for name in SCENE_TABLES
+    }
 
 
 def _one_batch(table: pa.Table) -> pa.RecordBatch:
@@ -53,8 +55,9 @@ def _one_batch(table: pa.Table) -> pa.RecordBatch:
 
 def pack_container(bodies: dict[str, bytes]) -> bytes:
     """The container of the table bodies (see the module docstring)."""
-    header = _HEADER.pack(MAGIC, CONTAINER_VERSION, len(SCENE_TABLES),
-                          *(len(bodies[name]) for name in SCENE_TABLES))
+    header = _HEADER.pack(
+        MAGIC, CONTAINER_VERSION, len(SCENE_TABLES), *(len(bodies[name]) for name in SCENE_TABLES)
+    )
     payload = header + b"".join(bodies[name] for name in SCENE_TABLES)
     return payload + _checksum(payload)
 
@@ -70,8 +73,10 @@ def unpack_container(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[st
         raise CorruptDataError("not a stored scene (no AISC header)")
     magic, version, count, *lengths = _HEADER.unpack_from(data)
     if version != CONTAINER_VERSION:
-        raise UnsupportedVersionError(f"stored scene version {version}; this client reads "
-                                      f"version {CONTAINER_VERSION}", version=version)
+        raise UnsupportedVersionError(
+            f"stored scene version {version}; this client reads version {CONTAINER_VERSION}",
+            version=version,
+        )
     payload, checksum = data[:-CHECKSUM_BYTES], data[-CHECKSUM_BYTES:]
     if count != len(SCENE_TABLES) or _HEADER.size + sum(lengths) != len(payload):
         raise CorruptDataError("a stored scene whose table sizes do not add up (cut short?)")
@@ -83,10 +88,11 @@ def unpack_container(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[st
 def _read_bodies(payload: bytes, lengths: list[int], max_bytes: int) -> dict[str, pa.Table]:
     tables, offset, budget = {}, _HEADER.size, max_bytes
     for name, length in zip(SCENE_TABLES, lengths):
-        body = payload[offset:offset + length]
+        body = payload[offset : offset + length]
         if _declared_size(body) > budget:
-            raise LimitExceededError(f"a stored scene expands past {max_bytes} bytes",
-                                     limit=max_bytes)
+            raise LimitExceededError(
+                f"a stored scene expands past {max_bytes} bytes", limit=max_bytes
+            )
         raw = decompress_exact(body, budget)
         budget -= len(raw)
         offset += length
@@ -107,6 +113,7 @@ def _read_batch(name: str, raw: bytes) -> pa.Table:
         batch = pa.ipc.read_record_batch(pa.py_buffer(raw), schema)
         batch.validate(full=True)
     except (pa.ArrowException, OSError, ValueError, EOFError) as error:  # all from pyarrow
-        raise CorruptDataError(f"table {name!r} of a stored scene does not read: {error}",
-                               table=name) from None
+        raise CorruptDataError(
+            f"table {name!r} of a stored scene does not read: {error}", table=name
+        ) from None
     return pa.Table.from_batches([batch], schema=schema)

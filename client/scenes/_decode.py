@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import marshal
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -19,19 +20,29 @@ from ._layout import Layout, Segment
 from ._quantize import QuantTrack
 from ._tables import CHANNELS, QuantScene
 
-__all__ = ["segment_values", "segment_column", "sequence_index", "quant_tracks", "quant_scene", "AttributeTimeline"]
+__all__ = [
+    "segment_values",
+    "segment_column",
+    "sequence_index",
+    "quant_tracks",
+    "quant_scene",
+    "AttributeTimeline",
+]
 
 
-def segment_values(layout: Layout, segment: Segment,
-                   frames: int | None = None) -> dict[str, np.ndarray]:
+def segment_values(
+    layout: Layout, segment: Segment, frames: int | None = None
+) -> dict[str, np.ndarray]:
     """Each channel group's sequences of one segment: ``(channels, n_objects, length)``
     grid integers, row ``i`` holding object ``i``'s values at its present frames,
     left-aligned. ``frames`` limits the work to what the first ``frames`` frames need."""
     predictor = layout.episode["predictor"]
     if predictor == "knots":
         return {group: values[..., :frames] for group, _, values in _knot_values(segment, None)}
-    return {group: motion.reconstruct(first, residual, predictor)
-            for group, _, first, residual in _residuals(segment, frames)}
+    return {
+        group: motion.reconstruct(first, residual, predictor)
+        for group, _, first, residual in _residuals(segment, frames)
+    }
 
 
 def segment_column(layout: Layout, segment: Segment, column: int) -> dict[str, np.ndarray]:
@@ -42,12 +53,15 @@ def segment_column(layout: Layout, segment: Segment, column: int) -> dict[str, n
     at = np.maximum(sequence_index(segment, column), 0)
     if predictor == "knots":
         return {group: values.T for group, _, values in _knot_values(segment, at)}
-    return {group: motion.values_at(first, residual, at[rows], segment.n_frames, predictor).T
-            for group, rows, first, residual in _residuals(segment, column + 1)}
+    return {
+        group: motion.values_at(first, residual, at[rows], segment.n_frames, predictor).T
+        for group, rows, first, residual in _residuals(segment, column + 1)
+    }
 
 
-def _residuals(segment: Segment, frames: int | None) -> Iterator[tuple[str, Any, np.ndarray,
-                                                                       np.ndarray]]:
+def _residuals(
+    segment: Segment, frames: int | None
+) -> Iterator[tuple[str, Any, np.ndarray, np.ndarray]]:
     """Per channel group: its object rows, first values and residuals (``frames`` of them)."""
     firsts = {"position": segment.positions, "rotation": segment.rotations}
     lengths = segment.presence.sum(axis=1)
@@ -57,8 +71,7 @@ def _residuals(segment: Segment, frames: int | None) -> Iterator[tuple[str, Any,
         yield group, rows, firsts[group].T, motion.unpack(blob, mask, CHANNELS[group], frames)
 
 
-def _knot_values(segment: Segment, at: np.ndarray | None) -> Iterator[tuple[str, Any,
-                                                                            np.ndarray]]:
+def _knot_values(segment: Segment, at: np.ndarray | None) -> Iterator[tuple[str, Any, np.ndarray]]:
     """Per channel group: its object rows and their integers ``(channels, n_objects,
     n_frames)`` (each sequence left-aligned, padded by its last value), or only those
     at each object's sequence index ``at``, ``(channels, n_objects)``."""
@@ -66,32 +79,47 @@ def _knot_values(segment: Segment, at: np.ndarray | None) -> Iterator[tuple[str,
     lengths = segment.presence.sum(axis=1)
     for group, blob in segment.blobs.items():
         rows = slice(None) if group == "position" else segment.rotating
-        yield group, rows, knots.unpack(blob, firsts[group].T, lengths[rows], segment.n_frames,
-                                        None if at is None else at[rows])
+        yield (
+            group,
+            rows,
+            knots.unpack(
+                blob,
+                firsts[group].T,
+                lengths[rows],
+                segment.n_frames,
+                None if at is None else at[rows],
+            ),
+        )
 
 
 def sequence_index(segment: Segment, column: int) -> np.ndarray:
     """For each object of the segment, where its value at ``column`` sits in its sequence
     (-1 before its first present frame; meaningful only where it is present)."""
-    return segment.presence[:, :column + 1].sum(axis=1) - 1
+    return segment.presence[:, : column + 1].sum(axis=1) - 1
 
 
 def quant_tracks(layout: Layout) -> dict[int, QuantTrack]:
     """Every track on the grid, decoded sequentially (zeros at absent frames)."""
     n = layout.n_frames
-    tracks = {i: QuantTrack(_present(toggles, n), np.zeros((n, 3), dtype=np.int64),
-                            np.zeros((n, 3), dtype=np.int64) if layout.has_rotation[i] else None)
-              for i, toggles in enumerate(layout.toggles) if layout.has_track[i]}
+    tracks = {
+        i: QuantTrack(
+            _present(toggles, n),
+            np.zeros((n, 3), dtype=np.int64),
+            np.zeros((n, 3), dtype=np.int64) if layout.has_rotation[i] else None,
+        )
+        for i, toggles in enumerate(layout.toggles)
+        if layout.has_track[i]
+    }
     for segment in layout.segments.values():
         values = segment_values(layout, segment)
         rotation_row = np.cumsum(segment.rotating) - 1
         for row, index in enumerate(segment.objects):
             frames = np.flatnonzero(segment.presence[row]) + segment.first_frame
-            tracks[index].positions[frames] = values["position"][:, row, :len(frames)].T
+            tracks[index].positions[frames] = values["position"][:, row, : len(frames)].T
             if segment.rotating[row]:
                 rotations = tracks[index].rotations
                 assert rotations is not None  # has_rotation, checked by read_layout
-                rotations[frames] = values["rotation"][:, rotation_row[row], :len(frames)].T
+                rotations[frames] = values["rotation"][:, rotation_row[row], : len(frames)].T
     return tracks
 
 
@@ -106,9 +134,17 @@ def _present(toggles: list[int], n_frames: int) -> np.ndarray:
 def quant_scene(layout: Layout, tracks: dict[int, QuantTrack]) -> QuantScene:
     """The decoded scene on the grid, as the encoder saw it (for ``scene_hash``)."""
     episode = layout.episode
-    return QuantScene(episode["name"], episode["frame_rate"], layout.n_frames,
-                      layout.objects, tracks, layout.events, episode["source"],
-                      episode["step_m"], episode["step_deg"])
+    return QuantScene(
+        episode["name"],
+        episode["frame_rate"],
+        layout.n_frames,
+        layout.objects,
+        tracks,
+        layout.events,
+        episode["source"],
+        episode["step_m"],
+        episode["step_deg"],
+    )
 
 
 class AttributeTimeline:

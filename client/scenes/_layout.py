@@ -80,19 +80,23 @@ class Layout:
 
 def check_schemas(tables: dict[str, pa.Table]) -> None:
     """Exactly the five tables, each with its schema (metadata included), fully valid."""
-    if set(tables) != set(SCENE_TABLES) or not all(isinstance(t, pa.Table)
-                                                   for t in tables.values()):
-        raise CorruptDataError(f"an episode has the tables {sorted(SCENE_TABLES)}, "
-                               f"not {sorted(tables)}")
+    if set(tables) != set(SCENE_TABLES) or not all(
+        isinstance(t, pa.Table) for t in tables.values()
+    ):
+        raise CorruptDataError(
+            f"an episode has the tables {sorted(SCENE_TABLES)}, not {sorted(tables)}"
+        )
     for name in SCENE_TABLES:
         if not tables[name].schema.equals(SCENE_SCHEMAS[name], check_metadata=True):
-            raise CorruptDataError(f"table {name!r} does not have the scene schema "
-                                   f"(version 1)", table=name)
+            raise CorruptDataError(
+                f"table {name!r} does not have the scene schema (version 1)", table=name
+            )
         try:
             tables[name].validate(full=True)
         except pa.ArrowException as error:
-            raise CorruptDataError(f"table {name!r} is not valid Arrow: {error}",
-                                   table=name) from None
+            raise CorruptDataError(
+                f"table {name!r} is not valid Arrow: {error}", table=name
+            ) from None
 
 
 def read_layout(tables: dict[str, pa.Table], max_cells: int = DEFAULT_MAX_CELLS) -> Layout:
@@ -130,21 +134,31 @@ def _episode(table: pa.Table, n_objects: int, max_cells: int) -> dict[str, Any]:
         raise _fail(f"the episode table has {table.num_rows} rows, not 1")
     row = table.to_pylist()[0]
     finite = all(math.isfinite(row[k]) for k in row if isinstance(row[k], float))
-    if not (finite and 0 < row["frame_rate"] <= MAX_FRAME_RATE and 0 < row["step_m"] <= MAX_STEP_M
-            and 0 < row["step_deg"] <= MAX_STEP_DEG and row["keyframe_every"] >= 1
-            and row["predictor"] in PREDICTORS and row["position_axes"] <= 3
-            and row["presence_events"] in PRESENCE_RULES
-            and row["n_objects"] == n_objects):
+    if not (
+        finite
+        and 0 < row["frame_rate"] <= MAX_FRAME_RATE
+        and 0 < row["step_m"] <= MAX_STEP_M
+        and 0 < row["step_deg"] <= MAX_STEP_DEG
+        and row["keyframe_every"] >= 1
+        and row["predictor"] in PREDICTORS
+        and row["position_axes"] <= 3
+        and row["presence_events"] in PRESENCE_RULES
+        and row["n_objects"] == n_objects
+    ):
         raise _fail("the episode row holds values out of range")
     if row["n_frames"] * max(n_objects, 1) > max_cells:
-        raise LimitExceededError(f"an episode of {row['n_frames']} frames x {n_objects} objects "
-                                 f"is more than {max_cells} object-frames", limit=max_cells)
+        raise LimitExceededError(
+            f"an episode of {row['n_frames']} frames x {n_objects} objects "
+            f"is more than {max_cells} object-frames",
+            limit=max_cells,
+        )
     row["source"] = _json(row["source"], "the episode source")
     return row
 
 
-def _objects(table: pa.Table, n_frames: int) -> tuple[list[SceneObject], tuple[list[bool],
-                                                      list[bool]], list[list[int]]]:
+def _objects(
+    table: pa.Table, n_frames: int
+) -> tuple[list[SceneObject], tuple[list[bool], list[bool]], list[list[int]]]:
     rows = table.to_pylist()
     ids = [r["object_id"] for r in rows]
     if len(set(ids)) != len(ids):
@@ -153,9 +167,15 @@ def _objects(table: pa.Table, n_frames: int) -> tuple[list[SceneObject], tuple[l
     for row in rows:
         if row["parent"] is not None and row["parent"] not in ids:
             raise _fail(f"object {row['object_id']!r} names an unknown parent")
-        objects.append(SceneObject(row["object_id"], row["kind"], row["parent"],
-                                   (row["size_x"], row["size_y"], row["size_z"]),
-                                   _json(row["attributes"], "an object's attributes")))
+        objects.append(
+            SceneObject(
+                row["object_id"],
+                row["kind"],
+                row["parent"],
+                (row["size_x"], row["size_y"], row["size_z"]),
+                _json(row["attributes"], "an object's attributes"),
+            )
+        )
         toggles.append(_toggles(row, n_frames))
     flags = ([r["has_track"] for r in rows], [r["has_rotation"] for r in rows])
     return objects, flags, toggles
@@ -186,7 +206,7 @@ def presence_over(toggles: list[int], first: int, n_frames: int) -> np.ndarray:
     bounds = [*toggles, first + n_frames] if len(toggles) % 2 else toggles
     for start, end in zip(bounds[::2], bounds[1::2]):
         if end > first and start < first + n_frames:
-            out[max(start - first, 0):end - first] = True
+            out[max(start - first, 0) : end - first] = True
     return out
 
 
@@ -196,19 +216,23 @@ def _segments(keyframes: pa.Table, motion: pa.Table, layout: Layout) -> dict[int
     for index, toggles in enumerate(layout.toggles):
         for first in active_segments(toggles, n_frames, every):
             expected.setdefault(first, []).append(index)
-    columns = {name: keyframes.column(name).to_numpy(zero_copy_only=False)
-               for name in keyframes.column_names}
+    columns = {
+        name: keyframes.column(name).to_numpy(zero_copy_only=False)
+        for name in keyframes.column_names
+    }
     segments = _keyframe_segments(columns, expected, layout)
     _attach_motion(motion, segments, motion_encoding_of(layout.episode["predictor"]))
     return segments
 
 
-def _keyframe_segments(columns: dict[str, np.ndarray], expected: dict[int, list[int]],
-                       layout: Layout) -> dict[int, Segment]:
+def _keyframe_segments(
+    columns: dict[str, np.ndarray], expected: dict[int, list[int]], layout: Layout
+) -> dict[int, Segment]:
     frames, objects = columns["frame"].astype(np.int64), columns["object_index"].astype(np.int64)
     rows_wanted = [(f, i) for f in sorted(expected) for i in expected[f]]
     if len(rows_wanted) != len(frames) or not np.array_equal(
-            np.array(rows_wanted, dtype=np.int64).reshape(-1, 2), np.stack([frames, objects], 1)):
+        np.array(rows_wanted, dtype=np.int64).reshape(-1, 2), np.stack([frames, objects], 1)
+    ):
         raise _fail("the keyframes are not the ones the objects' presence implies")
     rotation = np.stack([columns[f"r{a}"] for a in "xyz"], 1)
     segments, start = {}, 0
@@ -219,8 +243,9 @@ def _keyframe_segments(columns: dict[str, np.ndarray], expected: dict[int, list[
     return segments
 
 
-def _segment(first: int, rows: slice, columns: dict[str, np.ndarray], rotation: np.ndarray,
-             layout: Layout) -> Segment:
+def _segment(
+    first: int, rows: slice, columns: dict[str, np.ndarray], rotation: np.ndarray, layout: Layout
+) -> Segment:
     objects = columns["object_index"][rows].astype(np.int64)
     rotating = np.array([layout.has_rotation[i] for i in objects], dtype=bool)
     present = columns["present"][rows].astype(bool)
@@ -230,12 +255,16 @@ def _segment(first: int, rows: slice, columns: dict[str, np.ndarray], rotation: 
     nulls = missing.all(axis=1)
     n_frames = min(layout.keyframe_every, layout.n_frames - first)
     presence = np.stack([presence_over(layout.toggles[i], first, n_frames) for i in objects])
-    if (not np.array_equal(nulls, missing.any(axis=1)) or not np.array_equal(nulls, ~rotating)
-            or not np.array_equal(present, presence[:, 0])):
+    if (
+        not np.array_equal(nulls, missing.any(axis=1))
+        or not np.array_equal(nulls, ~rotating)
+        or not np.array_equal(present, presence[:, 0])
+    ):
         raise _fail(f"the keyframe at frame {first} does not match the objects")
     positions = np.stack([columns[f"p{a}"][rows] for a in "xyz"], 1).astype(np.int64)
-    return Segment(first, n_frames, objects, presence, positions, rotating,
-                   stored[rotating].astype(np.int64))
+    return Segment(
+        first, n_frames, objects, presence, positions, rotating, stored[rotating].astype(np.int64)
+    )
 
 
 def _attach_motion(motion: pa.Table, segments: dict[int, Segment], encoding: str) -> None:
@@ -244,10 +273,15 @@ def _attach_motion(motion: pa.Table, segments: dict[int, Segment], encoding: str
         if segment is None or row["group"] not in CHANNEL_GROUPS or row["group"] in segment.blobs:
             raise _fail(f"a motion row at frame {row['first_frame']} has no keyframe or repeats")
         count = len(segment.objects) if row["group"] == "position" else int(segment.rotating.sum())
-        if (row["n_frames"] != segment.n_frames or row["n_objects"] != count
-                or row["encoding"] != encoding):
-            raise _fail(f"the {row['group']} motion at frame {row['first_frame']} does not "
-                        "match its keyframe")
+        if (
+            row["n_frames"] != segment.n_frames
+            or row["n_objects"] != count
+            or row["encoding"] != encoding
+        ):
+            raise _fail(
+                f"the {row['group']} motion at frame {row['first_frame']} does not "
+                "match its keyframe"
+            )
         segment.blobs[row["group"]] = row["data"]
     for segment in segments.values():
         wanted = {"position"} | ({"rotation"} if segment.rotating.any() else set())
@@ -258,12 +292,22 @@ def _attach_motion(motion: pa.Table, segments: dict[int, Segment], encoding: str
 def _events(table: pa.Table, n_frames: int, ids: set[str]) -> list[Event]:
     events = []
     for row in table.to_pylist():
-        if row["frame"] >= n_frames or row["type"] not in EVENT_TYPES or (
-                row["object_id"] is not None and row["object_id"] not in ids):
-            raise _fail(f"an event at frame {row['frame']} is out of range or names "
-                        "an unknown object")
-        events.append(Event(row["frame"], row["type"], row["object_id"],
-                            _json(row["params"], "an event's parameters")))
+        if (
+            row["frame"] >= n_frames
+            or row["type"] not in EVENT_TYPES
+            or (row["object_id"] is not None and row["object_id"] not in ids)
+        ):
+            raise _fail(
+                f"an event at frame {row['frame']} is out of range or names an unknown object"
+            )
+        events.append(
+            Event(
+                row["frame"],
+                row["type"],
+                row["object_id"],
+                _json(row["params"], "an event's parameters"),
+            )
+        )
     if any(a.frame > b.frame for a, b in zip(events, events[1:])):
         raise _fail("the events are not in frame order")
     return events

@@ -49,7 +49,7 @@ def residuals(values: np.ndarray, predictor: str) -> np.ndarray:
     n_frames)``: frames on the last axis, so every sum runs over contiguous memory."""
     out = np.diff(values, axis=-1)
     for order in range(1, ORDERS[predictor]):
-        out[..., order:] = np.diff(out[..., order - 1:], axis=-1)
+        out[..., order:] = np.diff(out[..., order - 1 :], axis=-1)
     return out
 
 
@@ -57,7 +57,7 @@ def reconstruct(first: np.ndarray, residual: np.ndarray, predictor: str) -> np.n
     """Values ``(channels, n_objects, n_frames)`` from the first values ``(channels,
     n_objects)`` and the residuals (consumed: summed in place)."""
     for order in range(ORDERS[predictor] - 1, 0, -1):
-        np.cumsum(residual[..., order - 1:], axis=-1, out=residual[..., order - 1:])
+        np.cumsum(residual[..., order - 1 :], axis=-1, out=residual[..., order - 1 :])
     out = np.empty(residual.shape[:-1] + (residual.shape[-1] + 1,), dtype=np.int64)
     out[..., 0] = first
     np.cumsum(residual, axis=-1, out=out[..., 1:])
@@ -69,14 +69,15 @@ def reconstruct(first: np.ndarray, residual: np.ndarray, predictor: str) -> np.n
 MAX_WEIGHTED_FRAMES = 1024
 
 
-def values_at(first: np.ndarray, residual: np.ndarray, columns: np.ndarray, n_frames: int,
-              predictor: str) -> np.ndarray:
+def values_at(
+    first: np.ndarray, residual: np.ndarray, columns: np.ndarray, n_frames: int, predictor: str
+) -> np.ndarray:
     """Each object's value at its own column ``(channels, n_objects)``: what ``reconstruct``
     gives there, as one weighted sum of the residuals (a seek needs one column, not all)."""
     if n_frames > MAX_WEIGHTED_FRAMES:
         values = reconstruct(first, residual, predictor)
         return values[:, np.arange(len(columns)), columns]
-    weights = _weight_table(predictor, n_frames)[columns, :residual.shape[-1]]
+    weights = _weight_table(predictor, n_frames)[columns, : residual.shape[-1]]
     return first + np.einsum("cnw,nw->cn", residual, weights)
 
 
@@ -100,7 +101,8 @@ def pack(residual: np.ndarray, mask: np.ndarray) -> bytes:
     if not mask.any():
         return b""
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(
-        zigzag_planes(residual[:, mask].ravel()))
+        zigzag_planes(residual[:, mask].ravel())
+    )
 
 
 def zigzag_planes(flat: np.ndarray) -> bytes:
@@ -124,8 +126,9 @@ def unpack(blob: bytes, mask: np.ndarray, channels: int, frames: int | None = No
     raw = decompress_exact(blob, count * channels * MAX_PLANES)
     planes, rest = divmod(len(raw), count * channels)
     if rest or not 1 <= planes <= MAX_PLANES:
-        raise CorruptDataError(f"a motion segment of {len(raw)} bytes does not hold "
-                               f"{count * channels} residuals")
+        raise CorruptDataError(
+            f"a motion segment of {len(raw)} bytes does not hold {count * channels} residuals"
+        )
     stacked = np.frombuffer(raw, dtype=np.uint8).reshape(planes, channels, count)
     if count == mask.size:  # every object present throughout: a plain grid, cut before decoding
         return integers(stacked.reshape((planes, channels) + mask.shape)[..., :width])

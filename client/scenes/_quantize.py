@@ -46,20 +46,24 @@ def presence_of(positions: np.ndarray, object_id: str) -> np.ndarray:
     finite = np.isfinite(positions)
     present = finite.all(axis=1)
     if (finite.any(axis=1) & ~present).any():
-        raise InvalidValueError(f"object {object_id!r}: a position row is partly NaN/inf",
-                                object_id=object_id)
+        raise InvalidValueError(
+            f"object {object_id!r}: a position row is partly NaN/inf", object_id=object_id
+        )
     return present
 
 
-def quantize_positions(positions: np.ndarray, present: np.ndarray, step: float,
-                       object_id: str) -> np.ndarray:
+def quantize_positions(
+    positions: np.ndarray, present: np.ndarray, step: float, object_id: str
+) -> np.ndarray:
     """Positions as integer multiples of ``step`` (zero rows where absent)."""
     out = np.zeros(positions.shape, dtype=np.int64)
     scaled = np.rint(positions[present] / step)
     if scaled.size and np.abs(scaled).max() > INT_LIMIT:
-        raise InvalidValueError(f"object {object_id!r}: a position is too far from the origin "
-                                f"for a step of {step} m (more than 2**31 steps)",
-                                object_id=object_id)
+        raise InvalidValueError(
+            f"object {object_id!r}: a position is too far from the origin "
+            f"for a step of {step} m (more than 2**31 steps)",
+            object_id=object_id,
+        )
     out[present] = scaled.astype(np.int64)
     return out
 
@@ -69,8 +73,10 @@ def unit_quaternions(rotations: np.ndarray, present: np.ndarray, object_id: str)
     rows = rotations[present].astype(np.float64)
     norms = np.sqrt((rows * rows).sum(axis=1)) if rows.size else np.zeros(0)
     if not np.isfinite(rows).all() or (norms < 1e-6).any():
-        raise InvalidValueError(f"object {object_id!r}: a present frame has a NaN or zero "
-                                "quaternion", object_id=object_id)
+        raise InvalidValueError(
+            f"object {object_id!r}: a present frame has a NaN or zero quaternion",
+            object_id=object_id,
+        )
     rows = rows / norms[:, None]
     out = np.zeros((len(present), 4), dtype=np.float64)
     out[present] = _sign_continuous(rows)

@@ -45,8 +45,9 @@ class Replayer:
     Not thread-safe (the segment cache): use one replayer per thread.
     """
 
-    def __init__(self, encoded: EncodedScene, *,
-                 cache_segments: int = DEFAULT_CACHED_SEGMENTS) -> None:
+    def __init__(
+        self, encoded: EncodedScene, *, cache_segments: int = DEFAULT_CACHED_SEGMENTS
+    ) -> None:
         self._layout = encoded.layout
         self._timeline = AttributeTimeline(self._layout)
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
@@ -85,15 +86,19 @@ class Replayer:
         here = segment.presence[:, column]
         ints = self._column(segment, column)
         positions = position_floats(ints["position"], self._layout.episode["step_m"])
-        rotations = rotation_floats(ints["rotation"], self._layout.rotation_step) \
-            if "rotation" in ints else None
+        rotations = (
+            rotation_floats(ints["rotation"], self._layout.rotation_step)
+            if "rotation" in ints
+            else None
+        )
         rotation_rows = np.cumsum(segment.rotating) - 1
         states = {}
         for row in np.flatnonzero(here).tolist():
             index = int(segment.objects[row])
             rotation = rotations[rotation_rows[row]] if segment.rotating[row] else None  # type: ignore[index]
             states[self.objects[index].id] = ObjectState(
-                positions[row], rotation, self._timeline.at(index, frame))
+                positions[row], rotation, self._timeline.at(index, frame)
+            )
         return states
 
     def positions(self, object_id: str, first_frame: int, last_frame: int) -> np.ndarray:
@@ -111,16 +116,18 @@ class Replayer:
             if segment is None or row is None:
                 continue
             frames = np.flatnonzero(segment.presence[row]) + start
-            ints = self._values(segment)["position"][:, row, :len(frames)].T
+            ints = self._values(segment)["position"][:, row, : len(frames)].T
             keep = (frames >= first_frame) & (frames <= last_frame)
             out[frames[keep] - first_frame] = position_floats(
-                ints[keep], self._layout.episode["step_m"])
+                ints[keep], self._layout.episode["step_m"]
+            )
         return out
 
     def _check_frame(self, frame: int) -> None:
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < self.n_frames:
-            raise InvalidValueError(f"frame must be an integer in [0, {self.n_frames}), "
-                                    f"not {frame!r}")
+            raise InvalidValueError(
+                f"frame must be an integer in [0, {self.n_frames}), not {frame!r}"
+            )
 
     def _column(self, segment: Segment, column: int) -> dict[str, np.ndarray]:
         """Each group's integers ``(n_objects, channels)`` at one frame of the segment."""

@@ -57,8 +57,9 @@ class QuantScene:
 PRESENCE_TYPES = ("spawn", "despawn")
 
 
-def implied_presence_events(objects: list[SceneObject], toggles: list[list[int]],
-                            n_frames: int, rule: str) -> list[Event]:
+def implied_presence_events(
+    objects: list[SceneObject], toggles: list[list[int]], n_frames: int, rule: str
+) -> list[Event]:
     """The spawn/despawn events presence implies under ``rule`` (``PRESENCE_RULES``):
     a spawn at each first present frame, a despawn at each last present frame, except,
     under ``open``, for a stretch that lasts to the scene's last frame. In frame order,
@@ -69,8 +70,9 @@ def implied_presence_events(objects: list[SceneObject], toggles: list[list[int]]
     for index, frames in enumerate(toggles):
         ends = list(frames[1::2]) + ([n_frames] if len(frames) % 2 and rule == "closed" else [])
         keyed += [(f, 0, index) for f in frames[0::2]] + [(f - 1, 1, index) for f in ends]
-    return [Event(f, PRESENCE_TYPES[kind], objects[index].id, {})
-            for f, kind, index in sorted(keyed)]
+    return [
+        Event(f, PRESENCE_TYPES[kind], objects[index].id, {}) for f, kind, index in sorted(keyed)
+    ]
 
 
 def merge_events(implied: list[Event], stored: list[Event]) -> list[Event]:
@@ -78,16 +80,20 @@ def merge_events(implied: list[Event], stored: list[Event]) -> list[Event]:
     return sorted([*implied, *stored], key=lambda e: e.frame)
 
 
-def canonical_events(events: list[Event], objects: list[SceneObject], toggles: list[list[int]],
-                     n_frames: int) -> tuple[list[Event], str]:
+def canonical_events(
+    events: list[Event], objects: list[SceneObject], toggles: list[list[int]], n_frames: int
+) -> tuple[list[Event], str]:
     """The events as decoding gives them back, and the rule by which presence implies
     the spawns and despawns among them (``none``: they are stored as given)."""
     presence = [e for e in events if e.type in PRESENCE_TYPES]
     facts = sorted((e.frame, e.type, e.object_id or "") for e in presence)
     for rule in ("closed", "open"):
         implied = implied_presence_events(objects, toggles, n_frames, rule)
-        if presence and all(not e.params for e in presence) and facts == sorted(
-                (e.frame, e.type, e.object_id or "") for e in implied):
+        if (
+            presence
+            and all(not e.params for e in presence)
+            and facts == sorted((e.frame, e.type, e.object_id or "") for e in implied)
+        ):
             others = [e for e in events if e.type not in PRESENCE_TYPES]
             return merge_events(implied, others), rule
     return merge_events([], events), "none"
@@ -96,8 +102,9 @@ def canonical_events(events: list[Event], objects: list[SceneObject], toggles: l
 def canonical_json(value: Any, what: str) -> str:
     """Sorted, compact JSON; numpy values become plain numbers and lists; NaN is refused."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                          default=json_value)
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), allow_nan=False, default=json_value
+        )
     except (TypeError, ValueError) as error:
         raise InvalidValueError(f"{what} is not JSON: {error}", field=what) from None
 
@@ -111,10 +118,16 @@ def toggles_of(present: np.ndarray) -> list[int]:
 def scene_hash_of(quant: QuantScene) -> str:
     """BLAKE2b-128 (hex) of the quantized scene: description, events and grid integers."""
     digest = hashlib.blake2b(digest_size=16)
-    header = {"name": quant.name, "frame_rate": quant.frame_rate, "n_frames": quant.n_frames,
-              "step_m": quant.step_m, "step_deg": quant.step_deg, "source": quant.source,
-              "objects": [_object_facts(o) for o in quant.objects],
-              "events": [[e.frame, e.type, e.object_id, e.params] for e in quant.events]}
+    header = {
+        "name": quant.name,
+        "frame_rate": quant.frame_rate,
+        "n_frames": quant.n_frames,
+        "step_m": quant.step_m,
+        "step_deg": quant.step_deg,
+        "source": quant.source,
+        "objects": [_object_facts(o) for o in quant.objects],
+        "events": [[e.frame, e.type, e.object_id, e.params] for e in quant.events],
+    }
     _update(digest, canonical_json(header, "scene").encode())
     for index in sorted(quant.tracks):
         track = quant.tracks[index]
@@ -135,8 +148,13 @@ def _object_facts(obj: SceneObject) -> list[Any]:
     return [obj.id, obj.kind, obj.parent, [float(s) for s in obj.size], obj.attributes]
 
 
-def build_tables(quant: QuantScene, episode: dict[str, Any], keyframe_every: int,
-                 predictor: str, knots: Knots | None = None) -> dict[str, pa.Table]:
+def build_tables(
+    quant: QuantScene,
+    episode: dict[str, Any],
+    keyframe_every: int,
+    predictor: str,
+    knots: Knots | None = None,
+) -> dict[str, pa.Table]:
     """The five tables of a quantized scene; ``episode`` holds the episode row's values;
     ``knots`` (from ``_scene_knots.simplify``) for the ``knots`` predictor."""
     keyframes, motion_rows = _segments(quant, keyframe_every, predictor, knots or {})
@@ -154,8 +172,11 @@ def _object_rows(quant: QuantScene) -> list[dict[str, Any]]:
     for index, obj in enumerate(quant.objects):
         track = quant.tracks.get(index)
         row: dict[str, Any] = {
-            "object_id": obj.id, "kind": obj.kind, "parent": obj.parent,
-            "size_x": float(obj.size[0]), "size_y": float(obj.size[1]),
+            "object_id": obj.id,
+            "kind": obj.kind,
+            "parent": obj.parent,
+            "size_x": float(obj.size[0]),
+            "size_y": float(obj.size[1]),
             "size_z": float(obj.size[2]),
             "attributes": canonical_json(obj.attributes, f"attributes of {obj.id!r}"),
             "has_track": track is not None,
@@ -173,12 +194,20 @@ def _stored_events(quant: QuantScene) -> list[Event]:
 
 
 def _event_rows(events: list[Event]) -> list[dict[str, Any]]:
-    return [{"frame": e.frame, "type": e.type, "object_id": e.object_id,
-             "params": canonical_json(e.params, f"params of a {e.type} event")} for e in events]
+    return [
+        {
+            "frame": e.frame,
+            "type": e.type,
+            "object_id": e.object_id,
+            "params": canonical_json(e.params, f"params of a {e.type} event"),
+        }
+        for e in events
+    ]
 
 
-def _segments(quant: QuantScene, keyframe_every: int, predictor: str,
-              knots: Knots) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _segments(
+    quant: QuantScene, keyframe_every: int, predictor: str, knots: Knots
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     keyframes: list[dict[str, Any]] = []
     motion_rows: list[dict[str, Any]] = []
     for first in range(0, quant.n_frames, keyframe_every):
@@ -192,18 +221,35 @@ def _segments(quant: QuantScene, keyframe_every: int, predictor: str,
         for group in CHANNELS:
             rows = [n for n, seq in enumerate(sequences.values()) if seq[group] is not None]
             if rows:
-                values = np.stack([seq[group].T for seq in sequences.values()  # type: ignore[union-attr]
-                                   if seq[group] is not None], axis=1)
-                motion_rows.append({
-                    "group": group, "first_frame": first, "n_frames": last - first,
-                    "n_objects": len(rows), "encoding": motion_encoding_of(predictor),
-                    "data": _motion_blob(values, presence[rows].sum(axis=1), predictor,
-                                         [knots.get((first, i, group)) for i in active])})
+                values = np.stack(
+                    [
+                        seq[group].T
+                        for seq in sequences.values()  # type: ignore[union-attr]
+                        if seq[group] is not None
+                    ],
+                    axis=1,
+                )
+                motion_rows.append(
+                    {
+                        "group": group,
+                        "first_frame": first,
+                        "n_frames": last - first,
+                        "n_objects": len(rows),
+                        "encoding": motion_encoding_of(predictor),
+                        "data": _motion_blob(
+                            values,
+                            presence[rows].sum(axis=1),
+                            predictor,
+                            [knots.get((first, i, group)) for i in active],
+                        ),
+                    }
+                )
     return keyframes, motion_rows
 
 
-def _motion_blob(values: np.ndarray, lengths: np.ndarray, predictor: str,
-                 knots: list[np.ndarray | None]) -> bytes:
+def _motion_blob(
+    values: np.ndarray, lengths: np.ndarray, predictor: str, knots: list[np.ndarray | None]
+) -> bytes:
     """``values`` ``(channels, n_objects, n_frames)``: the sequences of one group."""
     if predictor == "knots":
         chosen = [k for k in knots if k is not None]
@@ -217,12 +263,15 @@ def _sequences(track: QuantTrack, first: int, last: int) -> dict[str, np.ndarray
     frames = np.flatnonzero(track.present[first:last]) + first
     frames = frames[np.minimum(np.arange(last - first), len(frames) - 1)]
     rotations = track.rotations
-    return {"position": track.positions[frames],
-            "rotation": None if rotations is None else rotations[frames]}
+    return {
+        "position": track.positions[frames],
+        "rotation": None if rotations is None else rotations[frames],
+    }
 
 
-def _keyframe_rows(first: int, present: np.ndarray,
-                   sequences: dict[int, dict[str, np.ndarray | None]]) -> list[dict[str, Any]]:
+def _keyframe_rows(
+    first: int, present: np.ndarray, sequences: dict[int, dict[str, np.ndarray | None]]
+) -> list[dict[str, Any]]:
     rows = []
     for (index, sequence), here in zip(sequences.items(), present):
         row: dict[str, Any] = {"frame": first, "object_index": index, "present": bool(here)}

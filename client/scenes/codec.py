@@ -70,9 +70,18 @@ from ._tables import (
 )
 from .model import EVENT_TYPES, Event, Scene, Track
 
-__all__ = ["encode_scene", "decode_scene", "EncodedScene", "Replayer", "scene_hash",
-           "default_keyframe_every", "DEFAULT_STEP_M", "DEFAULT_STEP_DEG", "default_predictor",
-           "DEFAULT_MAX_CELLS"]
+__all__ = [
+    "encode_scene",
+    "decode_scene",
+    "EncodedScene",
+    "Replayer",
+    "scene_hash",
+    "default_keyframe_every",
+    "DEFAULT_STEP_M",
+    "DEFAULT_STEP_DEG",
+    "default_predictor",
+    "DEFAULT_MAX_CELLS",
+]
 
 DEFAULT_STEP_M = 0.01
 DEFAULT_STEP_DEG = 0.05
@@ -111,8 +120,13 @@ class EncodedScene:
         self._bodies: dict[str, bytes] | None = None
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, max_bytes: int = container.DEFAULT_MAX_BYTES,
-                   max_cells: int = DEFAULT_MAX_CELLS) -> EncodedScene:
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        max_bytes: int = container.DEFAULT_MAX_BYTES,
+        max_cells: int = DEFAULT_MAX_CELLS,
+    ) -> EncodedScene:
         """Read ``to_bytes()`` output; damage is a ``CorruptDataError``, never a crash."""
         return cls(container.unpack_container(data, max_bytes), max_cells=max_cells)
 
@@ -123,8 +137,7 @@ class EncodedScene:
     def byte_counts(self) -> dict[str, int]:
         """Stored bytes per table and ``total`` (the whole ``to_bytes()``, header included)."""
         bodies = self._table_bodies()
-        return {**{name: len(body) for name, body in bodies.items()},
-                "total": len(self.to_bytes())}
+        return {**{name: len(body) for name, body in bodies.items()}, "total": len(self.to_bytes())}
 
     def _table_bodies(self) -> dict[str, bytes]:
         if self._bodies is None:
@@ -139,9 +152,12 @@ class EncodedScene:
     def facts(self) -> dict[str, Any]:
         """The episode row plus counts and duration: what ``aimem scene stats`` shows."""
         episode = self.episode
-        return {**episode, "objects": len(self.layout.objects),
-                "events": len(self.layout.events),
-                "duration_s": max(episode["n_frames"] - 1, 0) / episode["frame_rate"]}
+        return {
+            **episode,
+            "objects": len(self.layout.objects),
+            "events": len(self.layout.events),
+            "duration_s": max(episode["n_frames"] - 1, 0) / episode["frame_rate"],
+        }
 
     def __getattr__(self, name: str) -> Any:
         # The episode's facts as attributes: encoded.measured_max_error_m, .frame_rate ...
@@ -150,11 +166,17 @@ class EncodedScene:
         raise AttributeError(name)
 
 
-def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
-                 step_deg: float = DEFAULT_STEP_DEG, keyframe_every: int | None = None,
-                 predictor: str | None = None, max_error_m: float | None = None,
-                 max_error_deg: float | None = None,
-                 max_cells: int = DEFAULT_MAX_CELLS) -> EncodedScene:
+def encode_scene(
+    scene: Scene,
+    *,
+    step_m: float = DEFAULT_STEP_M,
+    step_deg: float = DEFAULT_STEP_DEG,
+    keyframe_every: int | None = None,
+    predictor: str | None = None,
+    max_error_m: float | None = None,
+    max_error_deg: float | None = None,
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> EncodedScene:
     """Encode ``scene``; measure the error by decoding; refuse to exceed the declared bound.
 
     Parameters
@@ -184,8 +206,7 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
         The measured error exceeds a declared bound (it names both).
     """
     predictor = predictor or default_predictor(scene.frame_rate)
-    _check_settings(scene, step_m, step_deg, keyframe_every, predictor, max_error_m,
-                    max_error_deg)
+    _check_settings(scene, step_m, step_deg, keyframe_every, predictor, max_error_m, max_error_deg)
     every = keyframe_every or default_keyframe_every(scene.frame_rate)
     quant, inputs = _quantize(scene, step_m, step_deg, max_cells)
     axes = quantize.used_axes([(inputs[i][0], t.present) for i, t in quant.tracks.items()])
@@ -194,17 +215,31 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
     knots = None
     if predictor == "knots":
         knots = _simplify(quant, inputs, every, declared_m, declared_deg)
-    episode = {"name": scene.name, "frame_rate": float(scene.frame_rate),
-               "n_frames": int(scene.n_frames), "n_objects": len(scene.objects),
-               "step_m": float(step_m), "step_deg": float(step_deg),
-               "keyframe_every": int(every),
-               "predictor": predictor, "presence_events": quant.presence_events,
-               "position_axes": axes,
-               "declared_max_error_m": declared_m, "declared_max_error_deg": declared_deg,
-               "source": canonical_json(quant.source, "the scene source"),
-               "scene_hash": scene_hash_of(quant),
-               **dict.fromkeys(["measured_max_error_m", "measured_mean_error_m",
-                                "measured_max_error_deg", "measured_mean_error_deg"], 0.0)}
+    episode = {
+        "name": scene.name,
+        "frame_rate": float(scene.frame_rate),
+        "n_frames": int(scene.n_frames),
+        "n_objects": len(scene.objects),
+        "step_m": float(step_m),
+        "step_deg": float(step_deg),
+        "keyframe_every": int(every),
+        "predictor": predictor,
+        "presence_events": quant.presence_events,
+        "position_axes": axes,
+        "declared_max_error_m": declared_m,
+        "declared_max_error_deg": declared_deg,
+        "source": canonical_json(quant.source, "the scene source"),
+        "scene_hash": scene_hash_of(quant),
+        **dict.fromkeys(
+            [
+                "measured_max_error_m",
+                "measured_mean_error_m",
+                "measured_max_error_deg",
+                "measured_mean_error_deg",
+            ],
+            0.0,
+        ),
+    }
     tables = build_tables(quant, episode, every, predictor, knots)
     episode.update(_measure(EncodedScene(tables, max_cells=max_cells), quant, inputs))
     _refuse_beyond_bound(episode, inputs)
@@ -212,69 +247,115 @@ def encode_scene(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
     return EncodedScene(tables, max_cells=max_cells)
 
 
-def _simplify(quant: QuantScene, inputs: dict[int, tuple[np.ndarray, np.ndarray | None]],
-              every: int, bound_m: float, bound_deg: float) -> Knots:
+def _simplify(
+    quant: QuantScene,
+    inputs: dict[int, tuple[np.ndarray, np.ndarray | None]],
+    every: int,
+    bound_m: float,
+    bound_deg: float,
+) -> Knots:
     """Knots within the declared bounds, errors measured as ``_measure`` measures them."""
     step, rotation_step = quant.step_m, rotation_step_of(quant.step_deg)
     error_of = {
         "position": lambda rows, ints: quantize.position_errors(
-            rows, quantize.position_floats(ints, step)),
+            rows, quantize.position_floats(ints, step)
+        ),
         "rotation": lambda rows, ints: quantize.rotation_errors_deg(
-            rows, quantize.rotation_floats(ints, rotation_step)),
+            rows, quantize.rotation_floats(ints, rotation_step)
+        ),
     }
-    return simplify(quant.tracks, inputs, error_of,
-                    {"position": bound_m, "rotation": bound_deg}, every)
+    return simplify(
+        quant.tracks, inputs, error_of, {"position": bound_m, "rotation": bound_deg}, every
+    )
 
 
-def _check_settings(scene: Scene, step_m: float, step_deg: float, every: int | None,
-                    predictor: str, max_error_m: float | None,
-                    max_error_deg: float | None) -> None:
+def _check_settings(
+    scene: Scene,
+    step_m: float,
+    step_deg: float,
+    every: int | None,
+    predictor: str,
+    max_error_m: float | None,
+    max_error_deg: float | None,
+) -> None:
     checks = [
-        (math.isfinite(step_m) and 0 < step_m <= MAX_STEP_M,
-         f"step_m must be in (0, {MAX_STEP_M}] metres, not {step_m}"),
-        (math.isfinite(step_deg) and 0 < step_deg <= MAX_STEP_DEG,
-         f"step_deg must be in (0, {MAX_STEP_DEG}], not {step_deg}"),
-        (every is None or (isinstance(every, (int, np.integer)) and 1 <= every < 2**31),
-         f"keyframe_every must be an integer >= 1, not {every}"),
+        (
+            math.isfinite(step_m) and 0 < step_m <= MAX_STEP_M,
+            f"step_m must be in (0, {MAX_STEP_M}] metres, not {step_m}",
+        ),
+        (
+            math.isfinite(step_deg) and 0 < step_deg <= MAX_STEP_DEG,
+            f"step_deg must be in (0, {MAX_STEP_DEG}], not {step_deg}",
+        ),
+        (
+            every is None or (isinstance(every, (int, np.integer)) and 1 <= every < 2**31),
+            f"keyframe_every must be an integer >= 1, not {every}",
+        ),
         (predictor in PREDICTORS, f"predictor must be one of {PREDICTORS}, not {predictor!r}"),
-        (all(b is None or (math.isfinite(b) and b >= 0) for b in (max_error_m, max_error_deg)),
-         "a declared maximum error must be a number >= 0"),
-        (math.isfinite(scene.frame_rate) and 0 < scene.frame_rate <= MAX_FRAME_RATE,
-         f"frame_rate must be in (0, {MAX_FRAME_RATE:g}], not {scene.frame_rate}"),
-        (isinstance(scene.name, str) and isinstance(scene.source, dict),
-         "a scene needs a str name and a dict source"),
-        (isinstance(scene.n_frames, (int, np.integer)) and 0 <= scene.n_frames < 2**32,
-         f"n_frames must be an integer >= 0, not {scene.n_frames}"),
+        (
+            all(b is None or (math.isfinite(b) and b >= 0) for b in (max_error_m, max_error_deg)),
+            "a declared maximum error must be a number >= 0",
+        ),
+        (
+            math.isfinite(scene.frame_rate) and 0 < scene.frame_rate <= MAX_FRAME_RATE,
+            f"frame_rate must be in (0, {MAX_FRAME_RATE:g}], not {scene.frame_rate}",
+        ),
+        (
+            isinstance(scene.name, str) and isinstance(scene.source, dict),
+            "a scene needs a str name and a dict source",
+        ),
+        (
+            isinstance(scene.n_frames, (int, np.integer)) and 0 <= scene.n_frames < 2**32,
+            f"n_frames must be an integer >= 0, not {scene.n_frames}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
             raise InvalidValueError(message)
 
 
-def _quantize(scene: Scene, step_m: float, step_deg: float,
-              max_cells: int) -> tuple[QuantScene, dict[int, tuple[np.ndarray, np.ndarray | None]]]:
+def _quantize(
+    scene: Scene, step_m: float, step_deg: float, max_cells: int
+) -> tuple[QuantScene, dict[int, tuple[np.ndarray, np.ndarray | None]]]:
     """The scene on the grid, and each track's input (positions, unit quaternions)."""
     index = _object_index(scene)
     n = int(scene.n_frames)
     if n * max(len(scene.objects), 1) > max_cells:
-        raise LimitExceededError(f"a scene of {n} frames x {len(scene.objects)} objects is more "
-                                 f"than {max_cells} object-frames: split it", limit=max_cells)
+        raise LimitExceededError(
+            f"a scene of {n} frames x {len(scene.objects)} objects is more "
+            f"than {max_cells} object-frames: split it",
+            limit=max_cells,
+        )
     tracks, inputs = {}, {}
     rotation_step = rotation_step_of(step_deg)
     for object_id, track in scene.tracks.items():
         positions, rotations = _track_arrays(track, object_id, n)
         present = quantize.presence_of(positions, object_id)
-        unit = None if rotations is None else quantize.unit_quaternions(rotations, present,
-                                                                         object_id)
+        unit = (
+            None if rotations is None else quantize.unit_quaternions(rotations, present, object_id)
+        )
         tracks[index[object_id]] = quantize.QuantTrack(
-            present, quantize.quantize_positions(positions, present, step_m, object_id),
-            None if unit is None else quantize.quantize_rotations(unit, present, rotation_step))
+            present,
+            quantize.quantize_positions(positions, present, step_m, object_id),
+            None if unit is None else quantize.quantize_rotations(unit, present, rotation_step),
+        )
         inputs[index[object_id]] = (positions, unit)
     toggles = [toggles_of(tracks[i].present) if i in tracks else [] for i in range(len(index))]
-    events, rule = canonical_events([_checked_event(e, n, index) for e in scene.events],
-                                    list(scene.objects), toggles, n)
-    quant = QuantScene(scene.name, float(scene.frame_rate), n, list(scene.objects), tracks,
-                       events, dict(scene.source), float(step_m), float(step_deg), rule)
+    events, rule = canonical_events(
+        [_checked_event(e, n, index) for e in scene.events], list(scene.objects), toggles, n
+    )
+    quant = QuantScene(
+        scene.name,
+        float(scene.frame_rate),
+        n,
+        list(scene.objects),
+        tracks,
+        events,
+        dict(scene.source),
+        float(step_m),
+        float(step_deg),
+        rule,
+    )
     return quant, inputs
 
 
@@ -283,10 +364,14 @@ def _object_index(scene: Scene) -> dict[str, int]:
     if len(index) != len(scene.objects):
         raise InvalidValueError("two objects share an id")
     for obj in scene.objects:
-        if not isinstance(obj.id, str) or not isinstance(obj.kind, str) or not isinstance(
-                obj.attributes, dict):
-            raise InvalidValueError(f"object {obj.id!r} needs a str id and kind and a dict "
-                                    "of attributes")
+        if (
+            not isinstance(obj.id, str)
+            or not isinstance(obj.kind, str)
+            or not isinstance(obj.attributes, dict)
+        ):
+            raise InvalidValueError(
+                f"object {obj.id!r} needs a str id and kind and a dict of attributes"
+            )
         if obj.parent is not None and obj.parent not in index:
             raise InvalidValueError(f"object {obj.id!r} names an unknown parent {obj.parent!r}")
         if len(obj.size) != 3 or not all(math.isfinite(float(s)) for s in obj.size):
@@ -297,28 +382,43 @@ def _object_index(scene: Scene) -> dict[str, int]:
     return index
 
 
-def _track_arrays(track: Track, object_id: str,
-                  n_frames: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _track_arrays(
+    track: Track, object_id: str, n_frames: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     positions = np.asarray(track.positions, dtype=np.float64)
     rotations = None if track.rotations is None else np.asarray(track.rotations, np.float64)
-    if track.object_id != object_id or positions.shape != (n_frames, 3) or (
-            rotations is not None and rotations.shape != (n_frames, 4)):
-        raise InvalidValueError(f"the track of {object_id!r} needs positions ({n_frames}, 3) "
-                                f"and rotations ({n_frames}, 4) or None", object_id=object_id)
+    if (
+        track.object_id != object_id
+        or positions.shape != (n_frames, 3)
+        or (rotations is not None and rotations.shape != (n_frames, 4))
+    ):
+        raise InvalidValueError(
+            f"the track of {object_id!r} needs positions ({n_frames}, 3) "
+            f"and rotations ({n_frames}, 4) or None",
+            object_id=object_id,
+        )
     return positions, rotations
 
 
 def _checked_event(event: Event, n_frames: int, index: dict[str, int]) -> Event:
-    if event.type not in EVENT_TYPES or not isinstance(event.params, dict) or not (
-            isinstance(event.frame, (int, np.integer)) and 0 <= event.frame < n_frames) or (
-            event.object_id is not None and event.object_id not in index):
-        raise InvalidValueError(f"a {event.type!r} event at frame {event.frame} is out of "
-                                "range, has no params dict or names an unknown object")
+    if (
+        event.type not in EVENT_TYPES
+        or not isinstance(event.params, dict)
+        or not (isinstance(event.frame, (int, np.integer)) and 0 <= event.frame < n_frames)
+        or (event.object_id is not None and event.object_id not in index)
+    ):
+        raise InvalidValueError(
+            f"a {event.type!r} event at frame {event.frame} is out of "
+            "range, has no params dict or names an unknown object"
+        )
     return Event(int(event.frame), event.type, event.object_id, event.params)
 
 
-def _measure(encoded: EncodedScene, quant: QuantScene,
-             inputs: dict[int, tuple[np.ndarray, np.ndarray | None]]) -> dict[str, float]:
+def _measure(
+    encoded: EncodedScene,
+    quant: QuantScene,
+    inputs: dict[int, tuple[np.ndarray, np.ndarray | None]],
+) -> dict[str, float]:
     """Decode what was encoded and measure its errors against the input."""
     decoded = quant_tracks(encoded.layout)
     step, rotation_step = quant.step_m, rotation_step_of(quant.step_deg)
@@ -326,33 +426,50 @@ def _measure(encoded: EncodedScene, quant: QuantScene,
     for index, track in decoded.items():
         positions, unit = inputs[index]
         present = track.present
-        metres.append(quantize.position_errors(
-            positions[present], quantize.position_floats(track.positions[present], step)))
+        metres.append(
+            quantize.position_errors(
+                positions[present], quantize.position_floats(track.positions[present], step)
+            )
+        )
         if unit is not None and track.rotations is not None:
-            degrees.append(quantize.rotation_errors_deg(
-                unit[present], quantize.rotation_floats(track.rotations[present], rotation_step)))
+            degrees.append(
+                quantize.rotation_errors_deg(
+                    unit[present], quantize.rotation_floats(track.rotations[present], rotation_step)
+                )
+            )
     m, d = np.concatenate(metres), np.concatenate(degrees)
-    return {"measured_max_error_m": float(m.max(initial=0.0)),
-            "measured_mean_error_m": float(m.mean()) if m.size else 0.0,
-            "measured_max_error_deg": float(d.max(initial=0.0)),
-            "measured_mean_error_deg": float(d.mean()) if d.size else 0.0}
+    return {
+        "measured_max_error_m": float(m.max(initial=0.0)),
+        "measured_mean_error_m": float(m.mean()) if m.size else 0.0,
+        "measured_max_error_deg": float(d.max(initial=0.0)),
+        "measured_mean_error_deg": float(d.mean()) if d.size else 0.0,
+    }
 
 
-def _refuse_beyond_bound(episode: dict[str, Any],
-                         inputs: dict[int, tuple[np.ndarray, np.ndarray | None]]) -> None:
-    largest = max((float(np.nanmax(np.abs(p))) for p, _ in inputs.values()
-                   if np.isfinite(p).any()), default=0.0)
+def _refuse_beyond_bound(
+    episode: dict[str, Any], inputs: dict[int, tuple[np.ndarray, np.ndarray | None]]
+) -> None:
+    largest = max(
+        (float(np.nanmax(np.abs(p))) for p, _ in inputs.values() if np.isfinite(p).any()),
+        default=0.0,
+    )
     # Rounding near a coordinate of size ``largest`` moves a value by a few ulps.
     slack_m = _RELATIVE_SLACK * episode["declared_max_error_m"] + 8 * float(np.spacing(largest))
     slack_deg = _RELATIVE_SLACK * episode["declared_max_error_deg"] + 1e-12
     for unit, slack in (("m", slack_m), ("deg", slack_deg)):
-        measured, declared = episode[f"measured_max_error_{unit}"], \
-            episode[f"declared_max_error_{unit}"]
+        measured, declared = (
+            episode[f"measured_max_error_{unit}"],
+            episode[f"declared_max_error_{unit}"],
+        )
         if measured > declared + slack:
             raise SceneErrorBoundError(
                 f"scene {episode['name']!r}: measured maximum error {measured:.6g} {unit} "
                 f"exceeds the declared {declared:.6g} {unit}; declare a larger bound or use a "
-                "finer step", measured=measured, declared=declared, unit=unit)
+                "finer step",
+                measured=measured,
+                declared=declared,
+                unit=unit,
+            )
 
 
 def decode_scene(encoded: EncodedScene) -> Scene:
@@ -360,8 +477,10 @@ def decode_scene(encoded: EncodedScene) -> Scene:
     layout = encoded.layout
     tracks = quant_tracks(layout)
     if scene_hash_of(quant_scene(layout, tracks)) != layout.episode["scene_hash"]:
-        raise CorruptDataError(f"scene {layout.episode['name']!r} decodes to other content "
-                               "than it was encoded from (scene_hash differs)")
+        raise CorruptDataError(
+            f"scene {layout.episode['name']!r} decodes to other content "
+            "than it was encoded from (scene_hash differs)"
+        )
     step, rotation_step = layout.episode["step_m"], layout.rotation_step
     out = {}
     for index, track in tracks.items():
@@ -374,12 +493,20 @@ def decode_scene(encoded: EncodedScene) -> Scene:
         object_id = layout.objects[index].id
         out[object_id] = Track(object_id, positions, rotations)
     episode = layout.episode
-    return Scene(episode["name"], episode["frame_rate"], layout.n_frames, list(layout.objects),
-                 out, list(layout.events), dict(episode["source"]))
+    return Scene(
+        episode["name"],
+        episode["frame_rate"],
+        layout.n_frames,
+        list(layout.objects),
+        out,
+        list(layout.events),
+        dict(episode["source"]),
+    )
 
 
-def scene_hash(scene: Scene, *, step_m: float = DEFAULT_STEP_M,
-               step_deg: float = DEFAULT_STEP_DEG) -> str:
+def scene_hash(
+    scene: Scene, *, step_m: float = DEFAULT_STEP_M, step_deg: float = DEFAULT_STEP_DEG
+) -> str:
     """The ``scene_hash`` ``encode_scene`` would store for ``scene`` at these steps."""
     quant, _ = _quantize(scene, step_m, step_deg, DEFAULT_MAX_CELLS)
     return scene_hash_of(quant)

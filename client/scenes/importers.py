@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -33,16 +33,29 @@ from aios_memory.schemas.errors import CorruptDataError
 from ._bvh import read_bvh
 from .model import Event, Scene, SceneObject, Track, json_value
 
-__all__ = ["read_ucy", "read_bvh", "generate_scene", "scene_hash", "check_generated",
-           "DEFAULT_UCY_FRAME_RATE", "DEFAULT_MAX_GAP", "PERSON_SIZE"]
+__all__ = [
+    "read_ucy",
+    "read_bvh",
+    "generate_scene",
+    "scene_hash",
+    "check_generated",
+    "DEFAULT_UCY_FRAME_RATE",
+    "DEFAULT_MAX_GAP",
+    "PERSON_SIZE",
+]
 
 DEFAULT_UCY_FRAME_RATE = 2.5  # UCY/ETH annotations: every 10th video frame of 25 Hz
 DEFAULT_MAX_GAP = 3  # missing frames inside a track filled by linear interpolation
 PERSON_SIZE = (0.5, 0.5, 1.7)
 
 
-def read_ucy(path: str | Path, *, name: str | None = None,
-             frame_rate: float = DEFAULT_UCY_FRAME_RATE, max_gap: int = DEFAULT_MAX_GAP) -> Scene:
+def read_ucy(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    frame_rate: float = DEFAULT_UCY_FRAME_RATE,
+    max_gap: int = DEFAULT_MAX_GAP,
+) -> Scene:
     """Read UCY/ETH pedestrian tracks: lines ``frame agent x y`` (tabs or spaces).
 
     The file's frame numbers step by a constant (10 in UCY): the step is the
@@ -88,16 +101,23 @@ def read_ucy(path: str | Path, *, name: str | None = None,
     for agent in np.unique(rows[:, 1]):
         mine = rows[:, 1] == agent
         order = np.argsort(index[mine])
-        obj = SceneObject(f"person_{int(agent)}", "person", size=PERSON_SIZE,
-                          attributes={"agent": int(agent)})
-        positions, stretches = _ucy_track(index[mine][order], rows[mine][order, 2:], n_frames,
-                                          max_gap)
+        obj = SceneObject(
+            f"person_{int(agent)}", "person", size=PERSON_SIZE, attributes={"agent": int(agent)}
+        )
+        positions, stretches = _ucy_track(
+            index[mine][order], rows[mine][order, 2:], n_frames, max_gap
+        )
         objects.append(obj)
         tracks[obj.id] = Track(obj.id, positions)
         for start, end in stretches:
             events += [Event(start, "spawn", obj.id), Event(end, "despawn", obj.id)]
     events.sort(key=lambda e: e.frame)  # stable: one agent's spawn stays before its despawn
-    source = {"format": "ucy", "file": path.name, "first_frame": int(first), "frame_step": int(step)}
+    source = {
+        "format": "ucy",
+        "file": path.name,
+        "first_frame": int(first),
+        "frame_step": int(step),
+    }
     return Scene(name or path.stem, float(frame_rate), n_frames, objects, tracks, events, source)
 
 
@@ -112,11 +132,15 @@ def _ucy_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 continue
             values = _floats(words, path, number)
             if len(values) != 4 or not all(math.isfinite(v) for v in values):
-                raise InvalidValueError(f"{path}:{number}: expected 4 finite numbers "
-                                        f"'frame agent x y', got {line.strip()!r}", line=number)
+                raise InvalidValueError(
+                    f"{path}:{number}: expected 4 finite numbers "
+                    f"'frame agent x y', got {line.strip()!r}",
+                    line=number,
+                )
             if not (values[0].is_integer() and values[1].is_integer()):
-                raise InvalidValueError(f"{path}:{number}: frame and agent must be integers",
-                                        line=number)
+                raise InvalidValueError(
+                    f"{path}:{number}: frame and agent must be integers", line=number
+                )
             rows.append(values)
             lines.append(number)
     if not rows:
@@ -128,8 +152,9 @@ def _floats(words: list[str], path: Path, number: int) -> list[float]:
     try:
         return [float(word) for word in words]
     except ValueError:
-        raise InvalidValueError(f"{path}:{number}: not a number in {' '.join(words)!r}",
-                                line=number) from None
+        raise InvalidValueError(
+            f"{path}:{number}: not a number in {' '.join(words)!r}", line=number
+        ) from None
 
 
 def _frame_grid(frames: np.ndarray) -> tuple[int, int]:
@@ -139,18 +164,22 @@ def _frame_grid(frames: np.ndarray) -> tuple[int, int]:
     return int(seen[0]), step
 
 
-def _refuse_duplicates(path: Path, index: np.ndarray, agents: np.ndarray,
-                       lines: np.ndarray) -> None:
+def _refuse_duplicates(
+    path: Path, index: np.ndarray, agents: np.ndarray, lines: np.ndarray
+) -> None:
     order = np.lexsort((index, agents))
     same = (np.diff(index[order]) == 0) & (np.diff(agents[order]) == 0)
     if same.any():
         number = int(lines[order][1:][same][0])
-        raise InvalidValueError(f"{path}:{number}: agent {int(agents[order][1:][same][0])} "
-                                f"appears twice in one frame", line=number)
+        raise InvalidValueError(
+            f"{path}:{number}: agent {int(agents[order][1:][same][0])} appears twice in one frame",
+            line=number,
+        )
 
 
-def _ucy_track(index: np.ndarray, xy: np.ndarray, n_frames: int,
-               max_gap: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def _ucy_track(
+    index: np.ndarray, xy: np.ndarray, n_frames: int, max_gap: int
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Positions with short gaps interpolated, and the present stretches (first, last frame)."""
     positions = np.full((n_frames, 3), np.nan)
     span = np.arange(index[0], index[-1] + 1)
@@ -159,7 +188,7 @@ def _ucy_track(index: np.ndarray, xy: np.ndarray, n_frames: int,
     positions[span, 2] = 0.0
     breaks = np.nonzero(np.diff(index) - 1 > max_gap)[0]
     for b in breaks:
-        positions[index[b] + 1:index[b + 1]] = np.nan
+        positions[index[b] + 1 : index[b + 1]] = np.nan
     starts = [int(index[0])] + [int(index[b + 1]) for b in breaks]
     ends = [int(index[b]) for b in breaks] + [int(index[-1])]
     return positions, list(zip(starts, ends))
@@ -167,8 +196,16 @@ def _ucy_track(index: np.ndarray, xy: np.ndarray, n_frames: int,
 
 # --- the procedural generator -------------------------------------------------------------
 
-def generate_scene(seed: int, *, generator: str = "walkers", version: int = 1, n_objects: int = 8,
-                   seconds: float = 20.0, frame_rate: float = 10.0) -> Scene:
+
+def generate_scene(
+    seed: int,
+    *,
+    generator: str = "walkers",
+    version: int = 1,
+    n_objects: int = 8,
+    seconds: float = 20.0,
+    frame_rate: float = 10.0,
+) -> Scene:
     """A procedural scene from a seed: the same arguments always give the same scene.
 
     ``"walkers"`` version 1: a room (one ``"room"`` object, not counted in
@@ -199,17 +236,23 @@ def generate_scene(seed: int, *, generator: str = "walkers", version: int = 1, n
     """
     make = _GENERATORS.get((generator, version))
     if make is None:
-        raise InvalidValueError(f"unknown generator {generator!r} version {version}; known: "
-                                f"{sorted(_GENERATORS)}", field="generator")
+        raise InvalidValueError(
+            f"unknown generator {generator!r} version {version}; known: {sorted(_GENERATORS)}",
+            field="generator",
+        )
     if n_objects < 1 or not seconds > 0 or not frame_rate > 0:
-        raise InvalidValueError("n_objects must be >= 1, seconds and frame_rate > 0",
-                                field="n_objects")
+        raise InvalidValueError(
+            "n_objects must be >= 1, seconds and frame_rate > 0", field="n_objects"
+        )
     n_frames = int(round(seconds * frame_rate)) + 1
     scene = make(np.random.default_rng(seed), n_objects, n_frames, float(frame_rate))
     scene.name = f"{generator}-v{version}-seed{seed}"
-    scene.source = {"generator": generator, "version": version, "seed": seed,
-                    "params": {"n_objects": n_objects, "seconds": seconds,
-                               "frame_rate": frame_rate}}
+    scene.source = {
+        "generator": generator,
+        "version": version,
+        "seed": seed,
+        "params": {"n_objects": n_objects, "seconds": seconds, "frame_rate": frame_rate},
+    }
     scene.source["hash"] = scene_hash(scene)
     return scene
 
@@ -222,11 +265,15 @@ def scene_hash(scene: Scene) -> str:
     ``source`` are left out (``source`` holds the hash).
     """
     digest = hashlib.blake2b(digest_size=32)
-    head = {"frame_rate": scene.frame_rate, "n_frames": scene.n_frames,
-            "objects": [asdict(o) for o in scene.objects],
-            "events": [asdict(e) for e in scene.events]}
-    digest.update(json.dumps(head, sort_keys=True, separators=(",", ":"),
-                             default=json_value).encode())
+    head = {
+        "frame_rate": scene.frame_rate,
+        "n_frames": scene.n_frames,
+        "objects": [asdict(o) for o in scene.objects],
+        "events": [asdict(e) for e in scene.events],
+    }
+    digest.update(
+        json.dumps(head, sort_keys=True, separators=(",", ":"), default=json_value).encode()
+    )
     for object_id in sorted(scene.tracks):
         track = scene.tracks[object_id]
         digest.update(object_id.encode() + b"\0" + _nano_grid(track.positions))
@@ -246,18 +293,27 @@ def check_generated(scene: Scene) -> None:
     """
     source = scene.source
     try:
-        again = generate_scene(source["seed"], generator=source["generator"],
-                               version=source["version"], **source["params"])
+        again = generate_scene(
+            source["seed"],
+            generator=source["generator"],
+            version=source["version"],
+            **source["params"],
+        )
         stored = source["hash"]
     except (KeyError, TypeError):
-        raise InvalidValueError(f"scene {scene.name!r} has no generator source "
-                                f"(generator, version, seed, params, hash)", field="source") from None
+        raise InvalidValueError(
+            f"scene {scene.name!r} has no generator source "
+            f"(generator, version, seed, params, hash)",
+            field="source",
+        ) from None
     if again.source["hash"] != stored:
         raise CorruptDataError(
             f"generator {source['generator']!r} version {source['version']} with seed "
             f"{source['seed']} now makes a different scene (hash {again.source['hash'][:16]}... "
             f"!= stored {str(stored)[:16]}...): the generator changed; bump its version",
-            generator=source["generator"], seed=source["seed"])
+            generator=source["generator"],
+            seed=source["seed"],
+        )
 
 
 def _nano_grid(values: np.ndarray) -> bytes:
@@ -265,24 +321,35 @@ def _nano_grid(values: np.ndarray) -> bytes:
     return np.where(np.isnan(grid), np.iinfo(np.int64).min, grid).astype("<i8").tobytes()
 
 
-_FURNITURE = (("table", (1.6, 0.9, 0.75)), ("sofa", (2.0, 0.9, 0.85)), ("shelf", (1.0, 0.4, 1.8)),
-              ("chair", (0.5, 0.5, 0.9)), ("fridge", (0.7, 0.7, 1.8)), ("bed", (2.0, 1.6, 0.5)))
+_FURNITURE = (
+    ("table", (1.6, 0.9, 0.75)),
+    ("sofa", (2.0, 0.9, 0.85)),
+    ("shelf", (1.0, 0.4, 1.8)),
+    ("chair", (0.5, 0.5, 0.9)),
+    ("fridge", (0.7, 0.7, 1.8)),
+    ("bed", (2.0, 1.6, 0.5)),
+)
 _COLOURS = ("oak", "white", "black", "grey", "red", "blue")
 _NAMES = ("Anna", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", "Jun")
 _ACTIONS = {"table": {"name": "pick_up", "item": "cup"}, "shelf": {"name": "take", "item": "book"}}
 
 
-def _walkers_v1(rng: np.random.Generator, n_objects: int, n_frames: int,
-                frame_rate: float) -> Scene:
+def _walkers_v1(
+    rng: np.random.Generator, n_objects: int, n_frames: int, frame_rate: float
+) -> Scene:
     width, depth = float(rng.uniform(5, 9)), float(rng.uniform(4, 7))
     room = SceneObject("room", "room", size=(width, depth, 2.6))
     objects, tracks = [room], {"room": _static("room", n_frames, (width / 2, depth / 2), 0.0)}
     n_people = max(1, n_objects // 3)
     kinds = [("lamp", (0.4, 0.4, 1.6)), ("table", dict(_FURNITURE)["table"])]
     kinds += [_FURNITURE[int(i)] for i in rng.integers(0, len(_FURNITURE), n_objects)]
-    for number, (kind, size) in enumerate(kinds[:n_objects - n_people], 1):
-        obj = SceneObject(f"{kind}_{number}", kind, size=size,
-                          attributes={"colour": _COLOURS[int(rng.integers(len(_COLOURS)))]})
+    for number, (kind, size) in enumerate(kinds[: n_objects - n_people], 1):
+        obj = SceneObject(
+            f"{kind}_{number}",
+            kind,
+            size=size,
+            attributes={"colour": _COLOURS[int(rng.integers(len(_COLOURS)))]},
+        )
         if kind == "lamp":
             obj.attributes["light"] = "off"
         xy = (float(rng.uniform(0.6, width - 0.6)), float(rng.uniform(0.6, depth - 0.6)))
@@ -292,8 +359,12 @@ def _walkers_v1(rng: np.random.Generator, n_objects: int, n_frames: int,
     events += _lamp_events(rng, objects, n_frames)
     places = _places(objects[1:], tracks, width, depth, rng)
     for number in range(n_people):
-        person = SceneObject(f"person_{number + 1}", "person", size=PERSON_SIZE,
-                             attributes={"name": _NAMES[number % len(_NAMES)]})
+        person = SceneObject(
+            f"person_{number + 1}",
+            "person",
+            size=PERSON_SIZE,
+            attributes={"name": _NAMES[number % len(_NAMES)]},
+        )
         spawn = 0 if number == 0 else int(rng.integers(0, n_frames // 4 + 1))
         door = (0.3, float(rng.uniform(0.5, depth - 0.5)))
         track, walk_events = _walk(rng, person.id, places, door, spawn, n_frames, frame_rate)
@@ -314,18 +385,26 @@ def _yaw_quaternion(yaw: float) -> list[float]:
     return [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
 
 
-def _lamp_events(rng: np.random.Generator, objects: list[SceneObject],
-                 n_frames: int) -> list[Event]:
+def _lamp_events(
+    rng: np.random.Generator, objects: list[SceneObject], n_frames: int
+) -> list[Event]:
     lamps = [obj.id for obj in objects if obj.kind == "lamp"]
     if not lamps or n_frames < 3:
         return []
     frames = np.unique(rng.integers(1, n_frames, int(rng.integers(1, 4))))
-    return [Event(int(f), "attribute", lamps[0], {"light": ("on", "off")[k % 2]})
-            for k, f in enumerate(frames)]
+    return [
+        Event(int(f), "attribute", lamps[0], {"light": ("on", "off")[k % 2]})
+        for k, f in enumerate(frames)
+    ]
 
 
-def _places(furniture: list[SceneObject], tracks: dict[str, Track], width: float, depth: float,
-            rng: np.random.Generator) -> list[tuple[str, str, np.ndarray]]:
+def _places(
+    furniture: list[SceneObject],
+    tracks: dict[str, Track],
+    width: float,
+    depth: float,
+    rng: np.random.Generator,
+) -> list[tuple[str, str, np.ndarray]]:
     """Where people walk to: (name, kind, floor point) beside each piece of furniture."""
     centre = np.array([width / 2, depth / 2])
     places = []
@@ -336,15 +415,26 @@ def _places(furniture: list[SceneObject], tracks: dict[str, Track], width: float
         point = at + away / max(float(np.linalg.norm(away)), 1e-9) * step
         places.append((obj.id, obj.kind, np.clip(point, 0.3, [width - 0.3, depth - 0.3])))
     if not places:
-        places = [(f"spot_{k}", "spot", np.array([rng.uniform(0.5, width - 0.5),
-                                                  rng.uniform(0.5, depth - 0.5)]))
-                  for k in range(1, 4)]
+        places = [
+            (
+                f"spot_{k}",
+                "spot",
+                np.array([rng.uniform(0.5, width - 0.5), rng.uniform(0.5, depth - 0.5)]),
+            )
+            for k in range(1, 4)
+        ]
     return places
 
 
-def _walk(rng: np.random.Generator, person: str, places: list[tuple[str, str, np.ndarray]],
-          door: tuple[float, float], spawn: int, n_frames: int,
-          frame_rate: float) -> tuple[Track, list[Event]]:
+def _walk(
+    rng: np.random.Generator,
+    person: str,
+    places: list[tuple[str, str, np.ndarray]],
+    door: tuple[float, float],
+    spawn: int,
+    n_frames: int,
+    frame_rate: float,
+) -> tuple[Track, list[Event]]:
     """Walk from the door from place to place, pausing at each, until the scene ends."""
     xy, yaw = [np.array(door)], [0.0]
     events, here, current = [], np.array(door), -1
@@ -363,10 +453,10 @@ def _walk(rng: np.random.Generator, person: str, places: list[tuple[str, str, np
         yaw += [heading] * (steps + pause)
         here = goal
     positions = np.full((n_frames, 3), np.nan)
-    positions[spawn:, :2] = np.array(xy[:n_frames - spawn])
+    positions[spawn:, :2] = np.array(xy[: n_frames - spawn])
     positions[spawn:, 2] = 0.0
     rotations = np.full((n_frames, 4), np.nan)
-    rotations[spawn:] = [_yaw_quaternion(a) for a in yaw[:n_frames - spawn]]
+    rotations[spawn:] = [_yaw_quaternion(a) for a in yaw[: n_frames - spawn]]
     return Track(person, positions, rotations), [e for e in events if e.frame < n_frames]
 
 

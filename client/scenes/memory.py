@@ -22,6 +22,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from aios_memory.client import _records
+from aios_memory.client.codec.text import content_hash, decode_payload, encode_bytes
+from aios_memory.client.importers import MemoryInput
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     EPISODE_KIND,
@@ -33,9 +36,6 @@ from aios_memory.schemas import (
     TextTooLargeError,
 )
 
-from aios_memory.client import _records
-from aios_memory.client.codec.text import content_hash, decode_payload, encode_bytes
-from aios_memory.client.importers import MemoryInput
 from .codec import EncodedScene, Replayer, decode_scene, encode_scene
 from .model import ObjectState, Scene
 
@@ -56,13 +56,23 @@ class SceneMemory:
     _transport: Any
     sealer: Any
 
-    def remember_scene(self, scene: Scene, description: str, *, tier: str = "working",
-                       privacy: int = 1, metadata: dict[str, Any] | None = None,
-                       session: str | None = None, agent: str | None = None,
-                       step_m: float = 0.01, step_deg: float = 0.05,
-                       keyframe_every: int | None = None, predictor: str | None = None,
-                       max_error_m: float | None = None,
-                       max_error_deg: float | None = None) -> str:
+    def remember_scene(
+        self,
+        scene: Scene,
+        description: str,
+        *,
+        tier: str = "working",
+        privacy: int = 1,
+        metadata: dict[str, Any] | None = None,
+        session: str | None = None,
+        agent: str | None = None,
+        step_m: float = 0.01,
+        step_deg: float = 0.05,
+        keyframe_every: int | None = None,
+        predictor: str | None = None,
+        max_error_m: float | None = None,
+        max_error_deg: float | None = None,
+    ) -> str:
         """Store an episode: ``scene`` encoded, ``description`` searchable; return its id.
 
         Parameters
@@ -84,18 +94,33 @@ class SceneMemory:
         TextTooLargeError
             The encoded scene is over one record's limit (256 KiB): split the episode.
         """
-        encoded = encode_scene(scene, step_m=step_m, step_deg=step_deg,
-                               keyframe_every=keyframe_every, predictor=predictor,
-                               max_error_m=max_error_m, max_error_deg=max_error_deg)
+        encoded = encode_scene(
+            scene,
+            step_m=step_m,
+            step_deg=step_deg,
+            keyframe_every=keyframe_every,
+            predictor=predictor,
+            max_error_m=max_error_m,
+            max_error_deg=max_error_deg,
+        )
         blob = encoded.to_bytes()
         if len(blob) > DEFAULT_LIMITS.max_text_bytes:
             raise TextTooLargeError(
                 f"scene {scene.name!r} encodes to {len(blob)} bytes; one episode may hold "
                 f"{DEFAULT_LIMITS.max_text_bytes}. Split it into shorter episodes or use a "
-                "coarser step.", limit=DEFAULT_LIMITS.max_text_bytes)
+                "coarser step.",
+                limit=DEFAULT_LIMITS.max_text_bytes,
+            )
         summary = {**(metadata or {}), "scene": scene_summary(encoded, len(blob))}
-        item = MemoryInput(text=description, metadata=summary, tier=tier, kind=EPISODE_KIND,
-                           session=session, agent=agent, privacy=privacy)
+        item = MemoryInput(
+            text=description,
+            metadata=summary,
+            tier=tier,
+            kind=EPISODE_KIND,
+            session=session,
+            agent=agent,
+            privacy=privacy,
+        )
         defaults = self._defaults(tier=tier)  # type: ignore[attr-defined]
         [episode] = _records.encode_rows([item], [None], defaults)
         rows = [_scene_row(episode, blob), episode]
@@ -107,14 +132,17 @@ class SceneMemory:
         body = IdsRequest(tenant=self.tenant, ids=[scene_id_of(episode_id)]).to_bytes()
         rows = self._transport.action_table("get", body, RECORD_SCHEMA).to_pylist()
         if not rows:
-            raise NotFoundError(f"no episode {episode_id!r} in tenant {self.tenant!r}",
-                                memory_id=episode_id)
+            raise NotFoundError(
+                f"no episode {episode_id!r} in tenant {self.tenant!r}", memory_id=episode_id
+            )
         row = self.sealer.open(rows[0])
-        data = decode_payload(row["codec"], row["payload"], row["raw_size"],
-                              max_bytes=DEFAULT_LIMITS.max_text_bytes)
+        data = decode_payload(
+            row["codec"], row["payload"], row["raw_size"], max_bytes=DEFAULT_LIMITS.max_text_bytes
+        )
         if content_hash(data) != row["content_hash"]:
-            raise CorruptDataError(f"episode {episode_id}: its scene does not match its hash",
-                                   memory_id=episode_id)
+            raise CorruptDataError(
+                f"episode {episode_id}: its scene does not match its hash", memory_id=episode_id
+            )
         return EncodedScene.from_bytes(data)
 
     def scene_replayer(self, episode_id: str) -> Replayer:
@@ -135,9 +163,17 @@ class SceneMemory:
         """Every present object's pose and attributes at ``t`` seconds into the episode."""
         return self.scene_replayer(episode_id).state_at(t)
 
-    def scene_render(self, episode_id: str, t: float, path: str | Path, *,
-                     t_to: float | None = None, frames: int = 6, gif: bool = False,
-                     **options: Any) -> Path:
+    def scene_render(
+        self,
+        episode_id: str,
+        t: float,
+        path: str | Path,
+        *,
+        t_to: float | None = None,
+        frames: int = 6,
+        gif: bool = False,
+        **options: Any,
+    ) -> Path:
         """Draw the episode at ``t`` into ``path`` (PNG); with ``t_to``, a strip of
         ``frames`` moments, or a GIF with ``gif=True``. Needs matplotlib (``[scenes]``)."""
         from . import render as scene_render
@@ -146,10 +182,13 @@ class SceneMemory:
         episode = encoded.episode
         # The whole episode's extent (a sequential decode, tens of ms): every frame of a
         # strip, and every picture of one episode, at one scale.
-        style = {"name": episode["name"], "frame_rate": episode["frame_rate"],
-                 "up": episode["source"].get("up", "z") if isinstance(episode["source"], dict)
-                 else "z", "bounds": scene_render.scene_bounds(decode_scene(encoded)),
-                 **options}
+        style = {
+            "name": episode["name"],
+            "frame_rate": episode["frame_rate"],
+            "up": episode["source"].get("up", "z") if isinstance(episode["source"], dict) else "z",
+            "bounds": scene_render.scene_bounds(decode_scene(encoded)),
+            **options,
+        }
         objects = list(encoded.layout.objects)
         if t_to is None:
             return scene_render.render_frame(objects, replayer.state_at, t, path, **style)
@@ -159,25 +198,47 @@ class SceneMemory:
     def scenes(self) -> list[dict[str, Any]]:
         """The tenant's episodes, oldest first: id, tier, description, created_at, summary."""
         table = self.scan(kind=EPISODE_KIND)  # type: ignore[attr-defined]
-        return [{"id": row["id"], "tier": row["tier"], "created_at": row["created_at"],
-                 "description": row["text"],
-                 **json.loads(row["metadata"] or "{}").get("scene", {})}
-                for row in table.to_pylist()]
+        return [
+            {
+                "id": row["id"],
+                "tier": row["tier"],
+                "created_at": row["created_at"],
+                "description": row["text"],
+                **json.loads(row["metadata"] or "{}").get("scene", {}),
+            }
+            for row in table.to_pylist()
+        ]
 
 
 def scene_summary(encoded: EncodedScene, stored_bytes: int) -> dict[str, Any]:
     """What an episode's metadata says of its scene (small: it is searchable metadata)."""
     facts = encoded.facts()
-    return {"frames": facts["n_frames"], "frame_rate": facts["frame_rate"],
-            "duration_s": round(max(facts["n_frames"] - 1, 0) / facts["frame_rate"], 3),
-            "objects": facts["objects"], "events": facts["events"], "bytes": stored_bytes,
-            "max_error_m": facts["measured_max_error_m"],
-            "max_error_deg": facts["measured_max_error_deg"], "source": facts["source"]}
+    return {
+        "frames": facts["n_frames"],
+        "frame_rate": facts["frame_rate"],
+        "duration_s": round(max(facts["n_frames"] - 1, 0) / facts["frame_rate"], 3),
+        "objects": facts["objects"],
+        "events": facts["events"],
+        "bytes": stored_bytes,
+        "max_error_m": facts["measured_max_error_m"],
+        "max_error_deg": facts["measured_max_error_deg"],
+        "source": facts["source"],
+    }
 
 
 def _scene_row(episode: dict[str, Any], blob: bytes) -> dict[str, Any]:
     encoded = encode_bytes(blob)
-    return {**episode, "id": scene_id_of(episode["id"]), "kind": SCENE_KIND, "metadata": None,
-            "codec": encoded.codec, "dict_id": None, "payload": encoded.payload,
-            "raw_size": encoded.raw_size, "content_hash": encoded.content_hash,
-            "embedding": None, "embedding_scale": None, "embed_model": None}
+    return {
+        **episode,
+        "id": scene_id_of(episode["id"]),
+        "kind": SCENE_KIND,
+        "metadata": None,
+        "codec": encoded.codec,
+        "dict_id": None,
+        "payload": encoded.payload,
+        "raw_size": encoded.raw_size,
+        "content_hash": encoded.content_hash,
+        "embedding": None,
+        "embedding_scale": None,
+        "embed_model": None,
+    }

@@ -24,9 +24,10 @@ other stays 3D with ``up`` vertical.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,17 +35,29 @@ from aios_memory.schemas.errors import CodecUnavailableError, InvalidValueError
 
 from .model import ObjectState, Scene, SceneObject
 
-__all__ = ["render_frame", "render_strip", "render_gif", "world_poses", "scene_bounds",
-           "StateAt", "DEFAULT_SIZE_PX", "MAX_TRAIL_POINTS"]
+__all__ = [
+    "render_frame",
+    "render_strip",
+    "render_gif",
+    "world_poses",
+    "scene_bounds",
+    "StateAt",
+    "DEFAULT_SIZE_PX",
+    "MAX_TRAIL_POINTS",
+]
 
 StateAt = Callable[[float], Mapping[str, ObjectState]]
 Pose = tuple[np.ndarray, "np.ndarray | None"]
 DEFAULT_SIZE_PX = (800, 600)
 MAX_TRAIL_POINTS = 60
 # kind -> (marker, colour, points^2): people stand out, joints are small, furniture is square.
-_STYLES = {"person": ("o", "tab:blue", 80.0), "joint": ("o", "tab:red", 12.0),
-           "end": ("o", "tab:orange", 16.0), "room": ("", "dimgray", 0.0),
-           "lamp": ("*", "gold", 120.0)}
+_STYLES = {
+    "person": ("o", "tab:blue", 80.0),
+    "joint": ("o", "tab:red", 12.0),
+    "end": ("o", "tab:orange", 16.0),
+    "room": ("", "dimgray", 0.0),
+    "lamp": ("*", "gold", 120.0),
+}
 _FURNITURE_STYLE = ("s", "tab:brown", 60.0)
 _SKELETON = ("joint", "end")
 # Limits hold at least a metre on every axis (one still object is not a point), and a
@@ -76,11 +89,20 @@ class _View:
     trail_cache: dict[float, dict[str, np.ndarray]] | None = None
 
 
-def render_frame(objects: Sequence[SceneObject], state_at: StateAt, t: float, path: str | Path,
-                 *, name: str = "", frame_rate: float = 10.0, trail_seconds: float = 2.0,
-                 size_px: tuple[int, int] = DEFAULT_SIZE_PX, dpi: int = 100,
-                 up: str | None = None,
-                 bounds: np.ndarray | Sequence[Sequence[float]] | None = None) -> Path:
+def render_frame(
+    objects: Sequence[SceneObject],
+    state_at: StateAt,
+    t: float,
+    path: str | Path,
+    *,
+    name: str = "",
+    frame_rate: float = 10.0,
+    trail_seconds: float = 2.0,
+    size_px: tuple[int, int] = DEFAULT_SIZE_PX,
+    dpi: int = 100,
+    up: str | None = None,
+    bounds: np.ndarray | Sequence[Sequence[float]] | None = None,
+) -> Path:
     """Draw the scene at time ``t`` into a PNG of exactly ``size_px`` pixels.
 
     Parameters
@@ -119,11 +141,22 @@ def render_frame(objects: Sequence[SceneObject], state_at: StateAt, t: float, pa
     return _save_png(_draw(view, t), path)
 
 
-def render_strip(objects: Sequence[SceneObject], state_at: StateAt, t_from: float, t_to: float,
-                 path: str | Path, *, frames: int = 6, name: str = "", frame_rate: float = 10.0,
-                 trail_seconds: float = 2.0, size_px: tuple[int, int] = (400, 300),
-                 dpi: int = 100, up: str | None = None,
-                 bounds: np.ndarray | Sequence[Sequence[float]] | None = None) -> Path:
+def render_strip(
+    objects: Sequence[SceneObject],
+    state_at: StateAt,
+    t_from: float,
+    t_to: float,
+    path: str | Path,
+    *,
+    frames: int = 6,
+    name: str = "",
+    frame_rate: float = 10.0,
+    trail_seconds: float = 2.0,
+    size_px: tuple[int, int] = (400, 300),
+    dpi: int = 100,
+    up: str | None = None,
+    bounds: np.ndarray | Sequence[Sequence[float]] | None = None,
+) -> Path:
     """``frames`` moments evenly from ``t_from`` to ``t_to``, side by side in one PNG.
 
     Each panel is ``size_px``; the strip is ``frames * width`` by ``height``.
@@ -137,12 +170,23 @@ def render_strip(objects: Sequence[SceneObject], state_at: StateAt, t_from: floa
     return _save_png(np.concatenate([_draw(view, t) for t in times], axis=1), path)
 
 
-def render_gif(objects: Sequence[SceneObject], state_at: StateAt, t_from: float, t_to: float,
-               path: str | Path, *, fps: float = 5.0, frames: int | None = None, name: str = "",
-               frame_rate: float = 10.0, trail_seconds: float = 2.0,
-               size_px: tuple[int, int] = (480, 360), dpi: int = 100,
-               up: str | None = None,
-               bounds: np.ndarray | Sequence[Sequence[float]] | None = None) -> Path:
+def render_gif(
+    objects: Sequence[SceneObject],
+    state_at: StateAt,
+    t_from: float,
+    t_to: float,
+    path: str | Path,
+    *,
+    fps: float = 5.0,
+    frames: int | None = None,
+    name: str = "",
+    frame_rate: float = 10.0,
+    trail_seconds: float = 2.0,
+    size_px: tuple[int, int] = (480, 360),
+    dpi: int = 100,
+    up: str | None = None,
+    bounds: np.ndarray | Sequence[Sequence[float]] | None = None,
+) -> Path:
     """An animated GIF from ``t_from`` to ``t_to``, looping, shown at ``fps`` frames per second.
 
     ``frames`` moments evenly spaced (both ends included); by default
@@ -158,21 +202,28 @@ def render_gif(objects: Sequence[SceneObject], state_at: StateAt, t_from: float,
     _settle(view, times)
     image = _pillow()
     pictures = [image.fromarray(_draw(view, t)).convert("RGB") for t in times]
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], loop=0,
-                     duration=int(round(1000 / fps)))
+    pictures[0].save(
+        path, save_all=True, append_images=pictures[1:], loop=0, duration=int(round(1000 / fps))
+    )
     return Path(path)
 
 
-def world_poses(objects: Sequence[SceneObject],
-                states: Mapping[str, ObjectState]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+def world_poses(
+    objects: Sequence[SceneObject], states: Mapping[str, ObjectState]
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """World position and rotation of every present object, composing parent-relative poses.
 
     A child's world position is ``parent_position + R(parent_rotation) @ position``
     and its rotation ``parent_rotation * rotation`` (a parent without rotation
     only translates). An object whose parent is absent is left out.
     """
-    return _place(objects, {key: (np.asarray(state.position, dtype=float), state.rotation)
-                            for key, state in states.items()})
+    return _place(
+        objects,
+        {
+            key: (np.asarray(state.position, dtype=float), state.rotation)
+            for key, state in states.items()
+        },
+    )
 
 
 def scene_bounds(scene: Scene) -> np.ndarray | None:
@@ -185,15 +236,25 @@ def scene_bounds(scene: Scene) -> np.ndarray | None:
         world position (``world_poses``) at every frame, and the outlines drawn
         around furniture and rooms; None if no object is ever present.
     """
-    world = _place(scene.objects, {key: (np.asarray(track.positions, dtype=float),
-                                         None if track.rotations is None
-                                         else np.asarray(track.rotations, dtype=float))
-                                   for key, track in scene.tracks.items()})
+    world = _place(
+        scene.objects,
+        {
+            key: (
+                np.asarray(track.positions, dtype=float),
+                None if track.rotations is None else np.asarray(track.rotations, dtype=float),
+            )
+            for key, track in scene.tracks.items()
+        },
+    )
     points = [at for at, _ in world.values()]
-    points += [_outline(obj, *world[obj.id]) for obj in scene.objects
-               if obj.id in world and _has_outline(obj)]
-    stacked = np.concatenate([np.reshape(p, (-1, 3)) for p in points]) if points \
-        else np.empty((0, 3))
+    points += [
+        _outline(obj, *world[obj.id])
+        for obj in scene.objects
+        if obj.id in world and _has_outline(obj)
+    ]
+    stacked = (
+        np.concatenate([np.reshape(p, (-1, 3)) for p in points]) if points else np.empty((0, 3))
+    )
     stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
     return np.stack([stacked.min(axis=0), stacked.max(axis=0)]) if len(stacked) else None
 
@@ -247,19 +308,38 @@ def _quaternion_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([w, vector], axis=-1)
 
 
-def _view(objects: Sequence[SceneObject], state_at: StateAt, name: str, frame_rate: float,
-          trail_seconds: float, size_px: tuple[int, int], dpi: int, up: str | None,
-          bounds: np.ndarray | Sequence[Sequence[float]] | None) -> _View:
+def _view(
+    objects: Sequence[SceneObject],
+    state_at: StateAt,
+    name: str,
+    frame_rate: float,
+    trail_seconds: float,
+    size_px: tuple[int, int],
+    dpi: int,
+    up: str | None,
+    bounds: np.ndarray | Sequence[Sequence[float]] | None,
+) -> _View:
     if up is None:
         up = "y" if any(obj.kind == "joint" for obj in objects) else "z"
     if up not in ("y", "z") or not frame_rate > 0 or trail_seconds < 0:
-        raise InvalidValueError("up must be 'y' or 'z', frame_rate > 0, trail_seconds >= 0",
-                                field="up")
+        raise InvalidValueError(
+            "up must be 'y' or 'z', frame_rate > 0, trail_seconds >= 0", field="up"
+        )
     if len(size_px) != 2 or min(size_px) < 16 or dpi < 10:
-        raise InvalidValueError(f"size_px {size_px} must be two sizes >= 16 pixels, dpi >= 10",
-                                field="size_px")
-    return _View(objects, state_at, name, frame_rate, trail_seconds, up,
-                 (int(size_px[0]), int(size_px[1])), int(dpi), _checked_bounds(bounds))
+        raise InvalidValueError(
+            f"size_px {size_px} must be two sizes >= 16 pixels, dpi >= 10", field="size_px"
+        )
+    return _View(
+        objects,
+        state_at,
+        name,
+        frame_rate,
+        trail_seconds,
+        up,
+        (int(size_px[0]), int(size_px[1])),
+        int(dpi),
+        _checked_bounds(bounds),
+    )
 
 
 def _checked_bounds(bounds: np.ndarray | Sequence[Sequence[float]] | None) -> np.ndarray | None:
@@ -270,8 +350,9 @@ def _checked_bounds(bounds: np.ndarray | Sequence[Sequence[float]] | None) -> np
     except (TypeError, ValueError):
         box = np.empty(0)
     if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[0] > box[1]):
-        raise InvalidValueError("bounds must be [[lowest x, y, z], [highest x, y, z]], finite",
-                                field="bounds")
+        raise InvalidValueError(
+            "bounds must be [[lowest x, y, z], [highest x, y, z]], finite", field="bounds"
+        )
     return box
 
 
@@ -313,7 +394,9 @@ def _sample_trails(view: _View, t: float) -> dict[str, np.ndarray]:
     frames = np.arange(first, frame + 1)
     if len(frames) < 2:
         return {}
-    frames = np.unique(np.linspace(frames[0], frames[-1], min(len(frames), MAX_TRAIL_POINTS)).round())
+    frames = np.unique(
+        np.linspace(frames[0], frames[-1], min(len(frames), MAX_TRAIL_POINTS)).round()
+    )
     tracked = {obj.id for obj in view.objects if obj.parent is None or obj.kind == "end"}
     trails: dict[str, list[np.ndarray]] = {}
     for f in frames:
@@ -328,18 +411,23 @@ def _settle(view: _View, times: Sequence[float]) -> None:
     if view.bounds is not None:
         extent = _to_plot(view, view.bounds)
     else:
-        extent = np.concatenate([_extent(view, _poses(view, t), _trails(view, t))
-                                 for t in times])
+        extent = np.concatenate([_extent(view, _poses(view, t), _trails(view, t)) for t in times])
     view.flat = len(extent) == 0 or bool(np.ptp(extent[:, 2]) < _FLAT_M)
     view.limits = _limits(view, extent)
 
 
-def _extent(view: _View, poses: dict[str, tuple[np.ndarray, np.ndarray | None]],
-            trails: dict[str, np.ndarray]) -> np.ndarray:
+def _extent(
+    view: _View,
+    poses: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    trails: dict[str, np.ndarray],
+) -> np.ndarray:
     """The plot points a picture must hold: objects, trails and outlines of furniture and rooms."""
     points = [_to_plot(view, np.array([pose[0] for pose in poses.values()]).reshape(-1, 3))]
-    points += [_footprint(view, obj, *poses[obj.id]) for obj in view.objects
-               if _has_outline(obj) and obj.id in poses]
+    points += [
+        _footprint(view, obj, *poses[obj.id])
+        for obj in view.objects
+        if _has_outline(obj) and obj.id in poses
+    ]
     return np.concatenate(points + list(trails.values()))
 
 
@@ -368,10 +456,16 @@ def _plot_area(view: _View) -> dict[str, float]:
     if not view.flat:
         return {"left": 0.0, "right": 1.0, "bottom": 0.0, "top": _PLOT_TOP}
     width, height = view.size_px
-    room = {side: min(px / (height if side == "bottom" else width), _TICK_ROOM_MAX)
-            for side, px in _TICK_ROOM_PX.items()}
-    return {"left": room["left"], "right": 1 - room["right"], "bottom": room["bottom"],
-            "top": _PLOT_TOP}
+    room = {
+        side: min(px / (height if side == "bottom" else width), _TICK_ROOM_MAX)
+        for side, px in _TICK_ROOM_PX.items()
+    }
+    return {
+        "left": room["left"],
+        "right": 1 - room["right"],
+        "bottom": room["bottom"],
+        "top": _PLOT_TOP,
+    }
 
 
 def _plot_shape(view: _View) -> float:
@@ -386,8 +480,11 @@ def _draw(view: _View, t: float) -> np.ndarray:
     figure.canvas.draw()
     width, height = view.size_px
     pixels = np.asarray(figure.canvas.buffer_rgba())[:height, :width]
-    return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)),
-                  constant_values=255)
+    return np.pad(
+        pixels,
+        ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)),
+        constant_values=255,
+    )
 
 
 def _figure(view: _View, t: float) -> Any:
@@ -395,8 +492,9 @@ def _figure(view: _View, t: float) -> Any:
     figure_class, canvas_class = _matplotlib()
     width, height = view.size_px
     # +0.5 px: Agg truncates width / dpi * dpi to int, and 799.9999 would lose a column.
-    figure = figure_class(figsize=((width + 0.5) / view.dpi, (height + 0.5) / view.dpi),
-                          dpi=view.dpi)
+    figure = figure_class(
+        figsize=((width + 0.5) / view.dpi, (height + 0.5) / view.dpi), dpi=view.dpi
+    )
     canvas_class(figure)
     figure.subplots_adjust(**_plot_area(view))
     axes = figure.add_subplot() if view.flat else figure.add_subplot(projection="3d")
@@ -433,8 +531,13 @@ def _coordinates(view: _View, points: np.ndarray) -> np.ndarray:
     return rows[:2] if view.flat else rows
 
 
-def _draw_objects(axes: Any, view: _View, poses: dict[str, tuple[np.ndarray, np.ndarray | None]],
-                  positions: dict[str, np.ndarray], states: Mapping[str, ObjectState]) -> None:
+def _draw_objects(
+    axes: Any,
+    view: _View,
+    poses: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    positions: dict[str, np.ndarray],
+    states: Mapping[str, ObjectState],
+) -> None:
     """Footprints of furniture, people as standing sticks, joints linked to their parents."""
     shading = {} if view.flat else {"depthshade": False}
     for obj in view.objects:
@@ -469,15 +572,23 @@ def _outline(obj: SceneObject, at: np.ndarray, turn: np.ndarray | None) -> np.nd
     """World corners (closed, ``(..., 5, 3)``) of the object's x-y extent, turned with it;
     ``at`` and ``turn`` are one pose or one row per frame."""
     half_x, half_y = obj.size[0] / 2, obj.size[1] / 2
-    corners = np.array([[-half_x, -half_y, 0], [half_x, -half_y, 0], [half_x, half_y, 0],
-                        [-half_x, half_y, 0], [-half_x, -half_y, 0]])
+    corners = np.array(
+        [
+            [-half_x, -half_y, 0],
+            [half_x, -half_y, 0],
+            [half_x, half_y, 0],
+            [-half_x, half_y, 0],
+            [-half_x, -half_y, 0],
+        ]
+    )
     at = np.asarray(at, dtype=float)[..., None, :]
     turn = None if turn is None else np.asarray(turn, dtype=float)[..., None, :]
     return _compose((at, turn), (corners, None))[0]
 
 
-def _footprint(view: _View, obj: SceneObject, at: np.ndarray,
-               turn: np.ndarray | None) -> np.ndarray:
+def _footprint(
+    view: _View, obj: SceneObject, at: np.ndarray, turn: np.ndarray | None
+) -> np.ndarray:
     """The outline of the object's x-y extent around its position, in plot axes."""
     return _to_plot(view, _outline(obj, at, turn))
 
@@ -492,13 +603,16 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise CodecUnavailableError(f"pictures of scenes need matplotlib ({exc}); install it with "
-                                    f"pip install 'ai-os-memory[scenes]'",
-                                    missing="matplotlib") from None
+        raise CodecUnavailableError(
+            f"pictures of scenes need matplotlib ({exc}); install it with "
+            f"pip install 'ai-os-memory[scenes]'",
+            missing="matplotlib",
+        ) from None
     return Figure, FigureCanvasAgg
 
 
 def _pillow() -> Any:
     _matplotlib()  # Pillow is a dependency of matplotlib: one install hint covers both
     from PIL import Image
+
     return Image

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as flight
+
 from aios_memory.schemas import (
     PUT_PATH,
-    REENCODE_PATH,
     RECORD_SCHEMA,
+    REENCODE_PATH,
     AiosMemoryError,
     AuthenticationError,
     ConnectionFailedError,
@@ -51,8 +53,9 @@ _BOILERPLATE = re.compile(r"^Flight returned [\w ]+ error, with message: ")
 
 
 @contextmanager
-def translate_errors(uri: str, timeout: float, tls: TlsOptions | None = None,
-                     tls_flags: str = "--tls-") -> Iterator[None]:
+def translate_errors(
+    uri: str, timeout: float, tls: TlsOptions | None = None, tls_flags: str = "--tls-"
+) -> Iterator[None]:
     """Turn any pyarrow/Flight exception raised inside into an ``AiosMemoryError``."""
     try:
         yield
@@ -62,8 +65,13 @@ def translate_errors(uri: str, timeout: float, tls: TlsOptions | None = None,
         raise map_error(exc, uri, timeout, tls, tls_flags) from None
 
 
-def map_error(exc: BaseException, uri: str, timeout: float, tls: TlsOptions | None = None,
-              tls_flags: str = "--tls-") -> AiosMemoryError:
+def map_error(
+    exc: BaseException,
+    uri: str,
+    timeout: float,
+    tls: TlsOptions | None = None,
+    tls_flags: str = "--tls-",
+) -> AiosMemoryError:
     """The ``AiosMemoryError`` for one exception from the Flight layer.
 
     ``tls`` is what the client presented (None for plain ``grpc://``) and
@@ -83,15 +91,22 @@ def map_error(exc: BaseException, uri: str, timeout: float, tls: TlsOptions | No
             return ConnectionFailedError(f"{handshake} ({reason})", uri=uri)
         return ConnectionFailedError(
             f"could not reach the memory server: is the server running at {uri}? "
-            f"start one with `aimem serve --data DIR` ({reason})", uri=uri)
+            f"start one with `aimem serve --data DIR` ({reason})",
+            uri=uri,
+        )
     if isinstance(exc, flight.FlightTimedOutError):
         return DeadlineExceededError(
             f"the call to {uri} took longer than its timeout of {timeout:g}s; "
-            "pass a larger timeout (--timeout)", uri=uri, timeout=timeout)
+            "pass a larger timeout (--timeout)",
+            uri=uri,
+            timeout=timeout,
+        )
     if isinstance(exc, (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError)):
         return AuthenticationError(
             f"the server at {uri} refused the token: pass --token / set AIMEM_TOKEN "
-            "(or --token-file DATA/token) to the token the server prints", uri=uri)
+            "(or --token-file DATA/token) to the token the server prints",
+            uri=uri,
+        )
     if isinstance(exc, flight.FlightWriteSizeExceededError):
         return LimitExceededError(f"a batch is too large to send: {reason}", uri=uri)
     if isinstance(exc, flight.FlightCancelledError):
@@ -122,20 +137,28 @@ class Transport:
         How error messages spell the TLS options (``--cloud-tls-`` for the sync peer).
     """
 
-    def __init__(self, uri: str, token: str | None, timeout: float,
-                 tls: TlsOptions | None = None, tls_flags: str = "--tls-") -> None:
+    def __init__(
+        self,
+        uri: str,
+        token: str | None,
+        timeout: float,
+        tls: TlsOptions | None = None,
+        tls_flags: str = "--tls-",
+    ) -> None:
         self.uri, self.timeout = uri, float(timeout)
         self.tls, self.tls_flags = tls, tls_flags
         self._closed = False
         headers = [(b"authorization", b"Bearer " + token.encode())] if token else []
         self._options = flight.FlightCallOptions(headers=headers, timeout=self.timeout)
         try:
-            self._client = flight.FlightClient(uri, write_size_limit_bytes=WRITE_SIZE_LIMIT,
-                                               **(tls.flight_kwargs() if tls else {}))
+            self._client = flight.FlightClient(
+                uri, write_size_limit_bytes=WRITE_SIZE_LIMIT, **(tls.flight_kwargs() if tls else {})
+            )
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise InvalidValueError(
                 f"{uri!r} is not a server address: use grpc://HOST:PORT or grpc+tls://HOST:PORT "
-                f"({exc})", uri=uri
+                f"({exc})",
+                uri=uri,
             ) from None
 
     @contextmanager
@@ -159,7 +182,8 @@ class Transport:
             results = list(self._client.do_action(flight.Action(name, body), self._options))
         if len(results) != 1:
             raise ServerInternalError(
-                f"action {name!r} returned {len(results)} results; expected exactly 1")
+                f"action {name!r} returned {len(results)} results; expected exactly 1"
+            )
         answer: bytes = results[0].body.to_pybytes()
         return answer
 
@@ -207,8 +231,9 @@ class Transport:
         The caller wraps its reads and writes in ``errors()``.
         """
         with self.errors():
-            return self._client.do_exchange(flight.FlightDescriptor.for_command(command),
-                                            self._options)
+            return self._client.do_exchange(
+                flight.FlightDescriptor.for_command(command), self._options
+            )
 
     def put(self, batches: list[pa.RecordBatch], *, reencode: bool = False) -> list[PutAck]:
         """Send ``batches`` as one committed put and return the server's acks.
@@ -250,13 +275,20 @@ def _send(writer: Any, reader: Any, batches: list[pa.RecordBatch]) -> list[PutAc
 def _read_ack(reader: Any, index: int, batch: pa.RecordBatch) -> PutAck:
     buf = reader.read()
     if buf is None:  # never success: after a deadline read() gives None and close() raises
-        raise _MissingAckError(f"the server ended the write before acknowledging batch {index}; "
-                               "it may not be stored: retry")
+        raise _MissingAckError(
+            f"the server ended the write before acknowledging batch {index}; "
+            "it may not be stored: retry"
+        )
     ack = PutAck.from_bytes(bytes(buf))
-    if (ack.batch != index or ack.ids != batch.column("id").to_pylist()
-            or len(ack.hlcs) != len(ack.ids)):
-        raise ServerInternalError(f"the server acknowledged batch {index} with {ack.batch} "
-                                  f"and {len(ack.ids)} ids; expected {batch.num_rows} ids")
+    if (
+        ack.batch != index
+        or ack.ids != batch.column("id").to_pylist()
+        or len(ack.hlcs) != len(ack.ids)
+    ):
+        raise ServerInternalError(
+            f"the server acknowledged batch {index} with {ack.batch} "
+            f"and {len(ack.ids)} ids; expected {batch.num_rows} ids"
+        )
     return ack
 
 
@@ -286,7 +318,8 @@ def conform(data: Any, schema: pa.Schema) -> Any:
     if got != want:
         raise CorruptDataError(
             f"the server sent columns {[n for n, _ in got]} of types "
-            f"{[str(t) for _, t in got]}; expected {schema}")
+            f"{[str(t) for _, t in got]}; expected {schema}"
+        )
     if data.schema.equals(schema, check_metadata=True):
         return data
     try:

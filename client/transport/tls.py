@@ -45,13 +45,20 @@ class TlsOptions:
 
     def flight_kwargs(self) -> dict[str, bytes]:
         """Keyword arguments for ``pyarrow.flight.FlightClient``."""
-        pairs = {"tls_root_certs": self.root_certs, "cert_chain": self.cert_chain,
-                 "private_key": self.private_key}
+        pairs = {
+            "tls_root_certs": self.root_certs,
+            "cert_chain": self.cert_chain,
+            "private_key": self.private_key,
+        }
         return {name: value for name, value in pairs.items() if value is not None}
 
 
-def tls_options(uri: str, root_certs: PemSource | None = None, cert: PemSource | None = None,
-                key: PemSource | None = None) -> TlsOptions | None:
+def tls_options(
+    uri: str,
+    root_certs: PemSource | None = None,
+    cert: PemSource | None = None,
+    key: PemSource | None = None,
+) -> TlsOptions | None:
     """The TLS options for ``uri``: None for ``grpc://``, ``TlsOptions`` for ``grpc+tls://``.
 
     Raises ``InvalidValueError`` for TLS options on a plain address (the
@@ -64,13 +71,21 @@ def tls_options(uri: str, root_certs: PemSource | None = None, cert: PemSource |
         if named:
             raise InvalidValueError(
                 f"{', '.join(named)} given for {uri}, which is not a TLS address: "
-                f"connect with {TLS_SCHEME}://HOST:PORT", uri=uri)
+                f"connect with {TLS_SCHEME}://HOST:PORT",
+                uri=uri,
+            )
         return None
     if (cert is None) != (key is None):
-        raise InvalidValueError("a client certificate needs its key: pass both tls_cert and "
-                                "tls_key (--tls-client-cert and --tls-client-key)", uri=uri)
-    return TlsOptions(_pem(root_certs, "tls_root_certs", "CERTIFICATE"),
-                      _pem(cert, "tls_cert", "CERTIFICATE"), _pem(key, "tls_key", "PRIVATE KEY"))
+        raise InvalidValueError(
+            "a client certificate needs its key: pass both tls_cert and "
+            "tls_key (--tls-client-cert and --tls-client-key)",
+            uri=uri,
+        )
+    return TlsOptions(
+        _pem(root_certs, "tls_root_certs", "CERTIFICATE"),
+        _pem(cert, "tls_cert", "CERTIFICATE"),
+        _pem(key, "tls_key", "PRIVATE KEY"),
+    )
 
 
 def _pem(source: PemSource | None, name: str, kind: str) -> bytes | None:
@@ -87,8 +102,9 @@ def _pem(source: PemSource | None, name: str, kind: str) -> bytes | None:
             raise InvalidValueError(f"cannot read {where}: {exc.strerror}") from None
     # gRPC answers a bad PEM only with "empty address list" at the first call.
     if b"-----BEGIN" not in data or kind.encode() + b"-----" not in data:
-        raise InvalidValueError(f"{where} holds no PEM {kind.lower()} "
-                                f"(expected a '-----BEGIN ...{kind}-----' block)")
+        raise InvalidValueError(
+            f"{where} holds no PEM {kind.lower()} (expected a '-----BEGIN ...{kind}-----' block)"
+        )
     return data
 
 
@@ -102,21 +118,31 @@ def tls_failure(reason: str, uri: str, tls: TlsOptions | None, flags: str) -> st
         return None
     if tls is None:
         if "Socket closed" in reason:
-            return (f"the server at {uri} closed the connection during setup: if it serves TLS, "
-                    f"connect with {TLS_SCHEME}://HOST:PORT and {flags}ca CA.pem")
+            return (
+                f"the server at {uri} closed the connection during setup: if it serves TLS, "
+                f"connect with {TLS_SCHEME}://HOST:PORT and {flags}ca CA.pem"
+            )
         return None
     if "certificate verify failed" in reason:
-        return (f"the certificate of the server at {uri} is not signed by a CA this client "
-                f"trusts: pass {flags}ca with the CA that signed the server's --tls-cert")
+        return (
+            f"the certificate of the server at {uri} is not signed by a CA this client "
+            f"trusts: pass {flags}ca with the CA that signed the server's --tls-cert"
+        )
     if "is not in peer certificate" in reason:
-        return (f"the certificate of the server at {uri} does not name {urlsplit(uri).hostname}: "
-                "connect by a name or address its certificate lists")
+        return (
+            f"the certificate of the server at {uri} does not name {urlsplit(uri).hostname}: "
+            "connect by a name or address its certificate lists"
+        )
     if "wrong version number" in reason:
         return f"the server at {uri} does not serve TLS: connect with grpc://HOST:PORT"
     if "Socket closed" in reason:
         if tls.has_client_cert:
-            return (f"the server at {uri} refused this client certificate: use one signed by "
-                    f"the CA the server trusts (its --tls-client-ca) in {flags}client-cert")
-        return (f"the server at {uri} requires a client certificate: pass "
-                f"{flags}client-cert and {flags}client-key")
+            return (
+                f"the server at {uri} refused this client certificate: use one signed by "
+                f"the CA the server trusts (its --tls-client-ca) in {flags}client-cert"
+            )
+        return (
+            f"the server at {uri} requires a client certificate: pass "
+            f"{flags}client-cert and {flags}client-key"
+        )
     return None

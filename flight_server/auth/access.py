@@ -7,7 +7,8 @@ Flight calls and record batches.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -20,8 +21,15 @@ from aios_memory.schemas import (
     check_readers,
 )
 
-__all__ = ["grant_of", "who", "read_view", "check_rows", "check_sync", "check_reader_lists",
-           "public_stats"]
+__all__ = [
+    "grant_of",
+    "who",
+    "read_view",
+    "check_rows",
+    "check_sync",
+    "check_reader_lists",
+    "public_stats",
+]
 
 # Server-wide facts that say nothing about one tenant; a scoped caller sees only these.
 _SCOPED_STATS = ("tenant", "tiers", "memories", "embed_models", "replica_id", "embedder")
@@ -74,8 +82,12 @@ def check_sync(grant: Grant, tenant: str, tiers: Iterable[str]) -> None:
     tiers = list(tiers)
     grant.check_tiers(view, tiers, "sync")
     if view.max_privacy < MAX_CLEARANCE:
-        raise grant.denied("sync", tenant, f"a sync round carries every privacy level; its "
-                           f"clearance is {grant.clearance}, a sync needs {MAX_CLEARANCE}")
+        raise grant.denied(
+            "sync",
+            tenant,
+            f"a sync round carries every privacy level; its "
+            f"clearance is {grant.clearance}, a sync needs {MAX_CLEARANCE}",
+        )
 
 
 def public_stats(stats: dict[str, Any], view: View, grant: Grant) -> dict[str, Any]:

@@ -28,11 +28,27 @@ class AuditLog:
         self.path = Path(data_dir) / AUDIT_FILE
         self._lock = threading.Lock()
 
-    def record(self, event: str, principal: str | None, action: str, tenant: str | None = None,
-               reason: str = "", code: str | None = None, **facts: Any) -> None:
+    def record(
+        self,
+        event: str,
+        principal: str | None,
+        action: str,
+        tenant: str | None = None,
+        reason: str = "",
+        code: str | None = None,
+        **facts: Any,
+    ) -> None:
         """Append one event (``denied``, ``token-created``, ``token-revoked``...)."""
-        entry = {"at": round(time.time(), 3), "event": event, "principal": principal,
-                 "action": action, "tenant": tenant, "code": code, "reason": reason[:500], **facts}
+        entry = {
+            "at": round(time.time(), 3),
+            "event": event,
+            "principal": principal,
+            "action": action,
+            "tenant": tenant,
+            "code": code,
+            "reason": reason[:500],
+            **facts,
+        }
         line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
         with self._lock:
             # O_APPEND: lines from the server and from `aimem token` never interleave.

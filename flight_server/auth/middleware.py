@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 
-from aios_memory.schemas import OWNER, AuthenticationError, Grant
-
 from aios_memory.flight_server._files import atomic_write_bytes
 from aios_memory.flight_server._flight_errors import to_flight_error
+from aios_memory.schemas import OWNER, AuthenticationError, Grant
+
 from .audit import AuditLog
 from .tokens import TokenAuthority
 
@@ -53,21 +53,24 @@ class TokenAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
             return Caller(self._grant(presented))
         except AuthenticationError as exc:
             token_id = self._authority.token_id_of(presented[7:]) if presented else None
-            self._audit.record("denied", None, _method(info), reason=exc.message, code=exc.code,
-                               token_id=token_id)
+            self._audit.record(
+                "denied", None, _method(info), reason=exc.message, code=exc.code, token_id=token_id
+            )
             raise to_flight_error(exc) from None
 
     def _grant(self, presented: str) -> Grant:
         if not presented:
             raise AuthenticationError(
-                "no token: pass --token or set AIMEM_TOKEN (the server prints where its token is)")
+                "no token: pass --token or set AIMEM_TOKEN (the server prints where its token is)"
+            )
         if not presented.startswith("Bearer "):
             raise AuthenticationError("the authorization header must be 'Bearer <token>'")
-        token = presented[len("Bearer "):]
+        token = presented[len("Bearer ") :]
         if not token.startswith("aimem_"):
             raise AuthenticationError(
                 "wrong token: pass --token or AIMEM_TOKEN with the one in the server's DATA/token, "
-                "or a token from `aimem token create`")
+                "or a token from `aimem token create`"
+            )
         return self._authority.verify(token)
 
 

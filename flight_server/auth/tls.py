@@ -25,19 +25,22 @@ def check_server_tls(cert: Path | None, key: Path | None, client_ca: Path | None
             raise InvalidValueError("--tls-client-ca needs TLS: pass --tls-cert and --tls-key too")
         return
     if cert is None or key is None:
-        raise InvalidValueError("TLS needs both --tls-cert and --tls-key (the certificate and "
-                                "its private key, PEM)")
+        raise InvalidValueError(
+            "TLS needs both --tls-cert and --tls-key (the certificate and its private key, PEM)"
+        )
     certificate = _certificates(cert, "--tls-cert")[0]
     private_key = _private_key(key)
     if not _same_key(certificate, private_key):
-        raise InvalidValueError(f"--tls-key {key} is not the key of the certificate in "
-                                f"--tls-cert {cert}")
+        raise InvalidValueError(
+            f"--tls-key {key} is not the key of the certificate in --tls-cert {cert}"
+        )
     if client_ca is not None:
         _certificates(client_ca, "--tls-client-ca")
 
 
-def server_tls_kwargs(cert: Path | None, key: Path | None,
-                      client_ca: Path | None) -> dict[str, Any]:
+def server_tls_kwargs(
+    cert: Path | None, key: Path | None, client_ca: Path | None
+) -> dict[str, Any]:
     """Keyword arguments for ``FlightServerBase``: none without TLS; mutual TLS with a client CA."""
     if cert is None or key is None:
         return {}
@@ -69,11 +72,13 @@ def _private_key(path: Path) -> Any:
         return serialization.load_pem_private_key(_read(path, "--tls-key"), password=None)
     except (ValueError, TypeError) as exc:
         # TypeError: the key is encrypted; gRPC cannot ask for a passphrase.
-        raise InvalidValueError(f"--tls-key {path} is not an unencrypted PEM private key "
-                                f"({exc})") from None
+        raise InvalidValueError(
+            f"--tls-key {path} is not an unencrypted PEM private key ({exc})"
+        ) from None
 
 
 def _same_key(certificate: x509.Certificate, private_key: Any) -> bool:
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return bool(certificate.public_key().public_bytes(*raw)
-                == private_key.public_key().public_bytes(*raw))
+    return bool(
+        certificate.public_key().public_bytes(*raw) == private_key.public_key().public_bytes(*raw)
+    )

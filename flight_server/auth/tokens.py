@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aios_memory.flight_server._files import atomic_write_bytes
 from aios_memory.schemas import (
     Grant,
     InvalidValueError,
@@ -30,8 +31,6 @@ from aios_memory.schemas import (
     TokenInvalidError,
     TokenRevokedError,
 )
-
-from aios_memory.flight_server._files import atomic_write_bytes
 
 __all__ = ["TokenAuthority", "TOKEN_PREFIX", "SIGNING_KEY_FILE", "REVOKED_FILE", "ISSUED_FILE"]
 
@@ -55,17 +54,31 @@ class TokenAuthority:
         self._lock = threading.Lock()
 
     # -- making -----------------------------------------------------------------------------
-    def create(self, tenant: str, principal: str, tiers: tuple[str, ...],
-               write_tiers: tuple[str, ...], clearance: int,
-               expires: float | None) -> tuple[str, Grant]:
+    def create(
+        self,
+        tenant: str,
+        principal: str,
+        tiers: tuple[str, ...],
+        write_tiers: tuple[str, ...],
+        clearance: int,
+        expires: float | None,
+    ) -> tuple[str, Grant]:
         """A new token and the grant it carries; noted in ``tokens.jsonl``."""
         token_id = secrets.token_hex(8)
         grant = Grant(tenant, principal, tiers, write_tiers, clearance, expires, token_id)
         _check_name(tenant, "tenant")
         _check_name(principal, "principal")
-        claims = {"v": 1, "id": token_id, "t": tenant, "p": principal, "r": list(grant.tiers),
-                  "w": list(grant.write_tiers), "c": clearance, "e": expires,
-                  "iat": int(time.time())}
+        claims = {
+            "v": 1,
+            "id": token_id,
+            "t": tenant,
+            "p": principal,
+            "r": list(grant.tiers),
+            "w": list(grant.write_tiers),
+            "c": clearance,
+            "e": expires,
+            "iat": int(time.time()),
+        }
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         token = f"{TOKEN_PREFIX}{body}.{_b64(self._sign(body))}"
         self._note_issued({k: claims[k] for k in ("id", "t", "p", "r", "w", "c", "e", "iat")})
@@ -99,17 +112,21 @@ class TokenAuthority:
         if grant.expired(now):
             raise TokenExpiredError(
                 f"token {grant.token_id} for {grant.tenant}/{grant.principal} expired; ask for "
-                "a new one (aimem token create)", token_id=grant.token_id)
+                "a new one (aimem token create)",
+                token_id=grant.token_id,
+            )
         if grant.token_id in self.revoked():
-            raise TokenRevokedError(f"token {grant.token_id} was revoked",
-                                    token_id=grant.token_id)
+            raise TokenRevokedError(f"token {grant.token_id} was revoked", token_id=grant.token_id)
         return grant
 
     def _claims(self, token: str) -> dict[str, Any]:
-        if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_CHARS \
-                or token.count(".") != 1:
+        if (
+            not token.startswith(TOKEN_PREFIX)
+            or len(token) > _MAX_TOKEN_CHARS
+            or token.count(".") != 1
+        ):
             raise TokenInvalidError("not a token of this server (wrong form)")
-        body, signature = token[len(TOKEN_PREFIX):].split(".")
+        body, signature = token[len(TOKEN_PREFIX) :].split(".")
         if not hmac.compare_digest(_unb64(signature), self._sign(body)):
             raise TokenInvalidError("the token's signature does not match this server's key")
         try:
@@ -130,12 +147,15 @@ class TokenAuthority:
     # -- revoking ---------------------------------------------------------------------------
     def revoke(self, token_or_id: str) -> str:
         """Revoke a token (given whole or by id); returns its id."""
-        token_id = self.token_id_of(token_or_id) if token_or_id.startswith(TOKEN_PREFIX) \
-            else token_or_id
+        token_id = (
+            self.token_id_of(token_or_id) if token_or_id.startswith(TOKEN_PREFIX) else token_or_id
+        )
         known = {row["id"] for row in self.issued()}
         if token_id is None or token_id not in known:
-            raise InvalidValueError(f"no token {token_or_id!r} was made with this data "
-                                    "directory; `aimem token list` shows them")
+            raise InvalidValueError(
+                f"no token {token_or_id!r} was made with this data "
+                "directory; `aimem token list` shows them"
+            )
         revoked = sorted(self.revoked() | {token_id})
         atomic_write_bytes(self.data_dir / REVOKED_FILE, json.dumps(revoked).encode(), mode=0o600)
         return token_id
@@ -157,10 +177,15 @@ class TokenAuthority:
 
 def _grant(claims: dict[str, Any]) -> Grant:
     try:
-        return Grant(tenant=str(claims["t"]), principal=str(claims["p"]), tiers=tuple(claims["r"]),
-                     write_tiers=tuple(claims["w"]), clearance=int(claims["c"]),
-                     expires=None if claims["e"] is None else float(claims["e"]),
-                     token_id=str(claims["id"]))
+        return Grant(
+            tenant=str(claims["t"]),
+            principal=str(claims["p"]),
+            tiers=tuple(claims["r"]),
+            write_tiers=tuple(claims["w"]),
+            clearance=int(claims["c"]),
+            expires=None if claims["e"] is None else float(claims["e"]),
+            token_id=str(claims["id"]),
+        )
     except (InvalidValueError, TypeError, ValueError):
         raise TokenInvalidError("the token's claims are out of range") from None
 
@@ -170,8 +195,10 @@ def _signing_key(path: Path) -> bytes:
         key = path.read_bytes()
         if len(key) == 32:
             return key
-        raise InvalidValueError(f"{path} is not a 32-byte signing key; restore it from a backup "
-                                "or remove it (every token made with it stops working)")
+        raise InvalidValueError(
+            f"{path} is not a 32-byte signing key; restore it from a backup "
+            "or remove it (every token made with it stops working)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
     atomic_write_bytes(path, key, mode=0o600)
@@ -179,8 +206,7 @@ def _signing_key(path: Path) -> bytes:
 
 
 def _check_name(value: str, what: str) -> None:
-    ok = 0 < len(value) <= 64 and all(c.isalnum() or c in "_.-" for c in value) \
-        and value.isascii()
+    ok = 0 < len(value) <= 64 and all(c.isalnum() or c in "_.-" for c in value) and value.isascii()
     if not ok:
         raise InvalidValueError(f"{what} {value!r} must be 1-64 characters of [0-9A-Za-z_.-]")
 

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import click
 
+from aios_memory.flight_server._running import start_server
+from aios_memory.flight_server.embedder import EMBEDDERS
+from aios_memory.flight_server.lake.uri import parse_lake
+from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
 from aios_memory.schemas import (
     DEFAULT_PORT,
     DEFAULT_SYNC_TIERS,
@@ -19,56 +23,122 @@ from aios_memory.schemas import (
     AiosMemoryError,
 )
 
-from aios_memory.flight_server.lake.uri import parse_lake
-from aios_memory.flight_server._running import start_server
-from aios_memory.flight_server.embedder import EMBEDDERS
-from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
-
 __all__ = ["serve"]
 
 _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", "data_dir", required=True, envvar="AIMEM_DATA",
-              type=click.Path(file_okay=False, path_type=Path), help=SETTINGS_HELP["data_dir"])
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    envvar="AIMEM_DATA",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=SETTINGS_HELP["data_dir"],
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help=SETTINGS_HELP["host"])
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int,
-              help=SETTINGS_HELP["port"])
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True, type=int, help=SETTINGS_HELP["port"]
+)
 @click.option("--token", envvar="AIMEM_TOKEN", help=SETTINGS_HELP["token"])
-@click.option("--embedder", type=click.Choice(EMBEDDERS), default="local", show_default=True,
-              envvar="AIMEM_EMBEDDER", help=SETTINGS_HELP["embedder"])
+@click.option(
+    "--embedder",
+    type=click.Choice(EMBEDDERS),
+    default="local",
+    show_default=True,
+    envvar="AIMEM_EMBEDDER",
+    help=SETTINGS_HELP["embedder"],
+)
 @click.option("--embed-model", envvar="AIMEM_EMBED_MODEL", help=SETTINGS_HELP["embed_model"])
-@click.option("--embed-base-url", envvar="AIMEM_EMBED_BASE_URL",
-              help=SETTINGS_HELP["embed_base_url"] + " (key from AIMEM_EMBED_API_KEY or "
-              "OPENAI_API_KEY)")
-@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=float,
-              help=SETTINGS_HELP["checkpoint_seconds"])
-@click.option("--role", type=click.Choice(SERVER_ROLES), default="device", show_default=True,
-              envvar="AIMEM_ROLE", help=SETTINGS_HELP["role"])
-@click.option("--sync-tier", "sync_tiers", type=click.Choice(TIERS), multiple=True,
-              help=SETTINGS_HELP["sync_tiers"] + "; repeat for each tier, e.g. "
-              "--sync-tier long_term --sync-tier shared --sync-tier core")
-@click.option("--clock-offset-ms", default=0, type=int, hidden=True,
-              help=SETTINGS_HELP["clock_offset_ms"])
-@click.option("--keys", "keys_dir", type=click.Path(file_okay=False, path_type=Path),
-              help=SETTINGS_HELP["keys_dir"] + "; refused with --role cloud")
+@click.option(
+    "--embed-base-url",
+    envvar="AIMEM_EMBED_BASE_URL",
+    help=SETTINGS_HELP["embed_base_url"] + " (key from AIMEM_EMBED_API_KEY or OPENAI_API_KEY)",
+)
+@click.option(
+    "--checkpoint-seconds",
+    default=300.0,
+    show_default=True,
+    type=float,
+    help=SETTINGS_HELP["checkpoint_seconds"],
+)
+@click.option(
+    "--role",
+    type=click.Choice(SERVER_ROLES),
+    default="device",
+    show_default=True,
+    envvar="AIMEM_ROLE",
+    help=SETTINGS_HELP["role"],
+)
+@click.option(
+    "--sync-tier",
+    "sync_tiers",
+    type=click.Choice(TIERS),
+    multiple=True,
+    help=SETTINGS_HELP["sync_tiers"] + "; repeat for each tier, e.g. "
+    "--sync-tier long_term --sync-tier shared --sync-tier core",
+)
+@click.option(
+    "--clock-offset-ms", default=0, type=int, hidden=True, help=SETTINGS_HELP["clock_offset_ms"]
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=SETTINGS_HELP["keys_dir"] + "; refused with --role cloud",
+)
 @click.option("--lake", envvar="AIMEM_LAKE", help=SETTINGS_HELP["lake"] + " [env AIMEM_LAKE]")
-@click.option("--compact-seconds", default=0.0, show_default=True, type=float,
-              help=SETTINGS_HELP["compact_seconds"])
-@click.option("--max-staleness-ms", default=0.0, show_default=True, type=float,
-              help=SETTINGS_HELP["max_staleness_ms"])
-@click.option("--tls-cert", envvar="AIMEM_TLS_CERT", type=_PEM_FILE,
-              help=SETTINGS_HELP["tls_cert"] + " [env AIMEM_TLS_CERT]")
-@click.option("--tls-key", envvar="AIMEM_TLS_KEY", type=_PEM_FILE,
-              help=SETTINGS_HELP["tls_key"] + " [env AIMEM_TLS_KEY]")
-@click.option("--tls-client-ca", envvar="AIMEM_TLS_CLIENT_CA", type=_PEM_FILE,
-              help=SETTINGS_HELP["tls_client_ca"] + " [env AIMEM_TLS_CLIENT_CA]")
-def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str,
-          embed_model: str | None, embed_base_url: str | None, checkpoint_seconds: float,
-          role: str, sync_tiers: tuple[str, ...], clock_offset_ms: int,
-          keys_dir: Path | None, lake: str | None, compact_seconds: float,
-          max_staleness_ms: float, **tls: Path | None) -> None:
+@click.option(
+    "--compact-seconds",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help=SETTINGS_HELP["compact_seconds"],
+)
+@click.option(
+    "--max-staleness-ms",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help=SETTINGS_HELP["max_staleness_ms"],
+)
+@click.option(
+    "--tls-cert",
+    envvar="AIMEM_TLS_CERT",
+    type=_PEM_FILE,
+    help=SETTINGS_HELP["tls_cert"] + " [env AIMEM_TLS_CERT]",
+)
+@click.option(
+    "--tls-key",
+    envvar="AIMEM_TLS_KEY",
+    type=_PEM_FILE,
+    help=SETTINGS_HELP["tls_key"] + " [env AIMEM_TLS_KEY]",
+)
+@click.option(
+    "--tls-client-ca",
+    envvar="AIMEM_TLS_CLIENT_CA",
+    type=_PEM_FILE,
+    help=SETTINGS_HELP["tls_client_ca"] + " [env AIMEM_TLS_CLIENT_CA]",
+)
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    token: str | None,
+    embedder: str,
+    embed_model: str | None,
+    embed_base_url: str | None,
+    checkpoint_seconds: float,
+    role: str,
+    sync_tiers: tuple[str, ...],
+    clock_offset_ms: int,
+    keys_dir: Path | None,
+    lake: str | None,
+    compact_seconds: float,
+    max_staleness_ms: float,
+    **tls: Path | None,
+) -> None:
     """Run a memory server on the embedded store in DATA, or, with --lake, one replica of a
     cloud endpoint whose records live in a lake shared by every replica (DATA: its cache).
 
@@ -80,30 +150,51 @@ def serve(data_dir: Path, host: str, port: int, token: str | None, embedder: str
         aimem serve --data /var/cache/aimem-r1 --role cloud \\
                     --lake "s3://memories/prod?endpoint=https://s3.example.net"
     """
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     _dump_stacks_on_usr1()
     try:
-        settings = ServerSettings(data_dir=data_dir, host=host, port=port, token=token,
-                                  embedder=embedder, embed_model=embed_model,
-                                  embed_base_url=embed_base_url,
-                                  checkpoint_seconds=checkpoint_seconds, role=role,
-                                  sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
-                                  clock_offset_ms=clock_offset_ms, keys_dir=keys_dir,
-                                  lake=lake, compact_seconds=compact_seconds,
-                                  max_staleness_ms=max_staleness_ms, **tls)
+        settings = ServerSettings(
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            token=token,
+            embedder=embedder,
+            embed_model=embed_model,
+            embed_base_url=embed_base_url,
+            checkpoint_seconds=checkpoint_seconds,
+            role=role,
+            sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
+            clock_offset_ms=clock_offset_ms,
+            keys_dir=keys_dir,
+            lake=lake,
+            compact_seconds=compact_seconds,
+            max_staleness_ms=max_staleness_ms,
+            **tls,
+        )
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
             where_from = parse_lake(lake).describe() if lake else str(data_dir)
-            click.echo(f"aimem: serving {where_from} on {running.uri} as a {role} "
-                       f"(syncs {', '.join(settings.sync_tiers)})", err=True)
+            click.echo(
+                f"aimem: serving {where_from} on {running.uri} as a {role} "
+                f"(syncs {', '.join(settings.sync_tiers)})",
+                err=True,
+            )
             click.echo(f"aimem: token: {where}", err=True)
             _echo_tls(settings)
             if settings.keys_dir is not None:
-                click.echo(f"aimem: end-to-end encrypted memories are opened (to be indexed "
-                           f"here) with the keys in {settings.keys_dir}", err=True)
-            click.echo(f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} "
-                       "aimem stats", err=True)
+                click.echo(
+                    f"aimem: end-to-end encrypted memories are opened (to be indexed "
+                    f"here) with the keys in {settings.keys_dir}",
+                    err=True,
+                )
+            click.echo(
+                f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} aimem stats",
+                err=True,
+            )
             _wait_for_signal()
             click.echo("aimem: stopping (saving indexes)", err=True)
     except AiosMemoryError as exc:
@@ -121,11 +212,17 @@ def _dump_stacks_on_usr1() -> None:
 
 def _echo_tls(settings: ServerSettings) -> None:
     if settings.tls:
-        click.echo("aimem: TLS: clients pass --tls-ca with the CA that signed "
-                   f"{settings.tls_cert} (or trust it system-wide)", err=True)
+        click.echo(
+            "aimem: TLS: clients pass --tls-ca with the CA that signed "
+            f"{settings.tls_cert} (or trust it system-wide)",
+            err=True,
+        )
     if settings.tls_client_ca is not None:
-        click.echo("aimem: mutual TLS: clients must present a certificate signed by "
-                   f"{settings.tls_client_ca} (--tls-client-cert/--tls-client-key)", err=True)
+        click.echo(
+            "aimem: mutual TLS: clients must present a certificate signed by "
+            f"{settings.tls_client_ca} (--tls-client-cert/--tls-client-key)",
+            err=True,
+        )
 
 
 def _wait_for_signal() -> None:

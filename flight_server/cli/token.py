@@ -15,22 +15,26 @@ from typing import Any
 import click
 
 from aios_memory.client.cli.kit import CONTEXT, output_options, parse_duration, render_rows
-from aios_memory.schemas import MAX_CLEARANCE, PRIVACY_LEVELS, TIERS
-
 from aios_memory.flight_server.auth.audit import AuditLog
 from aios_memory.flight_server.auth.tokens import TokenAuthority
+from aios_memory.schemas import MAX_CLEARANCE, PRIVACY_LEVELS, TIERS
 
 __all__ = ["token"]
 
-_DATA = click.option("--data", "data_dir", required=True, envvar="AIMEM_DATA",
-                     type=click.Path(file_okay=False, path_type=Path),
-                     help="The server's data directory (it holds the signing key) "
-                          "[env AIMEM_DATA].")
+_DATA = click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    envvar="AIMEM_DATA",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory (it holds the signing key) [env AIMEM_DATA].",
+)
 _LEVELS = ", ".join(f"{n} {name}" for n, name in PRIVACY_LEVELS.items())
 
 
-def _tier_list(ctx: click.Context, param: click.Parameter, value: str | None
-               ) -> tuple[str, ...] | None:
+def _tier_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
     if value is None:
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -59,30 +63,59 @@ def token() -> None:
 
 
 def _render_created(value: dict[str, Any]) -> str:
-    return (f"{value['token']}\n(token {value['token_id']} for {value['tenant']}/"
-            f"{value['principal']}: read {','.join(value['tiers']) or '-'}, write "
-            f"{','.join(value['write_tiers']) or '-'}, clearance {value['clearance']}, "
-            f"expires {value['expires_at'] or 'never'}; shown once, keep it secret)")
+    return (
+        f"{value['token']}\n(token {value['token_id']} for {value['tenant']}/"
+        f"{value['principal']}: read {','.join(value['tiers']) or '-'}, write "
+        f"{','.join(value['write_tiers']) or '-'}, clearance {value['clearance']}, "
+        f"expires {value['expires_at'] or 'never'}; shown once, keep it secret)"
+    )
 
 
 @token.command("create", context_settings=CONTEXT)
 @_DATA
 @click.option("--tenant", required=True, help="The user whose memories the token opens.")
-@click.option("--principal", required=True,
-              help="Who acts with it: an agent, device or app name, e.g. calendar-agent.")
-@click.option("--tiers", callback=_tier_list, default=",".join(TIERS), show_default=True,
-              help="Tiers it may read, comma-separated.")
-@click.option("--write-tiers", callback=_tier_list,
-              help="Tiers it may write and forget in (default: the same as --tiers; "
-                   "'' for a read-only token).")
-@click.option("--clearance", type=click.IntRange(0, MAX_CLEARANCE), default=1,
-              show_default=True, help=f"Highest privacy level it may see ({_LEVELS}).")
-@click.option("--expires", callback=parse_duration, default="90d", show_default=True,
-              help="Lifetime, e.g. 12h, 30d; 0 never expires.")
+@click.option(
+    "--principal",
+    required=True,
+    help="Who acts with it: an agent, device or app name, e.g. calendar-agent.",
+)
+@click.option(
+    "--tiers",
+    callback=_tier_list,
+    default=",".join(TIERS),
+    show_default=True,
+    help="Tiers it may read, comma-separated.",
+)
+@click.option(
+    "--write-tiers",
+    callback=_tier_list,
+    help="Tiers it may write and forget in (default: the same as --tiers; "
+    "'' for a read-only token).",
+)
+@click.option(
+    "--clearance",
+    type=click.IntRange(0, MAX_CLEARANCE),
+    default=1,
+    show_default=True,
+    help=f"Highest privacy level it may see ({_LEVELS}).",
+)
+@click.option(
+    "--expires",
+    callback=parse_duration,
+    default="90d",
+    show_default=True,
+    help="Lifetime, e.g. 12h, 30d; 0 never expires.",
+)
 @output_options(_render_created)
-def create(data_dir: Path, tenant: str, principal: str, tiers: tuple[str, ...],
-           write_tiers: tuple[str, ...] | None, clearance: int,
-           expires: timedelta) -> dict[str, Any]:
+def create(
+    data_dir: Path,
+    tenant: str,
+    principal: str,
+    tiers: tuple[str, ...],
+    write_tiers: tuple[str, ...] | None,
+    clearance: int,
+    expires: timedelta,
+) -> dict[str, Any]:
     """Make a token; it is printed once and never stored.
 
     \b
@@ -92,22 +125,41 @@ def create(data_dir: Path, tenant: str, principal: str, tiers: tuple[str, ...],
     """
     expires_at = time.time() + expires.total_seconds() if expires.total_seconds() else None
     secret, grant = TokenAuthority(data_dir).create(
-        tenant, principal, tiers, tiers if write_tiers is None else write_tiers, clearance,
-        expires_at)
-    AuditLog(data_dir).record("token-created", getpass.getuser(), "token create", tenant,
-                              "granted by the operator", token_id=grant.token_id,
-                              to=principal, tiers=list(grant.tiers),
-                              write_tiers=list(grant.write_tiers), clearance=clearance,
-                              expires=expires_at)
-    return {"token": secret, **grant.describe(),
-            "expires_at": None if expires_at is None else _iso(expires_at)}
+        tenant,
+        principal,
+        tiers,
+        tiers if write_tiers is None else write_tiers,
+        clearance,
+        expires_at,
+    )
+    AuditLog(data_dir).record(
+        "token-created",
+        getpass.getuser(),
+        "token create",
+        tenant,
+        "granted by the operator",
+        token_id=grant.token_id,
+        to=principal,
+        tiers=list(grant.tiers),
+        write_tiers=list(grant.write_tiers),
+        clearance=clearance,
+        expires=expires_at,
+    )
+    return {
+        "token": secret,
+        **grant.describe(),
+        "expires_at": None if expires_at is None else _iso(expires_at),
+    }
 
 
 @token.command("list", context_settings=CONTEXT)
 @_DATA
-@output_options(lambda rows: render_rows(
-    rows, ("id", "tenant", "principal", "tiers", "write_tiers", "clearance", "expires_at",
-           "revoked")))
+@output_options(
+    lambda rows: render_rows(
+        rows,
+        ("id", "tenant", "principal", "tiers", "write_tiers", "clearance", "expires_at", "revoked"),
+    )
+)
 def list_(data_dir: Path) -> list[dict[str, Any]]:
     """List every token made with this data directory (never their secrets).
 
@@ -115,11 +167,20 @@ def list_(data_dir: Path) -> list[dict[str, Any]]:
     Example:
         aimem token list --data ~/.aimem --json
     """
-    return [{"id": row["id"], "tenant": row["t"], "principal": row["p"], "tiers": row["r"],
-             "write_tiers": row["w"], "clearance": row["c"],
-             "expires_at": None if row["e"] is None else _iso(row["e"]),
-             "created_at": _iso(row["iat"]), "revoked": row["revoked"]}
-            for row in TokenAuthority(data_dir).issued()]
+    return [
+        {
+            "id": row["id"],
+            "tenant": row["t"],
+            "principal": row["p"],
+            "tiers": row["r"],
+            "write_tiers": row["w"],
+            "clearance": row["c"],
+            "expires_at": None if row["e"] is None else _iso(row["e"]),
+            "created_at": _iso(row["iat"]),
+            "revoked": row["revoked"],
+        }
+        for row in TokenAuthority(data_dir).issued()
+    ]
 
 
 @token.command("revoke", context_settings=CONTEXT)
@@ -136,8 +197,14 @@ def revoke(data_dir: Path, token_or_id: str) -> dict[str, Any]:
     authority = TokenAuthority(data_dir)
     token_id = authority.revoke(token_or_id)
     tenant = next(row["t"] for row in authority.issued() if row["id"] == token_id)
-    AuditLog(data_dir).record("token-revoked", getpass.getuser(), "token revoke", tenant,
-                              "revoked by the operator", token_id=token_id)
+    AuditLog(data_dir).record(
+        "token-revoked",
+        getpass.getuser(),
+        "token revoke",
+        tenant,
+        "revoked by the operator",
+        token_id=token_id,
+    )
     return {"token_id": token_id, "revoked": True}
 
 

@@ -42,8 +42,9 @@ _KEEP_VERSIONS_FOR = timedelta(minutes=10)
 class TenantLog:
     """The Lance dataset of one tenant (``LakeLocation.dataset_uri``)."""
 
-    def __init__(self, lake: LakeLocation, tenant: str, replica_id: str = "", *,
-                 uri: str | None = None) -> None:
+    def __init__(
+        self, lake: LakeLocation, tenant: str, replica_id: str = "", *, uri: str | None = None
+    ) -> None:
         self.uri = uri or lake.dataset_uri(tenant)
         self._claim = self.uri.removeprefix(lake.root + "/") + ".claim"
         self._objects = LakeObjects(lake)
@@ -90,8 +91,9 @@ class TenantLog:
         try:
             if self._open() is None:
                 self._create()
-            self._dataset = lance.write_dataset(rows, self._dataset, mode="append",
-                                                storage_options=self._options)
+            self._dataset = lance.write_dataset(
+                rows, self._dataset, mode="append", storage_options=self._options
+            )
         except (OSError, ValueError) as exc:
             raise _lake_error("commit", self.uri, exc) from None
         return int(self._dataset.version)
@@ -104,14 +106,21 @@ class TenantLog:
         won = self._objects.create(self._claim, claim)
         deadline = time.monotonic() + _CLAIM_EXPIRES
         while not won and self._open() is None:
-            if time.monotonic() > deadline or (self._objects.age_seconds(self._claim) or 0) > \
-                    _CLAIM_EXPIRES:
+            if (
+                time.monotonic() > deadline
+                or (self._objects.age_seconds(self._claim) or 0) > _CLAIM_EXPIRES
+            ):
                 won = True
                 break
             time.sleep(0.05)
         if won and self._open() is None:
-            lance.write_dataset(RECORD_SCHEMA.empty_table(), self.uri, mode="create",
-                                storage_options=self._options, enable_stable_row_ids=True)
+            lance.write_dataset(
+                RECORD_SCHEMA.empty_table(),
+                self.uri,
+                mode="create",
+                storage_options=self._options,
+                enable_stable_row_ids=True,
+            )
             self._open()
 
     # -- compaction -------------------------------------------------------------------------
@@ -130,11 +139,15 @@ class TenantLog:
         metrics = dataset.optimize.compact_files(target_rows_per_fragment=1_000_000)
         dataset = self._open(latest=True)
         dataset.cleanup_old_versions(older_than=_KEEP_VERSIONS_FOR)
-        return {"fragments_removed": metrics.fragments_removed,
-                "fragments_added": metrics.fragments_added,
-                "seconds": round(time.perf_counter() - start, 3)}
+        return {
+            "fragments_removed": metrics.fragments_removed,
+            "fragments_added": metrics.fragments_added,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
 
 
 def _lake_error(what: str, uri: str, exc: Exception) -> ServerInternalError:
-    return ServerInternalError(f"the lake could not {what} {uri}: {exc}. Nothing was "
-                               "acknowledged; retry once the object store is reachable.")
+    return ServerInternalError(
+        f"the lake could not {what} {uri}: {exc}. Nothing was "
+        "acknowledged; retry once the object store is reachable."
+    )

@@ -55,8 +55,11 @@ class LakeObjects:
     def datasets(self, prefix: str) -> list[str]:
         """Names of the ``*.lance`` folders right under ``prefix`` (one listing call)."""
         listed = obstore.list_with_delimiter(self._store, prefix.rstrip("/") + "/")
-        return [p.rstrip("/").rsplit("/", 1)[-1] for p in listed["common_prefixes"]
-                if p.rstrip("/").endswith(".lance")]
+        return [
+            p.rstrip("/").rsplit("/", 1)[-1]
+            for p in listed["common_prefixes"]
+            if p.rstrip("/").endswith(".lance")
+        ]
 
     def take_lease(self, path: str, holder: str, seconds: float) -> bool:
         """Hold ``path`` for ``seconds`` (renewing it if already ours); False if another
@@ -97,6 +100,10 @@ def _store_of(lake: LakeLocation) -> Any:
         return LocalStore(lake.root, mkdir=True)
     bucket, _, prefix = lake.root.removeprefix("s3://").partition("/")
     options = lake.options
-    return S3Store(bucket, prefix=prefix or None, endpoint=options.get("aws_endpoint"),
-                   region=options.get("aws_region"),
-                   client_options={"allow_http": options.get("allow_http") == "true"})
+    return S3Store(
+        bucket,
+        prefix=prefix or None,
+        endpoint=options.get("aws_endpoint"),
+        region=options.get("aws_region"),
+        client_options={"allow_http": options.get("allow_http") == "true"},
+    )

@@ -37,14 +37,23 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_memory.flight_server.ingest import prepare_write
+from aios_memory.flight_server.search.vector_index import HnswParams
+from aios_memory.flight_server.store.base import PreparedWrite, Store, WriteResult
+from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+from aios_memory.flight_server.store.group_commit import GroupCommit
+from aios_memory.flight_server.store.payloads import PayloadTexts
+from aios_memory.flight_server.store.rows import split_acks
+from aios_memory.flight_server.store.versioning import SAME_MEMORY_FIELDS, decide
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     DICTIONARY_KIND,
@@ -58,18 +67,9 @@ from aios_memory.schemas import (
     View,
 )
 
-from aios_memory.flight_server.store.group_commit import GroupCommit
 from ._log import TenantLog
 from ._objects import LakeObjects
 from .uri import LakeLocation
-from aios_memory.flight_server.store.payloads import PayloadTexts
-from aios_memory.flight_server.store.rows import split_acks
-from aios_memory.flight_server.store.versioning import SAME_MEMORY_FIELDS, decide
-from aios_memory.flight_server.store.duckdb_store import DuckDBStore
-from aios_memory.flight_server.ingest import prepare_write
-from aios_memory.flight_server.store.base import PreparedWrite
-from aios_memory.flight_server.store.base import Store, WriteResult
-from aios_memory.flight_server.search.vector_index import HnswParams
 
 __all__ = ["LakeStore"]
 
@@ -110,10 +110,18 @@ class LakeStore(Store):
     """Records in a lake (``_lake_log``), served through per-tenant caches; see the module
     docstring."""
 
-    def __init__(self, lake: LakeLocation, data_dir: Path, params: HnswParams | None = None,
-                 sync_tiers: tuple[str, ...] = (), wall_ms: Callable[[], int] | None = None, *,
-                 limits: Limits = DEFAULT_LIMITS, staleness_seconds: float = 0.0,
-                 max_open_tenants: int = DEFAULT_MAX_OPEN_TENANTS) -> None:
+    def __init__(
+        self,
+        lake: LakeLocation,
+        data_dir: Path,
+        params: HnswParams | None = None,
+        sync_tiers: tuple[str, ...] = (),
+        wall_ms: Callable[[], int] | None = None,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        staleness_seconds: float = 0.0,
+        max_open_tenants: int = DEFAULT_MAX_OPEN_TENANTS,
+    ) -> None:
         self.lake, self.data_dir = lake, Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sync_tiers, self.limits = tuple(sync_tiers), limits
@@ -141,8 +149,7 @@ class LakeStore(Store):
     def _open_tenant(self, name: str) -> _Tenant:
         log_ = TenantLog(self.lake, name, self.replica_id)
         folder = self.data_dir / "lake-cache" / Path(log_.uri).name.removesuffix(".lance")
-        cache = DuckDBStore(folder, self._params, (), replica_id=self.replica_id,
-                            clock=self.clock)
+        cache = DuckDBStore(folder, self._params, (), replica_id=self.replica_id, clock=self.clock)
         tenant = _Tenant(name, cache, log_, _read_seen(folder))
         tenant.commits = GroupCommit(lambda writes: self._commit(tenant, writes))
         return tenant
@@ -201,23 +208,29 @@ class LakeStore(Store):
             try:
                 tenant.cache.put(self._prepared(tenant, part.slice(i, 1)))
             except AiosMemoryError as exc:
-                log.error("lake row %s of tenant %r left out of this replica's cache: %s",
-                          part.column("id")[i].as_py(), tenant.name, exc.message)
+                log.error(
+                    "lake row %s of tenant %r left out of this replica's cache: %s",
+                    part.column("id")[i].as_py(),
+                    tenant.name,
+                    exc.message,
+                )
 
     def _prepared(self, tenant: _Tenant, rows: pa.Table) -> PreparedWrite:
-        return prepare_write(rows.to_batches(), None, self.limits,
-                             payloads=tenant.cache.payloads)
+        return prepare_write(rows.to_batches(), None, self.limits, payloads=tenant.cache.payloads)
 
     # -- writing ----------------------------------------------------------------------------
     def put(self, write: PreparedWrite) -> WriteResult:
         names = write.records.column("tenant").unique().to_pylist()
         if len(names) != 1:  # a put is one tenant's, so that it is one atomic commit
-            raise InvalidValueError("a put to a lake store holds one tenant's records; "
-                                    f"this one holds {len(names)}", field="tenant")
+            raise InvalidValueError(
+                f"a put to a lake store holds one tenant's records; this one holds {len(names)}",
+                field="tenant",
+            )
         return self._tenant(names[0]).commits.submit(write)  # type: ignore[union-attr]
 
-    def _commit(self, tenant: _Tenant,
-                writes: list[PreparedWrite]) -> list[WriteResult | AiosMemoryError]:
+    def _commit(
+        self, tenant: _Tenant, writes: list[PreparedWrite]
+    ) -> list[WriteResult | AiosMemoryError]:
         """One group of puts: plan each, commit all in one lake append, then apply. A put
         its plan refuses gets its own error; the others of the group go on without it."""
         with tenant.lock:
@@ -225,8 +238,11 @@ class LakeStore(Store):
             outcomes: list[_Planned | AiosMemoryError] = []
             for write in writes:
                 try:
-                    outcomes.append(self._plan(tenant, write, [
-                        p.rows for p in outcomes if isinstance(p, _Planned)]))
+                    outcomes.append(
+                        self._plan(
+                            tenant, write, [p.rows for p in outcomes if isinstance(p, _Planned)]
+                        )
+                    )
                 except AiosMemoryError as exc:
                     outcomes.append(exc)
             plans = [p for p in outcomes if isinstance(p, _Planned)]
@@ -235,55 +251,80 @@ class LakeStore(Store):
                 version = tenant.log.append(rows)  # durable from here on
                 for plan in plans:
                     if plan.rows.num_rows:
-                        tenant.cache.put(PreparedWrite(plan.rows, plan.texts,
-                                                       [plan.rows.num_rows],
-                                                       deferred=plan.deferred))
+                        tenant.cache.put(
+                            PreparedWrite(
+                                plan.rows, plan.texts, [plan.rows.num_rows], deferred=plan.deferred
+                            )
+                        )
                 if version == tenant.seen + 1:  # nobody committed between: nothing to read back
                     _note_seen(tenant, version)
             return [p.acks if isinstance(p, _Planned) else p for p in outcomes]
 
-    def _plan(self, tenant: _Tenant, write: PreparedWrite,
-              earlier: list[pa.Table]) -> _Planned:
+    def _plan(self, tenant: _Tenant, write: PreparedWrite, earlier: list[pa.Table]) -> _Planned:
         """``write``'s versions, decided against the cache; ``earlier``: the rows planned
         before it in the same group, which its vectors must agree with too."""
         table = write.records
         currents = tenant.cache.currents(table)
-        fields = table.select(["id", "tenant", "hlc", "origin", "codec", "dict_id",
-                               *SAME_MEMORY_FIELDS]).to_pylist()
+        fields = table.select(
+            ["id", "tenant", "hlc", "origin", "codec", "dict_id", *SAME_MEMORY_FIELDS]
+        ).to_pylist()
         acks, picked, hlcs, origins = [], [], [], []
         for i, row in enumerate(fields):
-            decision = decide(row, currents.get((row["tenant"], row["id"])), self.clock,
-                              self.replica_id, self.sync_tiers, write.reencode)
+            decision = decide(
+                row,
+                currents.get((row["tenant"], row["id"])),
+                self.clock,
+                self.replica_id,
+                self.sync_tiers,
+                write.reencode,
+            )
             acks.append((row["id"], decision.hlc))
             if decision.write:
                 picked.append(i)
                 hlcs.append(decision.hlc)
                 origins.append(decision.origin)
         rows = table.take(pa.array(picked, pa.int64()))
-        rows = rows.set_column(rows.schema.get_field_index("hlc"), RECORD_SCHEMA.field("hlc"),
-                               pa.array(hlcs, pa.uint64()))
-        rows = rows.set_column(rows.schema.get_field_index("origin"),
-                               RECORD_SCHEMA.field("origin"), pa.array(origins, pa.string()))
+        rows = rows.set_column(
+            rows.schema.get_field_index("hlc"),
+            RECORD_SCHEMA.field("hlc"),
+            pa.array(hlcs, pa.uint64()),
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index("origin"),
+            RECORD_SCHEMA.field("origin"),
+            pa.array(origins, pa.string()),
+        )
         # Refused before anything reaches the lake: a row the caches would refuse to apply
         # would stop every replica's catch-up at it.
         tenant.cache.check_dimensions(pa.concat_tables([*earlier, rows]))
         position = {old: new for new, old in enumerate(picked)}
-        return _Planned(rows, [write.texts[i] for i in picked],
-                        frozenset(position[i] for i in write.deferred if i in position),
-                        split_acks(acks, write.batch_sizes))
+        return _Planned(
+            rows,
+            [write.texts[i] for i in picked],
+            frozenset(position[i] for i in write.deferred if i in position),
+            split_acks(acks, write.batch_sizes),
+        )
 
     # -- reading ----------------------------------------------------------------------------
-    def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,
-             view: View | None = None) -> Iterator[pa.RecordBatch]:
+    def scan(
+        self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
+    ) -> Iterator[pa.RecordBatch]:
         return self.fresh(request.tenant).cache.scan(request, batch_rows, view=view)
 
     def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
         return self.fresh(tenant).cache.get(tenant, ids, view=view)
 
-    def search(self, request: SearchRequest, query_vector: np.ndarray | None,
-               embed_model: str | None, *, view: View | None = None) -> pa.Table:
-        return self.fresh(request.tenant).cache.search(request, query_vector, embed_model,
-                                                       view=view)
+    def search(
+        self,
+        request: SearchRequest,
+        query_vector: np.ndarray | None,
+        embed_model: str | None,
+        *,
+        view: View | None = None,
+    ) -> pa.Table:
+        return self.fresh(request.tenant).cache.search(
+            request, query_vector, embed_model, view=view
+        )
 
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         return self.fresh(tenant).cache.tier_counts(tenant, view)
@@ -293,32 +334,47 @@ class LakeStore(Store):
         stats = replica.cache.stats(tenant, view=view)
         stats["replica_id"] = self.replica_id
         if view is None:  # where the truth lives, for the data directory's owner
-            stats["lake"] = {"location": self.lake.describe(), "version": replica.seen,
-                             "fragments": replica.log.fragment_count()}
+            stats["lake"] = {
+                "location": self.lake.describe(),
+                "version": replica.seen,
+                "fragments": replica.log.fragment_count(),
+            }
         return stats
 
     # -- sync (bookkeeping per replica; see the module docstring) ---------------------------
-    def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int) -> tuple[Any, np.ndarray]:
+    def sync_items(
+        self, tenant: str, tiers: tuple[str, ...], horizon: int
+    ) -> tuple[Any, np.ndarray]:
         return self.fresh(tenant).cache.sync_items(tenant, tiers, horizon)
 
-    def sync_rows(self, tenant: str, seqs: np.ndarray,
-                  batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+    def sync_rows(
+        self, tenant: str, seqs: np.ndarray, batch_rows: int = 2048
+    ) -> Iterator[pa.RecordBatch]:
         return self._tenant(tenant).cache.sync_rows(tenant, seqs, batch_rows)
 
     def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
         return self.fresh(tenant).cache.sync_state(tenant)
 
-    def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
-                        completed: dict[str, str], counts: bool = True) -> None:
+    def sync_open_round(
+        self,
+        tenant: str,
+        peer: str,
+        round_id: str,
+        peer_clock: int,
+        completed: dict[str, str],
+        counts: bool = True,
+    ) -> None:
         self.clock.observe(peer_clock)
-        self._tenant(tenant).cache.sync_open_round(tenant, peer, round_id, peer_clock,
-                                                   completed, counts)
+        self._tenant(tenant).cache.sync_open_round(
+            tenant, peer, round_id, peer_clock, completed, counts
+        )
 
     def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
         return self._tenant(tenant).cache.sync_state(tenant)[0]  # never settles (docstring)
 
-    def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
-                    horizon: int) -> None:
+    def sync_finish(
+        self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str, horizon: int
+    ) -> None:
         self._tenant(tenant).cache.sync_finish(tenant, tiers, peer, round_id, horizon)
 
     # -- payload decoding, for prepare_write -------------------------------------------------
@@ -329,8 +385,9 @@ class LakeStore(Store):
         return self.fresh(tenant).cache._current_rows(tenant, ids)
 
     # -- upkeep -----------------------------------------------------------------------------
-    def compact_tenants(self, min_fragments: int = 16,
-                        lease_seconds: float = 300.0) -> list[dict[str, Any]]:
+    def compact_tenants(
+        self, min_fragments: int = 16, lease_seconds: float = 300.0
+    ) -> list[dict[str, Any]]:
         """Merge the files of every tenant in the lake with at least ``min_fragments``, if
         this replica holds the compaction lease (``_lake_objects``); else nothing."""
         objects = LakeObjects(self.lake)
@@ -361,8 +418,9 @@ def _latest_versions(rows: pa.Table) -> pa.Table:
     """Only the highest ``(hlc, origin)`` of each id (what the cache would keep anyway, and
     one row per id is what a put may carry), dictionaries first: the memories compressed
     with one are decoded after it, even when a later chunk holds them."""
-    order = pc.sort_indices(rows, [("id", "ascending"), ("hlc", "descending"),
-                                   ("origin", "descending")])
+    order = pc.sort_indices(
+        rows, [("id", "ascending"), ("hlc", "descending"), ("origin", "descending")]
+    )
     ordered = rows.take(order)
     ids = ordered.column("id").combine_chunks()
     first = np.ones(len(ids), dtype=bool)

@@ -59,19 +59,27 @@ def parse_lake(text: str) -> LakeLocation:
         return LakeLocation(str(path))
     parts = urlsplit(text)
     if parts.scheme != "s3":
-        raise InvalidValueError(f"a lake is a directory or s3://bucket/prefix, not {parts.scheme}://",
-                                field="lake")
+        raise InvalidValueError(
+            f"a lake is a directory or s3://bucket/prefix, not {parts.scheme}://", field="lake"
+        )
     if parts.username or parts.password or "@" in parts.netloc:
-        raise InvalidValueError("a lake URI must not carry credentials: set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY in the environment", field="lake")
+        raise InvalidValueError(
+            "a lake URI must not carry credentials: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY in the environment",
+            field="lake",
+        )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     unknown = set(query) - set(_OPTIONS)
     if any(word in key.lower() for key in unknown for word in _SECRET_WORDS):
-        raise InvalidValueError("a lake URI must not carry credentials: set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY in the environment", field="lake")
+        raise InvalidValueError(
+            "a lake URI must not carry credentials: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY in the environment",
+            field="lake",
+        )
     if unknown:
-        raise InvalidValueError(f"unknown lake URI options {sorted(unknown)}; known: "
-                                f"{sorted(_OPTIONS)}", field="lake")
+        raise InvalidValueError(
+            f"unknown lake URI options {sorted(unknown)}; known: {sorted(_OPTIONS)}", field="lake"
+        )
     if not parts.netloc:
         raise InvalidValueError("an s3 lake names its bucket: s3://bucket/prefix", field="lake")
     options = {_OPTIONS[k]: v for k, v in query.items()}

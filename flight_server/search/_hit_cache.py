@@ -13,7 +13,7 @@ next reload but are never asked for, since the indexes only return live labels.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -73,8 +73,10 @@ class HitCache:
         picked = table.take(pa.array(positions[found]))
         scores = pa.array([s for (_, s), ok in zip(ranked, found) if ok], pa.float64())
         n = picked.num_rows
-        columns = [picked.column(f.name) if f.name in CACHED_COLUMNS else pa.nulls(n, f.type)
-                   for f in RECORD_SCHEMA]
+        columns = [
+            picked.column(f.name) if f.name in CACHED_COLUMNS else pa.nulls(n, f.type)
+            for f in RECORD_SCHEMA
+        ]
         return pa.Table.from_arrays([*columns, scores], schema=HIT_SCHEMA)
 
     def invalidate(self) -> None:
@@ -84,5 +86,6 @@ class HitCache:
 
 def _conform(rows: pa.Table) -> pa.Table:
     fields = [RECORD_SCHEMA.field(name) for name in CACHED_COLUMNS]
-    return pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in fields],
-                                schema=pa.schema(fields))
+    return pa.Table.from_arrays(
+        [rows.column(f.name).cast(f.type) for f in fields], schema=pa.schema(fields)
+    )

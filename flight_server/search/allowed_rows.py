@@ -9,7 +9,8 @@ their filters, so the conversions are paid once per filter, not per query.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 

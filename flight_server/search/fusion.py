@@ -14,8 +14,11 @@ __all__ = ["fuse", "RRF_K"]
 RRF_K = 10
 
 
-def fuse(vector_hits: list[tuple[int, float]] | None,
-         keyword_hits: list[tuple[int, float]] | None, k: int) -> list[tuple[int, float]]:
+def fuse(
+    vector_hits: list[tuple[int, float]] | None,
+    keyword_hits: list[tuple[int, float]] | None,
+    k: int,
+) -> list[tuple[int, float]]:
     """Top ``k`` ``(seq, score)``; one arm alone keeps its own score (cosine similarity or BM25)."""
     if vector_hits is not None and keyword_hits is None:
         return [(seq, 1.0 - distance) for seq, distance in vector_hits[:k]]

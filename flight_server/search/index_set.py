@@ -10,8 +10,8 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -37,10 +37,14 @@ def _slug(name: str) -> str:
 class IndexSet:
     """Opens, updates, searches and checkpoints every derived index lazily, per key."""
 
-    def __init__(self, root: Path, params: HnswParams,
-                 live_labels: Callable[[VectorKey], np.ndarray],
-                 fetch_vectors: Callable[[VectorKey, np.ndarray], np.ndarray],
-                 keyword_backlog: Callable[[str, int], Iterable[KeywordDoc]]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        params: HnswParams,
+        live_labels: Callable[[VectorKey], np.ndarray],
+        fetch_vectors: Callable[[VectorKey, np.ndarray], np.ndarray],
+        keyword_backlog: Callable[[str, int], Iterable[KeywordDoc]],
+    ) -> None:
         self.root, self.params = root, params
         self._live_labels, self._fetch = live_labels, fetch_vectors
         self._keyword_backlog = keyword_backlog
@@ -49,8 +53,9 @@ class IndexSet:
         self._lock = threading.Lock()
         self.events: list[str] = []  # what was rebuilt, for stats and tests
         self._wake, self._stop = threading.Event(), threading.Event()
-        self._builder = threading.Thread(target=self._build_loop, name="vector-builder",
-                                         daemon=True)
+        self._builder = threading.Thread(
+            target=self._build_loop, name="vector-builder", daemon=True
+        )
         self._builder.start()
 
     def _build_loop(self) -> None:

@@ -14,17 +14,18 @@ A crash between checkpoints, a missing file or a changed byte costs a rebuild.
 from __future__ import annotations
 
 import shutil
-import time
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import tantivy
 
-from .allowed_rows import AllowedRows
 from aios_memory.flight_server._files import read_manifest, verify_files, write_manifest
+
 from ._stopwords import STOPWORDS
+from .allowed_rows import AllowedRows
 
 __all__ = ["KeywordDoc", "KeywordIndex"]
 
@@ -58,12 +59,14 @@ def _schema() -> tantivy.Schema:
 
 def _analyzer() -> tantivy.TextAnalyzer:
     """Words, lowercased, function words dropped, English-stemmed (bench/keyword_engines.py)."""
-    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-            .filter(tantivy.Filter.remove_long(40))
-            .filter(tantivy.Filter.lowercase())
-            .filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
-            .filter(tantivy.Filter.stemmer("english"))
-            .build())
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
 
 
 class KeywordIndex:
@@ -83,8 +86,11 @@ class KeywordIndex:
 
     def _open(self) -> tuple[tantivy.Index, tantivy.IndexWriter]:
         manifest = read_manifest(self.directory)
-        if manifest is not None and manifest.get("analyzer") == ANALYZER \
-                and self._files_match(manifest):
+        if (
+            manifest is not None
+            and manifest.get("analyzer") == ANALYZER
+            and self._files_match(manifest)
+        ):
             self.watermark = int(manifest.get("watermark", 0))
         else:
             self.rebuilt = self.directory.exists()  # a first open builds, it does not rebuild
@@ -102,8 +108,11 @@ class KeywordIndex:
 
     def _files_match(self, manifest: dict) -> bool:
         listed = set(manifest.get("files", {}))
-        present = {p.name for p in self.directory.iterdir()} - _LOCK_FILES \
-            if self.directory.exists() else set()
+        present = (
+            {p.name for p in self.directory.iterdir()} - _LOCK_FILES
+            if self.directory.exists()
+            else set()
+        )
         return listed == present and verify_files(self.directory, manifest)
 
     def apply(self, docs: Iterable[KeywordDoc]) -> None:
@@ -118,8 +127,9 @@ class KeywordIndex:
             for doc in docs:
                 self._writer.delete_documents_by_term("id", doc.id)
                 if doc.text is not None:
-                    document = tantivy.Document(id=doc.id, seq=doc.seq, tier=doc.tier,
-                                                text=doc.text)
+                    document = tantivy.Document(
+                        id=doc.id, seq=doc.seq, tier=doc.tier, text=doc.text
+                    )
                     document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
                     self._writer.add_document(document)
                 self._staged_top = max(self._staged_top, doc.seq)
@@ -138,9 +148,14 @@ class KeywordIndex:
             self._staged_since = None
             self.dirty = True
 
-    def search(self, text: str, limit: int, tiers: list[str] | None = None,
-               allowed: AllowedRows | None = None, max_privacy: int | None = None
-               ) -> list[tuple[int, float]]:
+    def search(
+        self,
+        text: str,
+        limit: int,
+        tiers: list[str] | None = None,
+        allowed: AllowedRows | None = None,
+        max_privacy: int | None = None,
+    ) -> list[tuple[int, float]]:
         """``(seq, bm25 score)`` best first; ``tiers``, ``allowed`` and ``max_privacy``
         restrict inside the query."""
         # The query goes through the index's own analyzer, then an OR of its terms: no
@@ -149,23 +164,43 @@ class KeywordIndex:
         if not terms or (allowed is not None and not len(allowed)):
             return []
         query = tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", term))
-             for term in terms])
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", term))
+                for term in terms
+            ]
+        )
         clauses = [(tantivy.Occur.Must, query)]
         if tiers:
-            clauses.append((tantivy.Occur.Must,
-                            tantivy.Query.term_set_query(self._schema, "tier", tiers)))
+            clauses.append(
+                (tantivy.Occur.Must, tantivy.Query.term_set_query(self._schema, "tier", tiers))
+            )
         if max_privacy is not None:
-            clauses.append((tantivy.Occur.Must, tantivy.Query.range_query(
-                self._schema, "privacy", tantivy.FieldType.Unsigned, 0, max_privacy)))
+            clauses.append(
+                (
+                    tantivy.Occur.Must,
+                    tantivy.Query.range_query(
+                        self._schema, "privacy", tantivy.FieldType.Unsigned, 0, max_privacy
+                    ),
+                )
+            )
         if allowed is not None:
-            clauses.append((tantivy.Occur.Must, allowed.memo(("tantivy-seq", id(self)), lambda: (
-                tantivy.Query.term_set_query(self._schema, "seq", allowed.as_list())))))
+            clauses.append(
+                (
+                    tantivy.Occur.Must,
+                    allowed.memo(
+                        ("tantivy-seq", id(self)),
+                        lambda: tantivy.Query.term_set_query(
+                            self._schema, "seq", allowed.as_list()
+                        ),
+                    ),
+                )
+            )
         self.flush()
         searcher = self._index.searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit)
-        return [(int(searcher.doc(address)["seq"][0]), float(score))
-                for score, address in result.hits]
+        return [
+            (int(searcher.doc(address)["seq"][0]), float(score)) for score, address in result.hits
+        ]
 
     def __len__(self) -> int:
         self.flush()
@@ -178,8 +213,11 @@ class KeywordIndex:
             self._writer.wait_merging_threads()
             self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
             self._writer.garbage_collect_files()
-            names = sorted(p.name for p in self.directory.iterdir()
-                           if p.name not in _LOCK_FILES and p.is_file())
+            names = sorted(
+                p.name
+                for p in self.directory.iterdir()
+                if p.name not in _LOCK_FILES and p.is_file()
+            )
             write_manifest(self.directory, names, watermark=self.watermark, analyzer=ANALYZER)
             self.dirty = False
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import hnswlib
 import numpy as np
@@ -60,8 +60,12 @@ class VectorIndex:
     # -- building ---------------------------------------------------------------------------
     def _new_index(self, capacity: int) -> hnswlib.Index:
         index = hnswlib.Index(space="cosine", dim=self.dim)
-        index.init_index(max_elements=capacity, M=self.params.m,
-                         ef_construction=self.params.ef_construction, allow_replace_deleted=False)
+        index.init_index(
+            max_elements=capacity,
+            M=self.params.m,
+            ef_construction=self.params.ef_construction,
+            allow_replace_deleted=False,
+        )
         index.set_ef(self.params.ef_search)
         index.set_num_threads(self.params.threads)
         return index
@@ -73,7 +77,9 @@ class VectorIndex:
         """
         with self._lock:
             self.loaded_from_disk = self._load_verified()
-            have = set(int(x) for x in self._index.get_ids_list()) if self.loaded_from_disk else set()
+            have = (
+                set(int(x) for x in self._index.get_ids_list()) if self.loaded_from_disk else set()
+            )
             want = set(int(x) for x in live_labels)
             for label in have - want:
                 try:
@@ -115,8 +121,9 @@ class VectorIndex:
         unit = np.asarray(vectors, np.float32)
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
         with self._lock:
-            self._pending_labels = np.concatenate([self._pending_labels,
-                                                   np.asarray(labels, np.uint64)])
+            self._pending_labels = np.concatenate(
+                [self._pending_labels, np.asarray(labels, np.uint64)]
+            )
             self._pending_vectors = np.concatenate([self._pending_vectors, unit])
             self._live.update(int(x) for x in labels)
             self._live_sorted = None
@@ -176,8 +183,9 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self._live)
 
-    def search(self, query: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, cosine distances)`` of the ``k`` nearest, restricted to ``allowed``.
 
         The filter is applied inside the graph walk (or exactly, when it is
@@ -196,8 +204,11 @@ class VectorIndex:
             else:
                 indexed = self._graph_members(allowed)
                 if len(indexed) <= EXACT_SEARCH_MAX:
-                    vectors = self._index.get_items(indexed, return_type="numpy") \
-                        if len(indexed) else np.empty((0, self.dim), np.float32)
+                    vectors = (
+                        self._index.get_items(indexed, return_type="numpy")
+                        if len(indexed)
+                        else np.empty((0, self.dim), np.float32)
+                    )
                     graph = _exact(query, k, indexed, np.asarray(vectors, np.float32))
                 else:
                     graph = self._filtered_graph_search(query, k, indexed, in_graph)
@@ -215,8 +226,9 @@ class VectorIndex:
             members = members[~np.isin(members, self._pending_labels)]
         return members
 
-    def _graph_search(self, query: np.ndarray, k: int, allowed: np.ndarray | None,
-                      available: int) -> tuple[np.ndarray, np.ndarray]:
+    def _graph_search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None, available: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, available)
         if k <= 0:
             return np.empty(0, np.uint64), np.empty(0, np.float32)
@@ -225,8 +237,9 @@ class VectorIndex:
         labels, distances = self._index.knn_query(query.reshape(1, -1), k=k, filter=keep)
         return labels[0], distances[0]
 
-    def _filtered_graph_search(self, query: np.ndarray, k: int, indexed: np.ndarray,
-                               in_graph: int) -> tuple[np.ndarray, np.ndarray]:
+    def _filtered_graph_search(
+        self, query: np.ndarray, k: int, indexed: np.ndarray, in_graph: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         # A broad filter: fetch enough unfiltered neighbours for k to pass, filter in
         # numpy. hnswlib's own filter calls Python for every node it visits (12% of a
         # filtered query's time at 50k rows); it stays the fallback, so nothing is missed.
@@ -253,8 +266,13 @@ class VectorIndex:
             self._index.save_index(str(tmp))
             tmp.replace(self.directory / INDEX_FILE)
             fsync_dir(self.directory)
-            write_manifest(self.directory, [INDEX_FILE], dim=self.dim,
-                           capacity=self._index.get_max_elements(), count=len(self._live))
+            write_manifest(
+                self.directory,
+                [INDEX_FILE],
+                dim=self.dim,
+                capacity=self._index.get_max_elements(),
+                count=len(self._live),
+            )
             self.dirty = False
             return True
 
@@ -263,8 +281,9 @@ class VectorIndex:
             shutil.rmtree(self.directory)
 
 
-def _exact(query: np.ndarray, k: int, labels: np.ndarray,
-           unit_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _exact(
+    query: np.ndarray, k: int, labels: np.ndarray, unit_vectors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine kNN over unit rows (hnswlib's cosine space stores them normalized)."""
     if not len(labels):
         return np.empty(0, np.uint64), np.empty(0, np.float32)
@@ -285,8 +304,9 @@ def _sorted_contains(sorted_labels: np.ndarray, labels: np.ndarray) -> np.ndarra
     return sorted_labels[at] == labels
 
 
-def _merge(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
-           k: int) -> tuple[np.ndarray, np.ndarray]:
+def _merge(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.concatenate([a[0].astype(np.uint64), b[0].astype(np.uint64)])
     distances = np.concatenate([a[1], b[1]]).astype(np.float32)
     order = np.argsort(distances, kind="stable")[:k]

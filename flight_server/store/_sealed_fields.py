@@ -36,24 +36,33 @@ _SCHEMA = pa.schema([pa.field("seq", pa.int64())] + [pa.field(n, pa.string()) fo
 def fields_table(written: list[tuple[int, int]], opened: dict[int, dict[str, Any]]) -> pa.Table:
     """The ``sealed_fields`` rows of a put: ``written`` is (row number, seq) of rows stored."""
     picked = [(i, seq) for i, seq in written if i in opened]
-    return pa.table({"seq": [seq for _, seq in picked],
-                     **{n: [opened[i].get(n) for i, _ in picked] for n in _NAMES}},
-                    schema=_SCHEMA)
+    return pa.table(
+        {
+            "seq": [seq for _, seq in picked],
+            **{n: [opened[i].get(n) for i, _ in picked] for n in _NAMES},
+        },
+        schema=_SCHEMA,
+    )
 
 
-def write_fields(cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]
-                 ) -> None:
+def write_fields(cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]) -> None:
     """Inside the put's transaction: drop the replaced rows' fields, add the new ones."""
     replace_derived(cur, "sealed_fields", ("seq", *_NAMES), table, replaced_seqs)
 
 
-def replace_derived(cur: duckdb.DuckDBPyConnection, name: str, columns: tuple[str, ...],
-                    table: pa.Table, replaced_seqs: list[int]) -> None:
+def replace_derived(
+    cur: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: tuple[str, ...],
+    table: pa.Table,
+    replaced_seqs: list[int],
+) -> None:
     """In a derived table keyed by ``seq`` (``name``, a constant): delete the rows of
     ``replaced_seqs``, then insert ``table``'s ``columns``."""
     if replaced_seqs:
-        cur.register("replaced_derived_seqs",
-                     pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
+        cur.register(
+            "replaced_derived_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())})
+        )
         cur.execute(f"DELETE FROM {name} WHERE seq IN (SELECT seq FROM replaced_derived_seqs)")
     if table.num_rows:
         cur.register("new_derived", table)

@@ -21,8 +21,14 @@ from aios_memory.schemas import (
 
 __all__ = ["Sql", "compile_where", "compile_scan", "compile_view"]
 
-_COMPARE = {"$eq": "=", "$ne": "IS DISTINCT FROM", "$gt": ">", "$gte": ">=", "$lt": "<",
-            "$lte": "<="}
+_COMPARE = {
+    "$eq": "=",
+    "$ne": "IS DISTINCT FROM",
+    "$gt": ">",
+    "$gte": ">=",
+    "$lt": "<",
+    "$lte": "<=",
+}
 
 
 class Sql:
@@ -50,7 +56,7 @@ def compile_where(sql: Sql, where: dict[str, Any] | None) -> None:
 
 def _column(key: str, value: Any) -> tuple[str, list[Any]]:
     if key.startswith("metadata."):
-        key = key[len("metadata."):]
+        key = key[len("metadata.") :]
     elif key in FIELD_FILTERS:
         return key, []
     path = "$." + _json_key(key)
@@ -64,8 +70,9 @@ def _column(key: str, value: Any) -> tuple[str, list[Any]]:
 def _json_key(key: str) -> str:
     # Quoted JSON path member: any character but a quote or backslash is fine.
     if '"' in key or "\\" in key:
-        raise InvalidFilterError(f"metadata key {key!r} may not contain quotes or backslashes",
-                                 key=key)
+        raise InvalidFilterError(
+            f"metadata key {key!r} may not contain quotes or backslashes", key=key
+        )
     return f'"{key}"'
 
 
@@ -134,5 +141,8 @@ def compile_view(sql: Sql, view: View | None) -> None:
     if view.max_privacy < MAX_CLEARANCE:
         sql.add("privacy <= ?", view.max_privacy)
     if view.reader is not None:
-        sql.add("list_has_any(coalesce(json_extract_string(metadata, ?), []), ?)",
-                f'$."{READERS_KEY}"[*]', list(view.reader))
+        sql.add(
+            "list_has_any(coalesce(json_extract_string(metadata, ?), []), ?)",
+            f'$."{READERS_KEY}"[*]',
+            list(view.reader),
+        )

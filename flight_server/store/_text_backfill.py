@@ -26,6 +26,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.schemas import (
     AiosMemoryError,
     CodecMismatchError,
@@ -36,7 +37,6 @@ from aios_memory.schemas import (
 
 from .payloads import Decoded
 from .sealed_vectors import SealedVector, vectors_of
-from aios_memory.flight_server.search.keyword_index import KeywordDoc
 
 if TYPE_CHECKING:
     from .duckdb_store import DuckDBStore
@@ -131,8 +131,11 @@ class TextBackfill:
         except KeyMissingError as exc:
             if row["tenant"] not in self._told:
                 self._told.add(row["tenant"])
-                log.warning("sealed memories of tenant %r wait to be indexed: %s",
-                            row["tenant"], exc.message)
+                log.warning(
+                    "sealed memories of tenant %r wait to be indexed: %s",
+                    row["tenant"],
+                    exc.message,
+                )
             self._skip.add(row["seq"])
             self._waiting_for_keys.add(row["seq"])
             return
@@ -141,8 +144,11 @@ class TextBackfill:
             self._skip.add(row["seq"])
             return
         except AiosMemoryError as exc:
-            log.error("memory %s does not decode (%s); it stays out of the keyword index",
-                      row["id"], exc.message)
+            log.error(
+                "memory %s does not decode (%s); it stays out of the keyword index",
+                row["id"],
+                exc.message,
+            )
             with self._lock:
                 self._done.append(row["seq"])
             return
@@ -150,17 +156,22 @@ class TextBackfill:
         if opened is None:
             self._store.index_if_current(row["tenant"], doc)
         else:
-            self._store.index_opened_if_current(row["tenant"], doc, self._vector(opened, text),
-                                                opened)
+            self._store.index_opened_if_current(
+                row["tenant"], doc, self._vector(opened, text), opened
+            )
         with self._lock:
             self._done.append(row["seq"])
 
     def _vector(self, opened: dict[str, Any], text: str) -> SealedVector | None:
         """The vector of a sealed record opened here: its own, else the embedder's."""
         try:
-            return vectors_of(Decoded([text], opened={0: opened}),
-                              self._store.payloads.embedder).get(0)
+            return vectors_of(
+                Decoded([text], opened={0: opened}), self._store.payloads.embedder
+            ).get(0)
         except AiosMemoryError as exc:
-            log.error("memory %s could not be embedded (%s); it is searchable by keyword only",
-                      opened["id"], exc.message)
+            log.error(
+                "memory %s could not be embedded (%s); it is searchable by keyword only",
+                opened["id"],
+                exc.message,
+            )
             return None

@@ -8,8 +8,9 @@ embedded DuckDB store: writes arrive already validated, decoded and embedded
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,8 +18,8 @@ import pyarrow as pa
 from aios_memory.schemas import ScanRequest, SearchRequest, View
 
 from .payloads import PayloadTexts
-from .sealed_vectors import SealedVector
 from .rows import tombstones_to_forget
+from .sealed_vectors import SealedVector
 
 __all__ = ["Store", "WriteResult", "PreparedWrite"]
 
@@ -47,7 +48,6 @@ class PreparedWrite:
     opened: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-
 class Store(ABC):
     """A durable home for records plus the indexes derived from them."""
 
@@ -66,8 +66,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,
-             view: View | None = None) -> Iterator[pa.RecordBatch]:
+    def scan(
+        self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Current versions matching ``request`` (and ``view``), in write order, as batches.
 
         Every read takes the caller's ``view`` (``schemas.rights``; None: all of the
@@ -78,8 +79,9 @@ class Store(ABC):
     def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
         """Live current versions of ``ids`` (missing and deleted ids are left out)."""
 
-    def forget(self, tenant: str, ids: list[str], *,
-               view: View | None = None) -> list[tuple[str, int]]:
+    def forget(
+        self, tenant: str, ids: list[str], *, view: View | None = None
+    ) -> list[tuple[str, int]]:
         """Tombstone live ``ids`` in ``view``; returns ``(id, tombstone hlc)`` of those.
 
         A tombstone is a write like any other, so every backend forgets through its put."""
@@ -91,8 +93,14 @@ class Store(ABC):
         return list(zip(*result[0]))
 
     @abstractmethod
-    def search(self, request: SearchRequest, query_vector: np.ndarray | None,
-               embed_model: str | None, *, view: View | None = None) -> pa.Table:
+    def search(
+        self,
+        request: SearchRequest,
+        query_vector: np.ndarray | None,
+        embed_model: str | None,
+        *,
+        view: View | None = None,
+    ) -> pa.Table:
         """Hits (HIT_SCHEMA), best first, filters applied before the top-k is cut."""
 
     @abstractmethod
@@ -105,14 +113,16 @@ class Store(ABC):
 
     # -- sync (see sync/PROTOCOL.md) -------------------------------------------------------
     @abstractmethod
-    def sync_items(self, tenant: str, tiers: tuple[str, ...], horizon: int
-                   ) -> tuple[Any, np.ndarray]:
+    def sync_items(
+        self, tenant: str, tiers: tuple[str, ...], horizon: int
+    ) -> tuple[Any, np.ndarray]:
         """The ``ItemSet`` of current versions in ``tiers`` (tombstones at or below
         ``horizon`` left out) and the row seq of each item in the set's order."""
 
     @abstractmethod
-    def sync_rows(self, tenant: str, seqs: np.ndarray,
-                  batch_rows: int = 2048) -> Iterator[pa.RecordBatch]:
+    def sync_rows(
+        self, tenant: str, seqs: np.ndarray, batch_rows: int = 2048
+    ) -> Iterator[pa.RecordBatch]:
         """``tenant``'s rows by seq as stored (payloads never decoded), skipping rows
         replaced meanwhile."""
 
@@ -121,8 +131,15 @@ class Store(ABC):
         """``(tombstone horizon, {peer: last finished round})``."""
 
     @abstractmethod
-    def sync_open_round(self, tenant: str, peer: str, round_id: str, peer_clock: int,
-                        completed: dict[str, str], counts: bool = True) -> None:
+    def sync_open_round(
+        self,
+        tenant: str,
+        peer: str,
+        round_id: str,
+        peer_clock: int,
+        completed: dict[str, str],
+        counts: bool = True,
+    ) -> None:
         """Hub bookkeeping when a peer opens a round."""
 
     @abstractmethod
@@ -130,8 +147,9 @@ class Store(ABC):
         """Raise the hub's horizon as far as every known peer allows; drop settled tombstones."""
 
     @abstractmethod
-    def sync_finish(self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str,
-                    horizon: int) -> None:
+    def sync_finish(
+        self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str, horizon: int
+    ) -> None:
         """Initiator bookkeeping when a round finished: note it, adopt the hub's horizon."""
 
     @abstractmethod

@@ -16,49 +16,49 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from aios_memory.client.codec.vectors import dequantize
+from aios_memory.flight_server._files import dir_bytes
+from aios_memory.flight_server.search._hit_cache import CACHED_COLUMNS, HitCache
+from aios_memory.flight_server.search.allowed_rows import AllowedRows
+from aios_memory.flight_server.search.fusion import fuse
+from aios_memory.flight_server.search.index_set import IndexSet, VectorKey
+from aios_memory.flight_server.search.keyword_index import KeywordDoc
+from aios_memory.flight_server.search.vector_index import HnswParams
+from aios_memory.flight_server.sync import _state as sync_sql
+from aios_memory.flight_server.sync.bookkeeping import SyncStoreMixin
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
+    MAX_CLEARANCE,
     RECORD_SCHEMA,
+    SCENE_KIND,
     TIERS,
     HybridClock,
     InvalidVectorError,
-    MAX_CLEARANCE,
-    SCENE_KIND,
     ScanRequest,
     SearchRequest,
     ServerInternalError,
     View,
 )
 
-from aios_memory.flight_server.search.allowed_rows import AllowedRows
-from aios_memory.flight_server._files import dir_bytes
-from aios_memory.flight_server.search.index_set import IndexSet, VectorKey
-from aios_memory.flight_server.search._hit_cache import CACHED_COLUMNS, HitCache
-from .rows import conform, current_of, split_acks, tiers_of
-from aios_memory.flight_server.sync import _state as sync_sql
-from aios_memory.flight_server.sync.bookkeeping import SyncStoreMixin
-from aios_memory.flight_server.search.fusion import fuse
-from ._sql_filters import Sql, compile_scan, compile_view, compile_where
-from .versioning import SAME_MEMORY_FIELDS, Current, decide
-from aios_memory.client.codec.vectors import dequantize
-from .payloads import PayloadTexts
-from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
-from ._text_backlog import PAYLOAD_SQL, TextBacklogMixin
 from . import sealed_vectors as sealed_sql
 from ._sealed_fields import OPENED_VIEW, SEALED_FIELDS_DDL, fields_table, write_fields
-from .sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
-from aios_memory.flight_server.search.keyword_index import KeywordDoc
+from ._sql_filters import Sql, compile_scan, compile_view, compile_where
+from ._text_backfill import TEXT_BACKLOG_DDL, TextBackfill
+from ._text_backlog import PAYLOAD_SQL, TextBacklogMixin
 from .base import PreparedWrite, Store, WriteResult
-from aios_memory.flight_server.search.vector_index import HnswParams
-
+from .payloads import PayloadTexts
+from .rows import conform, current_of, split_acks, tiers_of
+from .sealed_vectors import SEALED_VECTORS_DDL, VECTOR_ROWS, SealedVectorsMixin
+from .versioning import SAME_MEMORY_FIELDS, Current, decide
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
@@ -83,15 +83,19 @@ _CANDIDATES_MIN = 50
 _ALLOWED_CACHE_SIZE = 64
 
 
-
-
 class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring."""
 
-    def __init__(self, data_dir: Path, params: HnswParams | None = None,
-                 sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS,
-                 wall_ms: Callable[[], int] | None = None, *, replica_id: str | None = None,
-                 clock: HybridClock | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        params: HnswParams | None = None,
+        sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS,
+        wall_ms: Callable[[], int] | None = None,
+        *,
+        replica_id: str | None = None,
+        clock: HybridClock | None = None,
+    ) -> None:
         """``replica_id`` and ``clock``: a lake replica's own, shared by its tenant caches
         (``lake_store``); by default this file's, kept in its facts table."""
         self.data_dir = Path(data_dir)
@@ -99,21 +103,32 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._con = self._connect(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
-        self.replica_id = replica_id or self._fact("replica_id",
-                                                   lambda: "r" + secrets.token_hex(8))
-        last_hlc, last_seq = self._cursor().execute(
-            "SELECT coalesce(max(hlc), 0), coalesce(max(seq), 0) FROM records").fetchone()
+        self.replica_id = replica_id or self._fact("replica_id", lambda: "r" + secrets.token_hex(8))
+        last_hlc, last_seq = (
+            self._cursor()
+            .execute("SELECT coalesce(max(hlc), 0), coalesce(max(seq), 0) FROM records")
+            .fetchone()
+        )
         self.clock = clock or HybridClock(int(last_hlc), wall_ms)
         self.clock.observe(int(last_hlc))
         self._seq = int(last_seq)
         self._items_cache = {}  # (tenant, tiers) -> _item_cache.ItemCache
-        self._dims = {(t, m): d for t, m, d in
-                      self._cursor().execute("SELECT tenant, embed_model, dim FROM models").fetchall()}
+        self._dims = {
+            (t, m): d
+            for t, m, d in self._cursor()
+            .execute("SELECT tenant, embed_model, dim FROM models")
+            .fetchall()
+        }
         self._hits = HitCache(self._load_hit_rows)
         self.payloads = PayloadTexts(self._dictionary_row, self._current_rows)
         self._allowed_cache: dict[str, AllowedRows] = {}
-        self.indexes = IndexSet(self.data_dir / "index", params or HnswParams(),
-                                self._live_labels, self._fetch_vectors, self._keyword_backlog)
+        self.indexes = IndexSet(
+            self.data_dir / "index",
+            params or HnswParams(),
+            self._live_labels,
+            self._fetch_vectors,
+            self._keyword_backlog,
+        )
         self._backfill = TextBackfill(self)
 
     # -- connection -------------------------------------------------------------------------
@@ -153,16 +168,23 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     def put(self, write: PreparedWrite) -> WriteResult:
         with self._write_lock:
             table = write.records
-            rows = table.select(["id", "tenant", "hlc", "origin", "codec", "dict_id",
-                                 *SAME_MEMORY_FIELDS]).to_pylist()
+            rows = table.select(
+                ["id", "tenant", "hlc", "origin", "codec", "dict_id", *SAME_MEMORY_FIELDS]
+            ).to_pylist()
             currents = self._currents(table)
             first_new_seq = self._seq + 1
             written: dict[tuple[str, str], tuple[int, int, int, str]] = {}
             acks, replaced = [], []
             for i, row in enumerate(rows):
                 key = (row["tenant"], row["id"])
-                decision = decide(row, currents.get(key), self.clock, self.replica_id,
-                                  self.sync_tiers, write.reencode)
+                decision = decide(
+                    row,
+                    currents.get(key),
+                    self.clock,
+                    self.replica_id,
+                    self.sync_tiers,
+                    write.reencode,
+                )
                 acks.append((row["id"], decision.hlc))
                 if not decision.write:
                     continue
@@ -183,13 +205,19 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             # from the table, and send its lm rows to the model instead of using write.texts.
             for tenant in set(new_rows.column("tenant").to_pylist()):
                 self.indexes.keyword(tenant)
-            self._commit(new_rows, replaced, [w[1] for w in in_order if w[0] in write.deferred],
-                         sealed, fields)
+            self._commit(
+                new_rows,
+                replaced,
+                [w[1] for w in in_order if w[0] in write.deferred],
+                sealed,
+                fields,
+            )
             self._note_for_sync(new_rows, [old.seq for _, old in replaced])
             self._allowed_cache.clear()
             self._hits.append(new_rows, len(replaced))
-            self._index(new_rows, [write.texts[w[0]] for w in in_order], replaced, sealed,
-                        old_models)
+            self._index(
+                new_rows, [write.texts[w[0]] for w in in_order], replaced, sealed, old_models
+            )
             if write.deferred:
                 self._backfill.notify()
             return split_acks(acks, write.batch_sizes)
@@ -212,27 +240,38 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             f"r.dict_id, {fields} "
             "FROM records r JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
         ).fetchall()
-        return {(t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
-                for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found}
+        return {
+            (t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
+            for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found
+        }
 
-    def _rows_to_insert(self, table: pa.Table, written: list[tuple[int, int, int, str]]) -> pa.Table:
+    def _rows_to_insert(
+        self, table: pa.Table, written: list[tuple[int, int, int, str]]
+    ) -> pa.Table:
         if not written:
             return table.slice(0, 0).append_column("seq", pa.array([], pa.int64()))
         picked = table.take(pa.array([w[0] for w in written], pa.int64()))
-        picked = picked.set_column(picked.schema.get_field_index("hlc"), RECORD_SCHEMA.field("hlc"),
-                                   pa.array([w[2] for w in written], pa.uint64()))
-        picked = picked.set_column(picked.schema.get_field_index("origin"),
-                                   RECORD_SCHEMA.field("origin"),
-                                   pa.array([w[3] for w in written], pa.string()))
+        picked = picked.set_column(
+            picked.schema.get_field_index("hlc"),
+            RECORD_SCHEMA.field("hlc"),
+            pa.array([w[2] for w in written], pa.uint64()),
+        )
+        picked = picked.set_column(
+            picked.schema.get_field_index("origin"),
+            RECORD_SCHEMA.field("origin"),
+            pa.array([w[3] for w in written], pa.string()),
+        )
         self._check_dimensions(picked)
         return picked.append_column("seq", pa.array([w[1] for w in written], pa.int64()))
 
     def _check_dimensions(self, table: pa.Table) -> None:
         lengths = table.column("embedding").combine_chunks().value_lengths().to_pylist()
         dims = dict(self._dims)  # a new model takes the dimension of its first vector
-        for row, (tenant, model, dim) in enumerate(zip(table.column("tenant").to_pylist(),
-                                                      table.column("embed_model").to_pylist(),
-                                                      lengths)):
+        for row, (tenant, model, dim) in enumerate(
+            zip(
+                table.column("tenant").to_pylist(), table.column("embed_model").to_pylist(), lengths
+            )
+        ):
             if dim is None:
                 continue
             known = dims.setdefault((tenant, model), dim)
@@ -240,10 +279,20 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                 raise InvalidVectorError(
                     f"embedding at row {row} has dimension {dim}; tenant {tenant!r} stores "
                     f"{known}-dimensional vectors for model {model!r}",
-                    row=row, expected=known, got=dim, embed_model=model)
+                    row=row,
+                    expected=known,
+                    got=dim,
+                    embed_model=model,
+                )
 
-    def _commit(self, new_rows: pa.Table, replaced: list[tuple[tuple[str, str], Current]],
-                deferred_seqs: list[int], sealed: pa.Table, fields: pa.Table) -> None:
+    def _commit(
+        self,
+        new_rows: pa.Table,
+        replaced: list[tuple[tuple[str, str], Current]],
+        deferred_seqs: list[int],
+        sealed: pa.Table,
+        fields: pa.Table,
+    ) -> None:
         if not new_rows.num_rows:
             return
         cur = self._cursor()
@@ -251,13 +300,17 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         cur.execute("BEGIN")
         try:
             if replaced:
-                cur.register("old_seqs", pa.table({"seq": pa.array(
-                    [c.seq for _, c in replaced], pa.int64())}))
+                cur.register(
+                    "old_seqs",
+                    pa.table({"seq": pa.array([c.seq for _, c in replaced], pa.int64())}),
+                )
                 cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
             cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
             if deferred_seqs:
-                cur.executemany("INSERT OR IGNORE INTO text_backlog VALUES (?)",
-                                [[seq] for seq in deferred_seqs])
+                cur.executemany(
+                    "INSERT OR IGNORE INTO text_backlog VALUES (?)",
+                    [[seq] for seq in deferred_seqs],
+                )
             sealed_sql.write_vectors(cur, sealed, [c.seq for _, c in replaced])
             write_fields(cur, fields, [c.seq for _, c in replaced])
             self._register_models(cur, new_rows)
@@ -272,15 +325,21 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         if all(key in self._dims for key in models if key[1] is not None):
             return
         lengths = rows.column("embedding").combine_chunks().value_lengths().to_pylist()
-        for tenant, model, dim in zip(rows.column("tenant").to_pylist(),
-                                      rows.column("embed_model").to_pylist(), lengths):
+        for tenant, model, dim in zip(
+            rows.column("tenant").to_pylist(), rows.column("embed_model").to_pylist(), lengths
+        ):
             if dim is not None and (tenant, model) not in self._dims:
                 cur.execute("INSERT INTO models VALUES (?, ?, ?)", [tenant, model, dim])
                 self._dims[(tenant, model)] = dim
 
-    def _index(self, rows: pa.Table, texts: list[str | None],
-               replaced: list[tuple[tuple[str, str], Current]], sealed: pa.Table,
-               old_models: dict[int, str]) -> None:
+    def _index(
+        self,
+        rows: pa.Table,
+        texts: list[str | None],
+        replaced: list[tuple[tuple[str, str], Current]],
+        sealed: pa.Table,
+        old_models: dict[int, str],
+    ) -> None:
         for (tenant, _), old in replaced:
             model = old.embed_model or old_models.get(old.seq)  # a sealed row's is apart
             if model is not None:
@@ -300,8 +359,10 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
 
     def _add_vectors(self, rows: pa.Table) -> None:
         groups: dict[VectorKey, list[int]] = {}
-        columns = (rows.column(c).to_pylist()
-                   for c in ("tenant", "tier", "embed_model", "embedding_scale", "deleted"))
+        columns = (
+            rows.column(c).to_pylist()
+            for c in ("tenant", "tier", "embed_model", "embedding_scale", "deleted")
+        )
         for i, (tenant, tier, model, scale, deleted) in enumerate(zip(*columns)):
             if scale is not None and not deleted:
                 groups.setdefault((tenant, tier, model), []).append(i)
@@ -312,22 +373,28 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
                 self.indexes.vector(key, self._dims[(key[0], key[2])])
                 continue
             part = rows.take(pa.array(positions, pa.int64()))
-            vectors = dequantize(part.column("embedding").combine_chunks(),
-                                 part.column("embedding_scale").combine_chunks())
+            vectors = dequantize(
+                part.column("embedding").combine_chunks(),
+                part.column("embedding_scale").combine_chunks(),
+            )
             index.add(part.column("seq").to_numpy(), vectors)
         self.indexes.notify()
 
     # -- reading ----------------------------------------------------------------------------
-    def scan(self, request: ScanRequest, batch_rows: int = 65_536, *,
-             view: View | None = None) -> Iterator[pa.RecordBatch]:
+    def scan(
+        self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
+    ) -> Iterator[pa.RecordBatch]:
         sql = compile_scan(request)
         compile_view(sql, view)
         where = sql.where()
         if request.where or request.session is not None:
             # Filter sealed records by their opened fields, return them as stored.
             where = f"seq IN (SELECT seq FROM {OPENED_VIEW} WHERE {where})"
-        reader = self._cursor().sql(f"SELECT {COLUMNS} FROM records WHERE {where} ORDER BY seq",
-                                    params=sql.params).to_arrow_reader(batch_rows)
+        reader = (
+            self._cursor()
+            .sql(f"SELECT {COLUMNS} FROM records WHERE {where} ORDER BY seq", params=sql.params)
+            .to_arrow_reader(batch_rows)
+        )
         for batch in reader:
             yield conform(batch)
 
@@ -337,17 +404,28 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
 
     def _load_hit_rows(self) -> pa.Table:
         columns = ", ".join(CACHED_COLUMNS)
-        return self._cursor().sql(f"SELECT seq, {columns} FROM records WHERE NOT deleted "
-                                  "ORDER BY seq").to_arrow_table()
+        return (
+            self._cursor()
+            .sql(f"SELECT seq, {columns} FROM records WHERE NOT deleted ORDER BY seq")
+            .to_arrow_table()
+        )
 
-    def _allowed(self, request: SearchRequest, tiers: list[str],
-                 view: View | None) -> AllowedRows | None:
+    def _allowed(
+        self, request: SearchRequest, tiers: list[str], view: View | None
+    ) -> AllowedRows | None:
         """Live rows a ``where`` and the caller's view admit, cached until the next write
         (agents repeat filters); None when neither filters more than ``tiers`` does."""
         if not request.where and not _filters_rows(view):
             return None
-        key = json.dumps([request.tenant, tiers, request.where, view and
-                          [view.tiers, view.max_privacy, view.reader]], sort_keys=True)
+        key = json.dumps(
+            [
+                request.tenant,
+                tiers,
+                request.where,
+                view and [view.tiers, view.max_privacy, view.reader],
+            ],
+            sort_keys=True,
+        )
         cached = self._allowed_cache.get(key)
         if cached is not None:
             return cached
@@ -356,8 +434,11 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         compile_where(sql, {"tier": {"$in": tiers}, **(request.where or {})})
         compile_view(sql, view)
         sql.add("NOT deleted")
-        rows = self._cursor().execute(f"SELECT seq FROM {OPENED_VIEW} WHERE {sql.where()}",
-                                      sql.params).fetchnumpy()
+        rows = (
+            self._cursor()
+            .execute(f"SELECT seq FROM {OPENED_VIEW} WHERE {sql.where()}", sql.params)
+            .fetchnumpy()
+        )
         allowed = AllowedRows(rows["seq"])
         with self._write_lock:
             if len(self._allowed_cache) >= _ALLOWED_CACHE_SIZE:
@@ -365,33 +446,58 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
             self._allowed_cache[key] = allowed
         return allowed
 
-    def search(self, request: SearchRequest, query_vector: np.ndarray | None,
-               embed_model: str | None, *, view: View | None = None) -> pa.Table:
+    def search(
+        self,
+        request: SearchRequest,
+        query_vector: np.ndarray | None,
+        embed_model: str | None,
+        *,
+        view: View | None = None,
+    ) -> pa.Table:
         tiers = [t for t in tiers_of(request.tier) if view is None or t in view.tiers]
         allowed = self._allowed(request, tiers, view)
         depth = min(max(request.k * 2, _CANDIDATES_MIN), 2000)
         vector_hits = keyword_hits = None
         if request.mode != "keyword" and query_vector is not None and embed_model:
-            vector_hits = self._vector_candidates(request.tenant, tiers, embed_model,
-                                                  query_vector, depth,
-                                                  None if allowed is None else allowed.seqs)
+            vector_hits = self._vector_candidates(
+                request.tenant,
+                tiers,
+                embed_model,
+                query_vector,
+                depth,
+                None if allowed is None else allowed.seqs,
+            )
         if request.mode != "vector" and request.query:
             # A clearance alone is a range inside tantivy's query, much cheaper than a set
             # of allowed rows (bench/privacy.py); a where or a reader list needs the set.
             by_rows = bool(request.where) or (view is not None and view.reader is not None)
             keyword_hits = self.indexes.keyword(request.tenant).search(
-                request.query, depth, tiers, allowed if by_rows else None,
-                view.max_privacy if view is not None and not by_rows else None)
+                request.query,
+                depth,
+                tiers,
+                allowed if by_rows else None,
+                view.max_privacy if view is not None and not by_rows else None,
+            )
         return self._hits.take(fuse(vector_hits, keyword_hits, request.k))
 
-    def _vector_candidates(self, tenant: str, tiers: list[str], model: str, query: np.ndarray,
-                           depth: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    def _vector_candidates(
+        self,
+        tenant: str,
+        tiers: list[str],
+        model: str,
+        query: np.ndarray,
+        depth: int,
+        allowed: np.ndarray | None,
+    ) -> list[tuple[int, float]]:
         dim = self._dims.get((tenant, model))
         if dim is None:
             return []
         if len(query) != dim:
-            raise InvalidVectorError(f"query vector has dimension {len(query)}; model {model!r} "
-                                     f"stores {dim}", expected=dim, got=len(query))
+            raise InvalidVectorError(
+                f"query vector has dimension {len(query)}; model {model!r} stores {dim}",
+                expected=dim,
+                got=len(query),
+            )
         found: list[tuple[int, float]] = []
         for tier in tiers:
             index = self.indexes.vector((tenant, tier, model), dim)
@@ -403,12 +509,19 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
     # -- facts ------------------------------------------------------------------------------
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         sql = Sql()
-        sql.add("tenant = ? AND NOT deleted AND kind NOT IN (?, ?)", tenant, DICTIONARY_KIND,
-                SCENE_KIND)
+        sql.add(
+            "tenant = ? AND NOT deleted AND kind NOT IN (?, ?)", tenant, DICTIONARY_KIND, SCENE_KIND
+        )
         compile_view(sql, view)
-        rows = self._cursor().execute(
-            "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
-            f"WHERE {sql.where()} GROUP BY tier", sql.params).fetchall()
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT tier, count(*), coalesce(sum(octet_length(payload)), 0) FROM records "
+                f"WHERE {sql.where()} GROUP BY tier",
+                sql.params,
+            )
+            .fetchall()
+        )
         counts = {tier: (0, 0) for tier in TIERS}
         counts.update({tier: (int(n), int(b)) for tier, n, b in rows})
         return counts
@@ -418,63 +531,107 @@ class DuckDBStore(SyncStoreMixin, SealedVectorsMixin, TextBacklogMixin, Store):
         sql = Sql()
         sql.add("tenant = ?", tenant)
         compile_view(sql, view)
-        rows = self._cursor().execute(
-            "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
-            "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0), "
-            "CASE kind WHEN ? THEN 'dictionary' WHEN ? THEN 'scene' ELSE 'memory' END "
-            f"FROM records WHERE {sql.where()} GROUP BY ALL",
-            [DICTIONARY_KIND, SCENE_KIND, *sql.params]).fetchall()
-        tiers = {t: {"memories": 0, "deleted": 0, "text_bytes": 0, "payload_bytes": 0,
-                     "dictionaries": 0, "dictionary_bytes": 0, "scene_bytes": 0} for t in TIERS}
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT tier, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted), "
+                "coalesce(sum(raw_size), 0), coalesce(sum(octet_length(payload)), 0), "
+                "CASE kind WHEN ? THEN 'dictionary' WHEN ? THEN 'scene' ELSE 'memory' END "
+                f"FROM records WHERE {sql.where()} GROUP BY ALL",
+                [DICTIONARY_KIND, SCENE_KIND, *sql.params],
+            )
+            .fetchall()
+        )
+        tiers = {
+            t: {
+                "memories": 0,
+                "deleted": 0,
+                "text_bytes": 0,
+                "payload_bytes": 0,
+                "dictionaries": 0,
+                "dictionary_bytes": 0,
+                "scene_bytes": 0,
+            }
+            for t in TIERS
+        }
         for tier, live, dead, raw, stored, kind in rows:
             if kind == "dictionary":
                 tiers[tier].update(dictionaries=live, dictionary_bytes=int(stored))
             elif kind == "scene":
                 tiers[tier].update(scene_bytes=int(stored))
             else:
-                tiers[tier].update(memories=live, deleted=dead, text_bytes=int(raw),
-                                   payload_bytes=int(stored))
-        return {"tenant": tenant, "tiers": tiers,
-                "memories": sum(t["memories"] for t in tiers.values()),
-                "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},
-                "data_dir_bytes": dir_bytes(self.data_dir), "replica_id": self.replica_id,
-                "vectors_pending": self.indexes.pending,
-                "keyword_backlog": self._keyword_backlog_count(tenant),
-                "index_events": list(self.indexes.events)}
+                tiers[tier].update(
+                    memories=live, deleted=dead, text_bytes=int(raw), payload_bytes=int(stored)
+                )
+        return {
+            "tenant": tenant,
+            "tiers": tiers,
+            "memories": sum(t["memories"] for t in tiers.values()),
+            "embed_models": {m: d for (t, m), d in self._dims.items() if t == tenant},
+            "data_dir_bytes": dir_bytes(self.data_dir),
+            "replica_id": self.replica_id,
+            "vectors_pending": self.indexes.pending,
+            "keyword_backlog": self._keyword_backlog_count(tenant),
+            "index_events": list(self.indexes.events),
+        }
 
     # -- index callbacks --------------------------------------------------------------------
     def _live_labels(self, key: VectorKey) -> np.ndarray:
-        rows = self._cursor().execute(
-            f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ?",
-            list(key)).fetchnumpy()
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ?",
+                list(key),
+            )
+            .fetchnumpy()
+        )
         return rows["seq"].astype(np.uint64)
 
     def _fetch_vectors(self, key: VectorKey, labels: np.ndarray) -> np.ndarray:
         cur = self._cursor()
         cur.register("wanted", pa.table({"seq": pa.array(labels.astype(np.int64))}))
-        table = cur.sql("SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
-                        f"JOIN {VECTOR_ROWS} r USING (seq) ORDER BY w.seq").to_arrow_table()
+        table = cur.sql(
+            "SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
+            f"JOIN {VECTOR_ROWS} r USING (seq) ORDER BY w.seq"
+        ).to_arrow_table()
         if table.num_rows != len(labels):
             raise ServerInternalError(f"vectors of {key} changed while the index was opening")
-        return dequantize(table.column("embedding").combine_chunks(),
-                          table.column("embedding_scale").combine_chunks().cast(pa.float32()))
+        return dequantize(
+            table.column("embedding").combine_chunks(),
+            table.column("embedding_scale").combine_chunks().cast(pa.float32()),
+        )
 
     # -- payload decoding (see _payloads) --------------------------------------------------
     def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
-        found = self._cursor().sql(
-            f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND kind = ? "
-            "AND dict_id = ? AND NOT deleted", params=[tenant, DICTIONARY_KIND, dict_id]
-        ).to_arrow_table().to_pylist()
+        found = (
+            self._cursor()
+            .sql(
+                f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND kind = ? "
+                "AND dict_id = ? AND NOT deleted",
+                params=[tenant, DICTIONARY_KIND, dict_id],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
         return found[0] if found else None  # decoded (and opened, if sealed) by _payloads
 
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
         cur = self._cursor()
         cur.register("wanted_ids", pa.table({"id": pa.array(ids, pa.string())}))
-        return cur.sql(f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND id IN "
-                       "(SELECT id FROM wanted_ids)", params=[tenant]).to_arrow_table().to_pylist()
+        return (
+            cur.sql(
+                f"SELECT {PAYLOAD_SQL} FROM records WHERE tenant = ? AND id IN "
+                "(SELECT id FROM wanted_ids)",
+                params=[tenant],
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
 
     def checkpoint(self) -> None:
-        done = self._backfill.take_done()  # before: their docs are staged, the checkpoint saves them
+        done = (
+            self._backfill.take_done()
+        )  # before: their docs are staged, the checkpoint saves them
         self.indexes.checkpoint()
         self._forget_backlog(done)
 

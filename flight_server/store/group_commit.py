@@ -12,7 +12,8 @@ writer commits at once, and a busy one batches as much as the commit takes.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["GroupCommit"]
 
@@ -36,8 +37,7 @@ class GroupCommit(Generic[Item, Result]):
     If ``commit`` raises, every item of that group gets the error.
     """
 
-    def __init__(self, commit: Callable[[list[Item]], list[Result]],
-                 max_items: int = 256) -> None:
+    def __init__(self, commit: Callable[[list[Item]], list[Result]], max_items: int = 256) -> None:
         self._commit = commit
         self._max_items = max_items
         self._lock = threading.Lock()
@@ -62,8 +62,8 @@ class GroupCommit(Generic[Item, Result]):
     def _lead(self) -> None:
         while True:
             with self._lock:
-                group = self._pending[:self._max_items]
-                del self._pending[:len(group)]
+                group = self._pending[: self._max_items]
+                del self._pending[: len(group)]
                 if not group:
                     self._leading = False
                     return

@@ -30,14 +30,15 @@ vectors live in a derived table (``_sealed_vectors``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
-from aios_memory.client.codec.text import Codebook, Dictionary, content_hash, decode_payload
 from aios_memory.client.codec.keys import KeyStore
 from aios_memory.client.codec.sealing import check_sealed, is_sealed, open_row
+from aios_memory.client.codec.text import Codebook, Dictionary, content_hash, decode_payload
 from aios_memory.schemas import (
     CODEC_LM,
     CODEC_NONE,
@@ -59,9 +60,24 @@ CurrentRows = Callable[[str, list[str]], "list[dict[str, Any]]"]
 """``(tenant, ids) -> stored current rows`` (id, codec, dict_id, payload, raw_size, ...)."""
 
 # What decoding a row needs: the codec's inputs, and the fields a sealed row binds.
-PAYLOAD_COLUMNS = ("id", "tenant", "kind", "agent", "codec", "dict_id", "payload", "raw_size",
-                   "content_hash", "deleted", "tier", "created_at", "hlc", "origin", "privacy",
-                   "metadata")
+PAYLOAD_COLUMNS = (
+    "id",
+    "tenant",
+    "kind",
+    "agent",
+    "codec",
+    "dict_id",
+    "payload",
+    "raw_size",
+    "content_hash",
+    "deleted",
+    "tier",
+    "created_at",
+    "hlc",
+    "origin",
+    "privacy",
+    "metadata",
+)
 _MAX_DICTIONARY_BYTES = 1 << 24
 _CHEAP = (CODEC_NONE, CODEC_ZSTD)
 
@@ -83,8 +99,9 @@ class Decoded:
 class PayloadTexts:
     """Decodes records for indexing; one per store, safe to share between threads."""
 
-    def __init__(self, dictionary: DictionaryLookup | None = None,
-                 current_rows: CurrentRows | None = None) -> None:
+    def __init__(
+        self, dictionary: DictionaryLookup | None = None, current_rows: CurrentRows | None = None
+    ) -> None:
         self._lookup = dictionary or (lambda tenant, dict_id: None)
         self._current_rows = current_rows or (lambda tenant, ids: [])
         self._dictionaries: dict[tuple[str, int], Dictionary] = {}
@@ -125,8 +142,9 @@ class PayloadTexts:
                 self._read_one(number, row, codebooks[tenant], limits, decoded)
         return decoded
 
-    def _read_one(self, number: int, row: dict[str, Any], codebook: Codebook, limits: Limits,
-                  decoded: Decoded) -> None:
+    def _read_one(
+        self, number: int, row: dict[str, Any], codebook: Codebook, limits: Limits, decoded: Decoded
+    ) -> None:
         if is_sealed(row):
             _annotated(number, lambda: check_sealed(row))
             if self.keys is None:
@@ -140,8 +158,9 @@ class PayloadTexts:
                 text = None
                 decoded.deferred.append(number)
             else:
-                text = _annotated(number, lambda: codebook.text(
-                    opened, max_bytes=limits.max_text_bytes))
+                text = _annotated(
+                    number, lambda: codebook.text(opened, max_bytes=limits.max_text_bytes)
+                )
         except KeyMissingError:
             text = None  # a key (of the record or of its dictionary) this side lacks
             if self.keys is not None:
@@ -169,8 +188,9 @@ class PayloadTexts:
         except KeyMissingError:  # a sealed dictionary
             return None, self.keys is not None
 
-    def background_text(self, row: dict[str, Any], limits: Limits
-                        ) -> tuple[str, dict[str, Any] | None]:
+    def background_text(
+        self, row: dict[str, Any], limits: Limits
+    ) -> tuple[str, dict[str, Any] | None]:
         """The text of a backlog row, however slow, and its opened form when it is sealed.
 
         Raises ``KeyMissingError`` while the key is missing (try again when
@@ -186,21 +206,24 @@ class PayloadTexts:
         if not is_sealed(row):
             return row
         if self.keys is None:
-            raise KeyMissingError(f"memory {row['id']} is sealed and this server holds no keys",
-                                  memory_id=row["id"])
+            raise KeyMissingError(
+                f"memory {row['id']} is sealed and this server holds no keys", memory_id=row["id"]
+            )
         return open_row(row, self.keys.key)
 
-    def _codebook(self, tenant: str, overlay: dict[tuple[str, int], Dictionary | None]
-                  ) -> Codebook:
+    def _codebook(self, tenant: str, overlay: dict[tuple[str, int], Dictionary | None]) -> Codebook:
         """Decodes ``tenant``'s rows: dictionaries from the put first, then from the store."""
+
         def find(dict_id: int) -> Dictionary | None:
             if (tenant, dict_id) not in overlay:
                 return self._dictionary(tenant, dict_id)
             found = overlay[(tenant, dict_id)]
             if found is None:
-                raise KeyMissingError(f"dictionary {dict_id} came sealed and this side lacks "
-                                      "its key", dict_id=dict_id)
+                raise KeyMissingError(
+                    f"dictionary {dict_id} came sealed and this side lacks its key", dict_id=dict_id
+                )
             return found
+
         return Codebook(find, cache_bytes=0, opener=self._open)
 
     def _dictionary(self, tenant: str, dict_id: int) -> Dictionary | None:
@@ -216,8 +239,9 @@ class PayloadTexts:
             self._dictionaries[key] = _checked_dictionary(self._open(row))  # KeyMissingError
         return self._dictionaries[key]
 
-    def _dictionaries_in(self, rows: list[dict[str, Any]]
-                         ) -> dict[tuple[str, int], Dictionary | None]:
+    def _dictionaries_in(
+        self, rows: list[dict[str, Any]]
+    ) -> dict[tuple[str, int], Dictionary | None]:
         """The put's own dictionaries; None for one that came sealed and stays unread here."""
         found: dict[tuple[str, int], Dictionary | None] = {}
         for number, row in enumerate(rows):
@@ -244,22 +268,29 @@ class PayloadTexts:
             codebook = self._codebook(tenant, {})
             for number in numbers:
                 old = stored.get(rows[number]["id"])
-                if old and old["codec"] != CODEC_LM \
-                        and old["content_hash"] == rows[number]["content_hash"]:
+                if (
+                    old
+                    and old["codec"] != CODEC_LM
+                    and old["content_hash"] == rows[number]["content_hash"]
+                ):
                     reusable[number] = codebook.text(old, max_bytes=limits.max_text_bytes)
         return reusable
 
 
 def _checked_dictionary(row: dict[str, Any]) -> Dictionary:
     if row["codec"] not in _CHEAP:
-        raise CorruptDataError(f"dictionary {row['id']} must be stored with codec none or zstd",
-                               memory_id=row["id"])
-    data = decode_payload(row["codec"], row["payload"], row["raw_size"],
-                          max_bytes=_MAX_DICTIONARY_BYTES)
+        raise CorruptDataError(
+            f"dictionary {row['id']} must be stored with codec none or zstd", memory_id=row["id"]
+        )
+    data = decode_payload(
+        row["codec"], row["payload"], row["raw_size"], max_bytes=_MAX_DICTIONARY_BYTES
+    )
     digest = content_hash(data)
     if digest != row["content_hash"] or row["dict_id"] != dictionary_id_of(digest):
-        raise CorruptDataError(f"dictionary {row['id']}: content hash or dict_id does not match "
-                               "its bytes", memory_id=row["id"])
+        raise CorruptDataError(
+            f"dictionary {row['id']}: content hash or dict_id does not match its bytes",
+            memory_id=row["id"],
+        )
     return Dictionary(row["dict_id"], data)
 
 

@@ -14,8 +14,7 @@ from .versioning import SAME_MEMORY_FIELDS, Current
 if TYPE_CHECKING:  # store.py imports this module: the alias only annotates
     from .base import WriteResult
 
-__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones",
-           "tombstones_to_forget"]
+__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones", "tombstones_to_forget"]
 
 
 def tiers_of(tier: str | list[str] | None) -> list[str]:
@@ -27,19 +26,26 @@ def tiers_of(tier: str | list[str] | None) -> list[str]:
 def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
     """DuckDB's Arrow types (blobs, views, time zones) cast to the record schema."""
     return pa.RecordBatch.from_arrays(
-        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA)
+        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA
+    )
 
 
 def current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
-    return Current(seq, decision.hlc, decision.origin, row["tier"],
-                   table.column("embed_model")[i].as_py(),
-                   tuple(row[f] for f in SAME_MEMORY_FIELDS), (row["codec"], row["dict_id"]))
+    return Current(
+        seq,
+        decision.hlc,
+        decision.origin,
+        row["tier"],
+        table.column("embed_model")[i].as_py(),
+        tuple(row[f] for f in SAME_MEMORY_FIELDS),
+        (row["codec"], row["dict_id"]),
+    )
 
 
 def split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:
     out, start = [], 0
     for size in sizes:
-        part = acks[start:start + size]
+        part = acks[start : start + size]
         out.append(([a[0] for a in part], [a[1] for a in part]))
         start += size
     return out
@@ -50,9 +56,11 @@ def tombstones_to_forget(live: pa.Table) -> pa.Table:
     kinds = live.column("kind").to_pylist()
     if DICTIONARY_KIND in kinds:
         memory_id = live.column("id")[kinds.index(DICTIONARY_KIND)].as_py()
-        raise InvalidValueError(f"{memory_id} is a zstd dictionary that stored memories need "
-                                "to be read; dictionaries are never forgotten",
-                                memory_id=memory_id)
+        raise InvalidValueError(
+            f"{memory_id} is a zstd dictionary that stored memories need "
+            "to be read; dictionaries are never forgotten",
+            memory_id=memory_id,
+        )
     return tombstones(live)
 
 
@@ -60,12 +68,17 @@ def tombstones(live: pa.Table) -> pa.Table:
     n = live.num_rows
     empty_hash = hashlib.blake2b(b"", digest_size=16).digest()
     replace = {
-        "hlc": pa.array([0] * n, pa.uint64()), "origin": pa.array([""] * n, pa.string()),
-        "codec": pa.array(["none"] * n, pa.string()), "dict_id": pa.nulls(n, pa.uint32()),
-        "payload": pa.array([b""] * n, pa.binary()), "raw_size": pa.array([0] * n, pa.uint32()),
+        "hlc": pa.array([0] * n, pa.uint64()),
+        "origin": pa.array([""] * n, pa.string()),
+        "codec": pa.array(["none"] * n, pa.string()),
+        "dict_id": pa.nulls(n, pa.uint32()),
+        "payload": pa.array([b""] * n, pa.binary()),
+        "raw_size": pa.array([0] * n, pa.uint32()),
         "content_hash": pa.array([empty_hash] * n, pa.binary(16)),
-        "embedding": pa.nulls(n, pa.list_(pa.int8())), "embedding_scale": pa.nulls(n, pa.float32()),
-        "embed_model": pa.nulls(n, pa.string()), "metadata": pa.nulls(n, pa.string()),
+        "embedding": pa.nulls(n, pa.list_(pa.int8())),
+        "embedding_scale": pa.nulls(n, pa.float32()),
+        "embed_model": pa.nulls(n, pa.string()),
+        "metadata": pa.nulls(n, pa.string()),
         "deleted": pa.array([True] * n, pa.bool_()),
     }
     for name, values in replace.items():

@@ -22,16 +22,25 @@ import numpy as np
 import pyarrow as pa
 
 from aios_memory.client.codec.vectors import normalize_rows, quantize
+from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.schemas import AiosMemoryError
 
 from ._sealed_fields import fields_table, replace_derived, write_fields
-from aios_memory.flight_server.search.keyword_index import KeywordDoc
 
 if TYPE_CHECKING:
     from .payloads import Decoded
 
-__all__ = ["SEALED_VECTORS_DDL", "VECTOR_ROWS", "SealedVector", "SealedVectorsMixin",
-           "vectors_of", "vector_table", "dimension_rows", "write_vectors", "models_of"]
+__all__ = [
+    "SEALED_VECTORS_DDL",
+    "VECTOR_ROWS",
+    "SealedVector",
+    "SealedVectorsMixin",
+    "vectors_of",
+    "vector_table",
+    "dimension_rows",
+    "write_vectors",
+    "models_of",
+]
 
 log = logging.getLogger("aios_memory.server")
 
@@ -42,15 +51,23 @@ CREATE TABLE IF NOT EXISTS sealed_vectors (
 );
 """
 # Every live vector a (tenant, tier, model) index holds: the records' own and the sealed ones.
-VECTOR_ROWS = ("(SELECT seq, tenant, tier, embed_model, embedding, embedding_scale FROM records "
-               "WHERE NOT deleted AND embedding IS NOT NULL UNION ALL "
-               "SELECT s.seq, s.tenant, s.tier, s.embed_model, s.embedding, s.embedding_scale "
-               "FROM sealed_vectors s JOIN records r USING (seq) WHERE NOT r.deleted)")
-_TABLE_SCHEMA = pa.schema([
-    pa.field("seq", pa.int64()), pa.field("tenant", pa.string()), pa.field("tier", pa.string()),
-    pa.field("embed_model", pa.string()), pa.field("embedding", pa.list_(pa.int8())),
-    pa.field("embedding_scale", pa.float32()), pa.field("deleted", pa.bool_()),
-])
+VECTOR_ROWS = (
+    "(SELECT seq, tenant, tier, embed_model, embedding, embedding_scale FROM records "
+    "WHERE NOT deleted AND embedding IS NOT NULL UNION ALL "
+    "SELECT s.seq, s.tenant, s.tier, s.embed_model, s.embedding, s.embedding_scale "
+    "FROM sealed_vectors s JOIN records r USING (seq) WHERE NOT r.deleted)"
+)
+_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64()),
+        pa.field("tenant", pa.string()),
+        pa.field("tier", pa.string()),
+        pa.field("embed_model", pa.string()),
+        pa.field("embedding", pa.list_(pa.int8())),
+        pa.field("embedding_scale", pa.float32()),
+        pa.field("deleted", pa.bool_()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +85,11 @@ def vectors_of(decoded: Decoded, embedder: Any) -> dict[int, SealedVector]:
     to_embed: list[int] = []
     for number, row in decoded.opened.items():
         if row.get("embedding") is not None:
-            found[number] = SealedVector(row["embed_model"], np.asarray(row["embedding"], np.int8),
-                                         float(row["embedding_scale"]))
+            found[number] = SealedVector(
+                row["embed_model"],
+                np.asarray(row["embedding"], np.int8),
+                float(row["embedding_scale"]),
+            )
         elif embedder is not None and decoded.texts[number] is not None:
             to_embed.append(number)
     if to_embed:
@@ -80,19 +100,24 @@ def vectors_of(decoded: Decoded, embedder: Any) -> dict[int, SealedVector]:
     return found
 
 
-def vector_table(rows: pa.Table, written: list[tuple[int, int]],
-                 vectors: dict[int, SealedVector]) -> pa.Table:
+def vector_table(
+    rows: pa.Table, written: list[tuple[int, int]], vectors: dict[int, SealedVector]
+) -> pa.Table:
     """The ``sealed_vectors`` rows of a put: ``written`` is (row number, seq) of rows stored."""
     picked = [(i, seq) for i, seq in written if i in vectors]
     tenants, tiers = rows.column("tenant").to_pylist(), rows.column("tier").to_pylist()
-    return pa.table({
-        "seq": [seq for _, seq in picked], "tenant": [tenants[i] for i, _ in picked],
-        "tier": [tiers[i] for i, _ in picked],
-        "embed_model": [vectors[i].embed_model for i, _ in picked],
-        "embedding": [vectors[i].embedding.tolist() for i, _ in picked],
-        "embedding_scale": [vectors[i].embedding_scale for i, _ in picked],
-        "deleted": [False] * len(picked),
-    }, schema=_TABLE_SCHEMA)
+    return pa.table(
+        {
+            "seq": [seq for _, seq in picked],
+            "tenant": [tenants[i] for i, _ in picked],
+            "tier": [tiers[i] for i, _ in picked],
+            "embed_model": [vectors[i].embed_model for i, _ in picked],
+            "embedding": [vectors[i].embedding.tolist() for i, _ in picked],
+            "embedding_scale": [vectors[i].embedding_scale for i, _ in picked],
+            "deleted": [False] * len(picked),
+        },
+        schema=_TABLE_SCHEMA,
+    )
 
 
 def dimension_rows(new_rows: pa.Table, sealed: pa.Table) -> pa.Table:
@@ -103,11 +128,17 @@ def dimension_rows(new_rows: pa.Table, sealed: pa.Table) -> pa.Table:
     return pa.concat_tables([new_rows.select(names).cast(schema), sealed.select(names)])
 
 
-def write_vectors(cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]
-                  ) -> None:
+def write_vectors(
+    cur: duckdb.DuckDBPyConnection, table: pa.Table, replaced_seqs: list[int]
+) -> None:
     """Inside the put's transaction: drop the replaced rows' vectors, add the new ones."""
-    replace_derived(cur, "sealed_vectors", ("seq", "tenant", "tier", "embed_model", "embedding",
-                                            "embedding_scale"), table, replaced_seqs)
+    replace_derived(
+        cur,
+        "sealed_vectors",
+        ("seq", "tenant", "tier", "embed_model", "embedding", "embedding_scale"),
+        table,
+        replaced_seqs,
+    )
 
 
 def models_of(cur: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, str]:
@@ -115,8 +146,11 @@ def models_of(cur: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, str]
     if not seqs:
         return {}
     cur.register("asked_seqs", pa.table({"seq": pa.array(seqs, pa.int64())}))
-    return dict(cur.execute("SELECT seq, embed_model FROM sealed_vectors WHERE seq IN "
-                            "(SELECT seq FROM asked_seqs)").fetchall())
+    return dict(
+        cur.execute(
+            "SELECT seq, embed_model FROM sealed_vectors WHERE seq IN (SELECT seq FROM asked_seqs)"
+        ).fetchall()
+    )
 
 
 class SealedVectorsMixin:
@@ -136,8 +170,9 @@ class SealedVectorsMixin:
     def _register_models(self, cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
         raise NotImplementedError
 
-    def index_opened_if_current(self, tenant: str, doc: KeywordDoc,
-                                vector: SealedVector | None, opened: dict[str, Any]) -> bool:
+    def index_opened_if_current(
+        self, tenant: str, doc: KeywordDoc, vector: SealedVector | None, opened: dict[str, Any]
+    ) -> bool:
         """Index a sealed record opened in the background, if it is still the current version
         (its vector and its filterable fields go beside it, see ``_sealed_fields``)."""
         with self._write_lock:
@@ -147,23 +182,31 @@ class SealedVectorsMixin:
                 return False
             write_fields(self._cursor(), fields_table([(0, doc.seq)], {0: opened}), [])
             self._allowed_cache.clear()
-            had = cur.execute("SELECT count(*) FROM sealed_vectors WHERE seq = ?",
-                              [doc.seq]).fetchone()
+            had = cur.execute(
+                "SELECT count(*) FROM sealed_vectors WHERE seq = ?", [doc.seq]
+            ).fetchone()
             if vector is not None and not (had and had[0]):
                 self._add_sealed_vector(cur, tenant, doc, vector)
             self.indexes.keyword(tenant).apply([doc])
             return True
 
-    def _add_sealed_vector(self, cur: duckdb.DuckDBPyConnection, tenant: str, doc: KeywordDoc,
-                           vector: SealedVector) -> None:
+    def _add_sealed_vector(
+        self, cur: duckdb.DuckDBPyConnection, tenant: str, doc: KeywordDoc, vector: SealedVector
+    ) -> None:
         known = self._dims.get((tenant, vector.embed_model))
         if known is not None and known != len(vector.embedding):
-            log.error("memory %s: its vector has %d dimensions, model %r stores %d; it is "
-                      "searchable by keyword only", doc.id, len(vector.embedding),
-                      vector.embed_model, known)
+            log.error(
+                "memory %s: its vector has %d dimensions, model %r stores %d; it is "
+                "searchable by keyword only",
+                doc.id,
+                len(vector.embedding),
+                vector.embed_model,
+                known,
+            )
             return
-        table = vector_table(pa.table({"tenant": [tenant], "tier": [doc.tier]}), [(0, doc.seq)],
-                             {0: vector})
+        table = vector_table(
+            pa.table({"tenant": [tenant], "tier": [doc.tier]}), [(0, doc.seq)], {0: vector}
+        )
         try:
             cur.execute("BEGIN")
             write_vectors(cur, table, [])

@@ -20,8 +20,16 @@ from aios_memory.schemas import HybridClock, TierPolicyError
 __all__ = ["Current", "Decision", "decide"]
 
 # Fields that make two client writes of the same id the same memory.
-SAME_MEMORY_FIELDS = ("content_hash", "tier", "privacy", "metadata", "kind", "session", "agent",
-                      "deleted")
+SAME_MEMORY_FIELDS = (
+    "content_hash",
+    "tier",
+    "privacy",
+    "metadata",
+    "kind",
+    "session",
+    "agent",
+    "deleted",
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,14 @@ class Decision:
     replaces: Current | None
 
 
-def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
-           replica_id: str, sync_tiers: tuple[str, ...] = (), reencode: bool = False) -> Decision:
+def decide(
+    row: dict[str, Any],
+    current: Current | None,
+    clock: HybridClock,
+    replica_id: str,
+    sync_tiers: tuple[str, ...] = (),
+    reencode: bool = False,
+) -> Decision:
     """The decision for one incoming row given the stored current version.
 
     A client may not move a memory from a tier that syncs to one that does not:
@@ -62,7 +76,9 @@ def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
         raise TierPolicyError(
             f"memory {row['id']} is in {current.tier!r}, which syncs; it cannot move to "
             f"{row['tier']!r}, which does not. Forget it and remember it anew there.",
-            memory_id=row["id"], tier=row["tier"])
+            memory_id=row["id"],
+            tier=row["tier"],
+        )
     if row["hlc"] == 0:
         if current is not None and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS):
             return Decision(False, current.hlc, current.origin, None)
@@ -74,10 +90,14 @@ def decide(row: dict[str, Any], current: Current | None, clock: HybridClock,
     return Decision(True, row["hlc"], origin, current)
 
 
-def _decide_reencode(row: dict[str, Any], current: Current | None, clock: HybridClock,
-                     replica_id: str) -> Decision:
-    same = (current is not None and row["hlc"] == 0
-            and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS))
+def _decide_reencode(
+    row: dict[str, Any], current: Current | None, clock: HybridClock, replica_id: str
+) -> Decision:
+    same = (
+        current is not None
+        and row["hlc"] == 0
+        and current.fields == tuple(row[f] for f in SAME_MEMORY_FIELDS)
+    )
     if current is None or not same:
         return Decision(False, 0, "", None)  # edited, forgotten or gone: acked with hlc 0
     if current.encoding == (row["codec"], row["dict_id"]):

@@ -40,8 +40,15 @@ class ItemCache:
     _noted: int = 0
 
     @classmethod
-    def build(cls, tenant: str, tiers: tuple[str, ...], seqs: np.ndarray, hlcs: np.ndarray,
-              ids: np.ndarray, deleted: np.ndarray) -> ItemCache:
+    def build(
+        cls,
+        tenant: str,
+        tiers: tuple[str, ...],
+        seqs: np.ndarray,
+        hlcs: np.ndarray,
+        ids: np.ndarray,
+        deleted: np.ndarray,
+    ) -> ItemCache:
         items = ItemSet(hlcs, ids)
         return cls(tenant, tiers, items, seqs[items.order], deleted[items.order])
 
@@ -56,8 +63,12 @@ class ItemCache:
         self._noted += len(removed)
         if rows is None or not rows.num_rows:
             return
-        mine = [tenant == self.tenant and tier in self.tiers for tenant, tier in
-                zip(rows.column("tenant").to_pylist(), rows.column("tier").to_pylist())]
+        mine = [
+            tenant == self.tenant and tier in self.tiers
+            for tenant, tier in zip(
+                rows.column("tenant").to_pylist(), rows.column("tier").to_pylist()
+            )
+        ]
         rows = rows.filter(pa.array(mine, pa.bool_()))
         if rows.num_rows:
             self._added.append(rows)
@@ -96,8 +107,10 @@ class ItemCache:
 def _new_items(rows: pa.Table | None) -> tuple[np.ndarray, ItemSet]:
     if rows is None:
         return np.empty(0, np.int64), ItemSet(np.empty(0, np.uint64), np.empty((0, 16), np.uint8))
-    ids = [item_id(i, o, h) for i, o, h in zip(*(rows.column(c).to_pylist()
-                                                 for c in ("id", "origin", "hlc")))]
+    ids = [
+        item_id(i, o, h)
+        for i, o, h in zip(*(rows.column(c).to_pylist() for c in ("id", "origin", "hlc")))
+    ]
     ts = np.asarray(rows.column("hlc").to_pylist(), np.uint64)
     raw = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16)
     return np.asarray(rows.column("seq").to_pylist(), np.int64), ItemSet(ts, raw)

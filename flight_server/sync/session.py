@@ -11,12 +11,13 @@ round finishes the job.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_memory.flight_server.store.base import Store
 from aios_memory.schemas import (
     ScanRequest,
     SyncAccept,
@@ -29,8 +30,6 @@ from aios_memory.schemas import (
 from aios_memory.schemas.wire import MAX_SUMMARY_IDS
 from aios_memory.sync.protocol.reconcile import Message, Reconciler
 
-from aios_memory.flight_server.store.base import Store
-
 __all__ = ["SyncSession"]
 
 Apply = Callable[[list[pa.RecordBatch]], None]
@@ -41,8 +40,9 @@ SEND_BATCH_ROWS = 2048
 class SyncSession:
     """The state of one round on one server: its item set, frozen at the start."""
 
-    def __init__(self, store: Store, request: SyncOpen, allowed_tiers: tuple[str, ...],
-                 apply: Apply) -> None:
+    def __init__(
+        self, store: Store, request: SyncOpen, allowed_tiers: tuple[str, ...], apply: Apply
+    ) -> None:
         self.store, self.request, self._apply = store, request, apply
         self.tiers = tuple(request.tiers or allowed_tiers)
         check_tiers_allowed(self.tiers, allowed_tiers, "this server")
@@ -55,9 +55,14 @@ class SyncSession:
         if request.role == "responder" and request.peer and not self.dry_run:
             # Only a round over every tier this hub syncs says the peer holds all it must:
             # a round over fewer tiers neither opens nor finishes a round in the books.
-            store.sync_open_round(request.tenant, request.peer, request.round,
-                                  request.peer_clock, request.completed,
-                                  counts=set(self.tiers) >= set(allowed_tiers))
+            store.sync_open_round(
+                request.tenant,
+                request.peer,
+                request.round,
+                request.peer_clock,
+                request.completed,
+                counts=set(self.tiers) >= set(allowed_tiers),
+            )
             self.horizon = store.sync_settle(request.tenant, self.tiers)
         # Both sides leave out the same settled tombstones: the initiator's horizon.
         exclude = own_horizon if request.horizon is None else request.horizon
@@ -66,17 +71,23 @@ class SyncSession:
         self.stored, self.conflicts, self._conflict_ids = 0, 0, []
 
     def accept(self) -> SyncAccept:
-        return SyncAccept(replica_id=self.store.replica_id, clock=self.clock,
-                          horizon=self.horizon, tiers=list(self.tiers), items=len(self.items),
-                          completed=self.completed)
+        return SyncAccept(
+            replica_id=self.store.replica_id,
+            clock=self.clock,
+            horizon=self.horizon,
+            tiers=list(self.tiers),
+            items=len(self.items),
+            completed=self.completed,
+        )
 
     def first(self) -> tuple[Message, Iterable[pa.RecordBatch]]:
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator writes the first message")
         return self.reconciler.initiate(), iter(())
 
-    def step(self, message: Message, batches: Iterable[pa.RecordBatch]
-             ) -> tuple[Message, Iterator[pa.RecordBatch]]:
+    def step(
+        self, message: Message, batches: Iterable[pa.RecordBatch]
+    ) -> tuple[Message, Iterator[pa.RecordBatch]]:
         """Store what came (batch by batch), answer the ranges, send what the peer lacks.
 
         The batches to send are made lazily, one query per batch, as they are written.
@@ -96,8 +107,9 @@ class SyncSession:
         if len(seqs) <= SEND_BATCH_ROWS:
             # One batch at most: read it now, so rows replaced meanwhile cost no empty batch.
             ready = [b for b in batches if b.num_rows]
-            return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(ready)), \
-                iter(ready)
+            return Message(tuple(outcome.ranges), tuple(outcome.need), batches=len(ready)), iter(
+                ready
+            )
         count = -(-len(seqs) // SEND_BATCH_ROWS)
         return Message(tuple(outcome.ranges), tuple(outcome.need), batches=count), batches
 
@@ -116,7 +128,8 @@ class SyncSession:
         if tenants - {self.request.tenant}:
             raise SyncProtocolError(
                 f"a sync round of tenant {self.request.tenant!r} carried records of "
-                f"{sorted(tenants - {self.request.tenant})}")
+                f"{sorted(tenants - {self.request.tenant})}"
+            )
         check_tiers_allowed(set(batch.column("tier").to_pylist()), self.tiers, "this sync round")
 
     def _count_conflicts(self, batch: pa.RecordBatch) -> None:
@@ -125,8 +138,12 @@ class SyncSession:
         request = ScanRequest(tenant=self.request.tenant, ids=ids, include_deleted=True)
         held = {}
         for stored in self.store.scan(request):
-            held.update(zip(stored.column("id").to_pylist(),
-                            zip(stored.column("hlc").to_pylist(), stored.column("origin").to_pylist())))
+            held.update(
+                zip(
+                    stored.column("id").to_pylist(),
+                    zip(stored.column("hlc").to_pylist(), stored.column("origin").to_pylist()),
+                )
+            )
         versions = zip(batch.column("hlc").to_pylist(), batch.column("origin").to_pylist())
         for memory_id, version in zip(ids, versions):
             if memory_id in held and held[memory_id] != version:
@@ -135,16 +152,19 @@ class SyncSession:
                     self._conflict_ids.append(memory_id)
 
     def summary(self) -> SyncSummary:
-        return SyncSummary(stored=self.stored, conflicts_total=self.conflicts,
-                           conflicts=self._conflict_ids)
+        return SyncSummary(
+            stored=self.stored, conflicts_total=self.conflicts, conflicts=self._conflict_ids
+        )
 
     def _unsettled(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         # A tombstone at or below this side's horizon is settled: every peer holds it or
         # has dropped it. Storing it again would only be collected again.
         if not self.horizon:
             return batch
-        settled = pc.and_(batch.column("deleted"),
-                          pc.less_equal(batch.column("hlc"), pa.scalar(self.horizon, pa.uint64())))
+        settled = pc.and_(
+            batch.column("deleted"),
+            pc.less_equal(batch.column("hlc"), pa.scalar(self.horizon, pa.uint64())),
+        )
         return batch.filter(pc.invert(settled))
 
     def meet(self, hub: SyncAccept) -> None:
@@ -164,16 +184,21 @@ class SyncSession:
         self.store.clock.observe(message.horizon)
         if self.dry_run:
             return
-        self.store.sync_finish(self.request.tenant, self.tiers, message.peer, message.round,
-                               message.horizon)
+        self.store.sync_finish(
+            self.request.tenant, self.tiers, message.peer, message.round, message.horizon
+        )
 
 
 def _check_versioned(batch: pa.RecordBatch) -> None:
     """Records in a sync are versions a replica made: they carry their hlc and origin."""
     if "hlc" not in batch.schema.names or "origin" not in batch.schema.names:
         return  # the store's schema check names what is missing
-    unversioned = pc.or_(pc.equal(batch.column("hlc"), pa.scalar(0, pa.uint64())),
-                         pc.equal(pc.utf8_length(batch.column("origin")), pa.scalar(0, pa.int32())))
+    unversioned = pc.or_(
+        pc.equal(batch.column("hlc"), pa.scalar(0, pa.uint64())),
+        pc.equal(pc.utf8_length(batch.column("origin")), pa.scalar(0, pa.int32())),
+    )
     if pc.any(unversioned).as_py():
-        raise SyncProtocolError("a record in a sync has no version (hlc 0 or no origin); "
-                                "sync carries replica versions, write new memories with do_put")
+        raise SyncProtocolError(
+            "a record in a sync has no version (hlc 0 or no origin); "
+            "sync carries replica versions, write new memories with do_put"
+        )

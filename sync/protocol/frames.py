@@ -14,7 +14,8 @@ batch in memory at a time on every hop.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Union
+from collections.abc import Iterator
+from typing import Any, Union
 
 import pyarrow as pa
 
@@ -28,8 +29,16 @@ from aios_memory.schemas import (
 
 from .reconcile import Message
 
-__all__ = ["FRAME_MESSAGE", "FRAME_CONTROL", "encode_frame", "decode_frame", "read_frame",
-           "Control", "Incoming", "MAX_BATCHES_PER_MESSAGE"]
+__all__ = [
+    "FRAME_MESSAGE",
+    "FRAME_CONTROL",
+    "encode_frame",
+    "decode_frame",
+    "read_frame",
+    "Control",
+    "Incoming",
+    "MAX_BATCHES_PER_MESSAGE",
+]
 
 FRAME_MESSAGE, FRAME_CONTROL = 0x01, 0x02
 MAX_BATCHES_PER_MESSAGE = 1 << 20

@@ -26,9 +26,22 @@ import numpy as np
 from aios_memory.schemas import SyncProtocolError
 
 __all__ = [
-    "PROTOCOL_VERSION", "ID_BYTES", "BRANCHING", "IDLIST_MAX", "FIRST_BRANCHING_MAX",
-    "INFINITY", "MAX_MESSAGE_BYTES", "Bound", "Range", "Message", "ItemSet", "Reconciler",
-    "item_id", "SKIP", "FINGERPRINT", "IDLIST",
+    "PROTOCOL_VERSION",
+    "ID_BYTES",
+    "BRANCHING",
+    "IDLIST_MAX",
+    "FIRST_BRANCHING_MAX",
+    "INFINITY",
+    "MAX_MESSAGE_BYTES",
+    "Bound",
+    "Range",
+    "Message",
+    "ItemSet",
+    "Reconciler",
+    "item_id",
+    "SKIP",
+    "FINGERPRINT",
+    "IDLIST",
 ]
 
 # Our own byte: negentropy v1's 0x61 would let a negentropy peer misparse our layout.
@@ -94,8 +107,12 @@ class Message:
     @property
     def idle(self) -> bool:
         """True when the message asks nothing and carries nothing: the round is over."""
-        return (not self.need and not self.have and not self.batches
-                and all(r.mode == SKIP for r in self.ranges))
+        return (
+            not self.need
+            and not self.have
+            and not self.batches
+            and all(r.mode == SKIP for r in self.ranges)
+        )
 
     def encode(self) -> bytes:
         out = bytearray([PROTOCOL_VERSION])
@@ -118,14 +135,17 @@ class Message:
     def decode(cls, data: bytes) -> Message:
         """Parse a message, refusing anything malformed with ``SyncProtocolError``."""
         if len(data) > MAX_MESSAGE_BYTES:
-            raise SyncProtocolError(f"a sync message of {len(data)} bytes is over the limit of "
-                                    f"{MAX_MESSAGE_BYTES}")
+            raise SyncProtocolError(
+                f"a sync message of {len(data)} bytes is over the limit of {MAX_MESSAGE_BYTES}"
+            )
         reader = _Reader(data)
         version = reader.byte()
         if version != PROTOCOL_VERSION:
             raise SyncProtocolError(
                 f"sync protocol version 0x{version:02x} is not supported (this side speaks "
-                f"0x{PROTOCOL_VERSION:02x}); upgrade the older side", version=version)
+                f"0x{PROTOCOL_VERSION:02x}); upgrade the older side",
+                version=version,
+            )
         batches = reader.varint()
         ranges, last = [], 0
         for _ in range(reader.count()):
@@ -176,7 +196,7 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise SyncProtocolError("a sync message ended in the middle of a field")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -283,8 +303,9 @@ class ItemSet:
         at = np.searchsorted(ts, add.ts, "left")
         ties = np.nonzero(ts[np.minimum(at, len(ts) - 1)] == add.ts)[0] if len(ts) else ()
         for k in ties:  # runs of one ts are short: settle ties by id
-            while (at[k] < len(ts) and ts[at[k]] == add.ts[k]
-                   and ids[at[k]].tobytes() < add.id_at(k)):
+            while (
+                at[k] < len(ts) and ts[at[k]] == add.ts[k] and ids[at[k]].tobytes() < add.id_at(k)
+            ):
                 at[k] += 1
         merged = ItemSet.presorted(np.insert(ts, at, add.ts), np.insert(ids, at, add.ids, axis=0))
         added_at = at + np.arange(len(add))
@@ -311,7 +332,7 @@ class ItemSet:
     def ids_between(self, lo: int, hi: int) -> list[bytes]:
         """The ids of items ``lo .. hi - 1`` (one copy, then slices: the hot path of id lists)."""
         raw = self.ids[lo:hi].tobytes()
-        return [raw[k:k + ID_BYTES] for k in range(0, len(raw), ID_BYTES)]
+        return [raw[k : k + ID_BYTES] for k in range(0, len(raw), ID_BYTES)]
 
     def item_at(self, i: int) -> tuple[int, bytes]:
         return int(self.ts[i]), self.id_at(i)
@@ -340,7 +361,7 @@ class ItemSet:
             return Bound(ts)
         prev, cur = self.id_at(i - 1), self.id_at(i)
         shared = next(k for k in range(ID_BYTES) if prev[k] != cur[k])
-        return Bound(ts, cur[:shared + 1])
+        return Bound(ts, cur[: shared + 1])
 
 
 # -- the state machine ---------------------------------------------------------------------
@@ -362,8 +383,9 @@ class Outcome:
 class Reconciler:
     """One side of a reconciliation over an ``ItemSet`` (which must not change meanwhile)."""
 
-    def __init__(self, items: ItemSet, branching: int = BRANCHING,
-                 idlist_max: int = IDLIST_MAX) -> None:
+    def __init__(
+        self, items: ItemSet, branching: int = BRANCHING, idlist_max: int = IDLIST_MAX
+    ) -> None:
         if not 2 <= branching <= idlist_max + 1:
             # More parts than items would make empty parts with equal bounds.
             raise ValueError("branching must be 2 .. idlist_max + 1")
@@ -377,7 +399,7 @@ class Reconciler:
     def initiate(self) -> Message:
         """The first message: the whole set split so that three levels reach id lists."""
         n = len(self.items)
-        first = math.ceil(n / (self.branching ** 2 * self.idlist_max))
+        first = math.ceil(n / (self.branching**2 * self.idlist_max))
         first = min(max(first, self.branching), FIRST_BRANCHING_MAX)
         out: list[Range] = []
         self._split(out, 0, n, INFINITE_BOUND, first)

@@ -80,8 +80,9 @@ class CutProxy:
         Connections open at once; more are closed on accept.
     """
 
-    def __init__(self, host: str, port: int, *, lifetime: float = 600.0,
-                 max_connections: int = 32) -> None:
+    def __init__(
+        self, host: str, port: int, *, lifetime: float = 600.0, max_connections: int = 32
+    ) -> None:
         self.target = (host, port)
         self.max_connections = max_connections
         self._deadline = time.monotonic() + lifetime
@@ -95,8 +96,9 @@ class CutProxy:
         self._armed: tuple[str, int] | None = None
         self.cuts = 0
         self.relayed = {UP: 0, DOWN: 0}
-        self._accepter = threading.Thread(target=self._accept_loop, name="proxy-accept",
-                                          daemon=True)
+        self._accepter = threading.Thread(
+            target=self._accept_loop, name="proxy-accept", daemon=True
+        )
         self._accepter.start()
 
     @classmethod
@@ -135,7 +137,7 @@ class CutProxy:
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             try:
                 client, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -161,8 +163,10 @@ class CutProxy:
         with self._lock:
             self._pairs.add(pair)
             self._threads = [t for t in self._threads if t.is_alive()]
-            threads = [threading.Thread(target=self._pump, args=(pair, d), daemon=True,
-                                        name=f"proxy-{d}") for d in (UP, DOWN)]
+            threads = [
+                threading.Thread(target=self._pump, args=(pair, d), daemon=True, name=f"proxy-{d}")
+                for d in (UP, DOWN)
+            ]
             self._threads += threads
         for thread in threads:
             thread.start()
@@ -194,7 +198,7 @@ class CutProxy:
             armed = self._armed
             cut = armed is not None and armed[0] == direction and armed[1] <= len(data)
             if cut:
-                data = data[:armed[1]]
+                data = data[: armed[1]]
                 self._armed = None
             elif armed is not None and armed[0] == direction:
                 self._armed = (direction, armed[1] - len(data))

@@ -23,8 +23,7 @@ from aios_memory.schemas import (
     StatsRequest,
     decode_error,
 )
-
-from _wire import batch_of, options, put, record_columns
+from support.wire import batch_of, options, put, record_columns
 
 TENANTS = ("alice", "bob")
 WORD = "matrixword"
@@ -61,8 +60,11 @@ def may_forget(tok: Token, tenant: str, tier: str, privacy: int) -> bool:
 
 
 def may_sync(tok: Token, tenant: str, tiers: tuple[str, ...]) -> bool:
-    return (tenant == tok.tenant and tok.clearance == 3
-            and all(t in tok.tiers and t in tok.write_tiers for t in tiers))
+    return (
+        tenant == tok.tenant
+        and tok.clearance == 3
+        and all(t in tok.tiers and t in tok.write_tiers for t in tiers)
+    )
 
 
 # -- raw calls ------------------------------------------------------------------------------------
@@ -116,10 +118,18 @@ def listed_counts(uri: str, secret: str, tenant: str) -> dict[str, int] | Except
     return {ScanRequest.from_bytes(i.descriptor.command).tier: i.total_records for i in result}
 
 
-def write(uri: str, secret: str, tenant: str, tier: str, privacy: int, text: str,
-          readers: list[str] | None = None) -> list[str] | Exception:
-    columns = record_columns([text], tier=tier,
-                             metadata=[{READERS_KEY: readers}] if readers else None)
+def write(
+    uri: str,
+    secret: str,
+    tenant: str,
+    tier: str,
+    privacy: int,
+    text: str,
+    readers: list[str] | None = None,
+) -> list[str] | Exception:
+    columns = record_columns(
+        [text], tier=tier, metadata=[{READERS_KEY: readers}] if readers else None
+    )
     columns["tenant"], columns["privacy"] = [tenant], [privacy]
     try:
         acks = put(uri, secret, [batch_of(columns)])
@@ -146,18 +156,32 @@ def build_world(start: Any) -> dict[str, Any]:
     """A server with one record per tenant x tier x privacy (+ shared ones naming readers)."""
     running = start("acl")
     authority = TokenAuthority(running.data_dir)
-    tokens = [Token(**{**t.__dict__, "secret": authority.create(
-        t.tenant, t.principal, t.tiers, t.write_tiers, t.clearance, None)[0]})
-        for t in _token_specs()]
+    tokens = [
+        Token(
+            **{
+                **t.__dict__,
+                "secret": authority.create(
+                    t.tenant, t.principal, t.tiers, t.write_tiers, t.clearance, None
+                )[0],
+            }
+        )
+        for t in _token_specs()
+    ]
     records: dict[str, tuple[str, str, int, list[str]]] = {}
     for tenant in TENANTS:
         for tier in TIERS:
             for privacy in range(4):
                 reader_sets = [[]] if tier != "shared" else [[], ["bob"], ["alice", "bob/phone"]]
                 for readers in reader_sets:
-                    ids = write(running.uri, running.token, tenant, tier, privacy,
-                                f"{WORD} {tenant} {tier} p{privacy} r{len(readers)}",
-                                readers or None)
+                    ids = write(
+                        running.uri,
+                        running.token,
+                        tenant,
+                        tier,
+                        privacy,
+                        f"{WORD} {tenant} {tier} p{privacy} r{len(readers)}",
+                        readers or None,
+                    )
                     assert isinstance(ids, list), ids
                     records[ids[0]] = (tenant, tier, privacy, readers)
     return {"server": running, "tokens": tokens, "records": records}
@@ -165,5 +189,8 @@ def build_world(start: Any) -> dict[str, Any]:
 
 def visible(tok: Token, records: dict, tenant: str, tier: str | None = None) -> set[str]:
     """Ids of ``tenant``'s seeded records (of ``tier``) the model lets ``tok`` read."""
-    return {i for i, (t, r, p, readers) in records.items() if t == tenant
-            and (tier is None or r == tier) and may_read(tok, t, r, p, readers)}
+    return {
+        i
+        for i, (t, r, p, readers) in records.items()
+        if t == tenant and (tier is None or r == tier) and may_read(tok, t, r, p, readers)
+    }

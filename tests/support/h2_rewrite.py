@@ -20,12 +20,21 @@ IPC metadata (``data_header``), the IPC body (``data_body``) or the
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from _proxy import UP, CutProxy
+from support.proxy import UP, CutProxy
 
-__all__ = ["RewriteProxy", "Rewrite", "flight_data_fields", "flight_data_bytes",
-           "DESCRIPTOR", "DATA_HEADER", "APP_METADATA", "DATA_BODY"]
+__all__ = [
+    "RewriteProxy",
+    "Rewrite",
+    "flight_data_fields",
+    "flight_data_bytes",
+    "DESCRIPTOR",
+    "DATA_HEADER",
+    "APP_METADATA",
+    "DATA_BODY",
+]
 
 # FlightData field numbers (Flight.proto); all four are length-delimited.
 DESCRIPTOR, DATA_HEADER, APP_METADATA, DATA_BODY = 1, 2, 3, 1000
@@ -68,22 +77,23 @@ def flight_data_fields(message: bytes) -> list[tuple[int, bytes]]:
         if tag & 7 != 2:
             raise ValueError(f"field {tag >> 3} is not length-delimited")
         size, at = _read_varint(message, at)
-        fields.append((tag >> 3, message[at:at + size]))
+        fields.append((tag >> 3, message[at : at + size]))
         at += size
     return fields
 
 
 def flight_data_bytes(fields: list[tuple[int, bytes]]) -> bytes:
     """The FlightData protobuf holding ``fields`` (the inverse of ``flight_data_fields``)."""
-    return b"".join(_varint(number << 3 | 2) + _varint(len(value)) + value
-                    for number, value in fields)
+    return b"".join(
+        _varint(number << 3 | 2) + _varint(len(value)) + value for number, value in fields
+    )
 
 
 def _split_grpc(data: bytes) -> list[bytes]:
     messages, at = [], 0
     while at + 5 <= len(data):
-        size = int.from_bytes(data[at + 1:at + 5], "big")
-        messages.append(data[at + 5:at + 5 + size])
+        size = int.from_bytes(data[at + 1 : at + 5], "big")
+        messages.append(data[at + 5 : at + 5 + size])
         at += 5 + size
     return messages
 
@@ -93,7 +103,7 @@ def _join_grpc(messages: list[bytes]) -> bytes:
 
 
 def _data_frames(stream: int, payload: bytes) -> bytes:
-    chunks = [payload[i:i + _MAX_FRAME] for i in range(0, len(payload), _MAX_FRAME)] or [b""]
+    chunks = [payload[i : i + _MAX_FRAME] for i in range(0, len(payload), _MAX_FRAME)] or [b""]
     frames = bytearray()
     for number, chunk in enumerate(chunks):
         flags = _END_STREAM if number == len(chunks) - 1 else 0
@@ -115,16 +125,16 @@ class _Connection:
         self._buffer += data
         out = bytearray()
         if self._preface:
-            taken = bytes(self._buffer[:self._preface])
-            del self._buffer[:len(taken)]
+            taken = bytes(self._buffer[: self._preface])
+            del self._buffer[: len(taken)]
             self._preface -= len(taken)
             out += taken
         while len(self._buffer) >= 9:
             size = int.from_bytes(self._buffer[:3], "big")
             if len(self._buffer) < 9 + size:
                 break
-            frame = bytes(self._buffer[:9 + size])
-            del self._buffer[:9 + size]
+            frame = bytes(self._buffer[: 9 + size])
+            del self._buffer[: 9 + size]
             out += self._frame(frame)
         return bytes(out)
 
@@ -137,7 +147,7 @@ class _Connection:
             return frame
         payload = frame[9:]
         if flags & _PADDED:
-            payload = payload[1:len(payload) - payload[0]]
+            payload = payload[1 : len(payload) - payload[0]]
         held = self._held.setdefault(stream, bytearray())
         held += payload
         if not flags & _END_STREAM:

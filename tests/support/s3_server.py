@@ -15,16 +15,25 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pyarrow import fs
 
 ACCESS_KEY = "aimem-test"
 SECRET_KEY = "aimem-test-secret"
 BUCKET = "aimem"
-_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-          "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")
+_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
 
 
 def weed_binary() -> str:
@@ -38,8 +47,11 @@ def weed_binary() -> str:
 
 def credentials_env() -> dict[str, str]:
     """What a replica needs in its environment to reach the server."""
-    return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_EC2_METADATA_DISABLED": "true"}
+    return {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def _free_port() -> int:
@@ -66,12 +78,18 @@ def s3_server(workdir: Path) -> Iterator[str]:
     # Every listener on a free port (defaults are fixed, and gRPC's would be port + 10000,
     # past 65535 for many free ports); the Iceberg and Lance catalogs, WebDAV and the admin
     # UI are not needed.
-    ports = [f"-s3.port={port}"] + [f"-{name}={_free_port()}" for name in _PORTS] + [
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false"]
+    ports = (
+        [f"-s3.port={port}"]
+        + [f"-{name}={_free_port()}" for name in _PORTS]
+        + ["-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false"]
+    )
     log = open(workdir / "weed.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [weed_binary(), "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={workdir}",
-         *ports], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **credentials_env()})
+        [weed_binary(), "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={workdir}", *ports],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **credentials_env()},
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait_for(port, proc, 60)
@@ -88,9 +106,14 @@ def s3_server(workdir: Path) -> Iterator[str]:
 
 
 def _make_bucket(endpoint: str) -> None:
-    s3 = fs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-                         endpoint_override=endpoint, scheme="http", region="us-east-1",
-                         allow_bucket_creation=True)
+    s3 = fs.S3FileSystem(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        endpoint_override=endpoint,
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
     deadline = time.monotonic() + 30
     while True:  # the gateway listens a moment before the filer behind it answers
         try:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: wire calls, a real S3 server, certificates, proxies, the access model."""
