@@ -324,7 +324,7 @@ def test_recompress_never_undoes_an_edit_or_a_forget(
     put(server.uri, server.token, [batch_of(columns)])
     client.forget(ids[1])
     report = RecompressReport("long_term", CODEC_ZSTD_DICT)
-    _recompress_chunk(client, stale, CODEC_ZSTD_DICT, report)
+    _recompress_chunk(client, client._upload, stale, CODEC_ZSTD_DICT, report)
     assert (report.reencoded, report.skipped_edited) == (1, 2)
     assert client.get(ids[0])[0].text == "an edit made meanwhile"
     assert client.get(ids[1]) == []
