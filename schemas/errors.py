@@ -33,7 +33,7 @@ sides of the wire, and no Python traceback ever crosses it.
     │   └── SyncProtocolError        a malformed or out-of-order sync message
     ├── CorruptDataError             payload that does not decode or match its hash
     │   ├── CodecMismatchError       a payload made by a model or dictionary this side lacks
-    │   └── TamperedError            ciphertext that fails authentication (swapped, replayed, edited)
+    │   └── TamperedError            ciphertext that fails authentication (swapped, replayed...)
     ├── KeyMissingError              an encrypted memory whose tenant key this side lacks
     ├── CodecUnavailableError        a codec whose optional extra is not installed
     ├── EmbedderError                the embedder is missing or failed

@@ -65,12 +65,6 @@ class View:
             and set(self.tiers) >= set(TIERS)
         )
 
-    def admits(self, tier: str, privacy: int, readers: Iterable[str] = ()) -> bool:
-        """Whether one record of this view's tenant is visible through it."""
-        if tier not in self.tiers or privacy > self.max_privacy:
-            return False
-        return self.reader is None or bool(set(self.reader) & set(readers))
-
 
 @dataclass(frozen=True)
 class Grant:

@@ -97,7 +97,7 @@ def validate_record_schema(schema: pa.Schema) -> None:
     except UnicodeDecodeError:  # a field name off the network is just bytes
         raise SchemaMismatchError("a field name is not valid UTF-8") from None
     expected = {f.name: f for f in RECORD_SCHEMA}
-    for name, field in zip(names, schema):
+    for name, field in zip(names, schema, strict=True):
         want = expected.pop(name, None)
         if want is None:
             raise SchemaMismatchError(f"unexpected field {name!r}", field=name)
@@ -155,7 +155,7 @@ def check_unique_ids(batches: Sequence[pa.RecordBatch]) -> None:
     if pc.count_distinct(joined).as_py() == len(ids):
         return
     seen: dict[tuple[str, str], int] = {}
-    for row, key in enumerate(zip(tenants.to_pylist(), ids.to_pylist())):
+    for row, key in enumerate(zip(tenants.to_pylist(), ids.to_pylist(), strict=True)):
         if key in seen:
             raise DuplicateIdError(
                 f"id {key[1]!r} of tenant {key[0]!r} occurs at rows {seen[key]} and {row} of "
@@ -187,7 +187,7 @@ def _first_false(mask: pa.Array) -> int:
 
 def _check_not_null(batch: pa.RecordBatch) -> None:
     # Arrow does not enforce nullable=False on data, only on the schema.
-    for field, column in zip(RECORD_SCHEMA, batch.columns):
+    for field, column in zip(RECORD_SCHEMA, batch.columns, strict=True):
         if not field.nullable and column.null_count:
             row = _first_false(pc.is_valid(column))
             raise InvalidValueError(f"{field.name} is null at row {row}", field=field.name, row=row)

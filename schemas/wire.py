@@ -241,7 +241,7 @@ class IdsRequest(_Message):
 
 @dataclass(frozen=True)
 class StatsRequest(_Message):
-    """The ``stats`` action; also the ``list_flights`` criteria (empty criteria: tenant "default")."""
+    """The ``stats`` action; also the ``list_flights`` criteria (empty: tenant "default")."""
 
     TYPE: ClassVar[str] = "stats"
     tenant: str = "default"

@@ -1,4 +1,4 @@
-"""``aimem sync``: registered as an ``aimem.commands`` entry point (the client never imports sync)."""
+"""``aimem sync``: an ``aimem.commands`` entry point (the client never imports sync)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def sync(
     as_json: bool,
     **tls: str | None,
 ) -> None:
-    """Keep this device's memory server and the cloud endpoint in step, exchanging only what differs.
+    """Keep this device's memory server and the cloud endpoint in step, exchanging the difference.
 
     Without --once it syncs every --interval seconds, backs off after errors
     and stops cleanly on SIGTERM or Ctrl-C. core and working never leave the

@@ -280,7 +280,7 @@ class _Walk:
     def _restart(self) -> None:
         keep = self.engine.settings.context_tail
         tail = self.history[-keep:] if keep else []
-        self.engine.context.kv_cache_clear()
+        self.engine.context.kv_cache_clear()  # type: ignore[no-untyped-call]  # llama_cpp is untyped
         self.engine.evaluate(self.prompt + tail, 0)
         self.n_past = len(self.prompt) + len(tail)
 
@@ -319,6 +319,7 @@ def _shortest_payload(encoder: Any) -> bytes:
     ``high - 1`` differ. The decoder pads with zeros, so ``s`` stands for ``s`` then zeros.
     """
     n, (lower, width) = encoder.pos()
+    n, lower, width = int(n), int(lower), int(width)
     words = [int(w) for w in encoder.get_compressed()[: n + 2]]
     sealed = int.from_bytes(b"".join(w.to_bytes(4, "big") for w in words), "big")
     sealed <<= 32 * (n + 2 - len(words))
@@ -339,7 +340,7 @@ def _payload_words(payload: bytes) -> np.ndarray:
 def _information_bits(encoder: Any) -> int:
     """-log2 of the probability of what the encoder holds, rounded down."""
     n, (_, width) = encoder.pos()
-    return 32 * n + 64 - int(width).bit_length()
+    return 32 * int(n) + 64 - int(width).bit_length()
 
 
 def _import_runtime(threads: int) -> tuple[ModuleType, ModuleType]:

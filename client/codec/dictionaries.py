@@ -157,7 +157,8 @@ def train_dictionary(
     Returns the dictionary bytes (None when not worth keeping) and the report;
     ``report.tier`` is left empty for the caller.
     """
-    held_out, train = samples[::5], [s for i, s in enumerate(samples) if i % 5]
+    held_out = samples[::5]
+    train: list[bytes | bytearray | memoryview] = [s for i, s in enumerate(samples) if i % 5]
     total = sum(map(len, train))
     size = min(max_bytes, total // SAMPLE_BYTES_PER_DICT_BYTE)
     if len(samples) < MIN_SAMPLES or size < 1024:

@@ -231,13 +231,6 @@ class KeyStore:
         with self._locked():
             return self._install(tenant, key, encrypt_at, shown=True)
 
-    def set_encrypt_at(self, tenant: str, encrypt_at: int) -> None:
-        """Change the tenant's threshold (new records only)."""
-        with self._locked():
-            body = self._require(tenant)
-            body["encrypt_at"] = check_encrypt_at(encrypt_at)
-            self._write_tenant(tenant, body)
-
     def _install(self, tenant: str, key: bytes, encrypt_at: int, *, shown: bool) -> TenantKey:
         encrypt_at = check_encrypt_at(encrypt_at)
         body = self._tenant(tenant, fresh=True) or {

@@ -316,7 +316,7 @@ class Sealer:
             self.clock.observe(hlc)
         return [
             i
-            for i, (row, hlc) in enumerate(zip(rows, hlcs))
+            for i, (row, hlc) in enumerate(zip(rows, hlcs, strict=True))
             if is_sealed(row) and hlc != row["hlc"]
         ]
 
@@ -348,7 +348,8 @@ class Sealer:
             PutAck(
                 batch=ack.batch,
                 ids=ack.ids,
-                hlcs=[hlcs.get(i, hlc) for i, hlc in zip(ack.ids, ack.hlcs)],
+                # An ack short of hlcs was refused by the count check above.
+                hlcs=[hlcs.get(i, hlc) for i, hlc in zip(ack.ids, ack.hlcs, strict=False)],
             )
             for ack in acks
         ]

@@ -276,7 +276,7 @@ class Codebook:
                 memory_id=row.get("id"),
                 dict_id=row.get("dict_id"),
             )
-        raw = model.decode(bytes(row["payload"]), row["raw_size"], row.get("agent"))
+        raw: bytes = model.decode(bytes(row["payload"]), row["raw_size"], row.get("agent"))
         if row.get("content_hash") is not None and content_hash(raw) == row["content_hash"]:
             self._cache.put(key, raw)
         return raw

@@ -16,6 +16,7 @@ Every exception from pyarrow or gRPC is translated in one place,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -247,10 +248,9 @@ class Transport:
             try:
                 acks = _send(writer, reader, batches)
             except flight.FlightWriteSizeExceededError:
-                try:  # the server saw only a stream without its commit: not the cause
+                # The server saw only a stream without its commit: not the cause.
+                with contextlib.suppress(flight.FlightError):
                     writer.close()
-                except flight.FlightError:
-                    pass
                 raise
             except BaseException:
                 writer.close()  # raises the server's own error if it has one

@@ -15,7 +15,7 @@ batch in memory at a time on every hop.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 import pyarrow as pa
 
@@ -42,7 +42,7 @@ __all__ = [
 
 FRAME_MESSAGE, FRAME_CONTROL = 0x01, 0x02
 MAX_BATCHES_PER_MESSAGE = 1 << 20
-Control = Union[SyncAccept, SyncFinish, SyncSummary]
+Control = SyncAccept | SyncFinish | SyncSummary
 _CONTROLS = {c.TYPE: c for c in (SyncAccept, SyncFinish, SyncSummary)}
 
 

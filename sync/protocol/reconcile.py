@@ -18,6 +18,7 @@ records can travel in the same exchange. ``sync/PROTOCOL.md`` is the spec.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ SKIP, FINGERPRINT, IDLIST = 0, 1, 2
 
 
 def item_id(memory_id: str, origin: str, hlc: int) -> bytes:
-    """The 16-byte id of one version: SHA-256 of ``id \\n origin \\n hlc`` (decimal), first 16 bytes."""
+    """The 16-byte id of one version: SHA-256 of ``id \\n origin \\n hlc`` (decimal), truncated."""
     return hashlib.sha256(f"{memory_id}\n{origin}\n{hlc}".encode()).digest()[:ID_BYTES]
 
 
@@ -256,7 +257,7 @@ def _decode_items(reader: _Reader) -> tuple[bytes, ...]:
 
 
 def _check_ascending(keys: list[tuple[int, bytes]]) -> None:
-    if any(b <= a for a, b in zip(keys, keys[1:])):
+    if any(b <= a for a, b in itertools.pairwise(keys)):
         raise SyncProtocolError("the ranges of a sync message are not in ascending order")
 
 
@@ -304,7 +305,9 @@ class ItemSet:
         ties = np.nonzero(ts[np.minimum(at, len(ts) - 1)] == add.ts)[0] if len(ts) else ()
         for k in ties:  # runs of one ts are short: settle ties by id
             while (
-                at[k] < len(ts) and ts[at[k]] == add.ts[k] and ids[at[k]].tobytes() < add.id_at(k)
+                at[k] < len(ts)
+                and ts[at[k]] == add.ts[k]
+                and ids[at[k]].tobytes() < add.id_at(int(k))
             ):
                 at[k] += 1
         merged = ItemSet.presorted(np.insert(ts, at, add.ts), np.insert(ids, at, add.ids, axis=0))
@@ -425,16 +428,16 @@ class Reconciler:
         n = hi - lo
         if n <= self.idlist_max:
             ids = tuple(self.items.ids_between(lo, hi))
-            self._offered.update(zip(ids, range(lo, hi)))
+            self._offered.update(zip(ids, range(lo, hi), strict=True))
             out.append(Range(upper, IDLIST, ids=ids))
             return
         edges = [lo + (n * k) // parts for k in range(parts + 1)]
-        for start, end in zip(edges, edges[1:]):
+        for start, end in itertools.pairwise(edges):
             bound = upper if end == hi else self.items.bound_between(end)
             out.append(Range(bound, FINGERPRINT, fingerprint=self.items.fingerprint(start, end)))
 
     def _diff(self, outcome: Outcome, lo: int, hi: int, theirs: tuple[bytes, ...]) -> None:
-        mine = dict(zip(self.items.ids_between(lo, hi), range(lo, hi)))
+        mine = dict(zip(self.items.ids_between(lo, hi), range(lo, hi), strict=True))
         their_set = set(theirs)
         outcome.have += [i for ident, i in mine.items() if ident not in their_set]
         outcome.need += [ident for ident in theirs if ident not in mine]
