@@ -1,7 +1,7 @@
 """How small is a remembered episode, what error does that cost, how fast is a seek?
 
-Reads a UCY/ETH pedestrian file or a BVH motion capture through ``scene_import``,
-encodes it with ``scene_codec.encode_scene`` under every setting, and prints one
+Reads a UCY/ETH pedestrian file or a BVH motion capture through ``scenes.importers``,
+encodes it with ``scenes.codec.encode_scene`` under every setting, and prints one
 JSON line per setting (``bench`` = ``scenes``, ``kind`` = ``setting``) plus one
 line with the baselines (``kind`` = ``baselines``). Every byte we store is
 counted: the whole ``EncodedScene.to_bytes()`` container (five Arrow tables,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,7 +30,6 @@ from aios_memory.client.codec.text import (
     encode_text,
     utf8,
 )
-from aios_memory.client.scenes.memory import SceneMemory, scene_id_of
 from aios_memory.client.transport.flight import Transport
 from aios_memory.client.transport.tls import PemSource, tls_options
 from aios_memory.schemas import (
@@ -50,6 +51,7 @@ from aios_memory.schemas import (
     ScanRequest,
     SearchRequest,
     StatsRequest,
+    scene_id_of,
 )
 
 from . import _records
@@ -58,6 +60,9 @@ from ._codec_policy import parse_codec_policy
 from ._recompress import RecompressReport, recompress
 from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
 from .importers import MemoryInput
+
+if TYPE_CHECKING:  # the deprecated scene aliases' types; nothing of scenes loads with the SDK
+    from aios_memory.client.scenes import EncodedScene, ObjectState, Replayer, Scene, Scenes
 
 __all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
 
@@ -78,7 +83,7 @@ _SCAN_FILTERS = (
 )
 
 
-class MemoryClient(SceneMemory):
+class MemoryClient:
     """A connection to one memory server, for one tenant.
 
     Parameters
@@ -107,6 +112,10 @@ class MemoryClient(SceneMemory):
         ``AIMEM_ENCRYPT_AT``. See ``aimem keys``.
     keys : path or KeyStore, optional
         The key store (default ``AIMEM_KEYS`` or ``~/.config/aimem/keys``).
+
+    See Also
+    --------
+    aios_memory.client.scenes.Scenes : episodes (scenes that replay), stored through a client.
 
     Examples
     --------
@@ -142,6 +151,7 @@ class MemoryClient(SceneMemory):
             env_encrypt_at() if encrypt_at is None else encrypt_at,
         )
         self.codebook = Codebook(self._dictionaries.get, opener=self.sealer.open)
+        self._scenes: Scenes | None = None  # made by the first deprecated scene alias called
 
     def __repr__(self) -> str:
         return f"MemoryClient({self.uri!r}, tenant={self.tenant!r})"
@@ -214,8 +224,7 @@ class MemoryClient(SceneMemory):
         defaults = self._defaults(
             tier=tier, kind=kind, session=session, agent=agent, privacy=privacy
         )
-        rows = list(_records.encode_rows(items, vectors, defaults))
-        return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
+        return self.write_records(list(_records.encode_rows(items, vectors, defaults)))
 
     def remember_many(
         self,
@@ -241,11 +250,8 @@ class MemoryClient(SceneMemory):
         unchecked: dict[str, int] = {}  # tier -> memories written since its last check
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
-            rows = list(
-                _records.encode_rows(chunk, itertools.repeat(None), self._defaults(tier=tier))
-            )
-            acks = self.sealer.write(rows, self._upload)
-            ids += [i for ack in acks for i in ack.ids]
+            rows = self.encode_records(chunk, tier=tier)
+            ids += self.write_records(rows)
             for row in rows:
                 unchecked[row["tier"]] = unchecked.get(row["tier"], 0) + 1
             if train_dictionaries:
@@ -255,6 +261,35 @@ class MemoryClient(SceneMemory):
         if train_dictionaries:
             self._train_due(unchecked, final=True)
         return ids
+
+    def encode_records(
+        self, items: Iterable[MemoryInput], *, tier: str = "working"
+    ) -> list[dict[str, Any]]:
+        """The records ``remember_many`` would write for ``items``, not yet sealed or sent.
+
+        For a layer that writes records of its own beside memories (scenes store an
+        episode's tables in a second record): each record is a dict of
+        ``RECORD_SCHEMA`` fields with a new id, compressed as this client's codec policy
+        says; each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win,
+        ``tier`` is the default. Send them with ``write_records``.
+
+        Raises
+        ------
+        InvalidValueError
+            Bad input (``UnknownTierError``, ``TextTooLargeError``...).
+        """
+        defaults = self._defaults(tier=tier)
+        return list(_records.encode_rows(items, itertools.repeat(None), defaults))
+
+    def write_records(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Write records as ``encode_records`` makes them; return their ids in order.
+
+        Records at or above the privacy threshold are sealed first (``encrypt_at``).
+        Rows that fit one put (the server's row limit, about 32 MiB) travel in one put,
+        which the server commits whole: a record and the records beside it arrive
+        together or not at all.
+        """
+        return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
 
     def _train_due(self, unchecked: dict[str, int], *, final: bool) -> None:
         # Checking costs a stats call, and training only happens when a tier doubled.
@@ -268,7 +303,8 @@ class MemoryClient(SceneMemory):
     def forget(self, ids: str | Sequence[str]) -> int:
         """Delete memories by id (a tombstone that syncs); return how many were live.
 
-        An episode's scene data goes with it (its record is ``<id>:scene``).
+        An episode's scene data goes with it (its record is ``scene_id_of(id)``,
+        ``<id>:scene``).
         """
         asked = id_list(ids)
         wanted = [i for memory_id in asked for i in (memory_id, scene_id_of(memory_id))]
@@ -480,6 +516,50 @@ class MemoryClient(SceneMemory):
             for batch in self._transport.stream(ticket, RECORD_SCHEMA)
             for row in batch.to_pylist()
         ]
+
+    # -- deprecated: scenes live in aios_memory.client.scenes (``Scenes(memory)``) ---------
+    # Thin aliases for one release; each warns, naming its replacement, and calls the one
+    # ``Scenes`` this client keeps (so the replayer cache is shared between the calls).
+
+    def remember_scene(self, scene: Scene, description: str, **options: Any) -> str:
+        """Deprecated, removed in the next release: use ``Scenes(memory).remember``."""
+        return self._scene_alias("remember_scene", "remember").remember(
+            scene, description, **options
+        )
+
+    def scene(self, episode_id: str) -> EncodedScene:
+        """Deprecated, removed in the next release: use ``Scenes(memory).get``."""
+        return self._scene_alias("scene", "get").get(episode_id)
+
+    def scene_replayer(self, episode_id: str) -> Replayer:
+        """Deprecated, removed in the next release: use ``Scenes(memory).replayer``."""
+        return self._scene_alias("scene_replayer", "replayer").replayer(episode_id)
+
+    def scene_state(self, episode_id: str, t: float) -> dict[str, ObjectState]:
+        """Deprecated, removed in the next release: use ``Scenes(memory).state``."""
+        return self._scene_alias("scene_state", "state").state(episode_id, t)
+
+    def scene_render(self, episode_id: str, t: float, path: str | Path, **options: Any) -> Path:
+        """Deprecated, removed in the next release: use ``Scenes(memory).render``."""
+        return self._scene_alias("scene_render", "render").render(episode_id, t, path, **options)
+
+    def scenes(self) -> list[dict[str, Any]]:
+        """Deprecated, removed in the next release: use ``Scenes(memory).list``."""
+        return self._scene_alias("scenes", "list").list()
+
+    def _scene_alias(self, old: str, new: str) -> Scenes:
+        # Imported here, never at module level: the SDK loads no scene code unless asked.
+        from aios_memory.client.scenes import Scenes
+
+        warnings.warn(
+            f"MemoryClient.{old} is deprecated and will be removed in the next release; use "
+            f"Scenes(memory).{new} (from aios_memory.client.scenes import Scenes)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if self._scenes is None:
+            self._scenes = Scenes(self)
+        return self._scenes
 
     # -- internals ------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from .scenes import (
     SCENE_SCHEMAS,
     SCENE_TABLES,
     rotation_step_of,
+    scene_id_of,
 )
 from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
 from .wire import (
@@ -128,6 +129,7 @@ __all__ = [
     "SCENE_SCHEMAS",
     "SCENE_TABLES",
     "rotation_step_of",
+    "scene_id_of",
     "DEFAULT_SYNC_TIERS",
     "SERVER_ROLES",
     "check_tiers_allowed",

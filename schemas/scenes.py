@@ -1,6 +1,7 @@
 """The Arrow schemas of a stored scene episode, version 1.
 
-An episode is five tables (``client.scene_codec`` writes and reads them):
+An episode is five tables (``aios_memory.client.scenes.codec`` writes and reads them), stored
+in one record, ``scene_id_of(episode_id)``, beside the episode's own record:
 
 episode    one row: what the scene is and how it was coded. Steps, predictor,
            keyframe interval, the declared and the measured (at encode time)
@@ -61,6 +62,7 @@ __all__ = [
     "MOTION_ENCODINGS",
     "motion_encoding_of",
     "rotation_step_of",
+    "scene_id_of",
 ]
 
 # Record kinds the store uses: an episode memory, and the data rows that hold its tables.
@@ -76,6 +78,15 @@ PRESENCE_RULES = ("none", "closed", "open")
 # zigzag integers split into little-endian byte planes, each segment one zstd frame: of
 # the residuals of every frame, or (the ``knots`` predictor) of the knots alone.
 MOTION_ENCODINGS = ("zigzag-planes-zstd", "knots-zstd")
+
+
+def scene_id_of(episode_id: str) -> str:
+    """The id of the record that holds an episode's tables: ``<episode id>:scene``.
+
+    A record-id convention of the contract: the scene layer writes the record under it, and
+    forgetting an episode forgets this record too.
+    """
+    return f"{episode_id}:scene"
 
 
 def motion_encoding_of(predictor: str) -> str:

@@ -1,6 +1,6 @@
 """BVH motion capture (text) to a ``Scene``: the skeleton as objects, local poses as tracks.
 
-Kept apart from ``scene_import`` (which re-exports ``read_bvh``) for size; the
+Kept apart from ``importers`` (which re-exports ``read_bvh``) for size; the
 conventions are written there.
 """
 

@@ -87,7 +87,7 @@ def unpack_container(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[st
 
 def _read_bodies(payload: bytes, lengths: list[int], max_bytes: int) -> dict[str, pa.Table]:
     tables, offset, budget = {}, _HEADER.size, max_bytes
-    for name, length in zip(SCENE_TABLES, lengths):
+    for name, length in zip(SCENE_TABLES, lengths, strict=True):
         body = payload[offset : offset + length]
         if _declared_size(body) > budget:
             raise LimitExceededError(

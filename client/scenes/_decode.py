@@ -1,8 +1,8 @@
-"""Decoding a checked episode (``_scene_layout.Layout``): segments to integers to floats.
+"""Decoding a checked episode (``_layout.Layout``): segments to integers to floats.
 
 ``segment_values`` is the one place motion is decoded; the sequential decoder
 and the replayer both call it, so they see the same integers, and both turn
-them into floats with ``_scene_quantize``'s element-wise functions.
+them into floats with ``_quantize``'s element-wise functions.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def quant_tracks(layout: Layout) -> dict[int, QuantTrack]:
 def _present(toggles: list[int], n_frames: int) -> np.ndarray:
     present = np.zeros(n_frames, dtype=bool)
     bounds = [*toggles, n_frames] if len(toggles) % 2 else toggles
-    for start, end in zip(bounds[::2], bounds[1::2]):
+    for start, end in zip(bounds[::2], bounds[1::2], strict=True):
         present[start:end] = True
     return present
 
@@ -173,4 +173,4 @@ class AttributeTimeline:
     def at(self, index: int, frame: int) -> dict[str, Any]:
         """The attributes of object ``index`` at ``frame`` (a copy the caller may change)."""
         position = bisect.bisect_right(self._frames[index], frame) - 1
-        return marshal.loads(self._texts[index][position])  # type: ignore[no-any-return]
+        return marshal.loads(self._texts[index][position])

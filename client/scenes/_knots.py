@@ -2,13 +2,13 @@
 where a straight line would leave the declared error bound.
 
 Within a segment, each object's sequence of grid integers (one per present
-frame, as ``_scene_motion`` lays them out) is cut into spans. Only the ends of
+frame, as ``_motion`` lays them out) is cut into spans. Only the ends of
 the spans, the knots, are stored; a frame between two knots takes the integer
 on the straight line between them, rounded half up in integer arithmetic, so a
 seek and a sequential decode agree bit for bit. The encoder chooses the knots
 greedily: from each knot, the farthest next knot whose span keeps every frame
 within the bound, measured against the input with the same functions that
-measure the stored episode (``_scene_quantize``). The bound covers a group's
+measure the stored episode (``_quantize``). The bound covers a group's
 channels together: Euclidean metres for positions, the rotation angle for
 rotations.
 
@@ -192,9 +192,10 @@ def _with_firsts(differences: np.ndarray, firsts: np.ndarray, counts: np.ndarray
     """``differences`` (per object ``counts - 1`` of them) with each object's first value
     put in front of its run: ``(..., counts.sum())``."""
     differences = np.atleast_2d(differences)
-    out = np.empty(differences.shape[:-1] + (int(counts.sum()),), dtype=np.int64)
+    total = int(counts.sum())
+    out = np.empty(differences.shape[:-1] + (total,), dtype=np.int64)
     head = np.cumsum(counts) - counts
-    body = np.ones(out.shape[-1], dtype=bool)
+    body = np.ones(total, dtype=np.bool_)
     body[head] = False
     out[..., head] = firsts
     out[..., body] = differences
@@ -241,7 +242,7 @@ def simplify(
         for first in range(0, len(track.present), every):
             frames = np.flatnonzero(track.present[first : first + every]) + first
             for group, (ints, original) in groups.items():
-                if ints is None or not len(frames):
+                if ints is None or original is None or not len(frames):
                     continue
                 chosen = choose_knots(
                     original[frames], ints[frames], error_of[group], bounds[group]

@@ -183,7 +183,7 @@ def _objects(
 
 def _toggles(row: dict[str, Any], n_frames: int) -> list[int]:
     frames = row["presence"]
-    ordered = all(a < b for a, b in zip(frames, frames[1:]))
+    ordered = all(a < b for a, b in zip(frames, frames[1:], strict=False))
     if not ordered or (frames and frames[-1] >= n_frames) or (frames and not row["has_track"]):
         raise _fail(f"object {row['object_id']!r} has a presence out of order or range")
     if row["has_rotation"] and not row["has_track"]:
@@ -195,7 +195,7 @@ def active_segments(toggles: list[int], n_frames: int, every: int) -> set[int]:
     """First frames of the segments in which an object with these toggles is present."""
     bounds = [*toggles, n_frames] if len(toggles) % 2 else toggles
     firsts: set[int] = set()
-    for start, end in zip(bounds[::2], bounds[1::2]):
+    for start, end in zip(bounds[::2], bounds[1::2], strict=True):
         firsts.update(range(start // every * every, end, every))
     return firsts
 
@@ -204,7 +204,7 @@ def presence_over(toggles: list[int], first: int, n_frames: int) -> np.ndarray:
     """Presence over frames ``first .. first + n_frames - 1`` of an object with these toggles."""
     out = np.zeros(n_frames, dtype=bool)
     bounds = [*toggles, first + n_frames] if len(toggles) % 2 else toggles
-    for start, end in zip(bounds[::2], bounds[1::2]):
+    for start, end in zip(bounds[::2], bounds[1::2], strict=True):
         if end > first and start < first + n_frames:
             out[max(start - first, 0) : end - first] = True
     return out
@@ -308,6 +308,6 @@ def _events(table: pa.Table, n_frames: int, ids: set[str]) -> list[Event]:
                 _json(row["params"], "an event's parameters"),
             )
         )
-    if any(a.frame > b.frame for a, b in zip(events, events[1:])):
+    if any(a.frame > b.frame for a, b in zip(events, events[1:], strict=False)):
         raise _fail("the events are not in frame order")
     return events

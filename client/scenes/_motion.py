@@ -24,6 +24,9 @@ throughout: decoding gives back exactly the integers encoded.
 Sequences of different lengths are handled padded: ``(channels, n_objects,
 n_frames)`` arrays whose rows hold each sequence left-aligned; ``mask`` marks
 the residuals that exist (row ``i`` has ``length_i - 1``).
+
+The encoding's name, which the motion table stores, is the contract's
+(``aios_memory.schemas.scenes.motion_encoding_of``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import zstandard
 
 from aios_memory.schemas.errors import CorruptDataError
 
-ENCODING = "zigzag-planes-zstd"
 ZSTD_LEVEL = 19
 # Residuals of int32 values under the acceleration predictor need at most 36 bits.
 MAX_PLANES = 5

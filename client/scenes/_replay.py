@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aios_memory.schemas.errors import InvalidValueError, NotFoundError
 
 from ._decode import AttributeTimeline, segment_column, segment_values, sequence_index
+from ._encoded import EncodedScene
 from ._layout import Segment
 from ._quantize import position_floats, rotation_floats
 from .model import ObjectState, SceneObject
-
-if TYPE_CHECKING:
-    from .codec import EncodedScene
 
 __all__ = ["Replayer", "DEFAULT_CACHED_SEGMENTS"]
 

@@ -1,10 +1,10 @@
-"""A quantized scene to its five Arrow tables (the writer side of ``scene_codec``).
+"""A quantized scene to its five Arrow tables (the writer side of ``codec``).
 
 Motion is cut into segments of ``keyframe_every`` frames. In each segment every
 object present at some frame of it is *active*: it gets a keyframe row (its
 values at its first present frame in the segment, and whether it is present
 at the segment's first frame) and a share of the segment's residuals (its
-values at its present frames: ``_scene_motion``).
+values at its present frames: ``_motion``).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def build_tables(
     knots: Knots | None = None,
 ) -> dict[str, pa.Table]:
     """The five tables of a quantized scene; ``episode`` holds the episode row's values;
-    ``knots`` (from ``_scene_knots.simplify``) for the ``knots`` predictor."""
+    ``knots`` (from ``_knots.simplify``) for the ``knots`` predictor."""
     keyframes, motion_rows = _segments(quant, keyframe_every, predictor, knots or {})
     return {
         "episode": pa.Table.from_pylist([episode], schema=EPISODE_SCHEMA),
@@ -223,8 +223,8 @@ def _segments(
             if rows:
                 values = np.stack(
                     [
-                        seq[group].T
-                        for seq in sequences.values()  # type: ignore[union-attr]
+                        seq[group].T  # type: ignore[union-attr]
+                        for seq in sequences.values()
                         if seq[group] is not None
                     ],
                     axis=1,
@@ -273,11 +273,12 @@ def _keyframe_rows(
     first: int, present: np.ndarray, sequences: dict[int, dict[str, np.ndarray | None]]
 ) -> list[dict[str, Any]]:
     rows = []
-    for (index, sequence), here in zip(sequences.items(), present):
+    for (index, sequence), here in zip(sequences.items(), present, strict=True):
         row: dict[str, Any] = {"frame": first, "object_index": index, "present": bool(here)}
-        row.update({f"p{a}": int(v) for a, v in zip("xyz", sequence["position"][0])})
+        position = sequence["position"]  # every active object has positions
+        row.update({f"p{a}": int(v) for a, v in zip("xyz", position[0], strict=True)})  # type: ignore[index]
         rotation = sequence["rotation"]
         if rotation is not None:
-            row.update({f"r{a}": int(v) for a, v in zip("xyz", rotation[0])})
+            row.update({f"r{a}": int(v) for a, v in zip("xyz", rotation[0], strict=True)})
         rows.append(row)
     return rows

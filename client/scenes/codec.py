@@ -3,10 +3,10 @@
 Positions become integers on a grid of ``step_m`` metres per axis. Rotations
 are made sign-continuous (``q`` and ``-q`` are one rotation) and become their
 three modified Rodrigues parameters on a grid whose cell turns a rotation by
-``step_deg`` degrees (``_scene_quantize``). Motion is stored as residuals of a
+``step_deg`` degrees (``_quantize``). Motion is stored as residuals of a
 predictor on those integers (so nothing drifts), cut into segments of
 ``keyframe_every`` frames that each start at a keyframe, zigzagged, split into
-byte planes and zstd-compressed per segment (``_scene_motion``). Presence (the
+byte planes and zstd-compressed per segment (``_motion``). Presence (the
 NaN rows of a track) is stored as the frames where an object appears and
 disappears; spawn/despawn events that only repeat it are not stored twice.
 
@@ -46,18 +46,11 @@ from aios_memory.schemas.errors import (
 )
 from aios_memory.schemas.scenes import EPISODE_SCHEMA, PREDICTORS, rotation_step_of
 
-from . import _container as container
 from . import _quantize as quantize
 from ._decode import quant_scene, quant_tracks
+from ._encoded import EncodedScene
 from ._knots import simplify
-from ._layout import (
-    DEFAULT_MAX_CELLS,
-    MAX_FRAME_RATE,
-    MAX_STEP_DEG,
-    MAX_STEP_M,
-    Layout,
-    read_layout,
-)
+from ._layout import DEFAULT_MAX_CELLS, MAX_FRAME_RATE, MAX_STEP_DEG, MAX_STEP_M
 from ._replay import Replayer
 from ._tables import (
     Knots,
@@ -107,65 +100,6 @@ def default_predictor(frame_rate: float) -> str:
     return "acceleration" if frame_rate >= ACCELERATION_FROM_HZ else "velocity"
 
 
-class EncodedScene:
-    """An encoded episode: its five Arrow tables (``tables``), checked on construction.
-
-    Build one with ``encode_scene``, ``EncodedScene.from_bytes`` or from tables that
-    travelled (``EncodedScene(tables)``); damaged tables raise ``CorruptDataError``.
-    """
-
-    def __init__(self, tables: dict[str, pa.Table], *, max_cells: int = DEFAULT_MAX_CELLS) -> None:
-        self.layout: Layout = read_layout(tables, max_cells)
-        self.tables = dict(tables)
-        self._bodies: dict[str, bytes] | None = None
-
-    @classmethod
-    def from_bytes(
-        cls,
-        data: bytes,
-        *,
-        max_bytes: int = container.DEFAULT_MAX_BYTES,
-        max_cells: int = DEFAULT_MAX_CELLS,
-    ) -> EncodedScene:
-        """Read ``to_bytes()`` output; damage is a ``CorruptDataError``, never a crash."""
-        return cls(container.unpack_container(data, max_bytes), max_cells=max_cells)
-
-    def to_bytes(self) -> bytes:
-        """The stored form: one versioned, checksummed container of the five tables."""
-        return container.pack_container(self._table_bodies())
-
-    def byte_counts(self) -> dict[str, int]:
-        """Stored bytes per table and ``total`` (the whole ``to_bytes()``, header included)."""
-        bodies = self._table_bodies()
-        return {**{name: len(body) for name, body in bodies.items()}, "total": len(self.to_bytes())}
-
-    def _table_bodies(self) -> dict[str, bytes]:
-        if self._bodies is None:
-            self._bodies = container.table_bodies(self.tables)
-        return self._bodies
-
-    @property
-    def episode(self) -> dict[str, Any]:
-        """The episode row (``source`` parsed from its JSON)."""
-        return dict(self.layout.episode)
-
-    def facts(self) -> dict[str, Any]:
-        """The episode row plus counts and duration: what ``aimem scene stats`` shows."""
-        episode = self.episode
-        return {
-            **episode,
-            "objects": len(self.layout.objects),
-            "events": len(self.layout.events),
-            "duration_s": max(episode["n_frames"] - 1, 0) / episode["frame_rate"],
-        }
-
-    def __getattr__(self, name: str) -> Any:
-        # The episode's facts as attributes: encoded.measured_max_error_m, .frame_rate ...
-        if name != "layout" and name in EPISODE_SCHEMA.names:
-            return self.layout.episode[name]
-        raise AttributeError(name)
-
-
 def encode_scene(
     scene: Scene,
     *,
@@ -191,9 +125,10 @@ def encode_scene(
         Constant velocity (episodes 1.2-1.3x smaller than with ``delta`` on
         pedestrians and motion capture), the previous value, or constant acceleration
         (a further 7% smaller on 120 Hz motion capture, 11% bigger on 2.5 Hz
-        pedestrians); by default ``default_predictor(frame_rate)``. ``knots``: error-bounded adaptive keyframes, only the
-        frames where a straight line would leave the declared bounds are stored
-        (``_scene_knots``); it pays with bounds above the quantization bounds.
+        pedestrians); by default ``default_predictor(frame_rate)``. ``knots``:
+        error-bounded adaptive keyframes, only the frames where a straight line would
+        leave the declared bounds are stored (``_knots``); it pays with bounds above the
+        quantization bounds.
     max_error_m, max_error_deg : float, optional
         Declared bounds; by default the quantization bounds (module docstring).
         With ``knots``, the bounds the simplification may use up.

@@ -13,6 +13,8 @@ from aios_memory.client.client import MemoryClient
 from aios_memory.schemas import TIERS
 from aios_memory.schemas.scenes import PREDICTORS
 
+from .memory import Scenes
+
 __all__ = ["scene"]
 
 _FORMATS = ("ucy", "bvh", "generated")
@@ -31,13 +33,13 @@ def scene() -> None:
 
 
 def _read(file: str, fmt: str, seed: int) -> Any:
-    from . import importers as scene_import
+    from . import importers
 
     if fmt == "ucy":
-        return scene_import.read_ucy(file)
+        return importers.read_ucy(file)
     if fmt == "bvh":
-        return scene_import.read_bvh(file)
-    return scene_import.generate_scene(seed)
+        return importers.read_bvh(file)
+    return importers.generate_scene(seed)
 
 
 @scene.command("import", context_settings=CONTEXT)
@@ -116,7 +118,8 @@ def import_(
     if fmt != "generated" and file is None:
         raise click.UsageError(f"--format {fmt} needs a FILE")
     scene_ = _read(file or "", fmt, seed)
-    episode = mem.remember_scene(
+    scenes = Scenes(mem)
+    episode = scenes.remember(
         scene_,
         description or scene_.name,
         tier=tier,
@@ -127,7 +130,7 @@ def import_(
         max_error_deg=max_error_deg,
         max_error_m=None if max_error_cm is None else max_error_cm / 100,
     )
-    summary = next(s for s in mem.scenes() if s["id"] == episode)
+    summary = next(s for s in scenes.list() if s["id"] == episode)
     return summary
 
 
@@ -145,7 +148,7 @@ def list_(mem: MemoryClient) -> list[dict[str, Any]]:
     Example:
         aimem scene list --json
     """
-    return mem.scenes()
+    return Scenes(mem).list()
 
 
 @scene.command("show", context_settings=CONTEXT)
@@ -180,15 +183,16 @@ def show(
     """
     if (at is None) == (t_from is None or t_to is None):
         raise click.UsageError("give either --at, or both --from and --to")
+    scenes = Scenes(mem)
     if at is not None:
-        path = mem.scene_render(episode, at, out)
+        path = scenes.render(episode, at, out)
     else:
-        path = mem.scene_render(
+        path = scenes.render(
             episode,
-            t_from,
+            t_from,  # type: ignore[arg-type]  # given with --to: checked above
             out,
             t_to=t_to,
-            frames=frames,  # type: ignore[arg-type]
+            frames=frames,
             gif=out.suffix.lower() == ".gif",
         )
     return {"path": str(path)}
@@ -205,5 +209,5 @@ def stats(mem: MemoryClient, episode: str) -> dict[str, Any]:
     Example:
         aimem scene stats 01a2... --json
     """
-    encoded = mem.scene(episode)
+    encoded = Scenes(mem).get(episode)
     return {"episode": episode, **encoded.facts(), "bytes": encoded.byte_counts()}

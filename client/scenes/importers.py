@@ -1,6 +1,6 @@
 """Scenes from files and seeds: UCY/ETH pedestrian tracks, BVH motion capture, a generator.
 
-Units and conventions (those of ``scene_model``): metres, seconds, unit
+Units and conventions (those of ``model``): metres, seconds, unit
 quaternions ``(w, x, y, z)``; frame ``f`` is at ``f / frame_rate`` seconds.
 
 - UCY/ETH (``read_ucy``): the ground plane is x, y (the file's metres), z = 0,
@@ -9,7 +9,7 @@ quaternions ``(w, x, y, z)``; frame ``f`` is at ``f / frame_rate`` seconds.
 - BVH (``read_bvh``): Y up, as the format has it (``source["up"] = "y"``).
   Poses are LOCAL, relative to the parent joint: a joint's position is its
   offset (plus its position channels), its rotation the one its Euler channels
-  give. World poses are composed root to leaf (``scene_render.world_poses``).
+  give. World poses are composed root to leaf (``render.world_poses``).
 - The generator (``generate_scene``): a room on the floor z = 0, Z up; yaw
   rotations about z.
 
@@ -191,7 +191,7 @@ def _ucy_track(
         positions[index[b] + 1 : index[b + 1]] = np.nan
     starts = [int(index[0])] + [int(index[b + 1]) for b in breaks]
     ends = [int(index[b]) for b in breaks] + [int(index[-1])]
-    return positions, list(zip(starts, ends))
+    return positions, list(zip(starts, ends, strict=True))
 
 
 # --- the procedural generator -------------------------------------------------------------

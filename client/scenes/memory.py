@@ -1,4 +1,4 @@
-"""Episodes in the memory store: ``MemoryClient``'s scene methods.
+"""Episodes in the memory store: ``Scenes``, built on a ``MemoryClient``.
 
 An episode is two records written in one put:
 
@@ -6,57 +6,78 @@ An episode is two records written in one put:
   and keyword-indexed like any memory, so "when was I in the kitchen with
   Anna" finds it; its metadata carries a summary of the scene (frames, rate,
   objects, bytes, errors) under ``scene``;
-- the **scene data** (kind ``scene-data``, id ``<episode id>:scene``): the
-  encoded tables (``scene_codec.EncodedScene.to_bytes``), compressed and, for
-  private episodes, sealed like any record. The server never decodes it.
+- the **scene data** (kind ``scene-data``, id ``scene_id_of(<episode id>)``, that is
+  ``<episode id>:scene``): the encoded tables (``EncodedScene.to_bytes``), compressed
+  and, for private episodes, sealed like any record. The server never decodes it.
 
 Both travel through Flight, sync, access control and end-to-end encryption
 exactly as other records do. Replays are decoded on the client, cached per
-episode (``Replayer``), and pictures are drawn on demand, never stored.
+episode (``Replayer``) in the ``Scenes`` object, and pictures are drawn on
+demand, never stored. ``Scenes`` uses only the client's public methods.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from aios_memory.client import _records
+from aios_memory.client.client import MemoryClient
 from aios_memory.client.codec.text import content_hash, decode_payload, encode_bytes
 from aios_memory.client.importers import MemoryInput
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     EPISODE_KIND,
-    RECORD_SCHEMA,
     SCENE_KIND,
     CorruptDataError,
-    IdsRequest,
     NotFoundError,
     TextTooLargeError,
+    scene_id_of,
 )
 
 from .codec import EncodedScene, Replayer, decode_scene, encode_scene
 from .model import ObjectState, Scene
 
-__all__ = ["SceneMemory", "scene_id_of"]
+__all__ = ["Scenes", "DEFAULT_CACHED_EPISODES", "scene_summary"]
 
-_REPLAYERS = 8  # decoded episodes kept per client
-
-
-def scene_id_of(episode_id: str) -> str:
-    """The id of the record that holds an episode's tables."""
-    return f"{episode_id}:scene"
+DEFAULT_CACHED_EPISODES = 8  # decoded episodes a ``Scenes`` keeps
 
 
-class SceneMemory:
-    """The scene half of ``MemoryClient`` (a mixin: it uses the client's transport and sealer)."""
+class Scenes:
+    """The episodes of one client's tenant: remember, get, replay, draw and list them.
 
-    tenant: str
-    _transport: Any
-    sealer: Any
+    Parameters
+    ----------
+    memory : MemoryClient
+        The connection episodes are written and read through (its tenant, codec
+        policy and keys apply).
+    cached_episodes : int
+        Decoded episodes kept, the most recently used: replaying or drawing one
+        of them again fetches and decodes nothing.
 
-    def remember_scene(
+    Not thread-safe (the replayer cache): use one ``Scenes`` per thread.
+
+    Examples
+    --------
+    >>> scenes = Scenes(memory)                                        # doctest: +SKIP
+    >>> episode = scenes.remember(read_ucy("zara01.txt"), "the plaza at noon")  # doctest: +SKIP
+    >>> scenes.state(episode, 12.5)                                    # doctest: +SKIP
+    >>> scenes.render(episode, 12.5, "frame.png")                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self, memory: MemoryClient, *, cached_episodes: int = DEFAULT_CACHED_EPISODES
+    ) -> None:
+        self.memory = memory
+        self._cache_size = cached_episodes
+        self._cache: OrderedDict[str, tuple[EncodedScene, Replayer]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"Scenes({self.memory!r})"
+
+    def remember(
         self,
         scene: Scene,
         description: str,
@@ -78,16 +99,18 @@ class SceneMemory:
         Parameters
         ----------
         scene : Scene
-            What happened (``scene_import.read_ucy``, ``read_bvh``, ``generate_scene``...).
+            What happened (``read_ucy``, ``read_bvh``, ``generate_scene``...).
         description : str
             The text recall finds it by ("with Anna in the kitchen after lunch").
+        tier, privacy, metadata, session, agent
+            As for ``MemoryClient.remember``; the metadata also gets the scene's
+            summary under ``scene``.
         step_m, step_deg : float
             Quantization steps; the encoder measures its error and refuses to exceed
             the bound they declare.
         keyframe_every, predictor, max_error_m, max_error_deg
-            Codec settings (see ``scene_codec.encode_scene``): ``predictor="knots"``
-            with a bound above the steps' stores only the frames a straight line
-            cannot stand in for.
+            Codec settings (see ``encode_scene``): ``predictor="knots"`` with a bound
+            above the steps' stores only the frames a straight line cannot stand in for.
 
         Raises
         ------
@@ -121,21 +144,31 @@ class SceneMemory:
             agent=agent,
             privacy=privacy,
         )
-        defaults = self._defaults(tier=tier)  # type: ignore[attr-defined]
-        [episode] = _records.encode_rows([item], [None], defaults)
-        rows = [_scene_row(episode, blob), episode]
-        self.sealer.write(rows, self._upload)  # type: ignore[attr-defined]
+        [episode] = self.memory.encode_records([item], tier=tier)
+        self.memory.write_records([_scene_row(episode, blob), episode])
         return str(episode["id"])
 
-    def scene(self, episode_id: str) -> EncodedScene:
-        """The stored tables of an episode (``NotFoundError`` if it is gone)."""
-        body = IdsRequest(tenant=self.tenant, ids=[scene_id_of(episode_id)]).to_bytes()
-        rows = self._transport.action_table("get", body, RECORD_SCHEMA).to_pylist()
+    def get(self, episode_id: str) -> EncodedScene:
+        """The stored tables of an episode, fetched and checked against their hash.
+
+        Raises
+        ------
+        NotFoundError
+            No such episode (or it was forgotten).
+        CorruptDataError
+            The stored tables do not match their hash, or do not decode.
+        """
+        rows = [
+            row
+            for batch in self.memory.iter_records(ids=[scene_id_of(episode_id)])
+            for row in batch.to_pylist()
+        ]
         if not rows:
             raise NotFoundError(
-                f"no episode {episode_id!r} in tenant {self.tenant!r}", memory_id=episode_id
+                f"no episode {episode_id!r} in tenant {self.memory.tenant!r}",
+                memory_id=episode_id,
             )
-        row = self.sealer.open(rows[0])
+        row = self.memory.codebook.open(rows[0])
         data = decode_payload(
             row["codec"], row["payload"], row["raw_size"], max_bytes=DEFAULT_LIMITS.max_text_bytes
         )
@@ -145,25 +178,15 @@ class SceneMemory:
             )
         return EncodedScene.from_bytes(data)
 
-    def scene_replayer(self, episode_id: str) -> Replayer:
+    def replayer(self, episode_id: str) -> Replayer:
         """A replayer of the episode, decoded once and kept (the last few episodes)."""
         return self._episode(episode_id)[1]
 
-    def _episode(self, episode_id: str) -> tuple[EncodedScene, Replayer]:
-        cache = self.__dict__.setdefault("_scene_replayers", OrderedDict())
-        if episode_id not in cache:
-            encoded = self.scene(episode_id)
-            cache[episode_id] = (encoded, Replayer(encoded))
-            while len(cache) > _REPLAYERS:
-                cache.popitem(last=False)
-        cache.move_to_end(episode_id)
-        return cache[episode_id]  # type: ignore[no-any-return]
-
-    def scene_state(self, episode_id: str, t: float) -> dict[str, ObjectState]:
+    def state(self, episode_id: str, t: float) -> dict[str, ObjectState]:
         """Every present object's pose and attributes at ``t`` seconds into the episode."""
-        return self.scene_replayer(episode_id).state_at(t)
+        return self.replayer(episode_id).state_at(t)
 
-    def scene_render(
+    def render(
         self,
         episode_id: str,
         t: float,
@@ -175,8 +198,11 @@ class SceneMemory:
         **options: Any,
     ) -> Path:
         """Draw the episode at ``t`` into ``path`` (PNG); with ``t_to``, a strip of
-        ``frames`` moments, or a GIF with ``gif=True``. Needs matplotlib (``[scenes]``)."""
-        from . import render as scene_render
+        ``frames`` moments, or a GIF with ``gif=True``. Needs matplotlib (``[scenes]``).
+
+        ``options`` go to the drawing functions of ``aios_memory.client.scenes.render``.
+        """
+        from . import render as scene_render  # matplotlib: loaded only to draw
 
         encoded, replayer = self._episode(episode_id)
         episode = encoded.episode
@@ -195,9 +221,20 @@ class SceneMemory:
         draw = scene_render.render_gif if gif else scene_render.render_strip
         return draw(objects, replayer.state_at, t, t_to, path, frames=frames, **style)
 
-    def scenes(self) -> list[dict[str, Any]]:
-        """The tenant's episodes, oldest first: id, tier, description, created_at, summary."""
-        table = self.scan(kind=EPISODE_KIND)  # type: ignore[attr-defined]
+    def _episode(self, episode_id: str) -> tuple[EncodedScene, Replayer]:
+        if episode_id not in self._cache:
+            encoded = self.get(episode_id)
+            self._cache[episode_id] = (encoded, Replayer(encoded))
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(episode_id)
+        return self._cache[episode_id]
+
+    # Last: within the class body, ``list`` names this method from here on.
+    def list(self) -> builtins.list[dict[str, Any]]:
+        """The tenant's episodes, oldest first: id, tier, description, created_at, and the
+        scene's summary (frames, frame_rate, duration_s, objects, events, bytes, errors)."""
+        table = self.memory.scan(kind=EPISODE_KIND)
         return [
             {
                 "id": row["id"],
@@ -227,6 +264,7 @@ def scene_summary(encoded: EncodedScene, stored_bytes: int) -> dict[str, Any]:
 
 
 def _scene_row(episode: dict[str, Any], blob: bytes) -> dict[str, Any]:
+    """The record of an episode's tables: the episode's own fields, its own payload."""
     encoded = encode_bytes(blob)
     return {
         **episode,

@@ -1,7 +1,7 @@
 """What a scene is in memory: objects, their motion frame by frame, and discrete events.
 
-The shared model of scene memory: importers (``scene_import``) and the
-procedural generator build a ``Scene``; the codec (``scene_codec``) turns one
+The shared model of scene memory: importers (``importers``) and the
+procedural generator build a ``Scene``; the codec (``codec``) turns one
 into its stored tables and back; ``state_at`` and rendering read it. Units:
 metres, seconds, unit quaternions ``(w, x, y, z)``; frame ``f`` is at time
 ``f / frame_rate`` seconds.

@@ -1,0 +1,18 @@
+"""Deprecated alias of ``aios_memory.client.scenes.importers``, removed in the next release.
+
+Importing it warns (``DeprecationWarning``) and gives the new module's public names.
+"""
+
+import warnings
+
+from aios_memory.client.scenes import importers as _moved
+from aios_memory.client.scenes.importers import *  # noqa: F403
+
+__all__ = list(_moved.__all__)
+
+warnings.warn(
+    "aios_memory.client.scene_import is deprecated and will be removed in the next release; "
+    "import aios_memory.client.scenes.importers instead",
+    DeprecationWarning,
+    stacklevel=2,
+)
