@@ -4,6 +4,7 @@ Imports only pyarrow, numpy, zstandard, cryptography and click, and never the
 server. The package is a map of layers, each importing only those below it::
 
     scenes      episodes that replay (``Scenes(memory)``), built on the SDK
+                (``aios_memory.client.Scenes`` loads it when first asked for)
     cli         the ``aimem`` commands; ``cli.kit`` is what every command shares
     client      MemoryClient, with _records, _results, _recompress, importers
     transport   Flight calls, timeouts, TLS, and error translation in one place
@@ -31,9 +32,10 @@ if _typing.TYPE_CHECKING:
     from ._results import Memory as Memory
     from .client import MemoryClient as MemoryClient
     from .importers import MemoryInput as MemoryInput
+    from .scenes import Scenes as Scenes
 
 _LAZY = {"MemoryClient": ".client", "Hit": "._results", "Memory": "._results",
-         "MemoryInput": ".importers"}  # fmt: skip
+         "MemoryInput": ".importers", "Scenes": ".scenes"}  # fmt: skip
 
 __all__ = [*_LAZY, *_errors.__all__]
 
