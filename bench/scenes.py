@@ -1,7 +1,7 @@
 """How small is a remembered episode, what error does that cost, how fast is a seek?
 
-Reads a UCY/ETH pedestrian file or a BVH motion capture through ``scene_import``,
-encodes it with ``scene_codec.encode_scene`` under every setting, and prints one
+Reads a UCY/ETH pedestrian file or a BVH motion capture through ``scenes.importers``,
+encodes it with ``scenes.codec.encode_scene`` under every setting, and prints one
 JSON line per setting (``bench`` = ``scenes``, ``kind`` = ``setting``) plus one
 line with the baselines (``kind`` = ``baselines``). Every byte we store is
 counted: the whole ``EncodedScene.to_bytes()`` container (five Arrow tables,
@@ -32,9 +32,9 @@ seek decodes its segment: the cold case).
 
 Example::
 
-    .venv/bin/python bench/scenes.py --data /work/shared/data/scenes-dev/ucy_crowds_zara01.txt \\
+    .venv/bin/python bench/scenes.py --data PATH/TO/scenes-dev/ucy_crowds_zara01.txt \\
         --format ucy > bench/results/scenes_ucy.jsonl
-    .venv/bin/python bench/scenes.py --data /work/shared/data/scenes-dev/cmu_131_01.bvh \\
+    .venv/bin/python bench/scenes.py --data PATH/TO/scenes-dev/cmu_131_01.bvh \\
         --format bvh > bench/results/scenes_bvh.jsonl
 """
 
