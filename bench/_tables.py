@@ -2,8 +2,8 @@
 
 Example::
 
-    /work/venv/bin/python bench/_tables.py bench/results            # every table
-    /work/venv/bin/python bench/_tables.py bench/results ingest     # one bench
+    .venv/bin/python bench/_tables.py bench/results            # every table
+    .venv/bin/python bench/_tables.py bench/results ingest     # one bench
 """
 
 from __future__ import annotations

@@ -110,5 +110,5 @@ def int8_roundtrip(vectors: np.ndarray) -> np.ndarray:
 
 def overlap_at_k(found: list[list[int]], truth: np.ndarray, k: int) -> float:
     """Mean fraction of the true ``k`` nearest that were found (recall@k against exact)."""
-    scores = [len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth)]
+    scores = [len(set(f[:k]) & set(t[:k].tolist())) / k for f, t in zip(found, truth, strict=False)]
     return round(float(np.mean(scores)), 4)

@@ -49,14 +49,14 @@ LOGS: Path | None = None
 TOKEN = "bench-token"
 AIMEM = [sys.executable, "-c", "from aios_memory.client.cli import main; main()"]
 
-_WORKER = (
-    r"""
+_WORKER = r"""
 import json, sys, time
 import numpy as np
 from aios_memory.client import MemoryClient
-role, uri, name, seconds, tenant = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
-client = MemoryClient(uri, "%s", tenant=tenant)
-rng = np.random.default_rng(abs(hash(name)) %% 2**32)
+role, uri, name, seconds, tenant, token = sys.argv[1:7]
+seconds = float(seconds)
+client = MemoryClient(uri, token, tenant=tenant)
+rng = np.random.default_rng(abs(hash(name)) % 2**32)
 words = "kitchen garden boat river market school train letter doctor concert".split()
 def vector():
     v = rng.normal(size=64)
@@ -67,10 +67,10 @@ while time.monotonic() < stop:
     start = time.perf_counter()
     try:
         if role == "writer":
-            text = "%%s noted the %%s and the %%s, entry %%d" %% (name, words[n %% 10], words[(n * 7) %% 10], n)
+            text = f"{name} noted the {words[n % 10]} and the {words[(n * 7) % 10]}, entry {n}"
             client.remember(text, tier="long_term", embeddings=[vector()])
         else:
-            client.recall("the %%s and the %%s" %% (words[n %% 10], words[(n * 3) %% 10]),
+            client.recall(f"the {words[n % 10]} and the {words[(n * 3) % 10]}",
                           embedding=vector(), k=10)
         latencies.append(time.perf_counter() - start)
     except Exception as exc:  # counted, not hidden: a timeout is a result too
@@ -78,8 +78,6 @@ while time.monotonic() < stop:
     n += 1
 print(json.dumps({"latencies": latencies, "errors": errors}))
 """
-    % TOKEN
-)
 
 
 def _wait_for_uri(proc: subprocess.Popen, log_path: Path) -> str:
@@ -156,6 +154,7 @@ def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str
                     f"w{i}",
                     str(seconds),
                     tenant(i),
+                    TOKEN,
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -167,7 +166,17 @@ def load(uris: list[str], writers: int, seconds: float, layout: str) -> dict[str
         (
             "reader",
             subprocess.Popen(
-                [sys.executable, "-c", _WORKER, "reader", uri, f"r{i}", str(seconds), tenant(i)],
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    "reader",
+                    uri,
+                    f"r{i}",
+                    str(seconds),
+                    tenant(i),
+                    TOKEN,
+                ],
                 stdout=subprocess.PIPE,
                 text=True,
             ),

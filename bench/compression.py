@@ -3,7 +3,7 @@
 Split by conversation: the first ``--train`` LoCoMo conversations (sorted by name; 3 of the 5
 dev conversations) train the zstd dictionaries, and every figure is measured on the others.
 Each memory is compressed alone, as the store keeps it, through the project's own code
-(``client.codecs.encode_text`` and ``Codebook.decode``), and every payload is decoded again
+(``client.codec.text.encode_text`` and ``Codebook.decode``), and every payload is decoded again
 and compared byte for byte (``lossless.failures`` counts the ones that differ).
 
 One JSON line per result (``bench`` = ``compression``), told apart by ``kind``:
@@ -19,7 +19,7 @@ One JSON line per result (``bench`` = ``compression``), told apart by ``kind``:
 
 Example::
 
-    /work/main/.venv/bin/python bench/compression.py --data /work/shared/data/locomo-dev \\
+    .venv/bin/python bench/compression.py --data PATH/TO/locomo-dev \\
         --lm-memories 300 > bench/results/compression.jsonl
 """
 
@@ -202,7 +202,7 @@ def stock_zstd() -> Codec:
 
 
 def trained(samples: list[bytes], kb: int) -> Dictionary:
-    """A dictionary of ``kb`` KB trained as ``client._dictionaries.train_dictionary`` trains
+    """A dictionary of ``kb`` KB trained as ``client.codec.dictionaries.train_dictionary`` trains
     (``zstandard.train_dictionary`` with its default parameters), on every sample."""
     data = zstandard.train_dictionary(kb * 1024, samples).as_bytes()
     return Dictionary(dictionary_id_of(content_hash(data)), data)
@@ -534,7 +534,8 @@ def test_questions(store: Store) -> list[str]:
         [q.text for q in load_questions(Path(store.data) / f"{name}.json", ids)]
         for name, ids in known.items()
     ]
-    return [q for round_ in zip(*lists) for q in round_]
+    # Round-robin over the conversations, up to the shortest one's length.
+    return [q for round_ in zip(*lists, strict=False) for q in round_]
 
 
 def disk(data_dir: Path, memories: int) -> dict[str, Any]:

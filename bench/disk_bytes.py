@@ -9,7 +9,7 @@ see the cost once the vector index grows past the size the server persists
 
 Example::
 
-    /work/venv/bin/python bench/disk_bytes.py --data /work/shared/data/locomo-dev --copies 1,4
+    .venv/bin/python bench/disk_bytes.py --data PATH/TO/locomo-dev --copies 1,4
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _column_bytes(rows: list[tuple], block: int) -> dict[str, int]:
     for segments in by_block.values():
         segments.sort()
         ends = [offset for offset, _ in segments[1:]] + [block]
-        for (offset, column), end in zip(segments, ends):
+        for (offset, column), end in zip(segments, ends, strict=True):
             sizes[column] += end - offset
     return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 

@@ -17,7 +17,7 @@ float32 and binary brute force on 10k and 100k random vectors.
 
 Example::
 
-    /work/main/.venv/bin/python bench/embedding_bytes.py --data /work/shared/data/locomo-dev \\
+    .venv/bin/python bench/embedding_bytes.py --data PATH/TO/locomo-dev \\
         > bench/results/embedding_bytes.jsonl
 """
 
@@ -44,6 +44,7 @@ from _common import (  # noqa: E402
     Question,
     base_parser,
     conversation_files,
+    data_name,
     emit,
     latency_ms,
     load_questions,
@@ -233,7 +234,7 @@ def hamming(mean_name: str) -> Callable[[Conversation, dict], Search]:
             query_code = binary_codes(q, mean)
             rows = hamming_top(codes, query_code, DEPTH)
             distances = np.bitwise_count(codes[rows] ^ query_code).sum(axis=1)
-            return [(int(r), float(d)) for r, d in zip(rows, distances)]
+            return [(int(r), float(d)) for r, d in zip(rows, distances, strict=True)]
 
         return search
 
@@ -351,7 +352,7 @@ def versus(
     diff = np.array(
         [
             recall_at(f, q.evidence, K) - recall_at(b, q.evidence, K)
-            for (q, f), (_, b) in zip(rows, base)
+            for (q, f), (_, b) in zip(rows, base, strict=False)
         ]
     )
     return {
@@ -370,7 +371,7 @@ def overlap(
             np.mean(
                 [
                     len(set(f[:K]) & set(b[:K])) / max(len(b[:K]), 1)
-                    for (_, f), (_, b) in zip(rows, base)
+                    for (_, f), (_, b) in zip(rows, base, strict=False)
                 ]
             )
         ),
@@ -439,10 +440,14 @@ def scale_timing(params: dict[str, Any]) -> None:
         vectors = normalize_rows(rng.standard_normal((n, 384), dtype=np.float32))
         codes, mean = binary_codes(vectors, None), np.zeros(384, np.float32)
         queries = normalize_rows(rng.standard_normal((50, 384), dtype=np.float32))
+        # Both are called only within this iteration, so binding the loop's arrays late is safe.
         searches = {
-            "float32": lambda q: _top(vectors @ q, DEPTH),
+            "float32": lambda q: _top(vectors @ q, DEPTH),  # noqa: B023
             "binary/rescore100": lambda q: rescore(
-                codes, q, mean, hamming_top(codes, binary_codes(q, mean), 100)
+                codes,  # noqa: B023
+                q,
+                mean,  # noqa: B023
+                hamming_top(codes, binary_codes(q, mean), 100),  # noqa: B023
             ),
         }
         for name, search in searches.items():
@@ -481,7 +486,7 @@ def main() -> None:
     chosen = methods(with_other=len(conversations) > 1)
     result = run(conversations, chosen)
     params = {
-        "data": args.data,
+        "data": data_name(args.data),
         "conversations": [c.name for c in conversations],
         "turns": sum(len(c.texts) for c in conversations),
         "k": K,
@@ -489,7 +494,7 @@ def main() -> None:
         "embedder": "local",
         "categories": [1, 2, 3, 4],
         "search": "numpy brute force, one conversation (tenant) at a time",
-        "fusion": "flight_server._search.fuse",
+        "fusion": "flight_server.search.fusion.fuse",
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         **{k: round(v, 1) for k, v in timings.items()},
     }

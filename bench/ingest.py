@@ -9,7 +9,7 @@ the server's local embedder, which is the ``aimem import`` path).
 
 Example::
 
-    /work/venv/bin/python bench/ingest.py --rows 20000 --one-by-one 500 --rounds 3
+    .venv/bin/python bench/ingest.py --rows 20000 --one-by-one 500 --rounds 3
 """
 
 from __future__ import annotations

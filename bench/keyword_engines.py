@@ -6,10 +6,13 @@ categories 1-4 is searched in its own conversation's turns and scored by
 recall@5 / recall@10 of its evidence ``dia_id`` s. Engines run side by side,
 conversation by conversation, so machine noise falls on all of them alike.
 
-Example::
+Example (``--data`` is the folder of the LoCoMo dev split; DuckDB fts runs in a venv of
+its own, in a folder you name, because it loads offline only with duckdb 1.5.5)::
 
-    /work/venv/bin/python bench/keyword_engines.py --data /work/shared/data/locomo-dev \\
-        --duckdb-python /tmp/duckfts-venv/bin/python
+    python3 -m venv "$FTS_VENV"
+    "$FTS_VENV"/bin/pip install duckdb==1.5.5 duckdb-extensions duckdb-extension-fts==1.5.5
+    .venv/bin/python bench/keyword_engines.py --data PATH/TO/locomo-dev \\
+        --duckdb-python "$FTS_VENV"/bin/python
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from _common import (  # noqa: E402
     Question,
     base_parser,
     conversation_files,
+    data_name,
     emit,
     latency_ms,
     load_questions,
@@ -196,6 +200,9 @@ def make_engines(folder: Path) -> dict[str, tuple[Any, dict[str, Any]]]:
 
 
 def _short(arg: Any) -> str:
+    # The index folder is a temporary one: record that, not this machine's path to it.
+    if isinstance(arg, Path):
+        return "<temp folder>"
     return f"<{len(arg)} stopwords>" if isinstance(arg, list) else str(arg)
 
 
@@ -254,8 +261,12 @@ def run_duckdb(
     )
     answer = json.loads(done.stdout)
     outs = []
-    for (_, dia_ids, questions), result in zip(conversations, answer["results"]):
-        rows = [(q, [dia_ids[r] for r in ranked]) for q, ranked in zip(questions, result["ranked"])]
+    for (_, dia_ids, questions), result in zip(conversations, answer["results"], strict=False):
+        ranked_lists = result["ranked"]
+        rows = [
+            (q, [dia_ids[r] for r in ranked])
+            for q, ranked in zip(questions, ranked_lists, strict=False)
+        ]
         outs.append({"build_s": result["build_s"], "query_s": result["query_s"], "rows": rows})
     return answer["duckdb"], outs
 
@@ -293,7 +304,7 @@ def main() -> None:
     conversations = [load_conversation(path) for path in files]
     turns = sum(len(t) for t, _, _ in conversations)
     params = {
-        "data": args.data,
+        "data": data_name(args.data),
         "conversations": [p.stem for p in files],
         "turns": turns,
         "categories": [1, 2, 3, 4],

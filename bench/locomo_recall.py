@@ -9,7 +9,7 @@ whether the server's fusion (RRF, k=60, equal weights) can do better.
 
 Example::
 
-    /work/venv/bin/python bench/locomo_recall.py --data /work/shared/data/locomo-dev
+    .venv/bin/python bench/locomo_recall.py --data PATH/TO/locomo-dev
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from _common import (  # noqa: E402
     base_parser,
     connect,
     conversation_files,
+    data_name,
     emit,
     latency_ms,
     load_questions,
@@ -139,7 +140,7 @@ def fusions() -> dict[str, Callable[[Arm, Arm], list[str]]]:
 def report_modes(questions: list[Question], run: dict[str, Any], params: dict[str, Any]) -> None:
     """One line per server mode: recall overall and per category, and latency."""
     for name, arms in run["found"].items():
-        rows = [(q, [dia for dia, _, _ in arm]) for q, arm in zip(questions, arms)]
+        rows = [(q, [dia for dia, _, _ in arm]) for q, arm in zip(questions, arms, strict=False)]
         summary = summarize_recall(rows)
         extra = (
             {"meets_target": summary["recall@10"] >= TARGET_HYBRID_R10} if name == "hybrid" else {}
@@ -159,7 +160,9 @@ def report_fusions(questions: list[Question], run: dict[str, Any], params: dict[
     """One line per fusion rule, computed here from the two arms at DEPTH."""
     vectors, keywords = run["found"][f"vector@{DEPTH}"], run["found"][f"keyword@{DEPTH}"]
     for name, rule in fusions().items():
-        rows = [(q, rule(v, kw)[:K]) for q, v, kw in zip(questions, vectors, keywords)]
+        rows = [
+            (q, rule(v, kw)[:K]) for q, v, kw in zip(questions, vectors, keywords, strict=False)
+        ]
         emit(
             "locomo_recall",
             {**params, "fusion": name, "depth": DEPTH},
@@ -175,7 +178,7 @@ def local_keyword_arm(corpus: Corpus, stopwords: str) -> list[Arm]:
     from keyword_engines import TantivyEngine
 
     by_conversation: dict[str, list[tuple[str, str, str]]] = {}
-    for item, memory_id in zip(corpus.items, corpus.ids):
+    for item, memory_id in zip(corpus.items, corpus.ids, strict=False):
         by_conversation.setdefault(item.metadata["conversation"], []).append(
             (item.text, item.metadata["dia_id"], memory_id)
         )
@@ -203,7 +206,10 @@ def report_what_if(corpus: Corpus, run: dict[str, Any], params: dict[str, Any]) 
             "rrf_c10": lambda v, kw: rrf(v, kw, 10),
         }
         for name, rule in rules.items():
-            rows = [(q, rule(v, kw)[:K]) for q, v, kw in zip(corpus.questions, vectors, keywords)]
+            rows = [
+                (q, rule(v, kw)[:K])
+                for q, v, kw in zip(corpus.questions, vectors, keywords, strict=False)
+            ]
             emit(
                 "locomo_recall",
                 {
@@ -237,7 +243,7 @@ def main() -> None:
         wait_until_indexed(client)
         run = run_questions(client, corpus.questions)
     params = {
-        "data": args.data,
+        "data": data_name(args.data),
         "conversations": [p.stem for p in files],
         "memories": len(corpus.ids),
         "k": K,

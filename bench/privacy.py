@@ -11,12 +11,12 @@ One JSON line per result (``bench`` = ``privacy``), told apart by ``kind``:
   stat of the revocation list);
 - ``transport``: the same recall over ``grpc://``, ``grpc+tls://`` and mutual TLS, three
   servers on copies of one data directory, interleaved;
-- ``sealing``: sealing and opening one memory (AES-256-GCM through ``client.sealing``) and the
+- ``sealing``: sealing and opening one memory (AES-256-GCM through ``client.codec.sealing``) and the
   bytes it adds per record.
 
-Example::
+Example (without ``--data`` or ``AIMEM_BENCH_DATA`` the texts are generated)::
 
-    /work/main/.venv/bin/python bench/privacy.py --data /work/shared/data/locomo-dev \\
+    .venv/bin/python bench/privacy.py --data PATH/TO/locomo-dev \\
         > bench/results/privacy.jsonl
 """
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     base_parser,
     conversation_files,
+    data_name,
     emit,
     latency_ms,
     locomo_turns,
@@ -234,7 +235,7 @@ def sealed_rows(texts: list[str], rng: np.random.Generator) -> list[dict[str, An
 
     vectors, scales = quantize(unit(rng, len(texts)))
     rows = []
-    for text, vector, scale in zip(texts, vectors, scales):
+    for text, vector, scale in zip(texts, vectors, scales, strict=True):
         encoded = encode_text(text)
         rows.append(
             {
@@ -307,14 +308,15 @@ def bench_sealing(texts: list[str], params: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = base_parser(__doc__.split("\n")[0], data=True)
+    parser = base_parser(__doc__.split("\n")[0], data=True, data_optional=True)
     parser.add_argument("--memories", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
     n, q = (2000, 40) if quick() else (args.memories, args.queries)
-    params = {"memories": n, "queries": q, "k": 10, "dim": DIM}
+    data = data_name(args.data) if args.data else "generated"
+    params = {"memories": n, "queries": q, "k": 10, "dim": DIM, "data": data}
     rng = np.random.default_rng(7)
-    texts = texts_for(getattr(args, "data", None), n, 7)
+    texts = texts_for(args.data, n, 7)
     queries = [" ".join(t.split()[:4]) for t in random.Random(3).sample(texts, q)]
     vectors = unit(rng, q)
     bench_sealing(texts, params)

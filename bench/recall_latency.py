@@ -10,7 +10,7 @@ Recall@10 is measured against exact brute force on the original vectors.
 
 Example::
 
-    /work/venv/bin/python bench/recall_latency.py --sizes 10000,100000 --queries 1000
+    .venv/bin/python bench/recall_latency.py --sizes 10000,100000 --queries 1000
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ seek decodes its segment: the cold case).
 
 Example::
 
-    .venv/bin/python bench/scenes.py --data /work/shared/data/scenes-dev/ucy_crowds_zara01.txt \\
+    .venv/bin/python bench/scenes.py --data PATH/TO/scenes-dev/ucy_crowds_zara01.txt \\
         --format ucy > bench/results/scenes_ucy.jsonl
-    .venv/bin/python bench/scenes.py --data /work/shared/data/scenes-dev/cmu_131_01.bvh \\
+    .venv/bin/python bench/scenes.py --data PATH/TO/scenes-dev/cmu_131_01.bvh \\
         --format bvh > bench/results/scenes_bvh.jsonl
 """
 

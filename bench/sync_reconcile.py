@@ -8,9 +8,9 @@ exchange of every item (``ts`` u64 + 16-byte id, 24 bytes an item).
 
 Two paths:
 
-- ``protocol``: in process, pure ``sync.reconcile``. Two ``Reconciler`` s
+- ``protocol``: in process, pure ``sync.protocol.reconcile``. Two ``Reconciler`` s
   exchange encoded messages exactly as ``sync/session.py`` relays them and
-  ``flight_server/_sync_session.py`` answers them (records are not moved;
+  ``flight_server/sync/session.py`` answers them (records are not moved;
   a message announces the record batches it would carry). The difference
   found is checked against the true one. Seconds cover the exchange only
   (encode, decode, answer); building the ``ItemSet`` s is reported apart.
@@ -22,7 +22,7 @@ Two paths:
 
 Example::
 
-    /work/main/.venv/bin/python bench/sync_reconcile.py --n 100000,1000000 \\
+    .venv/bin/python bench/sync_reconcile.py --n 100000,1000000 \\
         --d 0,1,100,10000 --paths protocol,servers
 """
 
@@ -50,7 +50,7 @@ from _common import base_parser, emit, log, quick  # noqa: E402
 BENCH = "sync_reconcile"
 ITEM_BYTES = 24  # naive: ts (u64) + 16-byte id per item
 ID_BYTES = 16
-FRAME_KIND_BYTES = 1  # sync/frames.py: every message frame starts with a kind byte
+FRAME_KIND_BYTES = 1  # sync/protocol/frames.py: every message frame starts with a kind byte
 BATCH_ROWS = 2048  # DuckDBStore.sync_rows' default: records per batch a message announces
 SEED_CHUNK = 50_000
 TARGET_BYTES, TARGET_ROUND_TRIPS = 4096, 3
@@ -279,7 +279,7 @@ def _uuid7ish(ms: np.ndarray, rng: np.random.Generator) -> list[str]:
     rand = rng.integers(0, 2**62, len(ms), dtype=np.int64)
     rand_a = rng.integers(0, 1 << 12, len(ms), dtype=np.int64)
     out = []
-    for m, a, r in zip(ms.tolist(), rand_a.tolist(), rand.tolist()):
+    for m, a, r in zip(ms.tolist(), rand_a.tolist(), rand.tolist(), strict=True):
         value = ((m & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (a << 64) | (0b10 << 62) | r
         out.append(str(uuid.UUID(int=value)))
     return out
@@ -355,7 +355,7 @@ def seed_stores(dir_a: Path, dir_b: Path, n: int, d: int, seed: int) -> dict[str
             side = where[part]
             writer = np.where(side == 2, 1, np.where(side == 1, 0, rng.integers(0, 2, len(side))))
             batch = record_batch(ts[part], [replica_ids[w] for w in writer.tolist()], rng)
-            for k, (store, skip) in enumerate(zip(stores, (2, 1))):
+            for k, (store, skip) in enumerate(zip(stores, (2, 1), strict=True)):
                 rows = batch.filter(np.asarray(side != skip))
                 t0 = time.perf_counter()
                 store.put(prepare_write([rows], None, DEFAULT_LIMITS))
@@ -490,7 +490,7 @@ def servers_case(n: int, d: int, seed: int, workdir: Path) -> list[dict[str, Any
 def counting_item_sets() -> Iterator[list[float]]:
     """Seconds of each item set the servers build from DuckDB meanwhile (cache misses).
 
-    Wraps ``_sync_state.item_arrays`` (the SQL with a SHA-256 per row) for
+    Wraps ``flight_server.sync._state.item_arrays`` (the SQL with a SHA-256 per row) for
     the duration; both servers run in this process, so both are counted.
     """
     from aios_memory.flight_server.sync import _state as _sync_state

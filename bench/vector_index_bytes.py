@@ -10,7 +10,7 @@ exact search. Needs only numpy and hnswlib (usearch rows appear when the
 
 Example::
 
-    /tmp/tools-venv/bin/python bench/vector_index_bytes.py --size 100000 --queries 1000
+    .venv/bin/python bench/vector_index_bytes.py --size 100000 --queries 1000
 """
 
 from __future__ import annotations

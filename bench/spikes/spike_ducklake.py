@@ -13,7 +13,7 @@ its own ATTACH of the same catalog, as replicas on different hosts would be.
 Each case prints ONE JSON line on stdout ({"bench": "spike", "backend": "ducklake",
 "case": ..., figures..., "ok": true/false}); progress goes to stderr.
 
-Cases (the same invariants as bench/spike_lance.py):
+Cases (the same invariants as bench/spikes/spike_lance.py):
 
 1. ``concurrent_appends``: 3 and 4 writer processes append batches of 1 and 16 rows
    per commit to the same tenant for ``--seconds`` each (and once more 3 x 1 row with
@@ -66,13 +66,14 @@ Cases (the same invariants as bench/spike_lance.py):
 
 Setup (offline; DuckDB never downloads an extension here): DuckDB 1.5.5 and the
 ducklake, postgres_scanner (and for S3 httpfs) extensions from PyPI, each loaded by
-absolute path (``<site-packages>/duckdb_extension_<name>/extensions/v1.5.5/<name>.duckdb_extension``)
+absolute path
+(``<site-packages>/duckdb_extension_<name>/extensions/v1.5.5/<name>.duckdb_extension``)
 with autoinstall/autoload off and a temporary extension_directory (the helper package
 duckdb-extensions is not needed: its import_extension() only INSTALLs that same file
-into ~/.duckdb/extensions):
+into ~/.duckdb/extensions). A venv of its own, in a folder you name (``bench/spikes/README.md``):
 
-    python3 -m venv /tmp/ducklake-venv
-    /tmp/ducklake-venv/bin/pip install duckdb==1.5.5 duckdb-extension-ducklake==1.5.5 \\
+    python3 -m venv "$VENV"
+    "$VENV"/bin/pip install duckdb==1.5.5 duckdb-extension-ducklake==1.5.5 \\
         duckdb-extension-postgres-scanner==1.5.5 duckdb-extension-httpfs==1.5.5 \\
         psycopg2-binary pyarrow
 
@@ -81,14 +82,16 @@ directory on 127.0.0.1 and a free port, and stops it at the end; as root it runs
 server inside a user namespace (``unshare --user --map-user=<postgres uid>``) because
 PostgreSQL refuses to run as root. Data files go to a temporary directory, or
 ``--data DIR``, or ``--data s3://bucket/prefix`` with ``--s3-endpoint host:port``
-(or ``--start-moto`` to start a moto server on 127.0.0.1 from /tmp/spikevenv).
+(or ``--start-moto`` to start a moto server on 127.0.0.1: ``moto_server`` beside this
+interpreter unless ``--moto-bin`` names another; ``pip install 'moto[server]'`` into the venv).
 
-    /tmp/ducklake-venv/bin/python bench/spike_ducklake.py [--seconds 10] [--data DIR|s3://...]
+    "$VENV"/bin/python bench/spikes/spike_ducklake.py [--seconds 10] [--data DIR|s3://...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import json
@@ -196,10 +199,12 @@ def state_sql(at: int | None = None) -> str:
     """Count and md5 of a tenant's current state (max (hlc, origin) per id, not deleted)."""
     at_clause = f"AT (VERSION => {int(at)})" if at is not None else ""
     return (
-        "SELECT count(*), coalesce(md5(string_agg(id || '|' || hlc || '|' || origin || '|' || payload, "
+        "SELECT count(*), coalesce(md5(string_agg("
+        "id || '|' || hlc || '|' || origin || '|' || payload, "
         "chr(10) ORDER BY id)), md5('')) FROM (SELECT id, hlc, origin, deleted, payload "
         f"FROM lake.records {at_clause} WHERE tenant = ? "
-        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY hlc DESC, origin DESC) = 1) WHERE NOT deleted"
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY hlc DESC, origin DESC) = 1) "
+        "WHERE NOT deleted"
     )
 
 
@@ -461,10 +466,8 @@ def role_deleter(con, spec) -> dict[str, Any]:
             errors += 1
             if len(samples) < 3:
                 samples.append(str(exc)[:300])
-            try:
+            with contextlib.suppress(Exception):
                 con.execute("ROLLBACK")
-            except Exception:
-                pass
             if spec["mode"] == "delete":
                 queue.append(rid)
     return {"acks": acks, "errors": errors, "error_samples": samples, "lat": lats}
@@ -806,7 +809,8 @@ def case_concurrent_appends(h: Harness) -> None:
             retry_settings_are_default=retry is default_retry,
         )
         log(
-            f"[appends] p={procs} b={batch} commits={commits} lost={chk['lost']} dup={chk['duplicated']} "
+            f"[appends] p={procs} b={batch} commits={commits} lost={chk['lost']} "
+            f"dup={chk['duplicated']} "
             f"conflicts={conflicts} errors={errors}"
         )
 
@@ -860,7 +864,8 @@ def case_visibility(h: Harness) -> None:
         autocommit_query_sees_new_commit=autocommit_fresh,
         open_txn_keeps_snapshot=in_txn_after == in_txn_before,
         sees_commit_after_txn_end=after_commit == in_txn_before + 1,
-        note="lag = B's first read containing the row minus A's acknowledgement (same monotonic clock); "
+        note="lag = B's first read containing the row minus A's acknowledgement "
+        "(same monotonic clock); "
         "B polls ducklake_current_snapshot() and reads only when the id moved",
     )
     log(f"[visibility] lag p50={ms(pct(lags, 50))}ms p99={ms(pct(lags, 99))}ms missed={missed}")
@@ -1157,7 +1162,8 @@ def case_concurrent_deletes(h: Harness) -> None:
         "does not conflict: duplicate key); fixes are not in the 1.5.5 extension (d8a1881e)",
     )
     log(
-        f"[deletes] dup={del_dup} resurrected={resurrected} churn_dup={ups_dup} churn_missing={ups_missing} "
+        f"[deletes] dup={del_dup} resurrected={resurrected} churn_dup={ups_dup} "
+        f"churn_missing={ups_missing} "
         f"r1215={r1215} r1393={r1393}"
     )
 
@@ -1256,7 +1262,11 @@ def main() -> None:
     ap.add_argument(
         "--start-moto", action="store_true", help="start moto_server on 127.0.0.1 for s3://"
     )
-    ap.add_argument("--moto-bin", default="/tmp/spikevenv/bin/moto_server")
+    ap.add_argument(
+        "--moto-bin",
+        default=str(Path(sys.executable).parent / "moto_server"),
+        help="moto_server for --start-moto (default: the one beside this interpreter)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (catalog, logs, acks)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()

