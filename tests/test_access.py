@@ -16,6 +16,7 @@ import pyarrow.flight as flight
 import pytest
 from support.access_model import (
     TENANTS,
+    WORD,
     action_json,
     build_world,
     get_ids,
@@ -90,6 +91,20 @@ def test_a_tier_outside_the_token_is_refused_not_emptied(world: dict[str, Any]) 
     assert scan_ids(running.uri, tok.secret, "alice", "working") == visible(
         tok, world["records"], "alice", "working"
     )
+
+
+def test_a_token_that_reads_no_tier_finds_nothing(start: Any) -> None:
+    # A write-only token (``aimem token create --tiers ''``): its view admits no tier, which
+    # the keyword index once took for "no tier filter" and searched every tier.
+    running = start("write-only")
+    for tier in TIERS:
+        write(running.uri, running.token, "alice", tier, 0, f"{WORD} in {tier}")
+    secret, _ = TokenAuthority(running.data_dir).create(
+        "alice", "ingest", (), ("working",), 3, None
+    )
+    assert search_ids(running.uri, secret, "alice") == set()
+    assert scan_ids(running.uri, secret, "alice") == set()
+    assert isinstance(write(running.uri, secret, "alice", "working", 0, "it may write"), list)
 
 
 def test_writes_and_forgets_match_the_reference_model(world: dict[str, Any]) -> None:

@@ -416,17 +416,18 @@ class LakeStore(Store):
 
 def _latest_versions(rows: pa.Table) -> pa.Table:
     """Only the highest ``(hlc, origin)`` of each id (what the cache would keep anyway, and
-    one row per id is what a put may carry), dictionaries first: the memories compressed
-    with one are decoded after it, even when a later chunk holds them."""
+    one row per id is what a put may carry), in the order the lake holds them (commit
+    order: a cache rebuilt or caught up scans in the order the writer's did), dictionaries
+    first: the memories compressed with one are decoded after it, even when a later chunk
+    holds them."""
     order = pc.sort_indices(
         rows, [("id", "ascending"), ("hlc", "descending"), ("origin", "descending")]
     )
-    ordered = rows.take(order)
-    ids = ordered.column("id").combine_chunks()
+    ids = rows.column("id").take(order).combine_chunks()
     first = np.ones(len(ids), dtype=bool)
     if len(ids) > 1:
         first[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
-    latest = ordered.filter(pa.array(first))
+    latest = rows.take(np.sort(order.to_numpy()[first]))
     dictionaries = pc.equal(latest.column("kind"), DICTIONARY_KIND)
     return pa.concat_tables([latest.filter(dictionaries), latest.filter(pc.invert(dictionaries))])
 

@@ -157,11 +157,13 @@ class KeywordIndex:
         max_privacy: int | None = None,
     ) -> list[tuple[int, float]]:
         """``(seq, bm25 score)`` best first; ``tiers``, ``allowed`` and ``max_privacy``
-        restrict inside the query."""
+        restrict inside the query. ``tiers`` None is every tier; an empty list is none."""
         # The query goes through the index's own analyzer, then an OR of its terms: no
         # query syntax to escape, and a question of only function words matches nothing.
         terms = sorted(set(self._analyzer.analyze(text)))
-        if not terms or (allowed is not None and not len(allowed)):
+        # No tiers is what a view of no tiers leaves (a write-only token, or a tier asked
+        # outside the view): it must match nothing, not lose its tier clause.
+        if not terms or tiers == [] or (allowed is not None and not len(allowed)):
             return []
         query = tantivy.Query.boolean_query(
             [
