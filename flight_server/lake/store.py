@@ -67,6 +67,8 @@ from aios_memory.schemas import (
     View,
 )
 
+from aios_memory.sync.protocol.reconcile import ItemSet
+
 from ._log import TenantLog
 from ._objects import LakeObjects
 from .uri import LakeLocation
@@ -108,7 +110,11 @@ class _Tenant:
 
 class LakeStore(Store):
     """Records in a lake (``_lake_log``), served through per-tenant caches; see the module
-    docstring."""
+    docstring.
+
+    Implements ``Store`` and ``sync.bookkeeping.SyncBookkeeping``, each by delegating to
+    the tenant's cache (a ``DuckDBStore``) through its public methods only.
+    """
 
     def __init__(
         self,
@@ -167,7 +173,7 @@ class LakeStore(Store):
                 finally:
                     tenant.lock.release()
 
-    def fresh(self, name: str) -> _Tenant:
+    def caught_up(self, name: str) -> _Tenant:
         """The tenant with every version committed to the lake before this call applied."""
         tenant = self._tenant(name)
         checked = time.monotonic()
@@ -309,10 +315,10 @@ class LakeStore(Store):
     def scan(
         self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
     ) -> Iterator[pa.RecordBatch]:
-        return self.fresh(request.tenant).cache.scan(request, batch_rows, view=view)
+        return self.caught_up(request.tenant).cache.scan(request, batch_rows, view=view)
 
     def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
-        return self.fresh(tenant).cache.get(tenant, ids, view=view)
+        return self.caught_up(tenant).cache.get(tenant, ids, view=view)
 
     def search(
         self,
@@ -322,15 +328,15 @@ class LakeStore(Store):
         *,
         view: View | None = None,
     ) -> pa.Table:
-        return self.fresh(request.tenant).cache.search(
+        return self.caught_up(request.tenant).cache.search(
             request, query_vector, embed_model, view=view
         )
 
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
-        return self.fresh(tenant).cache.tier_counts(tenant, view)
+        return self.caught_up(tenant).cache.tier_counts(tenant, view)
 
     def stats(self, tenant: str, *, view: View | None = None) -> dict[str, Any]:
-        replica = self.fresh(tenant)
+        replica = self.caught_up(tenant)
         stats = replica.cache.stats(tenant, view=view)
         stats["replica_id"] = self.replica_id
         if view is None:  # where the truth lives, for the data directory's owner
@@ -344,16 +350,19 @@ class LakeStore(Store):
     # -- sync (bookkeeping per replica; see the module docstring) ---------------------------
     def sync_items(
         self, tenant: str, tiers: tuple[str, ...], horizon: int
-    ) -> tuple[Any, np.ndarray]:
-        return self.fresh(tenant).cache.sync_items(tenant, tiers, horizon)
+    ) -> tuple[ItemSet, np.ndarray]:
+        """See ``SyncBookkeeping.sync_items``; this replica's books."""
+        return self.caught_up(tenant).cache.sync_items(tenant, tiers, horizon)
 
     def sync_rows(
         self, tenant: str, seqs: np.ndarray, batch_rows: int = 2048
     ) -> Iterator[pa.RecordBatch]:
+        """See ``SyncBookkeeping.sync_rows``; this replica's books."""
         return self._tenant(tenant).cache.sync_rows(tenant, seqs, batch_rows)
 
     def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
-        return self.fresh(tenant).cache.sync_state(tenant)
+        """See ``SyncBookkeeping.sync_state``; this replica's books."""
+        return self.caught_up(tenant).cache.sync_state(tenant)
 
     def sync_open_round(
         self,
@@ -364,25 +373,28 @@ class LakeStore(Store):
         completed: dict[str, str],
         counts: bool = True,
     ) -> None:
+        """See ``SyncBookkeeping.sync_open_round``; this replica's books."""
         self.clock.observe(peer_clock)
         self._tenant(tenant).cache.sync_open_round(
             tenant, peer, round_id, peer_clock, completed, counts
         )
 
     def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
-        return self._tenant(tenant).cache.sync_state(tenant)[0]  # never settles (docstring)
+        """Never settles (see the module docstring): the horizon this replica has."""
+        return self._tenant(tenant).cache.sync_state(tenant)[0]
 
     def sync_finish(
         self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str, horizon: int
     ) -> None:
+        """See ``SyncBookkeeping.sync_finish``; this replica's books."""
         self._tenant(tenant).cache.sync_finish(tenant, tiers, peer, round_id, horizon)
 
     # -- payload decoding, for prepare_write -------------------------------------------------
     def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
-        return self.fresh(tenant).cache._dictionary_row(tenant, dict_id)
+        return self.caught_up(tenant).cache.dictionary_row(tenant, dict_id)
 
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
-        return self.fresh(tenant).cache._current_rows(tenant, ids)
+        return self.caught_up(tenant).cache.current_rows(tenant, ids)
 
     # -- upkeep -----------------------------------------------------------------------------
     def compact_tenants(

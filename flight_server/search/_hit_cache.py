@@ -79,10 +79,6 @@ class HitCache:
         ]
         return pa.Table.from_arrays([*columns, scores], schema=HIT_SCHEMA)
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._table = None
-
 
 def _conform(rows: pa.Table) -> pa.Table:
     fields = [RECORD_SCHEMA.field(name) for name in CACHED_COLUMNS]

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, TIERS, InvalidValueError
+from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, InvalidValueError
 
 from .versioning import SAME_MEMORY_FIELDS, Current
 
-if TYPE_CHECKING:  # store.py imports this module: the alias only annotates
-    from .base import WriteResult
+__all__ = ["WriteResult", "current_of", "split_acks", "tombstones", "tombstones_to_forget"]
 
-__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones", "tombstones_to_forget"]
-
-
-def tiers_of(tier: str | list[str] | None) -> list[str]:
-    if tier is None:
-        return list(TIERS)
-    return [tier] if isinstance(tier, str) else list(tier)
-
-
-def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """DuckDB's Arrow types (blobs, views, time zones) cast to the record schema."""
-    return pa.RecordBatch.from_arrays(
-        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA
-    )
+WriteResult = list[tuple[list[str], list[int]]]  # per client batch: ids, hlcs
 
 
 def current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
