@@ -66,7 +66,6 @@ from aios_memory.schemas import (
     SearchRequest,
     View,
 )
-
 from aios_memory.sync.protocol.reconcile import ItemSet
 
 from ._log import TenantLog

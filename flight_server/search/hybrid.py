@@ -37,7 +37,7 @@ from .index_set import IndexSet, VectorKey
 from .keyword_index import KeywordDoc
 from .vector_index import HnswParams
 
-__all__ = ["HybridSearch", "AllowedSeqs", "HitRows", "Dimension"]
+__all__ = ["HybridSearch", "AllowedSeqs", "HitRows", "Dimension", "DeadVector"]
 
 AllowedSeqs = Callable[[SearchRequest, list[str], View | None], np.ndarray]
 """``(request, tiers, view) -> seqs`` of the live rows a ``where`` and a view admit."""

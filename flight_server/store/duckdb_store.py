@@ -35,7 +35,7 @@ from aios_memory.flight_server._files import dir_bytes
 from aios_memory.flight_server.search.hybrid import DeadVector, HybridSearch
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.flight_server.search.vector_index import HnswParams
-from aios_memory.flight_server.sync.bookkeeping import SYNC_DDL, SyncBook
+from aios_memory.flight_server.sync.bookkeeping import SyncBook
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
@@ -50,35 +50,22 @@ from aios_memory.sync.protocol.reconcile import ItemSet
 
 from . import sealed_vectors as sealed_sql
 from ._counts import tier_counts, tier_stats
-from ._embed_models import MODELS_DDL, EmbedModels
-from ._sealed_fields import OPENED_VIEW, SEALED_FIELDS_DDL, fields_table, write_fields
+from ._database import COLUMNS, connect
+from ._embed_models import EmbedModels
+from ._sealed_fields import OPENED_VIEW, fields_table, write_fields
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
 from ._text_backfill import TextBackfill
-from ._text_backlog import PAYLOAD_SQL, TEXT_BACKLOG_DDL, TextBacklog
+from ._text_backlog import PAYLOAD_SQL, TextBacklog
 from .base import PreparedWrite, Store, WriteResult
 from .payloads import PayloadTexts
-from .rows import current_of, split_acks
-from .sealed_vectors import SEALED_VECTORS_DDL, SealedVectors
-from .versioning import SAME_MEMORY_FIELDS, Current, decide
+from .rows import split_acks, with_versions
+from .sealed_vectors import SealedVectors
+from .versioning import SAME_MEMORY_FIELDS, Current, Written, plan_put
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
 DB_FILE = "memory.duckdb"
-COLUMNS = ", ".join(f.name for f in RECORD_SCHEMA)
-_DDL = """
-CREATE TABLE IF NOT EXISTS records (
-    seq BIGINT NOT NULL, id VARCHAR NOT NULL, tenant VARCHAR NOT NULL, tier VARCHAR NOT NULL,
-    agent VARCHAR, session VARCHAR, kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
-    hlc UBIGINT NOT NULL, origin VARCHAR NOT NULL, privacy UTINYINT NOT NULL,
-    codec VARCHAR NOT NULL, dict_id UINTEGER, payload BLOB NOT NULL, raw_size UINTEGER NOT NULL,
-    content_hash BLOB NOT NULL, embedding TINYINT[], embedding_scale FLOAT, embed_model VARCHAR,
-    metadata VARCHAR, deleted BOOLEAN NOT NULL
-);
-CREATE TABLE IF NOT EXISTS facts (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-"""
-# A version a put writes: (row number in the put, seq, hlc, origin).
-_Written = tuple[int, int, int, str]
 _Replaced = list[tuple[tuple[str, str], Current]]
 
 
@@ -115,7 +102,7 @@ class DuckDBStore(Store):
         self.data_dir = Path(data_dir)
         self.sync_tiers = tuple(sync_tiers)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._con = self._connect(self.data_dir / DB_FILE)
+        self._con = connect(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
         self.replica_id = replica_id or self._fact_made_once(
             "replica_id", lambda: "r" + secrets.token_hex(8)
@@ -158,27 +145,6 @@ class DuckDBStore(Store):
         )
 
     # -- connection -------------------------------------------------------------------------
-    @staticmethod
-    def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-        try:
-            # 16 KiB blocks for a new file (an existing one keeps its own): with the default
-            # 256 KiB, each small table costs a whole block, about 190 bytes a memory at
-            # LoCoMo's size (bench/disk_bytes.py).
-            con = duckdb.connect(str(path), config={"default_block_size": "16384"})
-        except duckdb.Error as exc:
-            raise ServerInternalError(
-                f"cannot open the database {path}: {exc}. If it was damaged by a crash or a full "
-                f"disk, move it aside and restore from `aimem export` or the cloud copy."
-            ) from None
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(_DDL)
-        con.execute(MODELS_DDL)
-        con.execute(SYNC_DDL)
-        con.execute(TEXT_BACKLOG_DDL)
-        con.execute(SEALED_VECTORS_DDL)
-        con.execute(SEALED_FIELDS_DDL)
-        return con
-
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # One cursor per call: DuckDB connections are not shared across threads.
         return self._con.cursor()
@@ -195,42 +161,23 @@ class DuckDBStore(Store):
     # -- writing ----------------------------------------------------------------------------
     def put(self, write: PreparedWrite) -> WriteResult:
         with self._write_lock:
-            acks, in_order, replaced = self._versions(write)
-            self._write(write, in_order, replaced)
-            return split_acks(acks, write.batch_sizes)
-
-    def _versions(
-        self, write: PreparedWrite
-    ) -> tuple[list[tuple[str, int]], list[_Written], _Replaced]:
-        """Which version of each row wins: the acks, the rows to write in seq order, and the
-        stored rows they replace."""
-        table = write.records
-        rows = table.select(
-            ["id", "tenant", "hlc", "origin", "codec", "dict_id", *SAME_MEMORY_FIELDS]
-        ).to_pylist()
-        currents = self.currents(table)
-        first_new_seq = self._seq + 1
-        written: dict[tuple[str, str], _Written] = {}
-        acks, replaced = [], []
-        for i, row in enumerate(rows):
-            key = (row["tenant"], row["id"])
-            decision = decide(
-                row, currents.get(key), self.clock, self.replica_id, self.sync_tiers, write.reencode
+            plan = plan_put(
+                write.records,
+                self.currents(write.records),
+                self.clock,
+                self.replica_id,
+                self.sync_tiers,
+                write.reencode,
+                self._seq,
             )
-            acks.append((row["id"], decision.hlc))
-            if not decision.write:
-                continue
-            self._seq += 1
-            old = decision.replaces
-            if old is not None and old.seq < first_new_seq:
-                replaced.append((key, old))  # a stored row; one from this put is just dropped
-            written[key] = (i, self._seq, decision.hlc, decision.origin)
-            currents[key] = current_of(row, self._seq, decision, table, i)
-        return acks, sorted(written.values(), key=lambda w: w[1]), replaced
+            self._seq = plan.last_seq
+            self._write(write, plan.written, plan.replaced)
+            return split_acks(plan.acks, write.batch_sizes)
 
-    def _write(self, write: PreparedWrite, in_order: list[_Written], replaced: _Replaced) -> None:
+    def _write(self, write: PreparedWrite, in_order: list[Written], replaced: _Replaced) -> None:
         """Commit the versions that won, then tell the sync books and the search."""
-        new_rows = self._rows_to_insert(write.records, in_order)
+        new_rows = with_versions(write.records, in_order)
+        self._models.check(new_rows)
         sealed = sealed_sql.vector_table(write.records, [w[:2] for w in in_order], write.sealed)
         if sealed.num_rows:
             self._models.check(sealed_sql.dimension_rows(new_rows, sealed))
@@ -275,23 +222,6 @@ class DuckDBStore(Store):
     def check_dimensions(self, table: pa.Table) -> None:
         """Refuse vectors whose dimension differs from the one their model stores."""
         self._models.check(table)
-
-    def _rows_to_insert(self, table: pa.Table, written: list[_Written]) -> pa.Table:
-        if not written:
-            return table.slice(0, 0).append_column("seq", pa.array([], pa.int64()))
-        picked = table.take(pa.array([w[0] for w in written], pa.int64()))
-        picked = picked.set_column(
-            picked.schema.get_field_index("hlc"),
-            RECORD_SCHEMA.field("hlc"),
-            pa.array([w[2] for w in written], pa.uint64()),
-        )
-        picked = picked.set_column(
-            picked.schema.get_field_index("origin"),
-            RECORD_SCHEMA.field("origin"),
-            pa.array([w[3] for w in written], pa.string()),
-        )
-        self._models.check(picked)
-        return picked.append_column("seq", pa.array([w[1] for w in written], pa.int64()))
 
     def _commit(
         self,
