@@ -9,6 +9,11 @@ the same transaction as the record, deleted in the same transaction as the
 record is replaced. The vector indexes read it beside ``records`` (the
 ``VECTOR_ROWS`` union), so a restart rebuilds them from the table without
 any key. A cloud never opens a record and its table stays empty.
+
+The functions here are the write path's (a put keeps the vectors of the sealed
+rows it opened in its own transaction); ``SealedVectors`` is the store's
+collaborator for a sealed record opened later, in the background, once its key
+came: it takes the store's cursor factory, write lock, search and models.
 """
 
 from __future__ import annotations
