@@ -52,6 +52,7 @@ from aios_memory.flight_server.store.group_commit import GroupCommit
 from aios_memory.flight_server.store.payloads import PayloadTexts
 from aios_memory.flight_server.store.rows import split_acks
 from aios_memory.flight_server.store.versioning import SAME_MEMORY_FIELDS, decide
+from aios_memory.flight_server.sync.bookkeeping import SyncBookkeeping
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
     RECORD_SCHEMA,
@@ -91,7 +92,7 @@ class _Planned:
     acks: WriteResult
 
 
-class LakeStore(Store):
+class LakeStore(Store, SyncBookkeeping):
     """Records in a lake (``_lake_log``), served through per-tenant caches; see the module
     docstring.
 

@@ -35,7 +35,7 @@ from aios_memory.flight_server._files import dir_bytes
 from aios_memory.flight_server.search.hybrid import DeadVector, HybridSearch
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.flight_server.search.vector_index import HnswParams
-from aios_memory.flight_server.sync.bookkeeping import SyncBook
+from aios_memory.flight_server.sync.bookkeeping import SyncBook, SyncBookkeeping
 from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
@@ -69,7 +69,7 @@ DB_FILE = "memory.duckdb"
 _Replaced = list[tuple[tuple[str, str], Current]]
 
 
-class DuckDBStore(Store):
+class DuckDBStore(Store, SyncBookkeeping):
     """Records in DuckDB, vectors in hnswlib, keywords in tantivy; see the module docstring.
 
     Implements ``Store`` and ``sync.bookkeeping.SyncBookkeeping``.

@@ -72,7 +72,7 @@ class SyncBookkeeping(Protocol):
         """Initiator bookkeeping when a round finished: note it, adopt the hub's horizon."""
 
 
-class SyncBook:
+class SyncBook(SyncBookkeeping):
     """``SyncBookkeeping`` in the DuckDB file of a store, beside its records.
 
     Parameters
