@@ -101,6 +101,7 @@ class SyncSession:
         self._conflict_ids: list[str] = []
 
     def accept(self) -> SyncAccept:
+        """This side's answer to the open: who it is, its clock, horizon, tiers and items."""
         return SyncAccept(
             replica_id=self.store.replica_id,
             clock=self.clock,
@@ -111,6 +112,7 @@ class SyncSession:
         )
 
     def first(self) -> tuple[Message, Iterable[pa.RecordBatch]]:
+        """The initiator's first message: the fingerprints of its whole item set."""
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator writes the first message")
         return self.reconciler.initiate(), iter(())
@@ -189,6 +191,7 @@ class SyncSession:
                     self._conflict_ids.append(memory_id)
 
     def summary(self) -> SyncSummary:
+        """What this side stored in the round, and the conflicts it met."""
         return SyncSummary(
             stored=self.stored, conflicts_total=self.conflicts, conflicts=self._conflict_ids
         )
@@ -216,6 +219,8 @@ class SyncSession:
         self.store.clock.observe(max(hub.clock, hub.horizon))
 
     def finish(self, message: SyncFinish) -> None:
+        """The initiator's end of a round: its clock passes the hub's horizon, and its books
+        note the round and adopt that horizon (a dry run notes nothing)."""
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator finishes a round")
         self.store.clock.observe(message.horizon)
