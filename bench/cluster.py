@@ -240,7 +240,7 @@ def cold_start(root: Path, lake: str, memories: int) -> dict[str, Any]:
             )
     with contextlib.closing(LakeStore(parse_lake(lake), root / "compactor")) as store:
         store.compact_tenants(min_fragments=2)
-        log_ = store.fresh("cold").log
+        log_ = store.caught_up("cold").log
         lake_bytes = _dataset_bytes(log_.uri.removeprefix(parse_lake(lake).root + "/"), lake)
     with server(root / "cold", lake) as uri:
         client = MemoryClient(uri, TOKEN, tenant="cold")

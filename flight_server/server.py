@@ -33,7 +33,7 @@ from aios_memory.flight_server.auth.audit import AuditLog
 from aios_memory.flight_server.auth.middleware import TokenAuthMiddlewareFactory
 from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.flight_server.store.base import Store
-from aios_memory.flight_server.sync.session import SyncSession
+from aios_memory.flight_server.sync.session import SyncedStore, SyncSession
 from aios_memory.schemas import (
     ACTIONS,
     DEFAULT_TENANT,
@@ -255,6 +255,12 @@ class MemoryFlightServer(flight.FlightServerBase):
                 raise InvalidRequestError("a sync exchange opens with a SyncOpen command")
             request = SyncOpen.from_bytes(descriptor.command)
             check_sync(grant, request.tenant, request.tiers or self.sync_tiers)
+            if not isinstance(self.store, SyncedStore):
+                raise InvalidRequestError(
+                    f"this server's store ({type(self.store).__name__}) keeps no sync "
+                    "bookkeeping, so it cannot take part in a sync round; sync with a server "
+                    "on the DuckDB or lake store"
+                )
             session = SyncSession(
                 self.store,
                 request,
@@ -274,7 +280,7 @@ class MemoryFlightServer(flight.FlightServerBase):
                     writer.write_metadata(pa.py_buffer(encode_frame(session.summary())))
                     return
                 if isinstance(incoming.value, SyncAccept):
-                    session.meet(incoming.value)
+                    session.hear_hub_accept(incoming.value)
                     continue
                 if not isinstance(incoming.value, Message):
                     raise SyncProtocolError("expected a reconciliation message")

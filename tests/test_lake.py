@@ -139,8 +139,8 @@ def test_a_write_through_one_replica_is_read_through_another(
         other = MemoryClient(b.uri, TOKEN, tenant="bo")
         other.remember("bo's own memory", tier="long_term")
         assert one.stats()["memories"] == 24  # tenants stay apart
-        assert [r.seen for r in (a.store.fresh("ana"), b.store.fresh("ana"))] == [
-            b.store.fresh("ana").log.latest_version()
+        assert [r.seen for r in (a.store.caught_up("ana"), b.store.caught_up("ana"))] == [
+            b.store.caught_up("ana").log.latest_version()
         ] * 2
 
 
@@ -170,10 +170,10 @@ def test_bad_input_never_reaches_the_lake(server_factory: Any, tmp_path: Path, l
     with cloud(server_factory, tmp_path, "a", lake) as a:
         client = MemoryClient(a.uri, TOKEN, tenant="ana")
         client.remember("a vector of four", tier="long_term", embeddings=[[0.5, 0.5, 0.5, 0.5]])
-        before = a.store.fresh("ana").log.latest_version()
+        before = a.store.caught_up("ana").log.latest_version()
         with pytest.raises(InvalidVectorError):
             client.remember("a vector of three", tier="long_term", embeddings=[[1.0, 0.0, 0.0]])
-        assert a.store.fresh("ana").log.latest_version() == before
+        assert a.store.caught_up("ana").log.latest_version() == before
         assert client.stats()["memories"] == 1
         store: LakeStore = a.store
         row = client.scan().select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
@@ -235,7 +235,7 @@ def test_a_refused_put_fails_alone_in_its_group(tmp_path: Path, lake: str) -> No
         return prepare_write([batch_of(columns)], None, DEFAULT_LIMITS)
 
     with contextlib.closing(LakeStore(parse_lake(lake), tmp_path / "a")) as store:
-        tenant = store.fresh("ana")
+        tenant = store.caught_up("ana")
         # One group: a put, one whose vectors disagree with it (a new model's first two
         # puts), and one more: only the middle one is refused, and only it.
         results = store._commit(
@@ -439,4 +439,4 @@ def test_compaction_while_writers_and_readers_work_changes_no_result(
         assert {k: found.get(k) for k in acked} == acked and len(found) == 60 + len(acked)
     with contextlib.closing(LakeStore(parse_lake(lake), tmp_path / "probe")) as probe:
         # merged: it had 60 files and one more per write
-        assert probe.fresh("crowd").log.fragment_count() < 16
+        assert probe.caught_up("crowd").log.fragment_count() < 16

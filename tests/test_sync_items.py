@@ -92,7 +92,7 @@ def test_a_large_backlog_is_rebuilt_not_merged(tmp_path: Path, monkeypatch):
         first, _ = store.sync_items("default", TIERS, 0)
         ids = [f"bulk{k}" for k in range(30)]
         _write(store, ids, ids, "long_term")
-        assert store._items_cache[("default", TIERS)].stale
+        assert store._sync._caches[("default", TIERS)].stale
         items, seqs = store.sync_items("default", TIERS, 0)
         assert len(items) == len(first) + 30 and _same((items, seqs), _fresh(store, 0))
         assert items.ts.tolist() == sorted(items.ts.tolist())

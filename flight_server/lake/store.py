@@ -33,18 +33,16 @@ and in every round's item set, which is always safe.
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.flight_server.search.vector_index import HnswParams
@@ -54,9 +52,9 @@ from aios_memory.flight_server.store.group_commit import GroupCommit
 from aios_memory.flight_server.store.payloads import PayloadTexts
 from aios_memory.flight_server.store.rows import split_acks
 from aios_memory.flight_server.store.versioning import SAME_MEMORY_FIELDS, decide
+from aios_memory.flight_server.sync.bookkeeping import SyncBookkeeping
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
-    DICTIONARY_KIND,
     RECORD_SCHEMA,
     AiosMemoryError,
     HybridClock,
@@ -66,9 +64,11 @@ from aios_memory.schemas import (
     SearchRequest,
     View,
 )
+from aios_memory.sync.protocol.reconcile import ItemSet
 
 from ._log import TenantLog
 from ._objects import LakeObjects
+from ._tenant import Tenant, latest_versions, note_seen, read_seen, replica_id_of
 from .uri import LakeLocation
 
 __all__ = ["LakeStore"]
@@ -92,23 +92,13 @@ class _Planned:
     acks: WriteResult
 
 
-@dataclass
-class _Tenant:
-    """A tenant this replica serves: its cache, its log, and how far it has read."""
-
-    name: str
-    cache: DuckDBStore
-    log: TenantLog
-    seen: int
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    checked: float = 0.0
-    used: float = field(default_factory=time.monotonic)
-    commits: GroupCommit | None = None
-
-
-class LakeStore(Store):
+class LakeStore(Store, SyncBookkeeping):
     """Records in a lake (``_lake_log``), served through per-tenant caches; see the module
-    docstring."""
+    docstring.
+
+    Implements ``Store`` and ``sync.bookkeeping.SyncBookkeeping``, each by delegating to
+    the tenant's cache (a ``DuckDBStore``) through its public methods only.
+    """
 
     def __init__(
         self,
@@ -126,16 +116,16 @@ class LakeStore(Store):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sync_tiers, self.limits = tuple(sync_tiers), limits
         self.staleness_seconds = staleness_seconds
-        self.replica_id = _replica_id(self.data_dir)
+        self.replica_id = replica_id_of(self.data_dir)
         self.clock = HybridClock(0, wall_ms)
         self._params = params or HnswParams()
         self._max_open = max_open_tenants
-        self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
+        self._tenants: OrderedDict[str, Tenant] = OrderedDict()
         self._open_lock = threading.Lock()
         self.payloads = PayloadTexts(self._dictionary_row, self._current_rows)
 
     # -- tenants ----------------------------------------------------------------------------
-    def _tenant(self, name: str) -> _Tenant:
+    def _tenant(self, name: str) -> Tenant:
         with self._open_lock:
             tenant = self._tenants.get(name)
             if tenant is None:
@@ -146,11 +136,11 @@ class LakeStore(Store):
             tenant.used = time.monotonic()
             return tenant
 
-    def _open_tenant(self, name: str) -> _Tenant:
+    def _open_tenant(self, name: str) -> Tenant:
         log_ = TenantLog(self.lake, name, self.replica_id)
         folder = self.data_dir / "lake-cache" / Path(log_.uri).name.removesuffix(".lance")
         cache = DuckDBStore(folder, self._params, (), replica_id=self.replica_id, clock=self.clock)
-        tenant = _Tenant(name, cache, log_, _read_seen(folder))
+        tenant = Tenant(name, cache, log_, read_seen(folder))
         tenant.commits = GroupCommit(lambda writes: self._commit(tenant, writes))
         return tenant
 
@@ -167,7 +157,7 @@ class LakeStore(Store):
                 finally:
                     tenant.lock.release()
 
-    def fresh(self, name: str) -> _Tenant:
+    def caught_up(self, name: str) -> Tenant:
         """The tenant with every version committed to the lake before this call applied."""
         tenant = self._tenant(name)
         checked = time.monotonic()
@@ -182,16 +172,16 @@ class LakeStore(Store):
             tenant.checked = checked
         return tenant
 
-    def _catch_up(self, tenant: _Tenant) -> None:
+    def _catch_up(self, tenant: Tenant) -> None:
         checked = time.monotonic()
         rows, version = tenant.log.rows_after(tenant.seen)
         if rows.num_rows:
-            self._apply(tenant, _latest_versions(rows))
+            self._apply(tenant, latest_versions(rows))
         if version != tenant.seen:
-            _note_seen(tenant, version)
+            note_seen(tenant, version)
         tenant.checked = checked
 
-    def _apply(self, tenant: _Tenant, rows: pa.Table) -> None:
+    def _apply(self, tenant: Tenant, rows: pa.Table) -> None:
         """Versions from the lake into the cache; ones it holds (or beats) change nothing."""
         for start in range(0, rows.num_rows, 4096):
             part = rows.slice(start, 4096).combine_chunks()
@@ -200,7 +190,7 @@ class LakeStore(Store):
             except AiosMemoryError:
                 self._apply_each(tenant, part)
 
-    def _apply_each(self, tenant: _Tenant, part: pa.Table) -> None:
+    def _apply_each(self, tenant: Tenant, part: pa.Table) -> None:
         """Row by row, leaving out (and logging) a row the cache refuses: two replicas that
         gave one new model vectors of two dimensions at once both committed; every replica
         keeps the dimension it met first, and nothing stops at the other."""
@@ -215,7 +205,7 @@ class LakeStore(Store):
                     exc.message,
                 )
 
-    def _prepared(self, tenant: _Tenant, rows: pa.Table) -> PreparedWrite:
+    def _prepared(self, tenant: Tenant, rows: pa.Table) -> PreparedWrite:
         return prepare_write(rows.to_batches(), None, self.limits, payloads=tenant.cache.payloads)
 
     # -- writing ----------------------------------------------------------------------------
@@ -229,7 +219,7 @@ class LakeStore(Store):
         return self._tenant(names[0]).commits.submit(write)  # type: ignore[union-attr]
 
     def _commit(
-        self, tenant: _Tenant, writes: list[PreparedWrite]
+        self, tenant: Tenant, writes: list[PreparedWrite]
     ) -> list[WriteResult | AiosMemoryError]:
         """One group of puts: plan each, commit all in one lake append, then apply. A put
         its plan refuses gets its own error; the others of the group go on without it."""
@@ -257,10 +247,10 @@ class LakeStore(Store):
                             )
                         )
                 if version == tenant.seen + 1:  # nobody committed between: nothing to read back
-                    _note_seen(tenant, version)
+                    note_seen(tenant, version)
             return [p.acks if isinstance(p, _Planned) else p for p in outcomes]
 
-    def _plan(self, tenant: _Tenant, write: PreparedWrite, earlier: list[pa.Table]) -> _Planned:
+    def _plan(self, tenant: Tenant, write: PreparedWrite, earlier: list[pa.Table]) -> _Planned:
         """``write``'s versions, decided against the cache; ``earlier``: the rows planned
         before it in the same group, which its vectors must agree with too."""
         table = write.records
@@ -309,10 +299,10 @@ class LakeStore(Store):
     def scan(
         self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
     ) -> Iterator[pa.RecordBatch]:
-        return self.fresh(request.tenant).cache.scan(request, batch_rows, view=view)
+        return self.caught_up(request.tenant).cache.scan(request, batch_rows, view=view)
 
     def get(self, tenant: str, ids: list[str], *, view: View | None = None) -> pa.Table:
-        return self.fresh(tenant).cache.get(tenant, ids, view=view)
+        return self.caught_up(tenant).cache.get(tenant, ids, view=view)
 
     def search(
         self,
@@ -322,15 +312,15 @@ class LakeStore(Store):
         *,
         view: View | None = None,
     ) -> pa.Table:
-        return self.fresh(request.tenant).cache.search(
+        return self.caught_up(request.tenant).cache.search(
             request, query_vector, embed_model, view=view
         )
 
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
-        return self.fresh(tenant).cache.tier_counts(tenant, view)
+        return self.caught_up(tenant).cache.tier_counts(tenant, view)
 
     def stats(self, tenant: str, *, view: View | None = None) -> dict[str, Any]:
-        replica = self.fresh(tenant)
+        replica = self.caught_up(tenant)
         stats = replica.cache.stats(tenant, view=view)
         stats["replica_id"] = self.replica_id
         if view is None:  # where the truth lives, for the data directory's owner
@@ -344,16 +334,19 @@ class LakeStore(Store):
     # -- sync (bookkeeping per replica; see the module docstring) ---------------------------
     def sync_items(
         self, tenant: str, tiers: tuple[str, ...], horizon: int
-    ) -> tuple[Any, np.ndarray]:
-        return self.fresh(tenant).cache.sync_items(tenant, tiers, horizon)
+    ) -> tuple[ItemSet, np.ndarray]:
+        """See ``SyncBookkeeping.sync_items``; this replica's books."""
+        return self.caught_up(tenant).cache.sync_items(tenant, tiers, horizon)
 
     def sync_rows(
         self, tenant: str, seqs: np.ndarray, batch_rows: int = 2048
     ) -> Iterator[pa.RecordBatch]:
+        """See ``SyncBookkeeping.sync_rows``; this replica's books."""
         return self._tenant(tenant).cache.sync_rows(tenant, seqs, batch_rows)
 
     def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
-        return self.fresh(tenant).cache.sync_state(tenant)
+        """See ``SyncBookkeeping.sync_state``; this replica's books."""
+        return self.caught_up(tenant).cache.sync_state(tenant)
 
     def sync_open_round(
         self,
@@ -364,25 +357,28 @@ class LakeStore(Store):
         completed: dict[str, str],
         counts: bool = True,
     ) -> None:
+        """See ``SyncBookkeeping.sync_open_round``; this replica's books."""
         self.clock.observe(peer_clock)
         self._tenant(tenant).cache.sync_open_round(
             tenant, peer, round_id, peer_clock, completed, counts
         )
 
     def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
-        return self._tenant(tenant).cache.sync_state(tenant)[0]  # never settles (docstring)
+        """Never settles (see the module docstring): the horizon this replica has."""
+        return self._tenant(tenant).cache.sync_state(tenant)[0]
 
     def sync_finish(
         self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str, horizon: int
     ) -> None:
+        """See ``SyncBookkeeping.sync_finish``; this replica's books."""
         self._tenant(tenant).cache.sync_finish(tenant, tiers, peer, round_id, horizon)
 
     # -- payload decoding, for prepare_write -------------------------------------------------
     def _dictionary_row(self, tenant: str, dict_id: int) -> dict[str, Any] | None:
-        return self.fresh(tenant).cache._dictionary_row(tenant, dict_id)
+        return self.caught_up(tenant).cache.dictionary_row(tenant, dict_id)
 
     def _current_rows(self, tenant: str, ids: list[str]) -> list[dict[str, Any]]:
-        return self.fresh(tenant).cache._current_rows(tenant, ids)
+        return self.caught_up(tenant).cache.current_rows(tenant, ids)
 
     # -- upkeep -----------------------------------------------------------------------------
     def compact_tenants(
@@ -412,51 +408,3 @@ class LakeStore(Store):
                 with tenant.lock:
                     tenant.cache.close()
             self._tenants.clear()
-
-
-def _latest_versions(rows: pa.Table) -> pa.Table:
-    """Only the highest ``(hlc, origin)`` of each id (what the cache would keep anyway, and
-    one row per id is what a put may carry), in the order the lake holds them (commit
-    order: a cache rebuilt or caught up scans in the order the writer's did), dictionaries
-    first: the memories compressed with one are decoded after it, even when a later chunk
-    holds them."""
-    order = pc.sort_indices(
-        rows, [("id", "ascending"), ("hlc", "descending"), ("origin", "descending")]
-    )
-    ids = rows.column("id").take(order).combine_chunks()
-    first = np.ones(len(ids), dtype=bool)
-    if len(ids) > 1:
-        first[1:] = pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
-    latest = rows.take(np.sort(order.to_numpy()[first]))
-    dictionaries = pc.equal(latest.column("kind"), DICTIONARY_KIND)
-    return pa.concat_tables([latest.filter(dictionaries), latest.filter(pc.invert(dictionaries))])
-
-
-_SEEN_FILE = "lake_version"
-
-
-def _read_seen(folder: Path) -> int:
-    try:
-        return int((folder / _SEEN_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return 0  # a new or damaged note: read the whole log again (applying is idempotent)
-
-
-def _note_seen(tenant: _Tenant, version: int) -> None:
-    """Remember how far the cache holds the lake, after the cache committed it: behind is
-    safe (rows are read again), ahead never happens. A file, not a DuckDB row: a synced
-    DuckDB commit cost 4.6 ms a write (bench/cluster.py's profile)."""
-    tenant.seen = version
-    path = tenant.cache.data_dir / _SEEN_FILE
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(str(version))
-    scratch.replace(path)
-
-
-def _replica_id(data_dir: Path) -> str:
-    path = data_dir / "replica_id"
-    if path.exists():
-        return path.read_text().strip()
-    value = "r" + secrets.token_hex(8)
-    path.write_text(value + "\n")
-    return value

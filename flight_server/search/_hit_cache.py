@@ -71,17 +71,13 @@ class HitCache:
         positions = np.minimum(positions, max(len(seqs) - 1, 0))
         found = (seqs[positions] == wanted) if len(seqs) else np.zeros(len(wanted), bool)
         picked = table.take(pa.array(positions[found]))
-        scores = pa.array([s for (_, s), ok in zip(ranked, found) if ok], pa.float64())
+        scores = pa.array([s for (_, s), ok in zip(ranked, found, strict=True) if ok], pa.float64())
         n = picked.num_rows
         columns = [
             picked.column(f.name) if f.name in CACHED_COLUMNS else pa.nulls(n, f.type)
             for f in RECORD_SCHEMA
         ]
         return pa.Table.from_arrays([*columns, scores], schema=HIT_SCHEMA)
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._table = None
 
 
 def _conform(rows: pa.Table) -> pa.Table:

@@ -1,7 +1,9 @@
-"""The derived indexes of one data directory: vectors per (tenant, tier, model), keywords per tenant.
+"""The derived indexes of one data directory: vectors per (tenant, tier, model), keywords
+per tenant.
 
 Knows nothing about SQL: the store hands it rows and answers its questions
-through two callbacks (live labels of a key, vectors of labels).
+through callbacks (live labels of a key, vectors of labels, the keyword backlog
+of a tenant). ``hybrid.HybridSearch`` owns one and searches it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ __all__ = ["IndexSet", "VectorKey"]
 
 VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
-# Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions), the longest a search waits.
+# Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions),
+# the longest a search waits.
 BUILD_STEP = 16
 # Staged keyword changes wait at most about this long (plus a loop turn) for a commit.
 KEYWORD_COMMIT_DELAY = 0.2

@@ -9,6 +9,7 @@ missing, corrupt or stale file costs a rebuild, never a wrong answer.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable
@@ -82,10 +83,8 @@ class VectorIndex:
             )
             want = set(int(x) for x in live_labels)
             for label in have - want:
-                try:
+                with contextlib.suppress(RuntimeError):  # saved already deleted; never reused
                     self._index.mark_deleted(label)
-                except RuntimeError:
-                    pass  # saved already deleted; labels are never reused
             self._live = have & want
             self._live_sorted = None
             missing = np.fromiter(sorted(want - have), dtype=np.uint64)

@@ -18,13 +18,18 @@ they arrived, because the tenant's key was not on this device yet, wait here
 too: they are tried again only when the key store changes (or the server
 restarts), never in a loop. Once opened, the text goes to the keyword index
 and the vector (the envelope's, or the embedder's) to ``sealed_vectors``.
+
+The thread knows the store only through what it is given: the backlog
+(``_text_backlog``), the payload decoder and two callbacks that index a row
+if it is still current.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.schemas import (
@@ -35,27 +40,45 @@ from aios_memory.schemas import (
     Limits,
 )
 
-from .payloads import Decoded
+from ._text_backlog import TextBacklog
+from .payloads import Decoded, PayloadTexts
 from .sealed_vectors import SealedVector, vectors_of
 
-if TYPE_CHECKING:
-    from .duckdb_store import DuckDBStore
-
-__all__ = ["TEXT_BACKLOG_DDL", "TextBackfill"]
+__all__ = ["TextBackfill", "IndexPlain", "IndexOpened"]
 
 log = logging.getLogger("aios_memory.server")
 
-TEXT_BACKLOG_DDL = "CREATE TABLE IF NOT EXISTS text_backlog (seq BIGINT PRIMARY KEY);"
+IndexPlain = Callable[[str, KeywordDoc], bool]
+"""``(tenant, doc) -> indexed``: index a decoded row if it is still the current version."""
+IndexOpened = Callable[[str, KeywordDoc, SealedVector | None, dict[str, Any]], bool]
+"""``(tenant, doc, vector, opened) -> indexed``: the same for a sealed row opened here."""
 _STEP = 8
 _IDLE_SECONDS = 1.0
 _LIMITS = Limits(max_text_bytes=1 << 30)
 
 
 class TextBackfill:
-    """The background thread that works through ``text_backlog``."""
+    """The background thread that works through ``text_backlog``.
 
-    def __init__(self, store: DuckDBStore) -> None:
-        self._store = store
+    Parameters
+    ----------
+    backlog
+        The store's backlog: the rows to work through.
+    payloads
+        The store's payload decoder (and its key store and embedder, for sealed rows).
+    index_plain, index_opened
+        Index one decoded row if it is still current, under the store's write lock.
+    """
+
+    def __init__(
+        self,
+        backlog: TextBacklog,
+        payloads: PayloadTexts,
+        index_plain: IndexPlain,
+        index_opened: IndexOpened,
+    ) -> None:
+        self._backlog, self._payloads = backlog, payloads
+        self._index_plain, self._index_opened = index_plain, index_opened
         self._done: list[int] = []  # decoded and handed to the index, not yet checkpointed
         self._skip: set[int] = set()  # undecodable here: left in the backlog
         self._waiting_for_keys: set[int] = set()  # in _skip until the key store changes
@@ -86,6 +109,7 @@ class TextBackfill:
         return done
 
     def close(self) -> None:
+        """Stop the thread after the row it is on; wait for it."""
         self._stop.set()
         self._wake.set()
         self._thread.join()
@@ -100,19 +124,19 @@ class TextBackfill:
     def _step(self) -> bool:
         self._retry_if_keys_changed()
         try:
-            rows = self._store.text_backlog_rows(_STEP, exclude=self._skip | set(self._done))
+            rows = self._backlog.rows(_STEP, exclude=self._skip | set(self._done))
         except Exception as exc:  # a closing store: the loop ends on the stop flag
             log.debug("text backfill paused: %s", exc)
             return False
         for row in rows:
             if self._stop.is_set():
                 break
-            self._one(row)
+            self._handle_backlog_row(row)
         return bool(rows)
 
     def _retry_if_keys_changed(self) -> None:
         try:
-            version = self._store.payloads.keys_version()
+            version = self._payloads.keys_version()
         except OSError:
             return
         if version != self._keys_version:
@@ -121,13 +145,13 @@ class TextBackfill:
             self._waiting_for_keys.clear()
             self._told.clear()
 
-    def _one(self, row: dict[str, Any]) -> None:
+    def _handle_backlog_row(self, row: dict[str, Any]) -> None:
         if row["id"] is None or row["deleted"]:
             with self._lock:
                 self._done.append(row["seq"])  # replaced or forgotten: nothing to index
             return
         try:
-            text, opened = self._store.payloads.background_text(row, _LIMITS)
+            text, opened = self._payloads.background_text(row, _LIMITS)
         except KeyMissingError as exc:
             if row["tenant"] not in self._told:
                 self._told.add(row["tenant"])
@@ -154,20 +178,16 @@ class TextBackfill:
             return
         doc = KeywordDoc(row["id"], row["seq"], row["tier"], row["privacy"], text)
         if opened is None:
-            self._store.index_if_current(row["tenant"], doc)
+            self._index_plain(row["tenant"], doc)
         else:
-            self._store.index_opened_if_current(
-                row["tenant"], doc, self._vector(opened, text), opened
-            )
+            self._index_opened(row["tenant"], doc, self._vector(opened, text), opened)
         with self._lock:
             self._done.append(row["seq"])
 
     def _vector(self, opened: dict[str, Any], text: str) -> SealedVector | None:
         """The vector of a sealed record opened here: its own, else the embedder's."""
         try:
-            return vectors_of(
-                Decoded([text], opened={0: opened}), self._store.payloads.embedder
-            ).get(0)
+            return vectors_of(Decoded([text], opened={0: opened}), self._payloads.embedder).get(0)
         except AiosMemoryError as exc:
             log.error(
                 "memory %s could not be embedded (%s); it is searchable by keyword only",

@@ -1,41 +1,55 @@
-"""The keyword side of the DuckDB store: rows the keyword index still needs, and the backlog.
+"""The keyword side of the DuckDB store: rows a keyword index still needs, and the backlog.
 
-A mixin so ``duckdb_store`` stays about records and indexes. Rows whose text
-the write path could not produce (lm-coded, or sealed with a key this side
-does not have yet) wait in ``text_backlog`` until ``_text_backfill`` indexes
-them (see ``_payloads``).
+A collaborator of ``duckdb_store``, apart so that module stays about records.
+Rows whose text the write path could not produce (lm-coded, or sealed with a
+key this side does not have yet) wait in ``text_backlog`` until
+``_text_backfill`` indexes them (see ``payloads``). This class owns that
+table and the catch-up of a keyword index from the records, which is where
+such rows are found again after a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.schemas import Limits
 
-from .payloads import PAYLOAD_COLUMNS
+from .payloads import PAYLOAD_COLUMNS, PayloadTexts
 
-__all__ = ["TextBacklogMixin", "PAYLOAD_SQL"]
+__all__ = ["TEXT_BACKLOG_DDL", "PAYLOAD_SQL", "TextBacklog"]
 
-# What decoding a stored row for indexing needs (``_payloads``), as SQL.
+TEXT_BACKLOG_DDL = "CREATE TABLE IF NOT EXISTS text_backlog (seq BIGINT PRIMARY KEY);"
+# What decoding a stored row for indexing needs (``payloads``), as SQL.
 PAYLOAD_SQL = ", ".join(PAYLOAD_COLUMNS)
 
 
-class TextBacklogMixin:
-    """The keyword catch-up and ``text_backlog`` methods of ``DuckDBStore``."""
+class TextBacklog:
+    """The ``text_backlog`` table and the keyword catch-up from the records.
 
-    _write_lock: Any
-    _backfill: Any
-    indexes: Any
-    payloads: Any
+    Parameters
+    ----------
+    cursor
+        Makes a cursor on the store's connection.
+    payloads
+        The store's payload decoder: it says which rows must wait for the background.
+    """
 
-    def _cursor(self) -> Any:
-        raise NotImplementedError
+    def __init__(
+        self, cursor: Callable[[], duckdb.DuckDBPyConnection], payloads: PayloadTexts
+    ) -> None:
+        self._cursor, self._payloads = cursor, payloads
 
-    def _keyword_backlog(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
+    def catch_up(self, tenant: str, watermark: int) -> Iterable[KeywordDoc]:
+        """The keyword docs of ``tenant``'s rows after ``watermark``, in seq order.
+
+        A row whose text must wait for the background (the model's, or sealed with a
+        key still to come) goes into the backlog and comes out with no text.
+        """
         cur = self._cursor()
         reader = cur.sql(
             f"SELECT seq, {PAYLOAD_SQL} FROM records WHERE tenant = ? AND seq > ? ORDER BY seq",
@@ -44,15 +58,14 @@ class TextBacklogMixin:
         limits = Limits(max_text_bytes=1 << 30)
         for batch in reader:
             for row in batch.to_pylist():
-                text, later = self.payloads.stored_text(row, limits)
-                if later:  # the model's, or sealed with a key still to come: background
+                text, later = self._payloads.stored_text(row, limits)
+                if later:
                     self._cursor().execute(
                         "INSERT OR IGNORE INTO text_backlog VALUES (?)", [row["seq"]]
                     )
                 yield KeywordDoc(row["id"], row["seq"], row["tier"], row["privacy"], text)
 
-    # -- the keyword backlog of lm-coded rows (see _text_backfill) --------------------------
-    def text_backlog_rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
+    def rows(self, limit: int, exclude: set[int]) -> list[dict[str, Any]]:
         """Up to ``limit`` backlog rows, oldest first, with their records (id None: gone)."""
         cur = self._cursor()
         cur.register("excluded", pa.table({"seq": pa.array(sorted(exclude), pa.int64())}))
@@ -67,23 +80,13 @@ class TextBacklogMixin:
             .to_pylist()
         )
 
-    def index_if_current(self, tenant: str, doc: KeywordDoc) -> bool:
-        """Give ``doc`` to the keyword index if its row is still the current version."""
-        with self._write_lock:
-            found = (
-                self._cursor()
-                .execute("SELECT count(*) FROM records WHERE seq = ?", [doc.seq])
-                .fetchone()
-            )
-            if not found or not found[0]:
-                return False
-            self.indexes.keyword(tenant).apply([doc])
-            return True
+    def waiting(self, tenant: str, handled: list[int]) -> int:
+        """Memories of ``tenant`` still waiting to be keyword-indexed.
 
-    def _keyword_backlog_count(self, tenant: str) -> int:
-        """lm-coded memories of ``tenant`` still waiting for the model to be keyword-indexed."""
+        ``handled``: seqs the background is done with, still in the table until a checkpoint.
+        """
         cur = self._cursor()
-        cur.register("handled", pa.table({"seq": pa.array(self._backfill.handled(), pa.int64())}))
+        cur.register("handled", pa.table({"seq": pa.array(handled, pa.int64())}))
         found = cur.execute(
             "SELECT count(*) FROM text_backlog b JOIN records r USING (seq) WHERE r.tenant = ? "
             "AND b.seq NOT IN (SELECT seq FROM handled)",
@@ -91,7 +94,8 @@ class TextBacklogMixin:
         ).fetchone()
         return int(found[0]) if found else 0
 
-    def _forget_backlog(self, seqs: list[int]) -> None:
+    def forget(self, seqs: list[int]) -> None:
+        """Delete ``seqs`` from the backlog (their texts are in a checkpointed index)."""
         if seqs:
             self._cursor().executemany(
                 "DELETE FROM text_backlog WHERE seq = ?", [[seq] for seq in seqs]

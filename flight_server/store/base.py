@@ -1,8 +1,11 @@
-"""The ``Store`` interface: what the Flight server needs of a backend.
+"""The ``Store`` interface: what the Flight server needs of every backend.
 
 Narrow on purpose, so a lakehouse on object storage can stand in for the
 embedded DuckDB store: writes arrive already validated, decoded and embedded
 (``PreparedWrite``, made by ``ingest.prepare_write``); reads return Arrow.
+A sync round needs more of a store (its bookkeeping of peers and rounds):
+that is a protocol of its own, ``sync.bookkeeping.SyncBookkeeping``, which
+a backend implements beside this one.
 """
 
 from __future__ import annotations
@@ -15,15 +18,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aios_memory.schemas import ScanRequest, SearchRequest, View
+from aios_memory.schemas import HybridClock, ScanRequest, SearchRequest, View
 
 from .payloads import PayloadTexts
-from .rows import tombstones_to_forget
+from .rows import WriteResult, tombstones_to_forget
 from .sealed_vectors import SealedVector
 
 __all__ = ["Store", "WriteResult", "PreparedWrite"]
-
-WriteResult = list[tuple[list[str], list[int]]]  # per client batch: ids, hlcs
 
 
 @dataclass
@@ -49,10 +50,21 @@ class PreparedWrite:
 
 
 class Store(ABC):
-    """A durable home for records plus the indexes derived from them."""
+    """A durable home for records plus the indexes derived from them.
+
+    Attributes
+    ----------
+    replica_id
+        The origin this store gives the versions it makes.
+    clock
+        The hybrid logical clock that orders those versions.
+    payloads
+        Decodes incoming payloads with this store's dictionaries.
+    """
 
     replica_id: str
-    payloads: PayloadTexts  # decodes incoming payloads with this store's dictionaries
+    clock: HybridClock
+    payloads: PayloadTexts
 
     @abstractmethod
     def put(self, write: PreparedWrite) -> WriteResult:
@@ -90,7 +102,7 @@ class Store(ABC):
             return []
         dead = tombstones_to_forget(live)
         result = self.put(PreparedWrite(dead, [None] * dead.num_rows, [dead.num_rows]))
-        return list(zip(*result[0]))
+        return list(zip(*result[0], strict=True))
 
     @abstractmethod
     def search(
@@ -110,47 +122,6 @@ class Store(ABC):
     @abstractmethod
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         """``tier -> (live memories, payload bytes)``."""
-
-    # -- sync (see sync/PROTOCOL.md) -------------------------------------------------------
-    @abstractmethod
-    def sync_items(
-        self, tenant: str, tiers: tuple[str, ...], horizon: int
-    ) -> tuple[Any, np.ndarray]:
-        """The ``ItemSet`` of current versions in ``tiers`` (tombstones at or below
-        ``horizon`` left out) and the row seq of each item in the set's order."""
-
-    @abstractmethod
-    def sync_rows(
-        self, tenant: str, seqs: np.ndarray, batch_rows: int = 2048
-    ) -> Iterator[pa.RecordBatch]:
-        """``tenant``'s rows by seq as stored (payloads never decoded), skipping rows
-        replaced meanwhile."""
-
-    @abstractmethod
-    def sync_state(self, tenant: str) -> tuple[int, dict[str, str]]:
-        """``(tombstone horizon, {peer: last finished round})``."""
-
-    @abstractmethod
-    def sync_open_round(
-        self,
-        tenant: str,
-        peer: str,
-        round_id: str,
-        peer_clock: int,
-        completed: dict[str, str],
-        counts: bool = True,
-    ) -> None:
-        """Hub bookkeeping when a peer opens a round."""
-
-    @abstractmethod
-    def sync_settle(self, tenant: str, tiers: tuple[str, ...]) -> int:
-        """Raise the hub's horizon as far as every known peer allows; drop settled tombstones."""
-
-    @abstractmethod
-    def sync_finish(
-        self, tenant: str, tiers: tuple[str, ...], peer: str, round_id: str, horizon: int
-    ) -> None:
-        """Initiator bookkeeping when a round finished: note it, adopt the hub's horizon."""
 
     @abstractmethod
     def checkpoint(self) -> None:

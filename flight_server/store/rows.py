@@ -1,45 +1,37 @@
-"""Row-shaping helpers of the DuckDB store: pure functions over Arrow tables."""
+"""Row-shaping helpers of the stores: pure functions over Arrow tables."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, TIERS, InvalidValueError
+from aios_memory.schemas import DICTIONARY_KIND, RECORD_SCHEMA, InvalidValueError
 
-from .versioning import SAME_MEMORY_FIELDS, Current
+__all__ = ["WriteResult", "with_versions", "split_acks", "tombstones", "tombstones_to_forget"]
 
-if TYPE_CHECKING:  # store.py imports this module: the alias only annotates
-    from .base import WriteResult
-
-__all__ = ["tiers_of", "conform", "current_of", "split_acks", "tombstones", "tombstones_to_forget"]
+WriteResult = list[tuple[list[str], list[int]]]  # per client batch: ids, hlcs
 
 
-def tiers_of(tier: str | list[str] | None) -> list[str]:
-    if tier is None:
-        return list(TIERS)
-    return [tier] if isinstance(tier, str) else list(tier)
+def with_versions(table: pa.Table, written: list[tuple[int, int, int, str]]) -> pa.Table:
+    """The rows of ``table`` a put writes, with the hlc, origin and seq each was given.
 
-
-def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """DuckDB's Arrow types (blobs, views, time zones) cast to the record schema."""
-    return pa.RecordBatch.from_arrays(
-        [batch.column(i).cast(f.type) for i, f in enumerate(RECORD_SCHEMA)], schema=RECORD_SCHEMA
+    ``written``: (row number, seq, hlc, origin) of each, in seq order.
+    """
+    if not written:
+        return table.slice(0, 0).append_column("seq", pa.array([], pa.int64()))
+    picked = table.take(pa.array([w[0] for w in written], pa.int64()))
+    picked = picked.set_column(
+        picked.schema.get_field_index("hlc"),
+        RECORD_SCHEMA.field("hlc"),
+        pa.array([w[2] for w in written], pa.uint64()),
     )
-
-
-def current_of(row: dict[str, Any], seq: int, decision: Any, table: pa.Table, i: int) -> Current:
-    return Current(
-        seq,
-        decision.hlc,
-        decision.origin,
-        row["tier"],
-        table.column("embed_model")[i].as_py(),
-        tuple(row[f] for f in SAME_MEMORY_FIELDS),
-        (row["codec"], row["dict_id"]),
+    picked = picked.set_column(
+        picked.schema.get_field_index("origin"),
+        RECORD_SCHEMA.field("origin"),
+        pa.array([w[3] for w in written], pa.string()),
     )
+    return picked.append_column("seq", pa.array([w[1] for w in written], pa.int64()))
 
 
 def split_acks(acks: list[tuple[str, int]], sizes: list[int]) -> WriteResult:

@@ -9,11 +9,18 @@ the same transaction as the record, deleted in the same transaction as the
 record is replaced. The vector indexes read it beside ``records`` (the
 ``VECTOR_ROWS`` union), so a restart rebuilds them from the table without
 any key. A cloud never opens a record and its table stays empty.
+
+The functions here are the write path's (a put keeps the vectors of the sealed
+rows it opened in its own transaction); ``SealedVectors`` is the store's
+collaborator for a sealed record opened later, in the background, once its key
+came: it takes the store's cursor factory, write lock, search and models.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +29,11 @@ import numpy as np
 import pyarrow as pa
 
 from aios_memory.client.codec.vectors import normalize_rows, quantize
+from aios_memory.flight_server.search.hybrid import HybridSearch
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.schemas import AiosMemoryError
 
+from ._embed_models import EmbedModels
 from ._sealed_fields import fields_table, replace_derived, write_fields
 
 if TYPE_CHECKING:
@@ -34,7 +43,7 @@ __all__ = [
     "SEALED_VECTORS_DDL",
     "VECTOR_ROWS",
     "SealedVector",
-    "SealedVectorsMixin",
+    "SealedVectors",
     "vectors_of",
     "vector_table",
     "dimension_rows",
@@ -153,47 +162,65 @@ def models_of(cur: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, str]
     )
 
 
-class SealedVectorsMixin:
-    """What the background needs to index a sealed record it opened late (its key came)."""
+class SealedVectors:
+    """Indexes a sealed record opened in the background, once its key came.
 
-    _write_lock: Any
-    indexes: Any
-    _dims: dict[tuple[str, str], int]
-    _allowed_cache: dict[str, Any]
+    A collaborator of the DuckDB store: the write path keeps a sealed record's vector
+    in the put's own transaction; this keeps the vector and the filterable fields of
+    one opened later, and hands it to the search.
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        raise NotImplementedError
+    Parameters
+    ----------
+    cursor
+        Makes a cursor on the store's connection.
+    write_lock
+        The store's write lock: a record is checked current and indexed under it.
+    search
+        The store's hybrid search, which indexes the opened record.
+    models
+        The store's models, which check and register the vector's dimension.
+    """
 
-    def _add_vectors(self, rows: pa.Table) -> None:
-        raise NotImplementedError
-
-    def _register_models(self, cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
+        write_lock: threading.Lock,
+        search: HybridSearch,
+        models: EmbedModels,
+    ) -> None:
+        self._cursor, self._write_lock = cursor, write_lock
+        self._search, self._models = search, models
 
     def index_opened_if_current(
         self, tenant: str, doc: KeywordDoc, vector: SealedVector | None, opened: dict[str, Any]
     ) -> bool:
         """Index a sealed record opened in the background, if it is still the current version
-        (its vector and its filterable fields go beside it, see ``_sealed_fields``)."""
+        (its vector and its filterable fields go beside it, see ``_sealed_fields``).
+
+        Returns
+        -------
+        bool
+            False when the record was replaced or deleted meanwhile (nothing indexed).
+        """
         with self._write_lock:
             cur = self._cursor()
             found = cur.execute("SELECT count(*) FROM records WHERE seq = ?", [doc.seq]).fetchone()
             if not found or not found[0]:
                 return False
             write_fields(self._cursor(), fields_table([(0, doc.seq)], {0: opened}), [])
-            self._allowed_cache.clear()
+            self._search.forget_filters()
             had = cur.execute(
                 "SELECT count(*) FROM sealed_vectors WHERE seq = ?", [doc.seq]
             ).fetchone()
             if vector is not None and not (had and had[0]):
                 self._add_sealed_vector(cur, tenant, doc, vector)
-            self.indexes.keyword(tenant).apply([doc])
+            self._search.index_keywords(tenant, [doc])
             return True
 
     def _add_sealed_vector(
         self, cur: duckdb.DuckDBPyConnection, tenant: str, doc: KeywordDoc, vector: SealedVector
     ) -> None:
-        known = self._dims.get((tenant, vector.embed_model))
+        known = self._models.dimension(tenant, vector.embed_model)
         if known is not None and known != len(vector.embedding):
             log.error(
                 "memory %s: its vector has %d dimensions, model %r stores %d; it is "
@@ -210,9 +237,9 @@ class SealedVectorsMixin:
         try:
             cur.execute("BEGIN")
             write_vectors(cur, table, [])
-            self._register_models(cur, table)
+            self._models.register(cur, table)
             cur.execute("COMMIT")
         except (duckdb.Error, AiosMemoryError):
             cur.execute("ROLLBACK")
             raise
-        self._add_vectors(table)
+        self._search.add_vectors(table)

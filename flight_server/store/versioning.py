@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from aios_memory.schemas import HybridClock, TierPolicyError
 
-__all__ = ["Current", "Decision", "decide"]
+__all__ = ["Current", "Decision", "decide", "PutPlan", "Written", "plan_put"]
 
 # Fields that make two client writes of the same id the same memory.
 SAME_MEMORY_FIELDS = (
@@ -88,6 +90,84 @@ def decide(
     if current is not None and (current.hlc, current.origin) >= (row["hlc"], origin):
         return Decision(False, current.hlc, current.origin, None)
     return Decision(True, row["hlc"], origin, current)
+
+
+Written = tuple[int, int, int, str]
+"""A version a put writes: (row number in the put, seq, hlc, origin)."""
+
+
+@dataclass
+class PutPlan:
+    """What one put writes, decided row by row against the stored current versions.
+
+    Attributes
+    ----------
+    acks
+        ``(id, hlc)`` of every row of the put, in its order.
+    written
+        The versions to write, in seq order (at most one per id: the put's last).
+    replaced
+        ``((tenant, id), stored current version)`` of the stored rows they replace.
+    last_seq
+        The highest seq given out.
+    """
+
+    acks: list[tuple[str, int]]
+    written: list[Written]
+    replaced: list[tuple[tuple[str, str], Current]]
+    last_seq: int
+
+
+def plan_put(
+    table: pa.Table,
+    currents: dict[tuple[str, str], Current],
+    clock: HybridClock,
+    replica_id: str,
+    sync_tiers: tuple[str, ...],
+    reencode: bool,
+    last_seq: int,
+) -> PutPlan:
+    """Decide every row of ``table`` (see ``decide``); new seqs follow ``last_seq``.
+
+    ``currents`` (the stored current versions of the put's ids) follows the put's
+    own rows as they are decided, so a later row of an id is decided against an
+    earlier one.
+    """
+    rows = table.select(
+        ["id", "tenant", "hlc", "origin", "codec", "dict_id", *SAME_MEMORY_FIELDS]
+    ).to_pylist()
+    first_new_seq, seq = last_seq + 1, last_seq
+    written: dict[tuple[str, str], Written] = {}
+    plan = PutPlan([], [], [], last_seq)
+    for i, row in enumerate(rows):
+        key = (row["tenant"], row["id"])
+        decision = decide(row, currents.get(key), clock, replica_id, sync_tiers, reencode)
+        plan.acks.append((row["id"], decision.hlc))
+        if not decision.write:
+            continue
+        seq += 1
+        old = decision.replaces
+        if old is not None and old.seq < first_new_seq:
+            plan.replaced.append((key, old))  # a stored row; one from this put is just dropped
+        written[key] = (i, seq, decision.hlc, decision.origin)
+        currents[key] = _current_after(row, seq, decision, table, i)
+    plan.written = sorted(written.values(), key=lambda w: w[1])
+    plan.last_seq = seq
+    return plan
+
+
+def _current_after(
+    row: dict[str, Any], seq: int, decision: Decision, table: pa.Table, i: int
+) -> Current:
+    return Current(
+        seq,
+        decision.hlc,
+        decision.origin,
+        row["tier"],
+        table.column("embed_model")[i].as_py(),
+        tuple(row[f] for f in SAME_MEMORY_FIELDS),
+        (row["codec"], row["dict_id"]),
+    )
 
 
 def _decide_reencode(

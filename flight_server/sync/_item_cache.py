@@ -66,7 +66,7 @@ class ItemCache:
         mine = [
             tenant == self.tenant and tier in self.tiers
             for tenant, tier in zip(
-                rows.column("tenant").to_pylist(), rows.column("tier").to_pylist()
+                rows.column("tenant").to_pylist(), rows.column("tier").to_pylist(), strict=True
             )
         ]
         rows = rows.filter(pa.array(mine, pa.bool_()))
@@ -109,7 +109,9 @@ def _new_items(rows: pa.Table | None) -> tuple[np.ndarray, ItemSet]:
         return np.empty(0, np.int64), ItemSet(np.empty(0, np.uint64), np.empty((0, 16), np.uint8))
     ids = [
         item_id(i, o, h)
-        for i, o, h in zip(*(rows.column(c).to_pylist() for c in ("id", "origin", "hlc")))
+        for i, o, h in zip(
+            *(rows.column(c).to_pylist() for c in ("id", "origin", "hlc")), strict=True
+        )
     ]
     ts = np.asarray(rows.column("hlc").to_pylist(), np.uint64)
     raw = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16)

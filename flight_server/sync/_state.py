@@ -1,7 +1,7 @@
 """What a sync round needs of the DuckDB store: item sets, rows by seq, peers and the horizon.
 
 SQL for sync lives here, kept out of ``duckdb_store`` so that module stays about
-records and indexes. Every function takes a cursor; the store holds the lock.
+records. Every function takes a cursor; ``bookkeeping.SyncBook`` holds the lock.
 
 Tombstone collection (``sync/PROTOCOL.md``, "Tombstones"): a hub (the side
 that answers a round) remembers, per peer, the round it is in (``pending_*``)
@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from aios_memory.flight_server.store.rows import conform
+from aios_memory.flight_server._arrow import conform
 from aios_memory.schemas import RECORD_SCHEMA
 
 __all__ = [
@@ -130,19 +130,26 @@ def horizon_of(cur: duckdb.DuckDBPyConnection, tenant: str) -> int:
 def settle(
     cur: duckdb.DuckDBPyConnection, tenant: str, tiers: tuple[str, ...]
 ) -> tuple[int, list[int]]:
-    """A hub's horizon from its peers' finished rounds, never lowered; ``(horizon, purged seqs)``."""
+    """A hub's horizon from its peers' finished rounds, never lowered.
+
+    Returns ``(horizon, seqs of the tombstones purged)``.
+    """
     peers = cur.execute(
         "SELECT count(*), count(acked_seq), min(acked_seq), min(acked_clock) FROM sync_peers "
         "WHERE tenant = ?",
         [tenant],
     ).fetchone()
+    known, acked, acked_seq, acked_clock = peers if peers is not None else (0, 0, None, None)
     computed = 0
-    if peers[0] and peers[0] == peers[1]:
-        first_open = cur.execute(
+    if known and known == acked:
+        found = cur.execute(
             "SELECT min(hlc) FROM records WHERE tenant = ? AND deleted AND seq > ?",
-            [tenant, peers[2]],
-        ).fetchone()[0]
-        computed = int(peers[3]) if first_open is None else min(int(peers[3]), int(first_open) - 1)
+            [tenant, acked_seq],
+        ).fetchone()
+        first_open = None if found is None else found[0]
+        computed = (
+            int(acked_clock) if first_open is None else min(int(acked_clock), int(first_open) - 1)
+        )
     return adopt_horizon(cur, tenant, tiers, computed)
 
 

@@ -7,41 +7,70 @@ each message to the other side until one side has nothing more to say.
 Each side commits the records it receives before it answers, so an answer
 means "stored durably"; a cut anywhere leaves both stores valid and the next
 round finishes the job.
+
+The session sees its store only through ``SyncedStore``: what a round uses of
+it (its replica id and clock, a scan, the bookkeeping), so this package needs
+nothing of ``store`` and any backend that has those can sync.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aios_memory.flight_server.store.base import Store
 from aios_memory.schemas import (
+    HybridClock,
     ScanRequest,
     SyncAccept,
     SyncFinish,
     SyncOpen,
     SyncProtocolError,
     SyncSummary,
+    View,
     check_tiers_allowed,
 )
 from aios_memory.schemas.wire import MAX_SUMMARY_IDS
 from aios_memory.sync.protocol.reconcile import Message, Reconciler
 
-__all__ = ["SyncSession"]
+from .bookkeeping import SyncBookkeeping
+
+__all__ = ["SyncSession", "SyncedStore"]
 
 Apply = Callable[[list[pa.RecordBatch]], None]
 # Rows per record batch sent: one DuckDB query each; ~1 MB with 384-dimension vectors.
 SEND_BATCH_ROWS = 2048
 
 
+@runtime_checkable
+class SyncedStore(SyncBookkeeping, Protocol):
+    """What one side of a round uses of its store: a ``Store`` that keeps sync bookkeeping.
+
+    Attributes
+    ----------
+    replica_id
+        The store's replica id, told to the peer.
+    clock
+        The store's clock, which observes the peer's.
+    """
+
+    replica_id: str
+    clock: HybridClock
+
+    def scan(
+        self, request: ScanRequest, batch_rows: int = 65_536, *, view: View | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Current versions matching ``request``, as ``Store.scan`` gives them."""
+
+
 class SyncSession:
     """The state of one round on one server: its item set, frozen at the start."""
 
     def __init__(
-        self, store: Store, request: SyncOpen, allowed_tiers: tuple[str, ...], apply: Apply
+        self, store: SyncedStore, request: SyncOpen, allowed_tiers: tuple[str, ...], apply: Apply
     ) -> None:
         self.store, self.request, self._apply = store, request, apply
         self.tiers = tuple(request.tiers or allowed_tiers)
@@ -68,9 +97,11 @@ class SyncSession:
         exclude = own_horizon if request.horizon is None else request.horizon
         self.items, self.seqs = store.sync_items(request.tenant, self.tiers, exclude)
         self.reconciler = Reconciler(self.items)
-        self.stored, self.conflicts, self._conflict_ids = 0, 0, []
+        self.stored, self.conflicts = 0, 0
+        self._conflict_ids: list[str] = []
 
     def accept(self) -> SyncAccept:
+        """This side's answer to the open: who it is, its clock, horizon, tiers and items."""
         return SyncAccept(
             replica_id=self.store.replica_id,
             clock=self.clock,
@@ -81,6 +112,7 @@ class SyncSession:
         )
 
     def first(self) -> tuple[Message, Iterable[pa.RecordBatch]]:
+        """The initiator's first message: the fingerprints of its whole item set."""
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator writes the first message")
         return self.reconciler.initiate(), iter(())
@@ -136,22 +168,30 @@ class SyncSession:
         """Incoming versions of memories this side holds in another version."""
         ids = batch.column("id").to_pylist()
         request = ScanRequest(tenant=self.request.tenant, ids=ids, include_deleted=True)
-        held = {}
+        held: dict[str, tuple[int, str]] = {}
         for stored in self.store.scan(request):
             held.update(
                 zip(
                     stored.column("id").to_pylist(),
-                    zip(stored.column("hlc").to_pylist(), stored.column("origin").to_pylist()),
+                    zip(
+                        stored.column("hlc").to_pylist(),
+                        stored.column("origin").to_pylist(),
+                        strict=True,
+                    ),
+                    strict=True,
                 )
             )
-        versions = zip(batch.column("hlc").to_pylist(), batch.column("origin").to_pylist())
-        for memory_id, version in zip(ids, versions):
+        versions = zip(
+            batch.column("hlc").to_pylist(), batch.column("origin").to_pylist(), strict=True
+        )
+        for memory_id, version in zip(ids, versions, strict=True):
             if memory_id in held and held[memory_id] != version:
                 self.conflicts += 1
                 if len(self._conflict_ids) < MAX_SUMMARY_IDS:
                     self._conflict_ids.append(memory_id)
 
     def summary(self) -> SyncSummary:
+        """What this side stored in the round, and the conflicts it met."""
         return SyncSummary(
             stored=self.stored, conflicts_total=self.conflicts, conflicts=self._conflict_ids
         )
@@ -167,7 +207,7 @@ class SyncSession:
         )
         return batch.filter(pc.invert(settled))
 
-    def meet(self, hub: SyncAccept) -> None:
+    def hear_hub_accept(self, hub: SyncAccept) -> None:
         """The hub's accept, relayed to the initiator before any of the hub's records.
 
         The clock passes the hub's clock and horizon, so every version this side
@@ -179,6 +219,8 @@ class SyncSession:
         self.store.clock.observe(max(hub.clock, hub.horizon))
 
     def finish(self, message: SyncFinish) -> None:
+        """The initiator's end of a round: its clock passes the hub's horizon, and its books
+        note the round and adopt that horizon (a dry run notes nothing)."""
         if self.request.role != "initiator":
             raise SyncProtocolError("only the initiator finishes a round")
         self.store.clock.observe(message.horizon)

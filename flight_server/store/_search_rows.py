@@ -1,0 +1,90 @@
+"""What the hybrid search asks of the records, answered in SQL.
+
+``search.hybrid`` knows no SQL: it takes callbacks. These are the DuckDB
+store's, apart from ``duckdb_store`` so that module stays about writing and
+reading records: the live vectors of an index's key, the hit rows it keeps in
+memory, and the rows a filter admits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from aios_memory.client.codec.vectors import dequantize
+from aios_memory.flight_server.search.index_set import VectorKey
+from aios_memory.schemas import SearchRequest, ServerInternalError, View
+
+from ._sealed_fields import OPENED_VIEW
+from ._sql_filters import Sql, compile_view, compile_where
+from .sealed_vectors import VECTOR_ROWS
+
+__all__ = ["SearchRows"]
+
+
+class SearchRows:
+    """The search's callbacks over one DuckDB connection.
+
+    Parameters
+    ----------
+    cursor
+        Makes a cursor on the store's connection (one per call: threads never share one).
+    """
+
+    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self._cursor = cursor
+
+    def live_labels(self, key: VectorKey) -> np.ndarray:
+        """The seqs of every live vector of ``key`` (records' own and sealed ones)."""
+        rows = (
+            self._cursor()
+            .execute(
+                f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ?",
+                list(key),
+            )
+            .fetchnumpy()
+        )
+        return rows["seq"].astype(np.uint64)
+
+    def fetch_vectors(self, key: VectorKey, labels: np.ndarray) -> np.ndarray:
+        """The float vectors of ``labels``, in their order."""
+        cur = self._cursor()
+        cur.register("wanted", pa.table({"seq": pa.array(labels.astype(np.int64))}))
+        table = cur.sql(
+            "SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
+            f"JOIN {VECTOR_ROWS} r USING (seq) ORDER BY w.seq"
+        ).to_arrow_table()
+        if table.num_rows != len(labels):
+            raise ServerInternalError(f"vectors of {key} changed while the index was opening")
+        return dequantize(
+            table.column("embedding").combine_chunks(),
+            table.column("embedding_scale").combine_chunks().cast(pa.float32()),
+        )
+
+    def hit_rows(self, columns: list[str]) -> pa.Table:
+        """Every live row's ``seq`` and ``columns``, ordered by ``seq``."""
+        return (
+            self._cursor()
+            .sql(f"SELECT seq, {', '.join(columns)} FROM records WHERE NOT deleted ORDER BY seq")
+            .to_arrow_table()
+        )
+
+    def allowed_seqs(
+        self, request: SearchRequest, tiers: list[str], view: View | None
+    ) -> np.ndarray:
+        """The seqs of the live rows in ``tiers`` that ``request.where`` and ``view`` admit
+        (sealed rows by their opened fields)."""
+        sql = Sql()
+        sql.add("tenant = ?", request.tenant)
+        compile_where(sql, {"tier": {"$in": tiers}, **(request.where or {})})
+        compile_view(sql, view)
+        sql.add("NOT deleted")
+        rows = (
+            self._cursor()
+            .execute(f"SELECT seq FROM {OPENED_VIEW} WHERE {sql.where()}", sql.params)
+            .fetchnumpy()
+        )
+        return rows["seq"]
