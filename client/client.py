@@ -219,7 +219,7 @@ class MemoryClient:
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         pairs = zip(texts, spread(metadata, texts), strict=True)
-        items = [MemoryInput(text=t, metadata=with_readers(m, readers)) for t, m in pairs]
+        items = [MemoryInput(text=t, metadata=with_readers(m, readers) or {}) for t, m in pairs]
         vectors = _records.prepare_embeddings(embeddings, len(items))
         defaults = self._defaults(
             tier=tier, kind=kind, session=session, agent=agent, privacy=privacy
@@ -437,7 +437,11 @@ class MemoryClient:
         newest = self._dictionaries.newest(tier) if chosen in (CODEC_ZSTD_DICT, CODEC_LM) else None
         lm = self.codebook.lm() if chosen == CODEC_LM else None
         return encode_text(
-            text, codec=chosen, dictionary=newest and newest.dictionary, lm=lm, agent=agent
+            text,
+            codec=chosen,
+            dictionary=newest.dictionary if newest else None,
+            lm=lm,
+            agent=agent,
         )
 
     def train_dictionary(self, tier: str, *, force: bool = False) -> TrainingReport:
@@ -456,7 +460,7 @@ class MemoryClient:
                 tier,
                 False,
                 f"{count} memories in {tier}; training is due at {due} (or pass force)",
-                current and current.dictionary.dict_id,
+                current.dictionary.dict_id if current else None,
             )
         samples, privacy = self._training_samples(tier)
         data, report = train_dictionary(samples, current.dictionary if current else None)

@@ -1,12 +1,26 @@
-"""The memory server: Arrow Flight over a ``Store`` (DuckDB + hnswlib + tantivy by default)."""
+"""The memory server: Arrow Flight over a ``Store`` (DuckDB + hnswlib + tantivy by default).
 
-from aios_memory.flight_server.store.base import Store
-from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+The package is a map of layers, each importing only those below it (``docs/ARCHITECTURE.md``)::
+
+    cli          ``aimem serve`` and ``aimem token``
+    _running     start_server: settings -> store, embedder, auth, Flight server
+    server       MemoryFlightServer: decode the request, call the store, encode the answer
+    lake         LakeStore: replicas over a lake on object storage ([lake] extra)
+    ingest       what happens to a put before any store sees it: validate, decode, embed
+    store        records: the Store interface and DuckDBStore
+    search | sync | auth
+                 hybrid recall over derived indexes | the hub's half of a sync round |
+                 tokens, rights and the audit log
+
+From the client it imports only the shared codec layer (``aios_memory.client.codec``) and
+the CLI kit; from sync, only the protocol.
+"""
 
 from ._running import RunningServer, start_server
 from .embedder import Embedder, LocalE5Embedder, OpenAIEmbedder, make_embedder
 from .server import MemoryFlightServer
 from .settings import SETTINGS_HELP, ServerSettings
+from .store import DuckDBStore, Store
 
 __all__ = [
     "MemoryFlightServer",

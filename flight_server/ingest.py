@@ -76,12 +76,15 @@ def prepare_write(
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:
     missing = [
         i
-        for i, (vec, text) in enumerate(zip(table.column("embedding").to_pylist(), texts))
+        for i, (vec, text) in enumerate(
+            zip(table.column("embedding").to_pylist(), texts, strict=True)
+        )
         if vec is None and text is not None
     ]
     if not missing:
         return table
-    vectors, scales = quantize(normalize_rows(embedder.embed_passages([texts[i] for i in missing])))
+    passages = [text for i in missing if (text := texts[i]) is not None]
+    vectors, scales = quantize(normalize_rows(embedder.embed_passages(passages)))
     embedding = table.column("embedding").to_pylist()
     scale = table.column("embedding_scale").to_pylist()
     model = table.column("embed_model").to_pylist()

@@ -275,7 +275,7 @@ class MemoryFlightServer(flight.FlightServerBase):
                 incoming = read_frame(reader)
                 if incoming is None or isinstance(incoming.value, SyncFinish):
                     # The daemon closed or finished the round: say what was stored.
-                    if incoming is not None:
+                    if incoming is not None and isinstance(incoming.value, SyncFinish):
                         session.finish(incoming.value)
                     writer.write_metadata(pa.py_buffer(encode_frame(session.summary())))
                     return

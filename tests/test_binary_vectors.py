@@ -28,7 +28,7 @@ def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 def _naive_hamming(a: np.ndarray, b: np.ndarray) -> int:
-    return sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(a, b))
+    return sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(a, b, strict=True))
 
 
 # -- packing ------------------------------------------------------------------------------

@@ -186,9 +186,11 @@ def test_health_and_stats(client: MemoryClient) -> None:
 def test_wrong_or_missing_token(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIMEM_TOKEN", raising=False)
     for token in ("wrong", None):
-        with MemoryClient(server.uri, token) as mem:
-            with pytest.raises(AuthenticationError, match="AIMEM_TOKEN"):
-                mem.health()
+        with (
+            MemoryClient(server.uri, token) as mem,
+            pytest.raises(AuthenticationError, match="AIMEM_TOKEN"),
+        ):
+            mem.health()
     monkeypatch.setenv("AIMEM_TOKEN", server.token)
     with MemoryClient(server.uri) as mem:
         assert mem.health()["status"] == "ok"

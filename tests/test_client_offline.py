@@ -265,9 +265,12 @@ def _tier_error() -> flight.FlightServerError:
     ],
 )
 def test_server_errors_come_back_as_the_same_class(call: Any) -> None:
-    with ErrorServer(_tier_error()) as server, _connect(server) as mem:
-        with pytest.raises(UnknownTierError) as info:
-            call(mem)
+    with (
+        ErrorServer(_tier_error()) as server,
+        _connect(server) as mem,
+        pytest.raises(UnknownTierError) as info,
+    ):
+        call(mem)
     assert info.value.message == "bad tier 'x'" and info.value.detail == {"tier": "x"}
 
 
@@ -287,17 +290,23 @@ def test_server_errors_come_back_as_the_same_class(call: Any) -> None:
     ],
 )
 def test_flight_errors_without_our_info(raised: Exception, expected: type, words: str) -> None:
-    with ErrorServer(raised) as server, _connect(server) as mem:
-        with pytest.raises(expected, match=words.replace("-", "\\-")):
-            mem.health()
+    with (
+        ErrorServer(raised) as server,
+        _connect(server) as mem,
+        pytest.raises(expected, match=words.replace("-", "\\-")),
+    ):
+        mem.health()
 
 
 def test_every_error_code_round_trips() -> None:
     for cls in schema_errors.ERROR_CLASSES.values():
         error = flight.FlightServerError("x", extra_info=encode_error(cls("msg", row=3)))
-        with ErrorServer(error) as server, _connect(server) as mem:
-            with pytest.raises(cls) as info:
-                mem.stats()
+        with (
+            ErrorServer(error) as server,
+            _connect(server) as mem,
+            pytest.raises(cls) as info,
+        ):
+            mem.stats()
         assert type(info.value) is cls and info.value.detail == {"row": 3}
 
 
@@ -369,9 +378,12 @@ def test_put_protocol_splits_commits_and_reads_acks() -> None:
 
 
 def test_missing_acks_are_never_success() -> None:
-    with AckServer(acks=False) as server, _connect(server) as mem:
-        with pytest.raises(ServerInternalError, match="acknowledg"):
-            mem.remember("tea")
+    with (
+        AckServer(acks=False) as server,
+        _connect(server) as mem,
+        pytest.raises(ServerInternalError, match="acknowledg"),
+    ):
+        mem.remember("tea")
 
 
 class GarbageServer(flight.FlightServerBase):

@@ -137,7 +137,8 @@ def test_a_replica_new_to_lm_records_indexes_them_in_the_background(
         assert hits and hits[0].id == ids[1] and hits[0].text == TURNS[1][1]
     stored = rows(laptop)
     assert all(
-        content_hash(t.encode()) == stored[i]["content_hash"] for i, (_, t) in zip(ids, TURNS)
+        content_hash(t.encode()) == stored[i]["content_hash"]
+        for i, (_, t) in zip(ids, TURNS, strict=True)
     )
     assert {stored[i]["codec"] for i in ids} <= {CODEC_LM, CODEC_ZSTD_DICT}
 

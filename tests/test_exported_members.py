@@ -100,6 +100,8 @@ def test_the_server_loads_only_the_codec_layer_of_the_client() -> None:
     assert client and all(name.startswith("aios_memory.client.codec") for name in client), client
     sync = _ours(loaded, "aios_memory.sync") - {"aios_memory.sync"}
     assert sync and all(name.startswith("aios_memory.sync.protocol") for name in sync), sync
+    # The lake's engines load only in a lake replica: a device needs no [lake] extra.
+    assert not {name for name in loaded if name.startswith(("lance", "obstore"))}
 
 
 def test_the_sdk_loads_no_scene_code_and_no_server() -> None:

@@ -123,7 +123,9 @@ def test_where_filters_agree_with_python(filter_store, conditions):
 def _indexed(table: pa.Table):
     texts = [
         decode_text(c, p, s, max_bytes=1 << 20)
-        for c, p, s in zip(*(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")))
+        for c, p, s in zip(
+            *(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")), strict=True
+        )
     ]
-    for text, meta in zip(texts, table.column("metadata").to_pylist()):
+    for text, meta in zip(texts, table.column("metadata").to_pylist(), strict=True):
         yield int(text[1:]), meta

@@ -220,7 +220,9 @@ def _texts(table: pa.Table) -> list[str]:
 
     return [
         decode_text(c, p, s, max_bytes=1 << 20)
-        for c, p, s in zip(*(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")))
+        for c, p, s in zip(
+            *(table.column(n).to_pylist() for n in ("codec", "payload", "raw_size")), strict=True
+        )
     ]
 
 

@@ -160,7 +160,7 @@ def write(
     columns = record_columns(texts, tier=tier)
     columns["id"], columns["tenant"] = list(ids), [tenant] * len(ids)
     acks = put(node.uri, TOKEN, [batch_of(columns)])
-    return [(i, h) for ack in acks for i, h in zip(ack.ids, ack.hlcs)]
+    return [(i, h) for ack in acks for i, h in zip(ack.ids, ack.hlcs, strict=True)]
 
 
 def content_hashes(texts: list[str], tier: str) -> list[bytes]:
@@ -173,7 +173,7 @@ def forget(node: Node, tenant: str, ids: list[str]) -> list[tuple[str, int]]:
         action(node.uri, TOKEN, "forget", IdsRequest(tenant=tenant, ids=ids).to_bytes())
     )
     assert body["forgotten"] == len(body["ids"]) == len(body["hlcs"])
-    return list(zip(body["ids"], body["hlcs"]))
+    return list(zip(body["ids"], body["hlcs"], strict=True))
 
 
 def rows_of(node: Node, tenant: str) -> list[dict[str, Any]]:
@@ -589,7 +589,9 @@ def seed_both(nodes: dict[str, Node], tenant: str, n: int) -> Model:
         texts = [f"{where} memory {i} of {tenant}" for i in range(count)]
         node = nodes[where]
         for (memory_id, hlc), digest in zip(
-            write(node, tenant, ids, texts, "long_term"), content_hashes(texts, "long_term")
+            write(node, tenant, ids, texts, "long_term"),
+            content_hashes(texts, "long_term"),
+            strict=True,
         ):
             model.tier[memory_id] = "long_term"
             model.add(memory_id, Version(hlc, node.replica_id, digest, "long_term"))

@@ -115,6 +115,7 @@ class Served:
             zip(
                 ids,
                 *(table.column(c).to_pylist() for c in ("tier", "hlc", "origin", "content_hash")),
+                strict=True,
             )
         )
 

@@ -106,7 +106,7 @@ def test_item_ids_match_the_sql_that_builds_them(tmp_path: Path):
         _write(store, ["one", "two"], ["a", "b"], "long_term")
         seqs, hlcs, ids, _ = item_arrays(store._cursor(), "default", TIERS)
         rows = {r["id"]: r for r in store.get("default", ["a", "b"]).to_pylist()}
-        by_seq = dict(zip(seqs.tolist(), ids))
+        by_seq = dict(zip(seqs.tolist(), ids, strict=True))
         for row_id, row in rows.items():
             [seq] = [s for s in seqs.tolist() if hlcs[seqs.tolist().index(s)] == row["hlc"]]
             assert bytes(by_seq[seq]) == item_id(row_id, row["origin"], row["hlc"])

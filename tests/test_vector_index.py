@@ -47,7 +47,7 @@ def test_saved_index_reloads_and_reconciles(tmp_path):
     first.open(np.empty(0, np.uint64), lambda _: np.empty((0, 8), np.float32))
     first.add(labels, vectors)
     assert first.save()
-    by_label = dict(zip(labels.tolist(), vectors))
+    by_label = dict(zip(labels.tolist(), vectors, strict=True))
     live = labels[labels % 2 == 0]  # the records say half were deleted since the save
     second = VectorIndex(tmp_path / "v", 8, params)
     second.open(live, lambda wanted: np.stack([by_label[int(x)] for x in wanted]))

@@ -111,7 +111,9 @@ class KeyStore:
         unless ``AIMEM_KEYRING=0``).
     """
 
-    def __init__(self, path: Path | str | None = None, *, use_keyring: bool | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, use_keyring: bool | None = None
+    ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_keys_dir()
         self.use_keyring = (
             os.environ.get("AIMEM_KEYRING", "1") != "0" if use_keyring is None else use_keyring

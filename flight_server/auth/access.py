@@ -61,10 +61,10 @@ def check_rows(batch: pa.RecordBatch, grant: Grant) -> None:
         return
     columns = (batch.column(c).to_pylist() for c in ("tenant", "tier", "privacy"))
     seen: set[tuple[str, str, int]] = set()
-    for row, key in enumerate(zip(*columns)):
-        if key not in seen:
-            grant.check_write(*key, row=row)
-            seen.add(key)
+    for row, (tenant, tier, privacy) in enumerate(zip(*columns, strict=True)):
+        if (tenant, tier, privacy) not in seen:
+            grant.check_write(tenant, tier, privacy, row=row)
+            seen.add((tenant, tier, privacy))
 
 
 def check_reader_lists(batch: pa.RecordBatch) -> None:

@@ -1,7 +1,8 @@
-"""``aimem serve``: registered as an ``aimem.commands`` entry point so the thin client never imports it."""
+"""``aimem serve``: an ``aimem.commands`` entry point, so the thin client never imports it."""
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -173,7 +174,9 @@ def serve(
             lake=lake,
             compact_seconds=compact_seconds,
             max_staleness_ms=max_staleness_ms,
-            **tls,
+            tls_cert=tls["tls_cert"],
+            tls_key=tls["tls_key"],
+            tls_client_ca=tls["tls_client_ca"],
         )
         with start_server(settings) as running:
             where = running.token_file or "given by --token/AIMEM_TOKEN"
@@ -204,10 +207,9 @@ def serve(
 def _dump_stacks_on_usr1() -> None:
     """``kill -USR1 PID`` writes every thread's stack to stderr: what a stuck server is
     doing. Skipped where stderr is no file (a test runner's capture)."""
-    try:
+    # io.UnsupportedOperation (no file behind stderr) is an OSError.
+    with contextlib.suppress(AttributeError, ValueError, OSError):
         faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
-    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError
-        pass
 
 
 def _echo_tls(settings: ServerSettings) -> None:

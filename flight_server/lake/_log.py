@@ -3,7 +3,7 @@
 Every acknowledged write is one Lance commit of the versions it made (records
 with their ``hlc`` and ``origin``, tombstones included); nothing is updated or
 deleted in place, so concurrent writers never conflict beyond Lance's own
-append rebase (``bench/spike_lance.py``: 3-4 processes, nothing lost or
+append rebase (``bench/spikes/spike_lance.py``: 3-4 processes, nothing lost or
 duplicated). Which version of an id is current is decided by readers, by the
 highest ``(hlc, origin)``, exactly as sync decides between replicas.
 

@@ -1,7 +1,7 @@
 """Group commit: concurrent writers share one durable commit instead of queueing for many.
 
 A commit to object storage costs tens of milliseconds whatever its size
-(``bench/spike_lance.py``), so one-memory puts arriving together should ride
+(``bench/spikes/spike_lance.py``), so one-memory puts arriving together should ride
 in one. The first writer to arrive becomes the leader: it takes everything
 pending, commits it with one call, hands each writer its own result (or the
 error), and goes again while more arrived meanwhile. Writers that arrive

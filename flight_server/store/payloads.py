@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -128,7 +129,7 @@ class PayloadTexts:
         for number, row in enumerate(rows):
             if row["deleted"] or row["kind"] in SYSTEM_KINDS:
                 if is_sealed(row):
-                    _annotated(number, lambda r=row: check_sealed(r))
+                    _annotated(number, partial(check_sealed, row))
                 decoded.texts.append(None)
             elif number in reusable:
                 decoded.texts.append(reusable[number])
@@ -247,11 +248,11 @@ class PayloadTexts:
         for number, row in enumerate(rows):
             if row["kind"] == DICTIONARY_KIND and not row["deleted"]:
                 try:
-                    opened = _annotated(number, lambda r=row: self._open(r))
+                    opened = _annotated(number, partial(self._open, row))
                 except KeyMissingError:
                     found[(row["tenant"], row["dict_id"])] = None
                     continue
-                dictionary = _annotated(number, lambda r=opened: _checked_dictionary(r))
+                dictionary = _annotated(number, partial(_checked_dictionary, opened))
                 found[(row["tenant"], dictionary.dict_id)] = dictionary
         return found
 
@@ -277,7 +278,7 @@ class PayloadTexts:
         return reusable
 
 
-def _checked_dictionary(row: dict[str, Any]) -> Dictionary:
+def _checked_dictionary(row: Mapping[str, Any]) -> Dictionary:
     if row["codec"] not in _CHEAP:
         raise CorruptDataError(
             f"dictionary {row['id']} must be stored with codec none or zstd", memory_id=row["id"]

@@ -18,6 +18,7 @@ lifetime after which it stops by itself, daemon threads; ``close()`` (or the
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import struct
@@ -33,14 +34,10 @@ _CHUNK = 16 * 1024
 
 def _reset(sock: socket.socket) -> None:
     """Close with RST (SO_LINGER 0): the peer sees a broken connection, not a clean end."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 class _Pair:
@@ -60,10 +57,8 @@ class _Pair:
             if reset:
                 _reset(sock)
             else:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
 
 
@@ -216,10 +211,8 @@ class CutProxy:
             pairs = list(self._pairs)
         for pair in pairs:
             pair.close()
-        try:
+        with contextlib.suppress(OSError):
             self._listener.close()
-        except OSError:
-            pass
 
     def close(self) -> None:
         """Stop accepting, close every socket, join the threads."""
