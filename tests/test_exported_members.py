@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +120,14 @@ def test_the_protocol_loads_nothing_of_the_daemon() -> None:
         "aios_memory.sync", "aios_memory.sync.protocol", "aios_memory.sync.protocol.frames",
         "aios_memory.sync.protocol.reconcile"}  # fmt: skip
     assert not _ours(loaded, "aios_memory.client")
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """A sub-package missing from pyproject's ``packages`` works editable and is absent from a
+    wheel: each folder with an ``__init__.py`` must be listed."""
+    root = Path(__file__).resolve().parent.parent
+    listed = set(re.findall(r'"(aios_memory(?:\.\w+)+)"', (root / "pyproject.toml").read_text()))
+    for folder in ("schemas", "client", "flight_server", "sync"):
+        for init in (root / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(root).parts
+            assert ".".join(("aios_memory", *parts)) in listed, f"{init.parent} is not packaged"
