@@ -13,8 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from aios_memory.client.transport.flight import Transport
-from aios_memory.client.transport.tls import PemSource, tls_options
+from aios_memory.client.transport import PemSource, Transport, tls_options
 from aios_memory.schemas import (
     RECORD_SCHEMA,
     AuthenticationError,
