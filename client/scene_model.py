@@ -3,16 +3,10 @@
 Importing it warns (``DeprecationWarning``) and gives the new module's public names.
 """
 
-import warnings
-
+from aios_memory.client._moved import warn_moved
 from aios_memory.client.scenes import model as _moved
 from aios_memory.client.scenes.model import *  # noqa: F403
 
 __all__ = list(_moved.__all__)
 
-warnings.warn(
-    "aios_memory.client.scene_model is deprecated and will be removed in the next release; "
-    "import aios_memory.client.scenes.model instead",
-    DeprecationWarning,
-    stacklevel=2,
-)
+warn_moved("aios_memory.client.scene_model", "aios_memory.client.scenes.model")

@@ -74,21 +74,19 @@ def prepare_write(
 
 
 def _embed_missing(table: pa.Table, texts: list[str | None], embedder: Embedder) -> pa.Table:
+    embedding = table.column("embedding").to_pylist()
     missing = [
-        i
-        for i, (vec, text) in enumerate(
-            zip(table.column("embedding").to_pylist(), texts, strict=True)
-        )
+        (i, text)
+        for i, (vec, text) in enumerate(zip(embedding, texts, strict=True))
         if vec is None and text is not None
     ]
     if not missing:
         return table
-    passages = [text for i in missing if (text := texts[i]) is not None]
+    passages = [text for _, text in missing]
     vectors, scales = quantize(normalize_rows(embedder.embed_passages(passages)))
-    embedding = table.column("embedding").to_pylist()
     scale = table.column("embedding_scale").to_pylist()
     model = table.column("embed_model").to_pylist()
-    for j, i in enumerate(missing):
+    for j, (i, _) in enumerate(missing):
         embedding[i], scale[i], model[i] = vectors[j].tolist(), float(scales[j]), embedder.name
     for name, values in (
         ("embedding", embedding),

@@ -26,6 +26,13 @@ _THRESHOLD = click.IntRange(0, ENCRYPT_NEVER)
 _THRESHOLD_HELP = (
     f"Seal memories at or above this privacy (0 public .. 3 secret; {ENCRYPT_NEVER} seals none)."
 )
+_ENCRYPT_AT = click.option(
+    "--encrypt-at",
+    type=_THRESHOLD,
+    default=DEFAULT_ENCRYPT_AT,
+    show_default=True,
+    help=_THRESHOLD_HELP,
+)
 
 
 def _store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,13 +105,7 @@ def keys() -> None:
 
 @keys.command("init", context_settings=CONTEXT)
 @_tenant_option
-@click.option(
-    "--encrypt-at",
-    type=_THRESHOLD,
-    default=DEFAULT_ENCRYPT_AT,
-    show_default=True,
-    help=_THRESHOLD_HELP,
-)
+@_ENCRYPT_AT
 @output_options(_render_code)
 @_store_option
 def init(store: KeyStore, tenant: str, encrypt_at: int) -> dict[str, Any]:
@@ -137,13 +138,7 @@ def recovery_code(store: KeyStore, tenant: str) -> dict[str, Any]:
 
 @keys.command("recover", context_settings=CONTEXT)
 @_tenant_option
-@click.option(
-    "--encrypt-at",
-    type=_THRESHOLD,
-    default=DEFAULT_ENCRYPT_AT,
-    show_default=True,
-    help=_THRESHOLD_HELP,
-)
+@_ENCRYPT_AT
 @output_options(_render_code)
 @_store_option
 def recover(store: KeyStore, tenant: str, encrypt_at: int) -> dict[str, Any]:
