@@ -20,6 +20,7 @@ import pyarrow.flight as flight
 from aios_memory.client.codec.vectors import normalize
 from aios_memory.flight_server.auth.access import (
     check_sync,
+    describe_grant,
     public_stats,
     read_view,
 )
@@ -374,7 +375,7 @@ class MemoryFlightServer(flight.FlightServerBase):
         return _json(public_stats(stats, view, grant))
 
     def _whoami(self, body: bytes, grant: Grant) -> bytes:
-        return _json(grant.describe())
+        return _json(describe_grant(grant))
 
     def _health(self, body: bytes, grant: Grant) -> bytes:
         return _json(

@@ -14,7 +14,9 @@ sides of the wire, and no Python traceback ever crosses it.
     ├── AuthenticationError          missing or wrong token (UNAUTHENTICATED)
     │   ├── TokenInvalidError        a token that is malformed or not signed by this server
     │   ├── TokenExpiredError        a token past its expiry
-    │   └── TokenRevokedError        a token revoked with `aimem token revoke`
+    │   ├── TokenRevokedError        a token revoked with `aimem token revoke`
+    │   └── AuthStateError           the server's key, token or revocation files are missing or
+    │                                damaged: scoped tokens are refused until they are repaired
     ├── PermissionDeniedError        a valid token without the right (PERMISSION_DENIED)
     ├── InvalidRequestError          the request is malformed (INVALID_REQUEST)
     │   ├── UnsupportedVersionError  wire version this side does not speak
@@ -54,6 +56,7 @@ __all__ = [
     "TokenInvalidError",
     "TokenExpiredError",
     "TokenRevokedError",
+    "AuthStateError",
     "PermissionDeniedError",
     "DuplicateIdError",
     "TamperedError",
@@ -127,6 +130,10 @@ class TokenExpiredError(AuthenticationError):
 
 class TokenRevokedError(AuthenticationError):
     code = "TOKEN_REVOKED"
+
+
+class AuthStateError(AuthenticationError):
+    code = "AUTH_STATE"
 
 
 class PermissionDeniedError(AiosMemoryError):

@@ -37,13 +37,35 @@ _TEXT_WIDTH = 60
 def read_token(
     token: str | None, token_file: str | None, option: str = "--token-file"
 ) -> str | None:
-    """The token given, else the one in ``token_file`` (``option`` names it in errors)."""
-    if token or not token_file:
-        return token or None
+    """The token given, else the one in ``token_file`` (``option`` names it in errors).
+
+    A token with a character no token has (a damaged file, a pasted space) is
+    refused here, naming where it came from, rather than by gRPC as an
+    "Illegal header value" on the first call.
+    """
+    if token:
+        return _checked_token(token.strip(), "--token/AIMEM_TOKEN")
+    if not token_file:
+        return None
     try:
-        return Path(token_file).read_text(encoding="utf-8").strip() or None
+        data = Path(token_file).read_bytes().strip()
     except OSError as exc:
         raise click.ClickException(f"cannot read {option} {token_file}: {exc.strerror}") from None
+    return _checked_token(data.decode("latin-1"), f"{option} {token_file}") if data else None
+
+
+# Tokens are visible ASCII with no spaces: what an HTTP/2 header value may carry.
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _checked_token(token: str, where: str) -> str:
+    if not _TOKEN_TEXT.match(token):
+        raise click.ClickException(
+            f"the token in {where} has a character no token has (only visible ASCII, no spaces): "
+            "it is damaged or not a token; copy it again from the server's DATA/token or from "
+            "`aimem token create`"
+        )
+    return token
 
 
 def tls_client_options(flags: str, env: str, whose: str) -> Callable[..., Any]:

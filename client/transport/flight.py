@@ -121,6 +121,22 @@ def _reason(exc: BaseException) -> str:
     return _BOILERPLATE.sub("", text).strip()
 
 
+# Tokens are visible ASCII with no spaces: what an HTTP/2 header value may carry.
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _header_token(token: str) -> bytes:
+    """``token`` as header bytes, refused here (not by gRPC on the first call) if damaged."""
+    if not _TOKEN_TEXT.match(token):
+        raise InvalidValueError(
+            "the token has a character no token has (only visible ASCII, no spaces): it is "
+            "damaged or not a token; copy it again from the server's DATA/token or from "
+            "`aimem token create`",
+            field="token",
+        )
+    return token.encode("ascii")
+
+
 class Transport:
     """One ``FlightClient`` plus the options every call carries.
 
@@ -149,7 +165,7 @@ class Transport:
         self.uri, self.timeout = uri, float(timeout)
         self.tls, self.tls_flags = tls, tls_flags
         self._closed = False
-        headers = [(b"authorization", b"Bearer " + token.encode())] if token else []
+        headers = [(b"authorization", b"Bearer " + _header_token(token))] if token else []
         self._options = flight.FlightCallOptions(headers=headers, timeout=self.timeout)
         try:
             self._client = flight.FlightClient(

@@ -7,6 +7,7 @@ Flight calls and record batches.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_sync",
     "check_reader_lists",
     "public_stats",
+    "describe_grant",
 ]
 
 # Server-wide facts that say nothing about one tenant; a scoped caller sees only these.
@@ -99,3 +101,18 @@ def public_stats(stats: dict[str, Any], view: View, grant: Grant) -> dict[str, A
     scoped = {k: v for k, v in stats.items() if k in keep}
     scoped["tiers"] = {t: v for t, v in stats["tiers"].items() if t in view.tiers}
     return scoped
+
+
+def describe_grant(grant: Grant) -> dict[str, Any]:
+    """The grant as ``whoami`` shows it: ``expires`` as ISO 8601 UTC (None: never), and the
+    same moment as epoch seconds under ``expires_epoch`` for programs."""
+    described = grant.describe()
+    epoch = described["expires"]
+    described["expires"] = None if epoch is None else iso_utc(epoch)
+    described["expires_epoch"] = epoch
+    return described
+
+
+def iso_utc(moment: float) -> str:
+    """``moment`` (epoch seconds) as ISO 8601 UTC to the second, e.g. 2026-01-31T12:00:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))

@@ -4,7 +4,8 @@ pyarrow's Flight server has no message-size cap, so refusing a caller
 before its body is read is the first line of defence. Two kinds of bearer
 token are accepted: the owner token of the data directory (``DATA/token`` or
 ``--token``: every tenant, every right) and signed tokens made by
-``aimem token create`` (one tenant, see ``tokens``). The handler reads the
+``aimem token create`` (one tenant, see ``tokens``). Both files are checked
+when they are read (``key_files``). The handler reads the
 caller's ``Grant`` from this middleware and enforces it (``schemas.rights``).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 import pyarrow.flight as flight
@@ -22,6 +22,7 @@ from aios_memory.flight_server._flight_errors import to_flight_error
 from aios_memory.schemas import OWNER, AuthenticationError, Grant
 
 from .audit import AuditLog
+from .key_files import check_header_token, new_owner_token, read_owner_token
 from .tokens import TokenAuthority
 
 __all__ = ["TokenAuthMiddlewareFactory", "Caller", "resolve_token", "TOKEN_FILE"]
@@ -81,17 +82,16 @@ def _method(info: flight.CallInfo) -> str:
 def resolve_token(data_dir: Path, given: str | None) -> tuple[str, Path | None]:
     """The token to require and the file it is kept in (None when it was given).
 
-    With no token given, the one in ``DATA/token`` is used, or a new one is
-    made and kept there with mode 0600.
+    With no token given, the one in ``DATA/token`` is used (checked: a damaged
+    or cut file is refused with ``AuthStateError`` naming it and the fix), or a
+    new one, carrying its own checksum, is made and kept there with mode 0600.
     """
     if given:
-        return given, None
+        return check_header_token(given, "given by --token/AIMEM_TOKEN"), None
     path = Path(data_dir) / TOKEN_FILE
     if path.exists():
-        token = path.read_text().strip()
-        if token:
-            return token, path
-    token = secrets.token_urlsafe(32)
+        return read_owner_token(path), path
+    token = new_owner_token()
     atomic_write_bytes(path, token.encode() + b"\n", mode=0o600)
     os.chmod(path, 0o600)
     return token, path

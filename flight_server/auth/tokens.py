@@ -3,10 +3,11 @@
 A token is ``aimem_<claims>.<signature>``: the claims are base64url JSON
 (tenant, principal, tiers, write tiers, clearance, expiry, token id), the
 signature an HMAC-SHA256 of them under the data directory's signing key
-(``DATA/signing.key``, mode 0600). The server needs no token table to check
-one; revocation is a list of token ids (``DATA/revoked.json``) that the
-server re-reads whenever the file changes, so ``aimem token revoke`` works
-while the server runs. Issued tokens are noted (never their secret part) in
+(``DATA/signing.key``, mode 0600, checksummed: ``key_files``). The server
+needs no token table to check one; revocation is the revocation store
+(``revocations``: two HMAC-checked copies, re-read whenever either changes,
+so ``aimem token revoke`` works while the server runs, and failing closed
+when both are lost). Issued tokens are noted (never their secret part) in
 ``DATA/tokens.jsonl`` for ``aimem token list``.
 """
 
@@ -16,31 +17,43 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 import secrets
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from aios_memory.flight_server._files import atomic_write_bytes
 from aios_memory.schemas import (
+    AuthStateError,
     Grant,
     InvalidValueError,
     TokenExpiredError,
     TokenInvalidError,
     TokenRevokedError,
 )
+from aios_memory.schemas.validate import TENANT_PATTERN
 
-__all__ = ["TokenAuthority", "TOKEN_PREFIX", "SIGNING_KEY_FILE", "REVOKED_FILE", "ISSUED_FILE"]
+from .revocations import Revocations, RevocationStore
+from .state import ISSUED_FILE, SIGNING_KEY_FILE, open_signing_key, rebuilt_state
+
+__all__ = [
+    "TokenAuthority",
+    "TOKEN_PREFIX",
+    "SIGNING_KEY_FILE",
+    "ISSUED_FILE",
+    "check_tenant",
+    "issued_ids",
+]
 
 TOKEN_PREFIX = "aimem_"
-SIGNING_KEY_FILE = "signing.key"
-REVOKED_FILE = "revoked.json"
-ISSUED_FILE = "tokens.jsonl"
 _MAX_TOKEN_CHARS = 4096
 _CLAIMS = {"v", "id", "t", "p", "r", "w", "c", "e", "iat"}
 _LABEL = b"aimem-token-v1."
+
+log = logging.getLogger("aios_memory.server")
 
 
 class TokenAuthority:
@@ -48,9 +61,10 @@ class TokenAuthority:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self._key = _signing_key(self.data_dir / SIGNING_KEY_FILE)
-        self._revoked: frozenset[str] = frozenset()
-        self._revoked_stamp: tuple[int, int] | None = None
+        self._key = open_signing_key(self.data_dir)
+        self._store = RevocationStore(self.data_dir, self._key)
+        self._state: Revocations | AuthStateError = Revocations()
+        self._stamp: object = None
         self._lock = threading.Lock()
 
     # -- making -----------------------------------------------------------------------------
@@ -63,10 +77,15 @@ class TokenAuthority:
         clearance: int,
         expires: float | None,
     ) -> tuple[str, Grant]:
-        """A new token and the grant it carries; noted in ``tokens.jsonl``."""
+        """A new token and the grant it carries; noted in ``tokens.jsonl``.
+
+        Refused (``AuthStateError``) while the revocation store is lost: the
+        server would refuse the token, and a repair would revoke it.
+        """
+        self.revocations()
         token_id = secrets.token_hex(8)
         grant = Grant(tenant, principal, tiers, write_tiers, clearance, expires, token_id)
-        _check_name(tenant, "tenant")
+        check_tenant(tenant)
         _check_name(principal, "principal")
         claims = {
             "v": 1,
@@ -100,9 +119,16 @@ class TokenAuthority:
         path = self.data_dir / ISSUED_FILE
         if not path.exists():
             return []
-        revoked = self.revoked()
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [{**row, "revoked": row["id"] in revoked} for row in rows]
+        state = self._readable_state()
+        rows = _issued_rows(path)
+        return [{**row, "revoked": state.refuses(row["id"], row["iat"])} for row in rows]
+
+    def _readable_state(self) -> Revocations:
+        """The store's state, or for a lost store the one a repair would write (for listing)."""
+        state, _ = self._store.read()
+        if state is not None:
+            return state
+        return rebuilt_state(self._store, set())
 
     # -- checking ---------------------------------------------------------------------------
     def verify(self, token: str, now: float | None = None) -> Grant:
@@ -115,8 +141,15 @@ class TokenAuthority:
                 "a new one (aimem token create)",
                 token_id=grant.token_id,
             )
-        if grant.token_id in self.revoked():
+        state = self.revocations()
+        if grant.token_id in state.ids:
             raise TokenRevokedError(f"token {grant.token_id} was revoked", token_id=grant.token_id)
+        if state.refuses(grant.token_id, int(claims["iat"])):
+            raise TokenRevokedError(
+                f"token {grant.token_id} was made before the revocation store was rebuilt "
+                "(aimem token repair); ask for a new one (aimem token create)",
+                token_id=grant.token_id,
+            )
         return grant
 
     def _claims(self, token: str) -> dict[str, Any]:
@@ -145,34 +178,74 @@ class TokenAuthority:
             return None
 
     # -- revoking ---------------------------------------------------------------------------
-    def revoke(self, token_or_id: str) -> str:
-        """Revoke a token (given whole or by id); returns its id."""
+    def revoke(self, token_or_id: str) -> tuple[str, bool]:
+        """Revoke a token (given whole or by id): its id, and whether a lost store was rebuilt.
+
+        Works on a damaged store: one bad copy is healed from the other; with both
+        lost the store is rebuilt as ``aimem token repair`` does (every token made
+        before now refused too), since refusing more is the safe side.
+        """
         token_id = (
             self.token_id_of(token_or_id) if token_or_id.startswith(TOKEN_PREFIX) else token_or_id
         )
-        known = {row["id"] for row in self.issued()}
+        known = {row["id"] for row in _issued_rows(self.data_dir / ISSUED_FILE)}
         if token_id is None or token_id not in known:
             raise InvalidValueError(
                 f"no token {token_or_id!r} was made with this data "
                 "directory; `aimem token list` shows them"
             )
-        revoked = sorted(self.revoked() | {token_id})
-        atomic_write_bytes(self.data_dir / REVOKED_FILE, json.dumps(revoked).encode(), mode=0o600)
-        return token_id
+        current, _ = self._store.read()
+        rebuilt = current is None
+        if current is None:
+            current = rebuilt_state(self._store, known)
+        self._store.write(current.with_ids({token_id}))
+        return token_id, rebuilt
+
+    def revocations(self) -> Revocations:
+        """The revocation store's state, re-read when either copy changed (two stats a call);
+        ``AuthStateError`` while no copy is valid."""
+        stamp = self._store.stamp()
+        with self._lock:
+            if stamp != self._stamp:
+                self._state = self._read_checked()
+                self._stamp = stamp
+            if isinstance(self._state, AuthStateError):
+                raise self._state
+            return self._state
+
+    def _read_checked(self) -> Revocations | AuthStateError:
+        state, damaged = self._store.read()
+        for copy in damaged:
+            log.warning("auth: %s is %s; `aimem token repair` rewrites it", copy.path, copy.reason)
+        if state is None:
+            error = self._store.lost_error(damaged)
+            log.error("auth: scoped tokens refused: %s", error.message)
+            return error
+        return state
 
     def revoked(self) -> frozenset[str]:
-        """Revoked token ids, re-read when the file changed (a stat per call)."""
-        path = self.data_dir / REVOKED_FILE
+        """Revoked token ids (``AuthStateError`` while the store is lost)."""
+        return self.revocations().ids
+
+
+def issued_ids(data_dir: Path) -> set[str]:
+    """The ids of every token noted as made with ``data_dir`` (damaged lines skipped)."""
+    return {row["id"] for row in _issued_rows(Path(data_dir) / ISSUED_FILE)}
+
+
+def _issued_rows(path: Path) -> list[dict[str, Any]]:
+    """The notes of issued tokens; a damaged line is skipped (it names no usable token)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_bytes().splitlines():
         try:
-            info = path.stat()
-        except FileNotFoundError:
-            return frozenset()
-        stamp = (info.st_mtime_ns, info.st_size)
-        with self._lock:
-            if stamp != self._revoked_stamp:
-                self._revoked = frozenset(json.loads(path.read_text()))
-                self._revoked_stamp = stamp
-            return self._revoked
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
+            rows.append(row)
+    return rows
 
 
 def _grant(claims: dict[str, Any]) -> Grant:
@@ -190,19 +263,13 @@ def _grant(claims: dict[str, Any]) -> Grant:
         raise TokenInvalidError("the token's claims are out of range") from None
 
 
-def _signing_key(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) == 32:
-            return key
+def check_tenant(tenant: str) -> None:
+    """Refuse a tenant name the server would refuse in a record (``schemas`` TENANT_PATTERN)."""
+    if not re.match(TENANT_PATTERN, tenant) or tenant in (".", ".."):
         raise InvalidValueError(
-            f"{path} is not a 32-byte signing key; restore it from a backup "
-            "or remove it (every token made with it stops working)"
+            f"tenant {tenant!r} must be 1-64 characters of [0-9A-Za-z_.-] and not '.' or '..'",
+            field="tenant",
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    atomic_write_bytes(path, key, mode=0o600)
-    return key
 
 
 def _check_name(value: str, what: str) -> None:

@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from aios_memory.client.cli.kit import CONTEXT, output_options, parse_duration, render_rows
+from aios_memory.flight_server.auth.access import describe_grant, iso_utc
 from aios_memory.flight_server.auth.audit import AuditLog
-from aios_memory.flight_server.auth.tokens import TokenAuthority
-from aios_memory.schemas import MAX_CLEARANCE, PRIVACY_LEVELS, TIERS
+from aios_memory.flight_server.auth.state import repair as repair_state
+from aios_memory.flight_server.auth.tokens import TokenAuthority, check_tenant, issued_ids
+from aios_memory.schemas import MAX_CLEARANCE, PRIVACY_LEVELS, TIERS, InvalidValueError
 
 __all__ = ["token"]
 
@@ -71,9 +73,40 @@ def _render_created(value: dict[str, Any]) -> str:
     )
 
 
+def _render_revoked(value: dict[str, Any]) -> str:
+    line = f"revoked token {value['token_id']}"
+    if value["store_rebuilt"]:
+        line += (
+            "\n(the revocation store was lost and is rebuilt: every scoped token made before "
+            "now is refused; make new ones with `aimem token create`)"
+        )
+    return line
+
+
+def _render_repaired(value: dict[str, Any]) -> str:
+    line = f"signing key {value['signing_key']}; revocation store {value['revocations']} "
+    line += f"({value['revoked']} revoked)"
+    if value["refused_before"]:
+        line += f"; every scoped token made before {value['refused_before']} is refused"
+    return line
+
+
+def _tenant(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        check_tenant(value)
+    except InvalidValueError as exc:
+        raise click.BadParameter(exc.message) from None
+    return value
+
+
 @token.command("create", context_settings=CONTEXT)
 @_DATA
-@click.option("--tenant", required=True, help="The user whose memories the token opens.")
+@click.option(
+    "--tenant",
+    required=True,
+    callback=_tenant,
+    help="The user whose memories the token opens (1-64 of [0-9A-Za-z_.-]).",
+)
 @click.option(
     "--principal",
     required=True,
@@ -147,7 +180,7 @@ def create(
     )
     return {
         "token": secret,
-        **grant.describe(),
+        **describe_grant(grant),
         "expires_at": None if expires_at is None else _iso(expires_at),
     }
 
@@ -186,16 +219,20 @@ def list_(data_dir: Path) -> list[dict[str, Any]]:
 @token.command("revoke", context_settings=CONTEXT)
 @_DATA
 @click.argument("token_or_id")
-@output_options(lambda value: f"revoked token {value['token_id']}")
+@output_options(_render_revoked)
 def revoke(data_dir: Path, token_or_id: str) -> dict[str, Any]:
     """Revoke a token, given whole or by its id; the server refuses it from its next call.
+
+    Works on a damaged revocation store too: a damaged copy is rewritten from
+    the other; if both are lost the store is rebuilt as `aimem token repair`
+    does, which also refuses every token made before now.
 
     \b
     Example:
         aimem token revoke --data ~/.aimem 3f2a9c0d1e4b5a67
     """
     authority = TokenAuthority(data_dir)
-    token_id = authority.revoke(token_or_id)
+    token_id, rebuilt = authority.revoke(token_or_id)
     tenant = next(row["t"] for row in authority.issued() if row["id"] == token_id)
     AuditLog(data_dir).record(
         "token-revoked",
@@ -205,8 +242,44 @@ def revoke(data_dir: Path, token_or_id: str) -> dict[str, Any]:
         "revoked by the operator",
         token_id=token_id,
     )
-    return {"token_id": token_id, "revoked": True}
+    return {"token_id": token_id, "revoked": True, "store_rebuilt": rebuilt}
 
 
-def _iso(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+@token.command("repair", context_settings=CONTEXT)
+@_DATA
+@click.option(
+    "--new-key",
+    is_flag=True,
+    help="When signing.key is missing or damaged and no backup exists: make a new one "
+    "(every scoped token made before must be made again).",
+)
+@output_options(_render_repaired)
+def repair(data_dir: Path, new_key: bool) -> dict[str, Any]:
+    """Check and repair the signing key and the revocation store, losing no revocation.
+
+    A damaged copy of the store is rewritten from the other. If both copies are
+    lost, the store is rebuilt from every id any file still names plus every
+    token made here, and every scoped token made before now is refused: make
+    new ones with `aimem token create`. Restoring the files from a backup
+    keeps the tokens working instead.
+
+    \b
+    Example:
+        aimem token repair --data ~/.aimem
+    """
+    done = repair_state(data_dir, new_key, issued_ids(data_dir))
+    if done["signing_key"] != "ok" or done["revocations"] != "ok":
+        AuditLog(data_dir).record(
+            "auth-repaired",
+            getpass.getuser(),
+            "token repair",
+            None,
+            "repaired by the operator",
+            signing_key=done["signing_key"],
+            revocations=done["revocations"],
+        )
+    before = done["refused_before"]
+    return {**done, "refused_before": None if before is None else _iso(before)}
+
+
+_iso = iso_utc
