@@ -44,7 +44,10 @@ def open_signing_key(data_dir: Path) -> bytes:
         return key
     key, legacy = read_signing_key(path)
     if legacy:
-        _migrate(data_dir, key)
+        try:
+            _migrate(data_dir, key)
+        except AuthStateError as exc:  # serve on: the owner token still works, scoped fail closed
+            log.error("auth: %s", exc.message)
     return key
 
 

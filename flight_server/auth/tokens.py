@@ -264,10 +264,13 @@ def _grant(claims: dict[str, Any]) -> Grant:
 
 
 def check_tenant(tenant: str) -> None:
-    """Refuse a tenant name the server would refuse in a record (``schemas`` TENANT_PATTERN)."""
-    if not re.match(TENANT_PATTERN, tenant) or tenant in (".", ".."):
+    """Refuse a tenant name a record or a key store would refuse: the record rule
+    (``schemas.validate.TENANT_PATTERN``) and no leading dot (a tenant's key file is
+    ``KEYS/tenants/<tenant>.json``, so ``..`` and hidden names are not tenants)."""
+    if not re.match(TENANT_PATTERN, tenant) or tenant.startswith("."):
         raise InvalidValueError(
-            f"tenant {tenant!r} must be 1-64 characters of [0-9A-Za-z_.-] and not '.' or '..'",
+            f"tenant {tenant!r} is not a tenant name: use 1-64 characters of [0-9A-Za-z_.-] "
+            "that do not start with '.'",
             field="tenant",
         )
 
