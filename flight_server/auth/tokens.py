@@ -144,7 +144,7 @@ class TokenAuthority:
         state = self.revocations()
         if grant.token_id in state.ids:
             raise TokenRevokedError(f"token {grant.token_id} was revoked", token_id=grant.token_id)
-        if state.refuses(grant.token_id, int(claims["iat"])):
+        if state.refuses(str(claims["id"]), int(claims["iat"])):
             raise TokenRevokedError(
                 f"token {grant.token_id} was made before the revocation store was rebuilt "
                 "(aimem token repair); ask for a new one (aimem token create)",
