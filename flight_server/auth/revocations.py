@@ -72,16 +72,19 @@ class RevocationStore:
         self.paths = tuple(self.data_dir / name for name in COPIES)
         self._mac_key = hmac.new(signing_key, b"aimem-revocations-v2", hashlib.sha256).digest()
 
-    def stamp(self) -> tuple[tuple[int, int] | None, ...]:
-        """What changes when either copy is written (a stat each), to re-read only then."""
-        stamps: list[tuple[int, int] | None] = []
+    def stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """What changes when either copy is written (a stat each), to re-read only then.
+
+        The inode is in it because every write is a rename: two writes within one
+        mtime tick that leave the same size still differ."""
+        stamps: list[tuple[int, int, int] | None] = []
         for path in self.paths:
             try:
                 info = path.stat()
             except FileNotFoundError:
                 stamps.append(None)
             else:
-                stamps.append((info.st_mtime_ns, info.st_size))
+                stamps.append((info.st_ino, info.st_mtime_ns, info.st_size))
         return tuple(stamps)
 
     def read(self) -> tuple[Revocations | None, list[DamagedCopy]]:

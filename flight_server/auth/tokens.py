@@ -63,9 +63,10 @@ class TokenAuthority:
         self.data_dir = Path(data_dir)
         self._key = open_signing_key(self.data_dir)
         self._store = RevocationStore(self.data_dir, self._key)
-        self._state: Revocations | AuthStateError = Revocations()
-        self._stamp: object = None
         self._lock = threading.Lock()
+        # Read once now, so a lost or damaged store is logged when the server starts.
+        self._stamp: object = self._store.stamp()
+        self._state: Revocations | AuthStateError = self._read_checked()
 
     # -- making -----------------------------------------------------------------------------
     def create(
