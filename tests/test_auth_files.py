@@ -237,7 +237,7 @@ def test_aimem_serve_with_a_damaged_token_prints_one_line(tmp_path: Path) -> Non
     assert f"Error: {data / 'token'} is damaged" in done.stderr
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "cut to 32 bytes", "delete"])
 def test_a_damaged_signing_key_is_refused_naming_it(
     server_factory: Any, tmp_path: Path, damage: str
 ) -> None:
@@ -250,6 +250,8 @@ def test_a_damaged_signing_key_is_refused_naming_it(
         flip(key, 30)
     elif damage == "truncate":
         key.write_bytes(key.read_bytes()[:40])
+    elif damage == "cut to 32 bytes":  # the length of a first-format key: still refused
+        key.write_bytes(key.read_bytes()[:32])
     else:
         key.unlink()
     with pytest.raises(AuthStateError) as refused, server_factory(data_dir=data):

@@ -4,6 +4,9 @@
 
     tokens       TokenAuthority: signed tokens (tenant, principal, tiers, clearance, expiry)
                  and their revocation list
+    revocations  the revocation store: two HMAC-checked copies; fails closed when both are lost
+    key_files    the signing key and owner token files, checksummed and checked on read
+    state        making, migrating (first-format directories) and repairing the auth state
     middleware   the Flight middleware that checks a call's bearer token before any handler
                  reads a byte, and hands the handler a Grant
     access       from a call's grant to what it may touch (views, row checks, sync rights)

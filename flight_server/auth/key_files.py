@@ -62,7 +62,8 @@ def write_signing_key(path: Path, key: bytes) -> None:
 def read_signing_key(path: Path) -> tuple[bytes, bool]:
     """The key in ``path`` and whether it was in the first (raw) format; else AuthStateError."""
     data = path.read_bytes()
-    if len(data) == KEY_BYTES:  # the first format: 32 raw bytes, nothing to check
+    # The first format: 32 raw bytes, nothing to check (a new-format file cut to 32 is not one).
+    if len(data) == KEY_BYTES and not data.startswith(_KEY_MAGIC.encode()[:8]):
         return data, True
     key = _parse_key(data)
     if key is None:
