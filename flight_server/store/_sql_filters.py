@@ -17,6 +17,7 @@ from aios_memory.schemas import (
     InvalidFilterError,
     ScanRequest,
     View,
+    validate_where,
 )
 
 __all__ = ["Sql", "compile_where", "compile_scan", "compile_view"]
@@ -47,7 +48,12 @@ class Sql:
 
 
 def compile_where(sql: Sql, where: dict[str, Any] | None) -> None:
-    """Add the conditions of a ``where`` object (see ``schemas.validate_where``)."""
+    """Add the conditions of a ``where`` object (see ``schemas.validate_where``).
+
+    Checks it first (cheap, and idempotent): every value then has its column's type,
+    so a bad filter is an ``InvalidFilterError``, never an engine error.
+    """
+    validate_where(where)
     for key, condition in (where or {}).items():
         ops = condition if isinstance(condition, dict) else {"$eq": condition}
         for op, value in ops.items():
@@ -85,7 +91,10 @@ def _value(key: str, value: Any) -> Any:
 
 
 def _compile_one(sql: Sql, key: str, op: str, value: Any) -> None:
-    sample = value[0] if isinstance(value, list) and value else value
+    # The column's SQL type follows the value's kind (``validate_where`` allows one kind
+    # per list); a null says nothing about it.
+    values = value if isinstance(value, list) else [value]
+    sample = next((v for v in values if v is not None), None)
     column, path = _column(key, sample)
     if op in ("$in", "$nin"):
         if not value:
