@@ -84,7 +84,7 @@ def check_id_count(ids: list[str], call: str) -> None:
     if len(ids) > limit:
         raise LimitExceededError(
             f"{call} of {len(ids)} ids; one call takes at most {limit}. Split the ids into "
-            f"calls of {limit}, or stream them with iter_scan(ids=...).",
+            f"calls of at most {limit} each.",
             limit=limit,
         )
 

@@ -402,7 +402,8 @@ class MemoryClient:
         Raises
         ------
         LimitExceededError
-            More than 10,000 ids: split them, or stream with ``iter_scan(ids=...)``.
+            More than 10,000 ids: split them into several calls (a bound, so one call
+            cannot keep the server busy for tens of seconds).
         """
         wanted = list(dict.fromkeys(id_list(ids)))
         if not wanted:

@@ -244,7 +244,7 @@ def test_a_filter_nested_past_its_shape_is_refused(seeded, server_log) -> None:
 def test_get_of_more_ids_than_one_call_takes_is_refused(server, server_log) -> None:
     ids = [new_id() for _ in range(DEFAULT_LIMITS.max_ids_per_call + 1)]
     with MemoryClient(server.uri, server.token) as mem:
-        with pytest.raises(LimitExceededError, match="iter_scan"):
+        with pytest.raises(LimitExceededError, match="Split the ids"):
             mem.get(ids)
         assert mem.get(ids[:-1]) == []  # exactly the limit: one call
     body = IdsRequest(ids=ids).to_bytes()

@@ -54,6 +54,12 @@ def compile_where(sql: Sql, where: dict[str, Any] | None) -> None:
     so a bad filter is an ``InvalidFilterError``, never an engine error.
     """
     validate_where(where)
+    _compile_checked(sql, where)
+
+
+def _compile_checked(sql: Sql, where: dict[str, Any] | None) -> None:
+    # The conditions this module builds itself (a scan's ids and tiers, a view's tiers)
+    # were checked as a request; an id list may be longer than a filter's $in may be.
     for key, condition in (where or {}).items():
         ops = condition if isinstance(condition, dict) else {"$eq": condition}
         for op, value in ops.items():
@@ -124,9 +130,9 @@ def compile_scan(request: ScanRequest) -> Sql:
     sql.add("tenant = ?", request.tenant)
     if request.tier is not None:
         tiers = [request.tier] if isinstance(request.tier, str) else request.tier
-        compile_where(sql, {"tier": {"$in": tiers}})
+        _compile_checked(sql, {"tier": {"$in": tiers}})
     if request.ids is not None:
-        compile_where(sql, {"id": {"$in": request.ids}})
+        _compile_checked(sql, {"id": {"$in": request.ids}})
     if request.since_hlc is not None:
         sql.add("hlc > ?", request.since_hlc)
     for name in ("kind", "session"):
@@ -146,7 +152,7 @@ def compile_view(sql: Sql, view: View | None) -> None:
     """The conditions of a caller's view (``schemas.rights``); nothing for a whole tenant."""
     if view is None or view.whole:
         return
-    compile_where(sql, {"tier": {"$in": list(view.tiers)}})
+    _compile_checked(sql, {"tier": {"$in": list(view.tiers)}})
     if view.max_privacy < MAX_CLEARANCE:
         sql.add("privacy <= ?", view.max_privacy)
     if view.reader is not None:
