@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timezone
 from importlib.metadata import EntryPoint, entry_points
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -243,21 +242,16 @@ def stats(mem: MemoryClient) -> dict[str, Any]:
 
 
 @main.command(context_settings=CONTEXT)
-@output_options(lambda value: render_mapping({k: v for k, v in value.items() if k != "expires"}))
+@output_options(render_mapping)
 @client_options
 def whoami(mem: MemoryClient) -> dict[str, Any]:
     """Print what the token may do: tenant, principal, tiers, clearance, expiry.
-
-    ``expires_at`` is the expiry in ISO 8601 (UTC); the JSON keeps ``expires`` in epoch seconds.
 
     \b
     Example:
         AIMEM_TOKEN=aimem_... aimem whoami --json
     """
-    rights = mem.whoami()
-    expires = rights.get("expires")
-    when = datetime.fromtimestamp(expires, tz=timezone.utc) if expires is not None else None
-    return {**rights, "expires_at": when.isoformat(timespec="seconds") if when else None}
+    return mem.whoami()
 
 
 @main.command("import", context_settings=CONTEXT)
