@@ -30,12 +30,14 @@ from aios_memory.schemas.errors import *  # noqa: F403 - every error is part of 
 if _typing.TYPE_CHECKING:
     from ._results import Hit as Hit
     from ._results import Memory as Memory
+    from ._results import UnopenedMemoryWarning as UnopenedMemoryWarning
     from .client import MemoryClient as MemoryClient
     from .importers import MemoryInput as MemoryInput
     from .scenes import Scenes as Scenes
 
 _LAZY = {"MemoryClient": ".client", "Hit": "._results", "Memory": "._results",
-         "MemoryInput": ".importers", "Scenes": ".scenes"}  # fmt: skip
+         "UnopenedMemoryWarning": "._results", "MemoryInput": ".importers",
+         "Scenes": ".scenes"}  # fmt: skip
 
 __all__ = [*_LAZY, *_errors.__all__]
 

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from aios_memory.schemas import READERS_KEY, InvalidValueError
+from aios_memory.schemas import (
+    DEFAULT_LIMITS,
+    DEFAULT_TENANT,
+    READERS_KEY,
+    InvalidRequestError,
+    InvalidValueError,
+    LimitExceededError,
+    ServerInternalError,
+)
 
-__all__ = ["env_encrypt_at", "with_readers", "spread", "id_list", "tier_arg", "chunks"]
+__all__ = [
+    "env_encrypt_at",
+    "with_readers",
+    "spread",
+    "id_list",
+    "tier_arg",
+    "chunks",
+    "check_id_count",
+    "token_tenant",
+]
 
 
 def env_encrypt_at() -> int | None:
@@ -59,3 +76,27 @@ def tier_arg(tier: Any) -> Any:
 def chunks(values: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def check_id_count(ids: list[str], call: str) -> None:
+    """Raise LimitExceededError before sending more ids than one call may carry."""
+    limit = DEFAULT_LIMITS.max_ids_per_call
+    if len(ids) > limit:
+        raise LimitExceededError(
+            f"{call} of {len(ids)} ids; one call takes at most {limit}. Split the ids into "
+            f"calls of at most {limit} each.",
+            limit=limit,
+        )
+
+
+def token_tenant(action_json: Callable[[str, bytes], dict[str, Any]]) -> str:
+    """The tenant a token is scoped to (the server's ``whoami``), else ``DEFAULT_TENANT``.
+
+    The owner token holds every tenant (``whoami`` says tenant null): it uses "default".
+    """
+    try:
+        rights = action_json("whoami", b"")
+    except (InvalidRequestError, ServerInternalError):  # a server without whoami
+        return DEFAULT_TENANT
+    tenant = rights.get("tenant")
+    return tenant if isinstance(tenant, str) and tenant else DEFAULT_TENANT

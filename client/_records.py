@@ -21,6 +21,8 @@ from aios_memory.schemas import (
     InvalidVectorError,
     TextTooLargeError,
     UnknownTierError,
+    check_has_text,
+    check_metadata_depth,
     new_id,
 )
 
@@ -42,7 +44,7 @@ def _plain_encoder(text: str, tier: str, agent: str | None) -> EncodedText:
 class Defaults:
     """Field values for items that do not name their own."""
 
-    tenant: str
+    tenant: str | Callable[[], str]  # a callable is asked once rows are checked
     embed_model: str
     tier: str = "working"
     kind: str = "text"
@@ -70,9 +72,13 @@ def encode_rows(
 ) -> Iterator[dict[str, Any]]:
     """One record (a dict of field values) per item, in order."""
     now = datetime.now(timezone.utc)
+    tenant: str | None = None
     # Not strict: remember_many passes an endless repeat(None) for vectors.
     for row, (item, vector) in enumerate(zip(items, vectors)):  # noqa: B905
-        yield _encode_row(item, vector, defaults, now, row)
+        record = _encode_row(item, vector, defaults, now, row)
+        if tenant is None:  # after the first row's checks: a callable may ask the server
+            tenant = defaults.tenant() if callable(defaults.tenant) else defaults.tenant
+        yield {**record, "tenant": tenant}
 
 
 def _encode_row(
@@ -88,7 +94,7 @@ def _encode_row(
     tier, agent = _pick(item.tier, defaults.tier), _name(item.agent, defaults.agent, "agent")
     fields = {
         "id": new_id(),
-        "tenant": defaults.tenant,
+        "tenant": "",  # set by encode_rows
         "tier": tier,
         "agent": agent,
         "session": _name(item.session, defaults.session, "session"),
@@ -100,6 +106,7 @@ def _encode_row(
         "metadata": _metadata(item.metadata, row),
         "deleted": False,
     }
+    check_has_text(item.text, vector is not None, fields["kind"], row)
     if tier not in TIERS:  # before encoding: the policy may ask the server for dictionaries
         raise UnknownTierError(
             f"unknown tier {tier!r} at row {row}; tiers are {', '.join(TIERS)}",
@@ -152,6 +159,7 @@ def _metadata(value: Any, row: int) -> str | None:
         raise InvalidValueError(
             f"metadata {row} must be a dict, not {type(value).__name__}", field="metadata", row=row
         )
+    check_metadata_depth(value, row=row)  # before json.dumps, which recurses
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:

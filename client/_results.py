@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,12 +17,40 @@ from aios_memory.schemas import (
     DEFAULT_LIMITS,
     RECORD_SCHEMA,
     SYSTEM_KINDS,
+    AiosMemoryError,
     CorruptDataError,
+    KeyMissingError,
 )
 
 _PLAIN = Codebook()
 
-__all__ = ["Memory", "Hit", "memories_from_table", "hits_from_table", "with_text", "row_text"]
+__all__ = [
+    "Memory",
+    "Hit",
+    "UnopenedMemoryWarning",
+    "memories_from_table",
+    "hits_from_table",
+    "with_text",
+    "row_text",
+]
+
+
+class UnopenedMemoryWarning(UserWarning):
+    """Some end-to-end encrypted memories of a read could not be opened on this side.
+
+    The read still returns every other memory. Each unopened one comes back as
+    stored, marked: ``Memory.unopened`` / ``Hit.unopened`` holds the error code
+    (``KEY_MISSING``: this side lacks the tenant's key, see ``aimem keys import``;
+    ``TAMPERED``: the ciphertext does not authenticate), its ``text`` is ``""``
+    and its metadata is what travels in clear; in ``iter_scan``/``scan``/``aimem
+    export`` its ``text`` is null. ``ids`` lists them; ``codes`` maps id -> code.
+    A read that could open none of its records raises the error instead.
+    """
+
+    def __init__(self, message: str, codes: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.codes = dict(codes)
+        self.ids = list(codes)
 
 
 @dataclass(frozen=True)
@@ -45,6 +75,10 @@ class Memory:
         0 public, 1 personal, 2 private, 3 secret.
     hlc : int
         Hybrid logical clock of this version (assigned by the server).
+    unopened : str or None
+        None for a memory read whole. For an end-to-end encrypted one this side
+        could not open, the error code (``KEY_MISSING`` or ``TAMPERED``): its text
+        is then ``""`` and its sealed fields empty (see ``UnopenedMemoryWarning``).
     """
 
     id: str
@@ -57,6 +91,7 @@ class Memory:
     agent: str | None
     privacy: int
     hlc: int = 0
+    unopened: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +104,8 @@ class Hit:
         As in ``Memory``.
     score : float
         The server's fused score for the query.
+    unopened : str or None
+        As in ``Memory``: the error code of a sealed memory this side could not open.
     """
 
     id: str
@@ -81,6 +118,7 @@ class Hit:
     session: str | None
     agent: str | None
     privacy: int
+    unopened: str | None = None
 
 
 def row_text(row: dict[str, Any], codebook: Codebook = _PLAIN) -> str | None:
@@ -102,11 +140,43 @@ def _metadata(text: str | None, memory_id: str) -> dict[str, Any]:
     return value
 
 
+def _open(row: dict[str, Any], codebook: Codebook) -> tuple[dict[str, Any], AiosMemoryError | None]:
+    """``row`` opened, or as stored with the error when this side cannot open it."""
+    try:
+        return dict(codebook.open(row)), None
+    except (KeyMissingError, CorruptDataError) as exc:  # CorruptDataError: TamperedError too
+        return row, exc
+
+
+def _tolerant(rows: Sequence[dict[str, Any]], codebook: Codebook) -> list[dict[str, Any]]:
+    """Every row opened, the unopenable ones marked ``_unopened`` with their error code.
+
+    Warns (``UnopenedMemoryWarning``) when some rows could not be opened, and raises
+    the first error when none of the rows could be: there is nothing to return.
+    """
+    opened = [_open(row, codebook) for row in rows]
+    failed = {row["id"]: error for row, error in opened if error is not None}
+    if failed and len(failed) == len(opened):
+        raise next(iter(failed.values()))
+    if failed:
+        codes = {memory_id: error.code for memory_id, error in failed.items()}
+        warnings.warn(
+            UnopenedMemoryWarning(
+                f"{len(codes)} end-to-end encrypted memories could not be opened here and "
+                f"come back without their text: {', '.join(codes)} "
+                f"({next(iter(failed.values())).message})",
+                codes,
+            ),
+            stacklevel=4,
+        )
+    return [{**row, "_unopened": None if error is None else error.code} for row, error in opened]
+
+
 def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
-    row = dict(codebook.open(row))  # a sealed record shows its own agent, session and metadata
+    unopened = row.pop("_unopened", None)
     return {
         "id": row["id"],
-        "text": row_text(row, codebook) or "",
+        "text": "" if unopened else row_text(row, codebook) or "",
         "tier": row["tier"],
         "metadata": _metadata(row["metadata"], row["id"]),
         "created_at": row["created_at"],
@@ -114,28 +184,37 @@ def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
         "session": row["session"],
         "agent": row["agent"],
         "privacy": row["privacy"],
+        "unopened": unopened,
     }
 
 
 def memories_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Memory]:
-    """A ``Memory`` per RECORD_SCHEMA row."""
-    return [Memory(**_common(row, codebook), hlc=row["hlc"]) for row in table.to_pylist()]
+    """A ``Memory`` per RECORD_SCHEMA row (see ``UnopenedMemoryWarning`` for sealed ones)."""
+    return [
+        Memory(**_common(row, codebook), hlc=row["hlc"])
+        for row in _tolerant(table.to_pylist(), codebook)
+    ]
 
 
 def hits_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Hit]:
     """A ``Hit`` per HIT_SCHEMA row, in the server's order (best first)."""
-    return [Hit(**_common(row, codebook), score=row["score"]) for row in table.to_pylist()]
+    return [
+        Hit(**_common(row, codebook), score=row["score"])
+        for row in _tolerant(table.to_pylist(), codebook)
+    ]
 
 
 def with_text(batch: pa.RecordBatch, codebook: Codebook = _PLAIN) -> pa.RecordBatch:
     """``batch`` plus a decoded ``text`` string column (null for tombstones and dictionaries).
 
     Sealed records come out opened: the fields their client wrote, not the ciphertext.
+    One this side cannot open comes out as stored with a null text, and a warning
+    lists it (``UnopenedMemoryWarning``); a batch of which nothing opens raises.
     """
     if CODEC_SEALED in batch.column("codec").to_pylist():
-        rows = [dict(codebook.open(row)) for row in batch.to_pylist()]
+        rows = _tolerant(batch.to_pylist(), codebook)
+        texts = [None if row.pop("_unopened") else row_text(row, codebook) for row in rows]
         opened = pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
-        texts = [row_text(row, codebook) for row in rows]
         return opened.append_column("text", pa.array(texts, type=pa.string()))
     names = (
         "id",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import warnings
@@ -36,7 +37,6 @@ from aios_memory.schemas import (
     CODEC_LM,
     CODEC_ZSTD_DICT,
     DEFAULT_LIMITS,
-    DEFAULT_TENANT,
     DICTIONARY_KIND,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
@@ -51,12 +51,20 @@ from aios_memory.schemas import (
     ScanRequest,
     SearchRequest,
     StatsRequest,
-    scene_id_of,
 )
 
 from . import _records
-from ._arguments import chunks, env_encrypt_at, id_list, spread, tier_arg, with_readers
+from ._arguments import (
+    check_id_count,
+    env_encrypt_at,
+    id_list,
+    spread,
+    tier_arg,
+    token_tenant,
+    with_readers,
+)
 from ._codec_policy import parse_codec_policy
+from ._forget import forget_ids
 from ._recompress import RecompressReport, recompress
 from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
 from .importers import MemoryInput
@@ -94,8 +102,10 @@ class MemoryClient:
         Bearer token; defaults to the ``AIMEM_TOKEN`` environment variable.
     timeout : float
         Seconds any one call may take (a whole stream included).
-    tenant : str
-        Whose memories to read and write.
+    tenant : str, optional
+        Whose memories to read and write. By default the token's own tenant when the
+        token is scoped to exactly one (the server's ``whoami`` says, asked once, on
+        first use), else ``"default"``.
     embed_model : str
         Name stored with vectors you supply; recall with ``embedding=`` searches it.
     codecs : str or dict, optional
@@ -130,7 +140,7 @@ class MemoryClient:
         token: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
         embed_model: str = DEFAULT_EMBED_MODEL,
         codecs: str | dict[str, str] | None = None,
         tls_root_certs: PemSource | None = None,
@@ -139,7 +149,7 @@ class MemoryClient:
         encrypt_at: int | None = None,
         keys: str | os.PathLike[str] | KeyStore | None = None,
     ) -> None:
-        self.uri, self.tenant, self.embed_model = uri, tenant, embed_model
+        self.uri, self._tenant, self.embed_model = uri, tenant, embed_model
         self.timeout = float(timeout)
         self.codec_policy = parse_codec_policy(codecs or os.environ.get("AIMEM_CODECS"))
         token = token if token is not None else os.environ.get("AIMEM_TOKEN") or None
@@ -154,7 +164,18 @@ class MemoryClient:
         self._scenes: Scenes | None = None  # made by the first deprecated scene alias called
 
     def __repr__(self) -> str:
-        return f"MemoryClient({self.uri!r}, tenant={self.tenant!r})"
+        return f"MemoryClient({self.uri!r}, tenant={self._tenant!r})"
+
+    @property
+    def tenant(self) -> str:
+        """Whose memories this client reads and writes (see the ``tenant`` parameter)."""
+        if self._tenant is None:
+            self._tenant = token_tenant(self._transport.action_json)
+        return self._tenant
+
+    @tenant.setter
+    def tenant(self, value: str) -> None:
+        self._tenant = value
 
     @property
     def encrypt_at(self) -> int:
@@ -304,15 +325,21 @@ class MemoryClient:
         """Delete memories by id (a tombstone that syncs); return how many were live.
 
         An episode's scene data goes with it (its record is ``scene_id_of(id)``,
-        ``<id>:scene``).
+        ``<id>:scene``). Up to 5,000 ids go in one call, which the server applies
+        whole; more go in several calls.
+
+        Raises
+        ------
+        PermissionDeniedError
+            The token may not write this tenant (a read-only token, or another tenant's).
+        IncompleteWriteError
+            A later call of a long list failed: ``detail`` lists the ids ``forgotten``,
+            ``unknown`` (the failed call's) and ``not_done``; forgetting them again is safe.
         """
-        asked = id_list(ids)
-        wanted = [i for memory_id in asked for i in (memory_id, scene_id_of(memory_id))]
-        forgotten = set()
-        for chunk in chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
-            body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
-            forgotten.update(self._transport.action_json("forget", body).get("ids", []))
-        return len(forgotten.intersection(asked))
+        asked = list(dict.fromkeys(id_list(ids)))
+        if not asked:
+            return 0
+        return forget_ids(self._transport.action_json, self.tenant, asked)
 
     # -- reads ----------------------------------------------------------------
 
@@ -346,7 +373,6 @@ class MemoryClient:
         """
         vector = None if embedding is None else _vectors.normalize(embedding).tolist()
         request = SearchRequest(
-            tenant=self.tenant,
             query=query,
             embedding=vector,
             embed_model=self.embed_model if vector is not None else None,
@@ -360,19 +386,32 @@ class MemoryClient:
             raise LimitExceededError(
                 f"k is {k}; the limit is {DEFAULT_LIMITS.max_k}", limit=DEFAULT_LIMITS.max_k
             )
+        request = dataclasses.replace(request, tenant=self.tenant)  # checked before asking whoami
         table = self.sealer.observe(
             self._transport.action_table("search", request.to_bytes(), HIT_SCHEMA)
         )
         return hits_from_table(table, self.codebook)
 
     def get(self, ids: str | Sequence[str]) -> list[Memory]:
-        """Memories by id, in the order asked; ids not found (or forgotten) are skipped."""
+        """Memories by id, in the order asked; ids not found (or forgotten) are skipped.
+
+        One call of at most 10,000 distinct ids (the server's ``max_ids_per_call``).
+        An end-to-end encrypted memory this side cannot open comes back marked
+        (``Memory.unopened``) with a ``UnopenedMemoryWarning``; the others are whole.
+
+        Raises
+        ------
+        LimitExceededError
+            More than 10,000 ids: split them into several calls (a bound, so one call
+            cannot keep the server busy for tens of seconds).
+        """
         wanted = list(dict.fromkeys(id_list(ids)))
-        found: dict[str, Memory] = {}
-        for chunk in chunks(wanted, DEFAULT_LIMITS.max_ids_per_call):
-            body = IdsRequest(tenant=self.tenant, ids=chunk).to_bytes()
-            table = self.sealer.observe(self._transport.action_table("get", body, RECORD_SCHEMA))
-            found.update((m.id, m) for m in memories_from_table(table, self.codebook))
+        if not wanted:
+            return []
+        check_id_count(wanted, "get")
+        body = IdsRequest(tenant=self.tenant, ids=wanted).to_bytes()
+        table = self.sealer.observe(self._transport.action_table("get", body, RECORD_SCHEMA))
+        found = {m.id: m for m in memories_from_table(table, self.codebook)}
         return [found[i] for i in wanted if i in found]
 
     def iter_scan(
@@ -568,8 +607,9 @@ class MemoryClient:
     # -- internals ------------------------------------------------------------
 
     def _defaults(self, **values: Any) -> _records.Defaults:
+        # The tenant as a callable: rows are checked before it is asked of the server.
         return _records.Defaults(
-            tenant=self.tenant, embed_model=self.embed_model, encode=self.encode, **values
+            tenant=lambda: self.tenant, embed_model=self.embed_model, encode=self.encode, **values
         )
 
     def _upload(self, batches: list[pa.RecordBatch], *, reencode: bool = False) -> list[PutAck]:
@@ -590,9 +630,9 @@ class MemoryClient:
                 filters[name] = filters[name].isoformat()
         if isinstance(filters.get("ids"), str):
             filters["ids"] = [filters["ids"]]
-        request = ScanRequest(tenant=self.tenant, tier=tier_arg(tier), **filters)
+        request = ScanRequest(tier=tier_arg(tier), **filters)
         request.check()
-        return request
+        return dataclasses.replace(request, tenant=self.tenant)  # checked before asking whoami
 
 
 def _listed_tier(command: bytes | None) -> Any:

@@ -361,8 +361,11 @@ class MemoryFlightServer(flight.FlightServerBase):
     def _forget(self, body: bytes, grant: Grant) -> bytes:
         request = IdsRequest.from_bytes(body)
         self._check_ids(request.ids)
+        view = grant.write_view(request.tenant)
+        if not view.tiers:  # a read-only grant: "forgot 0" would hide the refusal
+            raise grant.denied("forget", request.tenant, "it may write no tier")
         # Ids outside the caller's view are left alone exactly like unknown ones.
-        done = self.store.forget(request.tenant, request.ids, view=grant.write_view(request.tenant))
+        done = self.store.forget(request.tenant, request.ids, view=view)
         return _json(
             {"forgotten": len(done), "ids": [i for i, _ in done], "hlcs": [h for _, h in done]}
         )

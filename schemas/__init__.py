@@ -17,6 +17,7 @@ from .codecs import (
 )
 from .errors import *  # noqa: F403 - the hierarchy is public as a whole
 from .errors import __all__ as _error_names
+from .filters import ORDER_OPERATORS, check_json_depth
 from .ids import HybridClock, hlc_pack, hlc_unpack, new_id
 from .policy import DEFAULT_SYNC_TIERS, SERVER_ROLES, check_tiers_allowed, parse_sync_tiers
 from .record import (
@@ -57,7 +58,15 @@ from .scenes import (
     rotation_step_of,
     scene_id_of,
 )
-from .validate import DEFAULT_LIMITS, Limits, validate_record_batch, validate_record_schema
+from .validate import (
+    DEFAULT_LIMITS,
+    TEXTLESS_KINDS,
+    Limits,
+    check_has_text,
+    check_metadata_depth,
+    validate_record_batch,
+    validate_record_schema,
+)
 from .wire import (
     ACTIONS,
     DEFAULT_PORT,
@@ -137,6 +146,11 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Limits",
     "validate_record_batch",
+    "check_has_text",
+    "check_metadata_depth",
+    "check_json_depth",
+    "TEXTLESS_KINDS",
+    "ORDER_OPERATORS",
     "validate_record_schema",
     "ACTIONS",
     "FIELD_FILTERS",

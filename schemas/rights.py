@@ -99,15 +99,22 @@ class Grant:
         if self.is_owner or tenant == self.tenant:
             return View(tenant, self.tiers, self.clearance)
         if SHARED_TIER not in self.tiers:
-            raise self.denied("read", tenant, f"it may read only tenant {self.tenant!r}")
+            raise self.denied("read", tenant, f"it may read only {self._own_tenant()}")
         return View(tenant, (SHARED_TIER,), self.clearance, self.names)
 
     def write_view(self, tenant: str) -> View:
         """The records of ``tenant`` this grant may write or forget: its own, never another's."""
         if not (self.is_owner or tenant == self.tenant):
-            raise self.denied("write", tenant, f"it may write only tenant {self.tenant!r}")
+            raise self.denied("write", tenant, f"it may write only {self._own_tenant()}")
         tiers = tuple(t for t in self.write_tiers if t in self.tiers)
         return View(tenant, tiers, self.clearance)
+
+    def _own_tenant(self) -> str:
+        # The caller most likely forgot to pick its tenant: name both ways to pick it.
+        return (
+            f"tenant {self.tenant!r} (pick it with `--tenant {self.tenant}` on the command "
+            f"line or `tenant={self.tenant!r}` in MemoryClient)"
+        )
 
     def check_write(self, tenant: str, tier: str, privacy: int, row: int | None = None) -> None:
         """Raise unless this grant may write a record of ``tenant``/``tier`` at ``privacy``."""

@@ -13,10 +13,12 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .blank import TEXTLESS_KINDS, check_has_text, check_new_texts
 from .codecs import CODECS, DICTIONARY_KIND
 from .errors import (
     DuplicateIdError,
@@ -29,6 +31,7 @@ from .errors import (
     UnknownTierError,
     UnsupportedVersionError,
 )
+from .filters import check_json_depth
 from .ids import hlc_pack
 from .record import PRIVACY_LEVELS, RECORD_SCHEMA, SCHEMA_VERSION, TIERS, schema_version_of
 
@@ -38,6 +41,9 @@ __all__ = [
     "validate_record_schema",
     "validate_record_batch",
     "check_unique_ids",
+    "check_metadata_depth",
+    "check_has_text",
+    "TEXTLESS_KINDS",
     "MIN_EMBEDDING_SCALE",
     "MAX_EMBEDDING_SCALE",
 ]
@@ -71,6 +77,9 @@ class Limits:
     # How far past this machine's clock a record's hlc may be: one far-future hlc
     # would move the server's clock past 2**64 and fail every later write.
     max_clock_skew_ms: int = 24 * 3600 * 1000
+    # Nesting of a metadata object: json.dumps and json.loads fail with RecursionError
+    # near 1,000 levels, and no memory's metadata needs more than a few.
+    max_json_depth: int = 32
 
     @property
     def max_payload_bytes(self) -> int:
@@ -139,6 +148,7 @@ def validate_record_batch(batch: pa.RecordBatch, limits: Limits = DEFAULT_LIMITS
     _check_metadata(batch, limits)
     _check_embeddings(batch, limits)
     _check_times(batch, limits)
+    check_new_texts(batch)
     check_unique_ids([batch])
 
 
@@ -300,12 +310,27 @@ def _check_metadata(batch: pa.RecordBatch, limits: Limits) -> None:
             )
         try:
             value = json.loads(text)
+        except RecursionError:  # nested deeper than the parser's stack
+            value = [[]] * (limits.max_json_depth + 1)
         except ValueError:
             value = None
         if not isinstance(value, dict):
             raise InvalidValueError(
                 f"metadata at row {row} must be a JSON object", field="metadata", row=row
             )
+        check_metadata_depth(value, limits, row)
+
+
+def check_metadata_depth(value: Any, limits: Limits = DEFAULT_LIMITS, row: int = 0) -> None:
+    """Raise InvalidValueError if a metadata object nests deeper than ``max_json_depth``."""
+    if check_json_depth(value, limits.max_json_depth) is not None:
+        raise InvalidValueError(
+            f"metadata at row {row} nests more than {limits.max_json_depth} levels deep; "
+            "flatten it",
+            field="metadata",
+            row=row,
+            limit=limits.max_json_depth,
+        )
 
 
 def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:

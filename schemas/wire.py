@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from .errors import (
-    InvalidFilterError,
     InvalidRequestError,
-    LimitExceededError,
     UnknownTierError,
     UnsupportedVersionError,
 )
+from .filters import FIELD_FILTERS, FILTER_OPERATORS, validate_where
 from .record import TIERS
 
 __all__ = [
@@ -65,15 +64,6 @@ ACTIONS = {
     "whoami": "The caller's rights (tenant, principal, tiers, clearance, expiry): result JSON.",
 }
 # do_exchange takes FlightDescriptor.for_command(SyncOpen(...).to_bytes()): see sync/PROTOCOL.md.
-# Record fields a `where` may name directly; any other key is a metadata key.
-FIELD_FILTERS = ("id", "tier", "agent", "session", "kind", "privacy", "created_at", "embed_model")
-FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
-_SCALARS = (str, int, float, bool, type(None))
-_MAX_KEY = 128
-# A filter's size: 20,000 keys took 6 s of SQL and 60,000 outlasted any timeout.
-_MAX_FILTER_KEYS = 64
-_MAX_IN_VALUES = 10_000
-
 M = TypeVar("M", bound="_Message")
 
 
@@ -217,6 +207,11 @@ class SearchRequest(_Message):
         _require(
             self.query is not None or self.embedding is not None,
             "give a query text, an embedding, or both",
+        )
+        # An empty query would rank nothing and return every memory: a listing is a scan.
+        _require(
+            self.embedding is not None or bool(self.query and self.query.strip()),
+            "the query is empty: give a query text or an embedding (to list memories, scan)",
         )
         _require(
             isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1,
@@ -393,52 +388,3 @@ class SyncSummary(_Message):
             and all(isinstance(i, str) for i in self.conflicts),
             f"conflicts must be at most {MAX_SUMMARY_IDS} ids",
         )
-
-
-def validate_where(where: Any) -> None:
-    """Raise InvalidFilterError unless ``where`` is a filter this version understands.
-
-    A filter is a JSON object. Keys in FIELD_FILTERS name record fields; any
-    other key names a metadata key (``metadata.`` may prefix it). A value is a
-    scalar (equality) or an object with one or more FILTER_OPERATORS.
-    All keys must hold (AND).
-    """
-    if where is None:
-        return
-    if not isinstance(where, dict):
-        raise InvalidFilterError("where must be a JSON object of key -> condition")
-    if len(where) > _MAX_FILTER_KEYS:
-        raise LimitExceededError(
-            f"where has {len(where)} keys; the limit is {_MAX_FILTER_KEYS}", limit=_MAX_FILTER_KEYS
-        )
-    for key, condition in where.items():
-        if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
-            raise InvalidFilterError(f"filter key {key!r} must be 1-{_MAX_KEY} characters")
-        if isinstance(condition, dict):
-            _check_operators(key, condition)
-        elif not isinstance(condition, _SCALARS):
-            raise InvalidFilterError(
-                f"filter on {key!r} must be a scalar or an operator object", key=key
-            )
-
-
-def _check_operators(key: str, condition: dict[str, Any]) -> None:
-    if not condition:
-        raise InvalidFilterError(f"filter on {key!r} has no operator", key=key)
-    for op, value in condition.items():
-        if op not in FILTER_OPERATORS:
-            raise InvalidFilterError(
-                f"unknown operator {op!r} on {key!r}; use {', '.join(FILTER_OPERATORS)}", key=key
-            )
-        if op in ("$in", "$nin"):
-            if isinstance(value, list) and len(value) > _MAX_IN_VALUES:
-                raise LimitExceededError(
-                    f"{op} on {key!r} lists {len(value)} values; the limit is {_MAX_IN_VALUES}",
-                    key=key,
-                    limit=_MAX_IN_VALUES,
-                )
-            ok = isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
-        else:
-            ok = isinstance(value, _SCALARS)
-        if not ok:
-            raise InvalidFilterError(f"bad value for {op} on {key!r}", key=key)

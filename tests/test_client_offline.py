@@ -467,4 +467,4 @@ def test_missing_plugin_becomes_a_stub_that_names_the_fix() -> None:
     )
     result = CliRunner().invoke(_load_plugin(point), ["--data", "x"])
     assert result.exit_code == 1
-    assert "pip install 'ai-os-memory[all]'" in result.stderr
+    assert "pip install 'ai-os-memory[server]'" in result.stderr

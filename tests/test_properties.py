@@ -13,6 +13,7 @@ from aios_memory.flight_server.ingest import prepare_write
 from aios_memory.flight_server.store.duckdb_store import DuckDBStore
 from aios_memory.schemas import (
     DEFAULT_LIMITS,
+    FIELD_FILTERS,
     RECORD_SCHEMA,
     HybridClock,
     ScanRequest,
@@ -38,13 +39,23 @@ def test_text_codec_round_trips(text):
 @given(
     st.builds(
         SearchRequest,
-        query=st.text(max_size=50),
+        # An empty query is refused (it would match everything), and a filter's
+        # values must suit their field: metadata keys take any scalar of 64 bits.
+        query=st.text(max_size=50).filter(str.strip),
         k=st.integers(1, 1000),
         mode=st.sampled_from(["hybrid", "vector", "keyword"]),
         tier=st.sampled_from([None, "core", ["working", "shared"]]),
         where=st.dictionaries(
-            st.text(min_size=1, max_size=10),
-            st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.none()),
+            st.text(min_size=1, max_size=10).filter(
+                lambda key: (
+                    key not in FIELD_FILTERS
+                    and key.removeprefix("metadata.")
+                    and not {'"', "\\"} & set(key)
+                )
+            ),
+            st.one_of(
+                st.integers(-(2**63), 2**63 - 1), st.text(max_size=5), st.booleans(), st.none()
+            ),
             max_size=3,
         ),
     )

@@ -34,7 +34,10 @@ def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="File holding the token, e.g. DATA/token of `aimem serve` [env AIMEM_TOKEN_FILE].",
     )
     @click.option(
-        "--tenant", default=DEFAULT_TENANT, show_default=True, help="Whose memories to use."
+        "--tenant",
+        envvar="AIMEM_TENANT",
+        help="Whose memories to use [env AIMEM_TENANT]; default: the token's own tenant "
+        f"when it is scoped to one, else {DEFAULT_TENANT!r}.",
     )
     @click.option(
         "--timeout",
@@ -49,7 +52,7 @@ def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         server: str,
         token: str | None,
         token_file: str | None,
-        tenant: str,
+        tenant: str | None,
         timeout: float,
         tls_ca: str | None,
         tls_client_cert: str | None,

@@ -31,6 +31,8 @@ from .kit import CONTEXT, json_object, output_options, render_mapping, render_ro
 __all__ = ["main"]
 
 PLUGIN_GROUP = "aimem.commands"
+# The extra each plugin command needs when its import fails (default: server).
+_COMMAND_EXTRAS = {"scene": "scenes"}
 
 
 class _Group(click.Group):
@@ -65,14 +67,19 @@ def _load_plugin(point: EntryPoint) -> click.Command:
     except ImportError as exc:
         return _stub(
             point.name,
-            f"`aimem {point.name}` needs the server extras: "
-            f"pip install 'ai-os-memory[all]' ({exc})",
+            f"`aimem {point.name}` needs the {_extra_of(point.name)} extras: "
+            f"pip install 'ai-os-memory[{_extra_of(point.name)}]' ({exc})",
         )
     except Exception as exc:  # a broken plugin must not break every other command
         return _stub(point.name, f"`aimem {point.name}` failed to load from {point.value}: {exc}")
     if not isinstance(command, click.Command):
         return _stub(point.name, f"{point.value} is not a click command")
     return command
+
+
+def _extra_of(command: str) -> str:
+    # The smallest extra that brings a plugin command's imports; [all] drags in test tools too.
+    return _COMMAND_EXTRAS.get(command, "server")
 
 
 def _stub(name: str, message: str) -> click.Command:

@@ -17,6 +17,7 @@ from aios_memory.schemas import (
     InvalidFilterError,
     ScanRequest,
     View,
+    validate_where,
 )
 
 __all__ = ["Sql", "compile_where", "compile_scan", "compile_view"]
@@ -47,7 +48,18 @@ class Sql:
 
 
 def compile_where(sql: Sql, where: dict[str, Any] | None) -> None:
-    """Add the conditions of a ``where`` object (see ``schemas.validate_where``)."""
+    """Add the conditions of a ``where`` object (see ``schemas.validate_where``).
+
+    Checks it first (cheap, and idempotent): every value then has its column's type,
+    so a bad filter is an ``InvalidFilterError``, never an engine error.
+    """
+    validate_where(where)
+    _compile_checked(sql, where)
+
+
+def _compile_checked(sql: Sql, where: dict[str, Any] | None) -> None:
+    # The conditions this module builds itself (a scan's ids and tiers, a view's tiers)
+    # were checked as a request; an id list may be longer than a filter's $in may be.
     for key, condition in (where or {}).items():
         ops = condition if isinstance(condition, dict) else {"$eq": condition}
         for op, value in ops.items():
@@ -85,7 +97,10 @@ def _value(key: str, value: Any) -> Any:
 
 
 def _compile_one(sql: Sql, key: str, op: str, value: Any) -> None:
-    sample = value[0] if isinstance(value, list) and value else value
+    # The column's SQL type follows the value's kind (``validate_where`` allows one kind
+    # per list); a null says nothing about it.
+    values = value if isinstance(value, list) else [value]
+    sample = next((v for v in values if v is not None), None)
     column, path = _column(key, sample)
     if op in ("$in", "$nin"):
         if not value:
@@ -115,9 +130,9 @@ def compile_scan(request: ScanRequest) -> Sql:
     sql.add("tenant = ?", request.tenant)
     if request.tier is not None:
         tiers = [request.tier] if isinstance(request.tier, str) else request.tier
-        compile_where(sql, {"tier": {"$in": tiers}})
+        _compile_checked(sql, {"tier": {"$in": tiers}})
     if request.ids is not None:
-        compile_where(sql, {"id": {"$in": request.ids}})
+        _compile_checked(sql, {"id": {"$in": request.ids}})
     if request.since_hlc is not None:
         sql.add("hlc > ?", request.since_hlc)
     for name in ("kind", "session"):
@@ -137,7 +152,7 @@ def compile_view(sql: Sql, view: View | None) -> None:
     """The conditions of a caller's view (``schemas.rights``); nothing for a whole tenant."""
     if view is None or view.whole:
         return
-    compile_where(sql, {"tier": {"$in": list(view.tiers)}})
+    _compile_checked(sql, {"tier": {"$in": list(view.tiers)}})
     if view.max_privacy < MAX_CLEARANCE:
         sql.add("privacy <= ?", view.max_privacy)
     if view.reader is not None:
