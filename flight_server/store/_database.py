@@ -99,7 +99,7 @@ def open_error(path: Path, exc: BaseException) -> AiosMemoryError:
         return ServerInternalError(
             f"{path} is in use by process {pid} ({_describe_process(pid)}): a server is "
             f"probably already running on this data directory. Stop it (kill {pid}) or "
-            "serve another --data; do not move the database aside while it runs."
+            "serve another --data."
         )
     if is_disk_full(exc):
         return ServerInternalError(
