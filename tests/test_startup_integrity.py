@@ -54,15 +54,19 @@ def fill_store(data: Path, rows: int = ROWS) -> None:
         store.close()
 
 
-def flip_bytes_in(database: Path, column: str, count: int = 20, seed: int = 0) -> int:
-    """Flip ``count`` bytes inside the first data block of ``column`` of the records table;
-    returns the block id. Only the block's payload is touched, not its checksum."""
+def flip_bytes_in(
+    database: Path, column: str, segment_type: str = "%", count: int = 20, seed: int = 0
+) -> int:
+    """Flip ``count`` bytes inside the first data block of ``column`` of the records table
+    (of its segments of ``segment_type``, a LIKE pattern: a list's elements are segments of
+    their own type); returns the block id. Only the block's data is touched, not its
+    checksum."""
     with contextlib.closing(duckdb.connect(str(database), read_only=True)) as con:
         (block_size,) = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
         (block,) = con.execute(
             "SELECT min(block_id) FROM pragma_storage_info('records') "
-            "WHERE column_name = ? AND block_id >= 0",
-            [column],
+            "WHERE column_name = ? AND segment_type LIKE ? AND block_id >= 0",
+            [column, segment_type],
         ).fetchone()
     rnd = random.Random(seed)
     with database.open("r+b") as f:
@@ -98,13 +102,16 @@ def memory_count(client_env: dict[str, str]) -> int:
 
 
 # -- damaged --------------------------------------------------------------------------------
-@pytest.mark.parametrize("column", ["payload", "embedding", "id"])
+@pytest.mark.parametrize(
+    ("column", "segment_type"),
+    [("payload", "%"), ("embedding", "TINYINT[]"), ("embedding", "TINYINT"), ("id", "%")],
+)
 def test_a_database_with_flipped_bytes_is_refused_with_the_recovery_steps(
-    tmp_path: Path, env: dict[str, str], column: str
+    tmp_path: Path, env: dict[str, str], column: str, segment_type: str
 ):
     data = tmp_path / "data"
     fill_store(data)
-    flip_bytes_in(data / DB_FILE, column)
+    flip_bytes_in(data / DB_FILE, column, segment_type)
     # Unnoticed without the check: DuckDB opens the file and counts its rows.
     with contextlib.closing(duckdb.connect(str(data / DB_FILE))) as con:
         assert con.execute("SELECT count(*) FROM records").fetchone() == (ROWS,)
