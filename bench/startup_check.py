@@ -42,7 +42,8 @@ _FILL_SQL = """
 INSERT INTO records SELECT
     i, 'm' || lpad(i::VARCHAR, 12, '0'), 'default', 'long_term', 'agent-' || (i % 7),
     'session-' || (i % 97), 'text', now(), i, 'r0123456789abcdef', 1, 'zstd', NULL,
-    encode(array_to_string(list_transform(range(300), lambda x: chr((random() * 94)::INT + 32)), '')),
+    encode(array_to_string(
+        list_transform(range(300), lambda x: chr((random() * 94)::INT + 32)), '')),
     420, sha256(i::VARCHAR)::BLOB,
     list_transform(range(384), lambda x: ((random() * 254)::INT - 127)::TINYINT), 0.01,
     'e5-small', '{"topic": "t' || (i % 50) || '", "n": ' || i || '}', false

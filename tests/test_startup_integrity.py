@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import duckdb
 import numpy as np
 import pytest
 from support.stores import TENANT, memories, write
-from test_serve_cli import AIMEM, aimem, serving
+from test_serve_cli import AIMEM, aimem, serving, wait_for_uri
 
 from aios_memory.flight_server.store.duckdb_store import DB_FILE, DuckDBStore
 
@@ -243,3 +244,25 @@ def test_a_restart_on_a_full_disk_exits_with_one_line_and_starts_once_space_retu
     with serving(data, env) as (_, client_env):
         out = aimem("recall", "full disk", "--mode", "keyword", "--json", env=client_env)
         assert "kept through a full disk" in out.stdout
+
+
+def test_a_server_stopped_on_a_full_disk_says_so_in_one_line_and_loses_nothing(
+    small_disk: Path, env: dict[str, str]
+):
+    data = small_disk / "data"
+    command = [*AIMEM, "serve", "--data", str(data), "--port", "0", "--embedder", "none"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as server:
+        uri = wait_for_uri(server)
+        client_env = {**env, "AIMEM_SERVER": uri, "AIMEM_TOKEN_FILE": str(data / "token")}
+        stored = aimem("remember", "written before the disk filled", env=client_env)
+        assert stored.returncode == 0, stored.stderr
+        filler = fill_disk(small_disk)  # the checkpoint at stop has no room
+        server.send_signal(signal.SIGTERM)
+        code, stderr = server.wait(timeout=60), server.stderr.read()
+    assert "Traceback" not in stderr, stderr
+    if code != 0:  # the stop could not checkpoint: one line says why
+        assert code == 1 and "is full" in stderr.strip().splitlines()[-1], stderr
+    filler.unlink()
+    with serving(data, env) as (_, client_env):
+        out = aimem("recall", "disk filled", "--mode", "keyword", "--json", env=client_env)
+        assert "written before the disk filled" in out.stdout
