@@ -122,6 +122,15 @@ def test_a_database_with_flipped_bytes_is_refused_with_the_recovery_steps(
     assert "backup" in line and "re-sync from the cloud" in line and "--accept-empty" in line
 
 
+def test_a_database_cut_short_is_refused_as_damaged(tmp_path: Path, env: dict[str, str]):
+    data = tmp_path / "data"
+    fill_store(data)
+    database = data / DB_FILE
+    os.truncate(database, database.stat().st_size // 2)  # a copy cut off by a full disk
+    line = serve_refused(data, env)
+    assert "is damaged" in line and "backup" in line and "--accept-empty" in line
+
+
 def test_skip_integrity_check_starts_on_a_damaged_database(tmp_path: Path, env: dict[str, str]):
     data = tmp_path / "data"
     fill_store(data)
@@ -151,6 +160,14 @@ def test_a_deleted_database_beside_its_indexes_and_token_is_refused(
     assert "index" in line and "token" in line
     assert "backup" in line and "--accept-empty" in line
     assert not (data / DB_FILE).exists()  # refused before anything was created
+
+
+def test_a_wal_without_its_database_is_refused(tmp_path: Path, env: dict[str, str]):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / f"{DB_FILE}.wal").write_bytes(b"a write-ahead log of records")
+    line = serve_refused(data, env)
+    assert f"{DB_FILE}.wal" in line and "is missing" in line
 
 
 def test_accept_empty_starts_empty_on_purpose_and_moves_the_orphaned_indexes_aside(

@@ -32,8 +32,11 @@ __all__ = ["COLUMNS", "connect", "open_error", "damaged_message", "is_disk_full"
 
 # DuckDB's lock error: '... Conflicting lock is held in /usr/bin/python3 (PID 13120) ...'.
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)")
-# A block whose checksum failed, or a file that is not (or no longer) a DuckDB database.
-_CORRUPT = re.compile(r"corrupt|checksum|not a valid DuckDB database", re.IGNORECASE)
+# A block whose checksum failed, a file that is not (or no longer) a DuckDB database, or
+# one cut short (its header names blocks past its end).
+_CORRUPT = re.compile(
+    r"corrupt|checksum|not a valid DuckDB database|could not read enough bytes", re.IGNORECASE
+)
 
 COLUMNS = ", ".join(f.name for f in RECORD_SCHEMA)
 _RECORDS_DDL = """

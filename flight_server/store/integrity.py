@@ -53,12 +53,11 @@ _INTEGERS = frozenset(
 # write appends to the WAL. Well below any real disk, well above a full one.
 MIN_FREE_BYTES = 4 << 20
 
-# What a data directory holds once it has served records (besides memory.duckdb): the
-# derived indexes, the WAL, the owner token, the signing key of scoped tokens, the list
+# What a data directory holds once it has served records (besides the database and its
+# WAL): the derived indexes, the owner token, the signing key of scoped tokens, the list
 # of tokens made and revoked, the audit log.
 DATA_EVIDENCE = (
     "index",
-    "memory.duckdb.wal",
     "token",
     "signing.key",
     "tokens.jsonl",
@@ -105,7 +104,8 @@ def check_records_present(data_dir: Path, db_file: str, *, accept_empty: bool = 
     """
     if (data_dir / db_file).exists():
         return
-    found = [name for name in DATA_EVIDENCE if _holds_something(data_dir / name)]
+    evidence = (f"{db_file}.wal", *DATA_EVIDENCE)  # a WAL without its database, too
+    found = [name for name in evidence if _holds_something(data_dir / name)]
     if not found:
         return
     if not accept_empty:
