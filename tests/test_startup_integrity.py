@@ -135,8 +135,9 @@ def test_skip_integrity_check_starts_on_a_damaged_database(tmp_path: Path, env: 
     data = tmp_path / "data"
     fill_store(data)
     flip_bytes_in(data / DB_FILE, "payload")
-    with serving(data, {**env, "AIMEM_SKIP_INTEGRITY_CHECK": "1"}) as (uri, _):
-        assert uri.startswith("grpc://")  # started: the damage waits for a read of its block
+    with serving(data, {**env, "AIMEM_SKIP_INTEGRITY_CHECK": "1"}) as (_, client_env):
+        # It serves: the damage waits for the first read of its block.
+        assert aimem("stats", env=client_env).returncode == 0
 
 
 def test_a_healthy_store_with_records_starts_and_serves_them(tmp_path: Path, env: dict[str, str]):
@@ -152,8 +153,9 @@ def test_a_deleted_database_beside_its_indexes_and_token_is_refused(
 ):
     data = tmp_path / "data"
     fill_store(data)
-    with serving(data, env):
-        pass  # writes the owner token, as a user's first start does
+    with serving(data, env) as (_, client_env):  # writes the owner token, as a first start does
+        # A call before the stop: SIGTERM right after the address line may beat its handler.
+        assert aimem("stats", env=client_env).returncode == 0
     (data / DB_FILE).unlink()
     line = serve_refused(data, env)
     assert f"{data / DB_FILE} is missing" in line
