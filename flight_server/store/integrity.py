@@ -62,6 +62,8 @@ DATA_EVIDENCE = (
     "signing.key",
     "tokens.jsonl",
     "revoked.json",
+    "revocations.1.json",  # the revocation store's two copies (auth.revocations)
+    "revocations.2.json",
     "audit.log",
 )
 
