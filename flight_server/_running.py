@@ -19,7 +19,8 @@ from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.search.vector_index import HnswParams
 from aios_memory.flight_server.store.base import Store
-from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+from aios_memory.flight_server.store.duckdb_store import DB_FILE, DuckDBStore
+from aios_memory.flight_server.store.integrity import check_data_dir, check_free_space
 from aios_memory.schemas import InvalidValueError
 
 from .embedder import make_embedder
@@ -75,6 +76,20 @@ def _open_store(settings: ServerSettings) -> Store:
     return DuckDBStore(settings.data_dir, params, settings.sync_tiers, wall)
 
 
+def _check_data_dir(settings: ServerSettings) -> None:
+    """Refuse a data directory that is full, damaged, in use, or missing its records; before
+    anything is written to it (the token file would be a sign of records otherwise)."""
+    if settings.lake is not None:  # DATA is a cache of the lake: nothing in it is the truth
+        check_free_space(settings.data_dir)
+        return
+    check_data_dir(
+        settings.data_dir,
+        DB_FILE,
+        accept_empty=settings.accept_empty,
+        verify=not settings.skip_integrity_check,
+    )
+
+
 def _scheme(settings: ServerSettings) -> str:
     return "grpc+tls" if settings.tls else "grpc"
 
@@ -106,6 +121,7 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
     >>> with start_server(ServerSettings(data_dir=tmp, port=0, embedder="none")) as running:
     ...     MemoryClient(running.uri, running.token).remember("hello")
     """
+    _check_data_dir(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token, token_file = resolve_token(settings.data_dir, settings.token)
     store = _open_store(settings)

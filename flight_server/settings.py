@@ -53,6 +53,10 @@ SETTINGS_HELP = {
     "(run it on one replica); 0 never",
     "max_staleness_ms": "with --lake: a read may skip asking the lake for newer writes for this "
     "long (0: every read sees every write acknowledged before it)",
+    "accept_empty": "start even though DATA/memory.duckdb is missing beside indexes, a token or "
+    "keys of a store that had records (on purpose: the orphaned indexes are moved aside)",
+    "skip_integrity_check": "skip reading every block of the database at start to check its "
+    "checksums (a damaged database is then found by the first read of a damaged block)",
     "keys_dir": "key store a device server opens end-to-end encrypted memories with, to index "
     "them (default AIMEM_KEYS or ~/.config/aimem/keys); a cloud never holds keys",
 }
@@ -84,6 +88,8 @@ class ServerSettings:
     lake: str | None = None
     compact_seconds: float = 0.0
     max_staleness_ms: float = 0.0
+    accept_empty: bool = False
+    skip_integrity_check: bool = False
     limits: Limits = field(default=DEFAULT_LIMITS)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from aios_memory.flight_server._running import start_server
 from aios_memory.flight_server.embedder import EMBEDDERS
 from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
+from aios_memory.flight_server.store.integrity import storage_error
 from aios_memory.schemas import (
     DEFAULT_PORT,
     DEFAULT_SYNC_TIERS,
@@ -122,6 +123,18 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     type=_PEM_FILE,
     help=SETTINGS_HELP["tls_client_ca"] + " [env AIMEM_TLS_CLIENT_CA]",
 )
+@click.option(
+    "--accept-empty",
+    is_flag=True,
+    envvar="AIMEM_ACCEPT_EMPTY",
+    help=SETTINGS_HELP["accept_empty"] + " [env AIMEM_ACCEPT_EMPTY]",
+)
+@click.option(
+    "--skip-integrity-check",
+    is_flag=True,
+    envvar="AIMEM_SKIP_INTEGRITY_CHECK",
+    help=SETTINGS_HELP["skip_integrity_check"] + " [env AIMEM_SKIP_INTEGRITY_CHECK]",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -138,6 +151,8 @@ def serve(
     lake: str | None,
     compact_seconds: float,
     max_staleness_ms: float,
+    accept_empty: bool,
+    skip_integrity_check: bool,
     **tls: Path | None,
 ) -> None:
     """Run a memory server on the embedded store in DATA, or, with --lake, one replica of a
@@ -174,6 +189,8 @@ def serve(
             lake=lake,
             compact_seconds=compact_seconds,
             max_staleness_ms=max_staleness_ms,
+            accept_empty=accept_empty,
+            skip_integrity_check=skip_integrity_check,
             tls_cert=tls["tls_cert"],
             tls_key=tls["tls_key"],
             tls_client_ca=tls["tls_client_ca"],
@@ -202,6 +219,12 @@ def serve(
             click.echo("aimem: stopping (saving indexes)", err=True)
     except AiosMemoryError as exc:
         raise click.ClickException(exc.message) from None
+    except Exception as exc:
+        # A full disk or an I/O error while starting or stopping: one line, not a traceback.
+        error = storage_error(exc)
+        if error is None:
+            raise
+        raise click.ClickException(error.message) from None
 
 
 def _dump_stacks_on_usr1() -> None:
