@@ -6,8 +6,8 @@ A server must not start on a directory it would serve wrongly:
   with flipped bytes opens, answers ``health`` and fails every ``get``. ``verify_database``
   reads every block of every table (a hash of every column) and refuses the file if one
   fails its checksum.
-- **missing**: a data directory whose ``memory.duckdb`` is gone but whose indexes, token,
-  signing key or audit log are there once held records; starting would silently serve an
+- **missing**: a data directory whose ``memory.duckdb`` is gone but whose indexes, WAL or
+  owner token are there once held records; starting would silently serve an
   empty store beside them. ``check_records_present`` refuses unless told ``accept_empty``
   (then the orphaned indexes are moved aside, since they describe records that are gone).
 - **in use**: a second server on the same directory: DuckDB's lock names the holder's PID
@@ -54,18 +54,10 @@ _INTEGERS = frozenset(
 MIN_FREE_BYTES = 4 << 20
 
 # What a data directory holds once it has served records (besides the database and its
-# WAL): the derived indexes, the owner token, the signing key of scoped tokens, the list
-# of tokens made and revoked, the audit log.
-DATA_EVIDENCE = (
-    "index",
-    "token",
-    "signing.key",
-    "tokens.jsonl",
-    "revoked.json",
-    "revocations.1.json",  # the revocation store's two copies (auth.revocations)
-    "revocations.2.json",
-    "audit.log",
-)
+# WAL): the derived indexes, and the owner token (written by the first ``serve``). The auth
+# files (signing key, token list, revocations, audit log) are not evidence: ``aimem token
+# create`` writes them before a first ``serve`` on purpose.
+DATA_EVIDENCE = ("index", "token")
 
 
 def check_data_dir(
