@@ -40,28 +40,32 @@ from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
+    AiosMemoryError,
     HybridClock,
     ScanRequest,
     SearchRequest,
-    ServerInternalError,
     View,
 )
 from aios_memory.sync.protocol.reconcile import ItemSet
 
 from . import sealed_vectors as sealed_sql
 from ._counts import tier_counts, tier_stats
-from ._database import COLUMNS, connect
+from ._database import COLUMNS
+from ._durable import DurableFile
 from ._embed_models import EmbedModels
 from ._sealed_fields import OPENED_VIEW, fields_table, write_fields
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
+from ._storage import WAL_CHECKPOINT_BYTES
 from ._text_backfill import TextBackfill
 from ._text_backlog import PAYLOAD_SQL, TextBacklog
+from ._write_group import IndexedUpTo, Merged, Planned, merge, parts
 from .base import PreparedWrite, Store, WriteResult
+from .group_commit import GroupCommit
 from .payloads import PayloadTexts
 from .rows import split_acks, with_versions
-from .sealed_vectors import SealedVectors
-from .versioning import SAME_MEMORY_FIELDS, Current, Written, plan_put
+from .sealed_vectors import SealedVector, SealedVectors
+from .versioning import SAME_MEMORY_FIELDS, Current, plan_put
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
@@ -102,8 +106,9 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.data_dir = Path(data_dir)
         self.sync_tiers = tuple(sync_tiers)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._con = connect(self.data_dir / DB_FILE)
+        self._file = DurableFile(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
+        self._commits: GroupCommit[PreparedWrite, WriteResult] = GroupCommit(self._put_group)
         self.replica_id = replica_id or self._fact_made_once(
             "replica_id", lambda: "r" + secrets.token_hex(8)
         )
@@ -115,6 +120,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.clock = clock or HybridClock(int(last_hlc), wall_ms)
         self.clock.observe(int(last_hlc))
         self._seq = int(last_seq)
+        self._indexed = IndexedUpTo(self._seq)
         self._sync = SyncBook(
             self._cursor, self._write_lock, self.replica_id, self.clock, lambda: self._seq
         )
@@ -127,7 +133,7 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._backlog,
             self.payloads,
             self._index_if_current,
-            self._sealed.index_opened_if_current,
+            self._index_opened_in_order,
         )
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
@@ -147,7 +153,7 @@ class DuckDBStore(Store, SyncBookkeeping):
     # -- connection -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # One cursor per call: DuckDB connections are not shared across threads.
-        return self._con.cursor()
+        return self._file.cursor()
 
     def _fact_made_once(self, key: str, make: Callable[[], str]) -> str:
         """The stored fact ``key``; on first use ``make()``'s value, stored for good."""
@@ -160,36 +166,110 @@ class DuckDBStore(Store, SyncBookkeeping):
 
     # -- writing ----------------------------------------------------------------------------
     def put(self, write: PreparedWrite) -> WriteResult:
-        with self._write_lock:
-            plan = plan_put(
-                write.records,
-                self.currents(write.records),
-                self.clock,
-                self.replica_id,
-                self.sync_tiers,
-                write.reencode,
-                self._seq,
-            )
-            self._seq = plan.last_seq
-            self._write(write, plan.written, plan.replaced)
-            return split_acks(plan.acks, write.batch_sizes)
+        # Concurrent puts share one transaction and one fsync (see _put_group).
+        return self._commits.submit(write)
 
-    def _write(self, write: PreparedWrite, in_order: list[Written], replaced: _Replaced) -> None:
-        """Commit the versions that won, then tell the sync books and the search."""
+    def _put_group(self, writes: list[PreparedWrite]) -> list[WriteResult | BaseException]:
+        """Commit a group of puts (GroupCommit's leader, one at a time): each part once."""
+        results: list[WriteResult | BaseException] = []
+        for part in parts(writes):
+            results.extend(self._put_part([writes[i] for i in part]))
+        return results
+
+    def _put_part(self, writes: list[PreparedWrite]) -> list[WriteResult | BaseException]:
+        """Plan each put (a refused one fails alone), commit the rest, index, then ack."""
+        self._search.open_keywords(
+            {t for w in writes for t in w.records.column("tenant").to_pylist()}
+        )
+        with self._write_lock:
+            self._heal_if_degraded()
+            currents = self.currents(pa.concat_tables([w.records for w in writes]))
+            planned, seq = self._plan_each(writes, currents)
+            accepted = [p for p in planned if isinstance(p, Planned)]
+            if not accepted:
+                return list(planned)
+            merged = merge(accepted)
+            self._commit_durably(merged)
+            self._seq = max(self._seq, seq)
+            self._sync.note(merged.rows, [old.seq for _, old in merged.replaced])
+        # Indexing holds no store lock: GroupCommit runs one leader at a time, so the
+        # indexes see the parts in commit order, and every put is indexed before its ack.
+        try:
+            self._index_committed(merged)
+        finally:
+            self._indexed.advance(self._seq)
+        self._checkpoint_if_wal_large()
+        return [p.acks if isinstance(p, Planned) else p for p in planned]
+
+    def _plan_each(
+        self, writes: list[PreparedWrite], currents: dict[tuple[str, str], Current]
+    ) -> tuple[list[Planned | BaseException], int]:
+        planned: list[Planned | BaseException] = []
+        seq, accepted = self._seq, []
+        for write in writes:
+            try:
+                put = self._plan(write, currents, seq, accepted)
+            except AiosMemoryError as exc:  # this put alone is refused
+                planned.append(exc)
+                continue
+            planned.append(put)
+            if put.dimensions.num_rows and any(self._new_models(put.dimensions)):
+                accepted.append(put.dimensions)
+            seq += put.rows.num_rows
+        return planned, seq
+
+    def _plan(
+        self,
+        write: PreparedWrite,
+        currents: dict[tuple[str, str], Current],
+        last_seq: int,
+        accepted: list[pa.Table],
+    ) -> Planned:
+        """Decide ``write`` against the stored versions; check it beside the group's others."""
+        plan = plan_put(
+            write.records,
+            currents,
+            self.clock,
+            self.replica_id,
+            self.sync_tiers,
+            write.reencode,
+            last_seq,
+        )
+        in_order = plan.written
         new_rows = with_versions(write.records, in_order)
-        self._models.check(new_rows)
         sealed = sealed_sql.vector_table(write.records, [w[:2] for w in in_order], write.sealed)
-        if sealed.num_rows:
-            self._models.check(sealed_sql.dimension_rows(new_rows, sealed))
-        fields = fields_table([w[:2] for w in in_order], write.opened)
-        dead_vectors = self._dead_vectors(replaced)
-        self._search.open_keywords(set(new_rows.column("tenant").to_pylist()))
-        deferred = [w[1] for w in in_order if w[0] in write.deferred]
-        self._commit(new_rows, replaced, deferred, sealed, fields)
-        self._sync.note(new_rows, [old.seq for _, old in replaced])
-        texts = [write.texts[w[0]] for w in in_order]
+        dims = sealed_sql.dimension_rows(new_rows, sealed) if sealed.num_rows else new_rows
+        # A model new to the tenant takes its first dimension from the group as a whole.
+        self._models.check(_dimension_rows([*accepted, dims]) if accepted else dims)
+        return Planned(
+            acks=split_acks(plan.acks, write.batch_sizes),
+            rows=new_rows,
+            texts=[write.texts[w[0]] for w in in_order],
+            sealed=sealed,
+            fields=fields_table([w[:2] for w in in_order], write.opened),
+            replaced=plan.replaced,
+            dead_vectors=self._dead_vectors(plan.replaced),
+            deferred=[w[1] for w in in_order if w[0] in write.deferred],
+            dimensions=dims,
+        )
+
+    def _new_models(self, dims: pa.Table) -> list[tuple[str, str]]:
+        """The (tenant, model) of ``dims`` this store has no dimension for yet."""
+        pairs = zip(
+            dims.column("tenant").to_pylist(), dims.column("embed_model").to_pylist(), strict=True
+        )
+        return [
+            (t, m) for t, m in set(pairs) if m is not None and self._models.dimension(t, m) is None
+        ]
+
+    def _index_committed(self, merged: Merged) -> None:
+        """Tell the search what a part committed (after the commit, before the acks)."""
+        if not merged.rows.num_rows:
+            return
+        new_rows, texts, sealed = merged.rows, merged.texts, merged.sealed
+        replaced, dead_vectors = merged.replaced, merged.dead_vectors
         self._search.committed(new_rows, texts, sealed, len(replaced), dead_vectors)
-        if write.deferred:
+        if merged.deferred:
             self._backfill.notify()
 
     def _dead_vectors(self, replaced: _Replaced) -> list[DeadVector]:
@@ -223,43 +303,57 @@ class DuckDBStore(Store, SyncBookkeeping):
         """Refuse vectors whose dimension differs from the one their model stores."""
         self._models.check(table)
 
-    def _commit(
-        self,
-        new_rows: pa.Table,
-        replaced: _Replaced,
-        deferred_seqs: list[int],
-        sealed: pa.Table,
-        fields: pa.Table,
-    ) -> None:
-        if not new_rows.num_rows:
+    def _commit_durably(self, merged: Merged) -> None:
+        """Commit a part as one transaction (see ``_durable``); nothing to write, no commit."""
+        seqs = merged.seqs
+        if seqs is None:
             return
-        cur = self._cursor()
-        cur.register("new_rows", new_rows)
-        cur.execute("BEGIN")
-        try:
-            if replaced:
-                cur.register(
-                    "old_seqs",
-                    pa.table({"seq": pa.array([c.seq for _, c in replaced], pa.int64())}),
-                )
+        replaced_seqs = [c.seq for _, c in merged.replaced]
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.register("new_rows", merged.rows)
+            if replaced_seqs:
+                cur.register("old_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
                 cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
             cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
-            if deferred_seqs:
+            if merged.deferred:
                 cur.executemany(
                     "INSERT OR IGNORE INTO text_backlog VALUES (?)",
-                    [[seq] for seq in deferred_seqs],
+                    [[seq] for seq in merged.deferred],
                 )
-            sealed_sql.write_vectors(cur, sealed, [c.seq for _, c in replaced])
-            write_fields(cur, fields, [c.seq for _, c in replaced])
-            self._models.register(cur, new_rows)
-            self._models.register(cur, sealed)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            cur.execute("ROLLBACK")
-            raise ServerInternalError(f"the write was not committed: {exc}") from None
+            sealed_sql.write_vectors(cur, merged.sealed, replaced_seqs)
+            write_fields(cur, merged.fields, replaced_seqs)
+            self._models.register(cur, merged.rows)
+            self._models.register(cur, merged.sealed)
+
+        try:
+            self._file.commit(write, seqs)
+        except AiosMemoryError:
+            self._models.reload(self._cursor)  # models the failed write registered are not stored
+            raise
+
+    def _heal_if_degraded(self) -> None:
+        """After a storage fault, open the database again if DuckDB gave it up."""
+        fault = self._file.state.fault
+        if fault is None:
+            return
+        try:
+            self._file.heal()
+        except (duckdb.Error, AiosMemoryError):
+            raise fault from None
+
+    def _checkpoint_if_wal_large(self) -> None:
+        if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
+            with self._write_lock:
+                self._file.checkpoint()
+
+    def degraded(self) -> str | None:
+        """Why writes are refused (a full or failing disk), or None; see ``Store.degraded``."""
+        return self._file.state.reason()
 
     def _index_if_current(self, tenant: str, doc: KeywordDoc) -> bool:
         """Give ``doc`` to the keyword index if its row is still the current version."""
+        self._indexed.wait_for(doc.seq)  # after its put's own indexing, which would undo it
         with self._write_lock:
             found = (
                 self._cursor()
@@ -270,6 +364,13 @@ class DuckDBStore(Store, SyncBookkeeping):
                 return False
             self._search.index_keywords(tenant, [doc])
             return True
+
+    def _index_opened_in_order(
+        self, tenant: str, doc: KeywordDoc, vector: SealedVector | None, opened: dict[str, Any]
+    ) -> bool:
+        """``SealedVectors.index_opened_if_current``, after the put's own indexing."""
+        self._indexed.wait_for(doc.seq)
+        return self._sealed.index_opened_if_current(tenant, doc, vector, opened)
 
     # -- reading ----------------------------------------------------------------------------
     def scan(
@@ -395,6 +496,8 @@ class DuckDBStore(Store, SyncBookkeeping):
         done = self._backfill.take_done()
         self._search.checkpoint()
         self._backlog.forget(done)
+        with self._write_lock:  # DuckDB's checkpoint, kept out of commits (see _durable)
+            self._file.checkpoint()
 
     def close(self) -> None:
         self._backfill.close()
@@ -402,5 +505,19 @@ class DuckDBStore(Store, SyncBookkeeping):
             done = self._backfill.take_done()
             self._search.close()
             self._backlog.forget(done)
-            self._con.execute("CHECKPOINT")
-            self._con.close()
+            self._file.close()
+
+
+def _dimension_rows(tables: list[pa.Table]) -> pa.Table:
+    """``(tenant, embed_model, embedding)`` of several tables, as one for ``EmbedModels.check``."""
+    schema = pa.schema(
+        [
+            ("tenant", pa.string()),
+            ("embed_model", pa.string()),
+            ("embedding", pa.list_(pa.float32())),
+        ]
+    )
+    names = schema.names
+    return pa.concat_tables(
+        [t.select(names).cast(schema) for t in tables if t.num_rows] or [schema.empty_table()]
+    )
