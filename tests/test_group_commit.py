@@ -129,6 +129,7 @@ def test_two_puts_of_one_memory_in_a_group_apply_one_after_the_other(
     assert retry == first
     assert edit > first
     stored = scan(store)
+    assert sorted(ids(stored)) == ["lead", "x"]  # one current version of x, not two
     assert texts(stored) == {"lead": "lead", "x": "second text"}
     assert hlcs([(ids(stored), stored.column("hlc").to_pylist())])["x"] == edit
 
