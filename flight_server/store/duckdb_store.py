@@ -494,10 +494,12 @@ class DuckDBStore(Store, SyncBookkeeping):
     def checkpoint(self) -> None:
         # Taken before: their docs are staged, and the checkpoint saves them.
         done = self._backfill.take_done()
-        self._search.checkpoint()
-        self._backlog.forget(done)
-        with self._write_lock:  # DuckDB's checkpoint, kept out of commits (see _durable)
-            self._file.checkpoint()
+        try:
+            self._search.checkpoint()
+            self._backlog.forget(done)  # (not forgotten: the backfill indexes them again)
+        finally:
+            with self._write_lock:  # DuckDB's own, kept out of commits (see _durable)
+                self._file.checkpoint()
 
     def close(self) -> None:
         self._backfill.close()
