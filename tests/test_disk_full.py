@@ -149,3 +149,46 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart(
         line for line in log.splitlines() if re.search(r"aios_memory.server: \S+ failed", line)
     ]
     assert not [line for line in failed if "index checkpoint failed" not in line], log
+
+
+def test_a_checkpoint_on_a_full_disk_costs_no_write_and_the_store_opens_again(
+    tmp_path: Path,
+) -> None:
+    from support.stores import memories, scan, search, texts, write
+
+    from aios_memory.flight_server.store.duckdb_store import DuckDBStore
+
+    words = [os.urandom(600).hex() for _ in range(300)]  # incompressible: a checkpoint needs space
+    with small_filesystem(tmp_path / "small") as small:
+        store = DuckDBStore(small / "data")
+        try:
+            for start in range(0, 300, 10):
+                write(
+                    store,
+                    memories(
+                        words[start : start + 10], id=[f"m{i}" for i in range(start, start + 10)]
+                    ),
+                )
+            search(store, query="nothing", mode="keyword")  # the keyword index commits now
+            fill(small / "filler")
+            # DuckDB's checkpoint fails (invalidating its database); saving the derived
+            # indexes may fail too, which the next checkpoint retries.
+            with contextlib.suppress(OSError, ValueError):
+                store.checkpoint()
+            assert "STORAGE" in (store.degraded() or "")
+            assert len(texts(scan(store))) == 300  # the store opened the file again: reads work
+            acked = [f"m{i}" for i in range(300)]
+            for i in range(300):  # whatever still fits is stored, then writes are refused
+                try:
+                    write(store, memories([os.urandom(3000).hex()], id=f"late{i}"))
+                except StorageFullError:
+                    break
+                acked.append(f"late{i}")
+            else:
+                raise AssertionError("the full disk refused no write")
+            (small / "filler").unlink()
+            write(store, memories(["after"], id="after"))
+            assert store.degraded() is None
+            assert sorted(texts(scan(store))) == sorted([*acked, "after"])
+        finally:
+            store.close()
