@@ -8,6 +8,8 @@ Three figures, side by side in one run on the same disk (``--dir``, default a te
   through a real ``aimem serve --embedder none``;
 - ``clients-N``: N client processes (default 8) doing the same at once.
 
+The server's store holds ``--prefill`` memories first (the issue measured at 100k).
+
 Targets (issue 16): clients-1 at least 50% of duckdb; clients-8 at least 5x clients-1. Every
 line carries the load average (``/proc/loadavg``): on a shared machine, read the ratios.
 Rounds alternate the three so that a burst of outside load does not land on one alone.
@@ -111,6 +113,21 @@ def server(data: Path) -> Iterator[str]:
         proc.wait(120)
 
 
+def prefill(uri: str, memories: int) -> None:
+    """Store ``memories`` first (1,000 a call), so that each put meets a store of that size."""
+    import numpy as np
+
+    from aios_memory.client import MemoryClient
+
+    rng = np.random.default_rng(0)
+    with MemoryClient(uri, TOKEN, timeout=300) as client:
+        for start in range(0, memories, 1000):
+            n = min(1000, memories - start)
+            vectors = rng.normal(size=(n, 64)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            client.remember([f"prefill {start + i}" for i in range(n)], embeddings=vectors)
+
+
 def clients_rate(uri: str, clients: int, seconds: float, round_: int) -> dict[str, Any]:
     """``clients`` processes calling ``remember`` at once for ``seconds``; acks per second."""
     start_at = time.time() + 3.0 + 0.5 * clients  # every process imported and warmed up
@@ -142,14 +159,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three runs")
     parser.add_argument("--clients", type=int, default=8, help="client processes at once")
+    parser.add_argument("--prefill", type=int, default=20_000, help="memories stored first")
     parser.add_argument("--dir", default=None, help="folder on the disk to measure (temp)")
     args = parser.parse_args()
     seconds, rounds = (2.0, 1) if quick() else (args.seconds, args.rounds)
-    params = {"seconds": seconds, "rounds": rounds, "clients": args.clients}
+    prefilled = 0 if quick() else args.prefill
+    params = {"seconds": seconds, "rounds": rounds, "clients": args.clients, "prefill": prefilled}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         totals: dict[str, list[float]] = {"duckdb": [], "clients-1": [], "clients-n": []}
         with server(root / "data") as uri:
+            prefill(uri, prefilled)
             for round_ in range(rounds):
                 rate = duckdb_rate(root / f"raw{round_}", seconds)
                 totals["duckdb"].append(rate)

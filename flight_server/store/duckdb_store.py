@@ -70,6 +70,7 @@ from .versioning import SAME_MEMORY_FIELDS, Current, plan_put
 __all__ = ["DuckDBStore", "DB_FILE"]
 
 DB_FILE = "memory.duckdb"
+_LOOKUP_BY_VALUE = 256  # a put of up to this many ids looks its stored versions up by value
 _Replaced = list[tuple[tuple[str, str], Current]]
 
 
@@ -286,18 +287,38 @@ class DuckDBStore(Store, SyncBookkeeping):
     def currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
         """The stored current version of each (tenant, id) of ``table`` that has one."""
         keys = table.select(["tenant", "id"])
-        cur = self._cursor()
-        cur.register("incoming_keys", keys)
         fields = ", ".join(f"r.{f}" for f in SAME_MEMORY_FIELDS)
-        found = cur.execute(
+        select = (
             f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, r.codec, "
-            f"r.dict_id, {fields} "
-            "FROM records r JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
-        ).fetchall()
+            f"r.dict_id, {fields} FROM records r"
+        )
+        if keys.num_rows <= _LOOKUP_BY_VALUE:
+            found = self._currents_by_value(select, keys)
+        else:
+            cur = self._cursor()
+            cur.register("incoming_keys", keys)
+            found = cur.execute(
+                f"{select} JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
+            ).fetchall()
         return {
             (t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
             for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found
         }
+
+    def _currents_by_value(self, select: str, keys: pa.Table) -> list[Any]:
+        # Ids as values, not a joined table: DuckDB then skips every row group whose id range
+        # misses them, and a new id (time-ordered) misses all (1 ms at 100k rows, not 60).
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, id_ in zip(
+            *(keys.column(c).to_pylist() for c in ("tenant", "id")), strict=True
+        ):
+            by_tenant.setdefault(tenant, []).append(id_)
+        cur, found = self._cursor(), []
+        for tenant, ids in by_tenant.items():
+            marks = ", ".join("?" * len(ids))
+            sql = f"{select} WHERE r.tenant = ? AND r.id IN ({marks})"
+            found += cur.execute(sql, [tenant, *ids]).fetchall()
+        return found
 
     def check_dimensions(self, table: pa.Table) -> None:
         """Refuse vectors whose dimension differs from the one their model stores."""
