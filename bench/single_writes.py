@@ -53,7 +53,8 @@ time.sleep(max(0.0, float(start_at) - time.time()))
 stop, n, errors = time.monotonic() + float(seconds), 0, []
 while time.monotonic() < stop:
     try:
-        client.remember(f"{name} noted entry {n} of the day", embeddings=vectors[n % 512 : n % 512 + 1])
+        vector = vectors[n % 512 : n % 512 + 1]
+        client.remember(f"{name} noted entry {n} of the day", embeddings=vector)
         n += 1
     except Exception as exc:  # counted, not hidden
         errors.append(type(exc).__name__)
