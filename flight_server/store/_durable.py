@@ -100,7 +100,7 @@ class DurableFile:
                 f"it was stored ({exc}); retry it (retries are idempotent)",
                 outcome="unknown",
             ) from None
-        return bool(found) and int(found[0]) == seqs[1] - seqs[0] + 1
+        return found is not None and int(found[0]) == seqs[1] - seqs[0] + 1
 
     def _failed(self, fault: StorageError) -> None:
         if self.state.fault is None:

@@ -188,7 +188,7 @@ class DuckDBStore(Store, SyncBookkeeping):
             planned, seq = self._plan_each(writes, currents)
             accepted = [p for p in planned if isinstance(p, Planned)]
             if not accepted:
-                return list(planned)
+                return _answers(planned)
             merged = merge(accepted)
             self._commit_durably(merged)
             self._seq = max(self._seq, seq)
@@ -200,13 +200,13 @@ class DuckDBStore(Store, SyncBookkeeping):
         finally:
             self._indexed.advance(self._seq)
         self._checkpoint_if_wal_large()
-        return [p.acks if isinstance(p, Planned) else p for p in planned]
+        return _answers(planned)
 
     def _plan_each(
         self, writes: list[PreparedWrite], currents: dict[tuple[str, str], Current]
     ) -> tuple[list[Planned | BaseException], int]:
         planned: list[Planned | BaseException] = []
-        seq, accepted = self._seq, []
+        seq, accepted = self._seq, list[pa.Table]()
         for write in writes:
             try:
                 put = self._plan(write, currents, seq, accepted)
@@ -529,6 +529,11 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._search.close()
             self._backlog.forget(done)
             self._file.close()
+
+
+def _answers(planned: list[Planned | BaseException]) -> list[WriteResult | BaseException]:
+    """What each writer of a part is told: its acks, or its own error."""
+    return [p.acks if isinstance(p, Planned) else p for p in planned]
 
 
 def _dimension_rows(tables: list[pa.Table]) -> pa.Table:
