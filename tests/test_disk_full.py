@@ -152,10 +152,14 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_heals_without_a_restart(
 
 
 def test_a_checkpoint_on_a_full_disk_costs_no_write_and_the_store_opens_again(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A checkpoint is not tried without room for it; this one is (as if the estimate were
+    wrong): DuckDB invalidates its database, the store opens it again (read-only while
+    the disk is full), reads go on, and the first write after space returns is stored."""
     from support.stores import memories, scan, search, texts, write
 
+    from aios_memory.flight_server.store import _durable
     from aios_memory.flight_server.store.duckdb_store import DuckDBStore
 
     words = [os.urandom(600).hex() for _ in range(300)]  # incompressible: a checkpoint needs space
@@ -171,6 +175,7 @@ def test_a_checkpoint_on_a_full_disk_costs_no_write_and_the_store_opens_again(
                 )
             search(store, query="nothing", mode="keyword")  # the keyword index commits now
             fill(small / "filler")
+            monkeypatch.setattr(_durable, "room_for_checkpoint", lambda path, wal: True)
             # DuckDB's checkpoint fails (invalidating its database); saving the derived
             # indexes may fail too, which the next checkpoint retries.
             with contextlib.suppress(OSError, ValueError):

@@ -27,6 +27,8 @@ from aios_memory.schemas import AiosMemoryError, ServerInternalError, StorageErr
 
 from ._database import connect
 from ._storage import (
+    CHECKPOINT_ROOM,
+    CHECKPOINT_ROOM_FACTOR,
     CHECKPOINT_THRESHOLD,
     WAL_CHECKPOINT_BYTES,
     StorageState,
@@ -49,6 +51,7 @@ class DurableFile:
         self.path = Path(path)
         self.state = StorageState()
         self.con = self._open()
+        self.read_only = False  # opened read-only after a fault (reads only, until healed)
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = connect(self.path)
@@ -88,7 +91,8 @@ class DurableFile:
     def _stored(self, seqs: tuple[int, int]) -> bool:
         """Whether every record of ``seqs`` is in the (reopened if need be) database."""
         try:
-            self.heal()
+            with contextlib.suppress(StorageError):  # read-only still reads
+                self.heal()
             found = (
                 self.cursor()
                 .execute("SELECT count(*) FROM records WHERE seq BETWEEN ? AND ?", list(seqs))
@@ -109,21 +113,31 @@ class DurableFile:
 
     # -- healing ----------------------------------------------------------------------------
     def heal(self) -> None:
-        """Open the database again if DuckDB invalidated it (a failed checkpoint does)."""
-        try:
-            self.cursor().execute("SELECT 1").fetchone()
-            return
-        except duckdb.Error as exc:
-            if not is_invalidated(exc) and "closed" not in str(exc).lower():
-                raise
+        """Open the database again if DuckDB invalidated it (a failed checkpoint does), or
+        read-write again if it could only be opened read-only."""
+        if not self.read_only:
+            try:
+                self.cursor().execute("SELECT 1").fetchone()
+                return
+            except duckdb.Error as exc:
+                if not is_invalidated(exc) and "closed" not in str(exc).lower():
+                    raise
         self.reopen()
+        if self.read_only:
+            raise StorageError("the database is open read-only until the disk takes writes")
 
     def reopen(self) -> None:
-        """Close the connection and open the file again (replaying its WAL)."""
+        """Close the connection and open the file again (replaying its WAL); read-only when
+        the disk refuses even that (opening writes), so that reads keep working."""
         with contextlib.suppress(duckdb.Error):
             self.con.close()
         gc.collect()  # cursors left by failed calls keep the invalidated instance alive
-        self.con = self._open()
+        try:
+            self.con, self.read_only = self._open(), False
+        except (duckdb.Error, AiosMemoryError) as exc:
+            log.warning("database %s opened read-only for now: %s", self.path, exc)
+            self.con, self.read_only = _open_read_only(self.path), True
+            return
         log.info("database %s opened again", self.path)
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -139,7 +153,13 @@ class DurableFile:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Move the WAL into the file; on a disk fault, degrade and open the file again."""
+        """Move the WAL into the file; on a disk fault, degrade and open the file again.
+
+        Skipped while the disk lacks the room it needs (a failed checkpoint invalidates
+        DuckDB's database); the WAL keeps every write meanwhile.
+        """
+        if self.read_only or not room_for_checkpoint(self.path, self.wal_bytes()):
+            return
         try:
             self.cursor().execute("CHECKPOINT")
         except duckdb.Error as exc:
@@ -147,10 +167,7 @@ class DurableFile:
             if fault is None:
                 raise
             self._failed(fault)
-            try:
-                self.reopen()
-            except AiosMemoryError as reopen_error:
-                log.error("database cannot be opened again yet: %s", reopen_error.message)
+            self.reopen()
             return
         if self.wal_bytes() == 0:
             self.state.healed()
@@ -158,10 +175,27 @@ class DurableFile:
     def close(self) -> None:
         """Checkpoint (if the disk lets it) and close."""
         try:
-            self.con.execute("CHECKPOINT")
+            if not self.read_only and room_for_checkpoint(self.path, self.wal_bytes()):
+                self.con.execute("CHECKPOINT")
         except duckdb.Error as exc:
             log.warning("no checkpoint at close (%s); the WAL is replayed on the next start", exc)
-        self.con.close()
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+
+def room_for_checkpoint(path: Path, wal_bytes: int) -> bool:
+    """Whether the disk of ``path`` has room for a checkpoint of ``wal_bytes`` of WAL."""
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return True
+    return stat.f_bavail * stat.f_frsize > CHECKPOINT_ROOM_FACTOR * wal_bytes + CHECKPOINT_ROOM
+
+
+def _open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")  # as _database.connect does
+    return con
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:

@@ -18,6 +18,8 @@ import duckdb
 from aios_memory.schemas import StorageError, StorageFullError
 
 __all__ = [
+    "CHECKPOINT_ROOM",
+    "CHECKPOINT_ROOM_FACTOR",
     "CHECKPOINT_THRESHOLD",
     "WAL_CHECKPOINT_BYTES",
     "StorageState",
@@ -30,6 +32,10 @@ __all__ = [
 CHECKPOINT_THRESHOLD = "1TB"
 # ... when the WAL passes this (DuckDB's own default threshold), and on ``checkpoint()``.
 WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024
+# A checkpoint is tried only with this much free space: twice the WAL (its rows are written
+# to new blocks before the old ones are freed) and a margin.
+CHECKPOINT_ROOM_FACTOR = 2
+CHECKPOINT_ROOM = 8 * 1024 * 1024
 
 _FULL_MARKS = ("no space left on device", "disk full", "errno 28", "not enough space")
 _IO_MARKS = ("could not write", "could not read", "could not open", "i/o error", "fsync")

@@ -10,6 +10,13 @@ A write is acknowledged only after DuckDB's commit (which syncs its WAL);
 the indexes are updated after, and rebuilt or caught up from the records
 whenever they are missing, stale or fail their checksum.
 
+Puts that arrive together share one transaction and one fsync (``group_commit``;
+``_write_group`` splits a group where two puts touch one memory, ``_write_path``
+plans each put so that a refused one fails alone). The write lock covers the
+lookup, the plan and the commit, not the indexing, which follows in commit
+order before the acks. A full or failing disk refuses writes with a typed error
+and heals by itself (``_durable``).
+
 This module keeps the records: it connects, decides and commits versions,
 scans and counts. Its collaborators share its cursor factory and write lock:
 ``search.hybrid.HybridSearch`` ranks (and asks the records through
@@ -20,6 +27,7 @@ scans and counts. Its collaborators share its cursor factory and write lock:
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -32,7 +40,7 @@ import pyarrow as pa
 
 from aios_memory.flight_server._arrow import conform
 from aios_memory.flight_server._files import dir_bytes
-from aios_memory.flight_server.search.hybrid import DeadVector, HybridSearch
+from aios_memory.flight_server.search.hybrid import HybridSearch
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.flight_server.search.vector_index import HnswParams
 from aios_memory.flight_server.sync.bookkeeping import SyncBook, SyncBookkeeping
@@ -48,30 +56,27 @@ from aios_memory.schemas import (
 )
 from aios_memory.sync.protocol.reconcile import ItemSet
 
-from . import sealed_vectors as sealed_sql
 from ._counts import tier_counts, tier_stats
 from ._database import COLUMNS
 from ._durable import DurableFile
 from ._embed_models import EmbedModels
-from ._sealed_fields import OPENED_VIEW, fields_table, write_fields
+from ._sealed_fields import OPENED_VIEW
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
 from ._storage import WAL_CHECKPOINT_BYTES
 from ._text_backfill import TextBackfill
 from ._text_backlog import PAYLOAD_SQL, TextBacklog
 from ._write_group import IndexedUpTo, Merged, Planned, merge, parts
+from ._write_path import WritePlanner, write_part
 from .base import PreparedWrite, Store, WriteResult
 from .group_commit import GroupCommit
 from .payloads import PayloadTexts
-from .rows import split_acks, with_versions
 from .sealed_vectors import SealedVector, SealedVectors
-from .versioning import SAME_MEMORY_FIELDS, Current, plan_put
+from .versioning import Current
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
 DB_FILE = "memory.duckdb"
-_LOOKUP_BY_VALUE = 256  # a put of up to this many ids looks its stored versions up by value
-_Replaced = list[tuple[tuple[str, str], Current]]
 
 
 class DuckDBStore(Store, SyncBookkeeping):
@@ -126,6 +131,9 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._cursor, self._write_lock, self.replica_id, self.clock, lambda: self._seq
         )
         self._models = EmbedModels(self._cursor)
+        self._planner = WritePlanner(
+            self._cursor, self._models, self.clock, self.replica_id, self.sync_tiers
+        )
         self.payloads = PayloadTexts(self.dictionary_row, self.current_rows)
         self._backlog = TextBacklog(self._cursor, self.payloads)
         self._search = self._open_search(params or HnswParams())
@@ -184,8 +192,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         )
         with self._write_lock:
             self._heal_if_degraded()
-            currents = self.currents(pa.concat_tables([w.records for w in writes]))
-            planned, seq = self._plan_each(writes, currents)
+            planned, seq = self._planner.plan_each(writes, self._seq)
             accepted = [p for p in planned if isinstance(p, Planned)]
             if not accepted:
                 return _answers(planned)
@@ -199,69 +206,10 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._index_committed(merged)
         finally:
             self._indexed.advance(self._seq)
-        self._checkpoint_if_wal_large()
+        if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
+            with self._write_lock:
+                self._file.checkpoint()
         return _answers(planned)
-
-    def _plan_each(
-        self, writes: list[PreparedWrite], currents: dict[tuple[str, str], Current]
-    ) -> tuple[list[Planned | BaseException], int]:
-        planned: list[Planned | BaseException] = []
-        seq, accepted = self._seq, list[pa.Table]()
-        for write in writes:
-            try:
-                put = self._plan(write, currents, seq, accepted)
-            except AiosMemoryError as exc:  # this put alone is refused
-                planned.append(exc)
-                continue
-            planned.append(put)
-            if put.dimensions.num_rows and any(self._new_models(put.dimensions)):
-                accepted.append(put.dimensions)
-            seq += put.rows.num_rows
-        return planned, seq
-
-    def _plan(
-        self,
-        write: PreparedWrite,
-        currents: dict[tuple[str, str], Current],
-        last_seq: int,
-        accepted: list[pa.Table],
-    ) -> Planned:
-        """Decide ``write`` against the stored versions; check it beside the group's others."""
-        plan = plan_put(
-            write.records,
-            currents,
-            self.clock,
-            self.replica_id,
-            self.sync_tiers,
-            write.reencode,
-            last_seq,
-        )
-        in_order = plan.written
-        new_rows = with_versions(write.records, in_order)
-        sealed = sealed_sql.vector_table(write.records, [w[:2] for w in in_order], write.sealed)
-        dims = sealed_sql.dimension_rows(new_rows, sealed) if sealed.num_rows else new_rows
-        # A model new to the tenant takes its first dimension from the group as a whole.
-        self._models.check(_dimension_rows([*accepted, dims]) if accepted else dims)
-        return Planned(
-            acks=split_acks(plan.acks, write.batch_sizes),
-            rows=new_rows,
-            texts=[write.texts[w[0]] for w in in_order],
-            sealed=sealed,
-            fields=fields_table([w[:2] for w in in_order], write.opened),
-            replaced=plan.replaced,
-            dead_vectors=self._dead_vectors(plan.replaced),
-            deferred=[w[1] for w in in_order if w[0] in write.deferred],
-            dimensions=dims,
-        )
-
-    def _new_models(self, dims: pa.Table) -> list[tuple[str, str]]:
-        """The (tenant, model) of ``dims`` this store has no dimension for yet."""
-        pairs = zip(
-            dims.column("tenant").to_pylist(), dims.column("embed_model").to_pylist(), strict=True
-        )
-        return [
-            (t, m) for t, m in set(pairs) if m is not None and self._models.dimension(t, m) is None
-        ]
 
     def _index_committed(self, merged: Merged) -> None:
         """Tell the search what a part committed (after the commit, before the acks)."""
@@ -273,52 +221,9 @@ class DuckDBStore(Store, SyncBookkeeping):
         if merged.deferred:
             self._backfill.notify()
 
-    def _dead_vectors(self, replaced: _Replaced) -> list[DeadVector]:
-        """The vectors of the rows a put replaces; read before the commit deletes the sealed
-        ones (a sealed row's model is apart from its record)."""
-        old_models = sealed_sql.models_of(self._cursor(), [old.seq for _, old in replaced])
-        dead = []
-        for (tenant, _), old in replaced:
-            model = old.embed_model or old_models.get(old.seq)
-            if model is not None:
-                dead.append(((tenant, old.tier, model), old.seq))
-        return dead
-
     def currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
         """The stored current version of each (tenant, id) of ``table`` that has one."""
-        keys = table.select(["tenant", "id"])
-        fields = ", ".join(f"r.{f}" for f in SAME_MEMORY_FIELDS)
-        select = (
-            f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, r.codec, "
-            f"r.dict_id, {fields} FROM records r"
-        )
-        if keys.num_rows <= _LOOKUP_BY_VALUE:
-            found = self._currents_by_value(select, keys)
-        else:
-            cur = self._cursor()
-            cur.register("incoming_keys", keys)
-            found = cur.execute(
-                f"{select} JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
-            ).fetchall()
-        return {
-            (t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
-            for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found
-        }
-
-    def _currents_by_value(self, select: str, keys: pa.Table) -> list[Any]:
-        # Ids as values, not a joined table: DuckDB then skips every row group whose id range
-        # misses them, and a new id (time-ordered) misses all (1 ms at 100k rows, not 60).
-        by_tenant: dict[str, list[str]] = {}
-        for tenant, id_ in zip(
-            *(keys.column(c).to_pylist() for c in ("tenant", "id")), strict=True
-        ):
-            by_tenant.setdefault(tenant, []).append(id_)
-        cur, found = self._cursor(), []
-        for tenant, ids in by_tenant.items():
-            marks = ", ".join("?" * len(ids))
-            sql = f"{select} WHERE r.tenant = ? AND r.id IN ({marks})"
-            found += cur.execute(sql, [tenant, *ids]).fetchall()
-        return found
+        return self._planner.currents(table)
 
     def check_dimensions(self, table: pa.Table) -> None:
         """Refuse vectors whose dimension differs from the one their model stores."""
@@ -329,28 +234,11 @@ class DuckDBStore(Store, SyncBookkeeping):
         seqs = merged.seqs
         if seqs is None:
             return
-        replaced_seqs = [c.seq for _, c in merged.replaced]
-
-        def write(cur: duckdb.DuckDBPyConnection) -> None:
-            cur.register("new_rows", merged.rows)
-            if replaced_seqs:
-                cur.register("old_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
-                cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
-            cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
-            if merged.deferred:
-                cur.executemany(
-                    "INSERT OR IGNORE INTO text_backlog VALUES (?)",
-                    [[seq] for seq in merged.deferred],
-                )
-            sealed_sql.write_vectors(cur, merged.sealed, replaced_seqs)
-            write_fields(cur, merged.fields, replaced_seqs)
-            self._models.register(cur, merged.rows)
-            self._models.register(cur, merged.sealed)
-
         try:
-            self._file.commit(write, seqs)
+            self._file.commit(lambda cur: write_part(cur, merged, self._models), seqs)
         except AiosMemoryError:
-            self._models.reload(self._cursor)  # models the failed write registered are not stored
+            with contextlib.suppress(duckdb.Error):  # models it registered are not stored
+                self._models.reload(self._cursor)
             raise
 
     def _heal_if_degraded(self) -> None:
@@ -361,12 +249,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         try:
             self._file.heal()
         except (duckdb.Error, AiosMemoryError):
-            raise fault from None
-
-    def _checkpoint_if_wal_large(self) -> None:
-        if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
-            with self._write_lock:
-                self._file.checkpoint()
+            raise type(fault)(fault.message, **fault.detail) from None
 
     def degraded(self) -> str | None:
         """Why writes are refused (a full or failing disk), or None; see ``Store.degraded``."""
@@ -534,18 +417,3 @@ class DuckDBStore(Store, SyncBookkeeping):
 def _answers(planned: list[Planned | BaseException]) -> list[WriteResult | BaseException]:
     """What each writer of a part is told: its acks, or its own error."""
     return [p.acks if isinstance(p, Planned) else p for p in planned]
-
-
-def _dimension_rows(tables: list[pa.Table]) -> pa.Table:
-    """``(tenant, embed_model, embedding)`` of several tables, as one for ``EmbedModels.check``."""
-    schema = pa.schema(
-        [
-            ("tenant", pa.string()),
-            ("embed_model", pa.string()),
-            ("embedding", pa.list_(pa.float32())),
-        ]
-    )
-    names = schema.names
-    return pa.concat_tables(
-        [t.select(names).cast(schema) for t in tables if t.num_rows] or [schema.empty_table()]
-    )
