@@ -114,6 +114,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._file = DurableFile(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
+        self._indexing = threading.Lock()  # held while a put is indexed (close waits for it)
         self._commits: GroupCommit[PreparedWrite, WriteResult] = GroupCommit(self._put_group)
         self.replica_id = replica_id or self._fact_made_once(
             "replica_id", lambda: "r" + secrets.token_hex(8)
@@ -203,7 +204,8 @@ class DuckDBStore(Store, SyncBookkeeping):
         # Indexing holds no store lock: GroupCommit runs one leader at a time, so the
         # indexes see the parts in commit order, and every put is indexed before its ack.
         try:
-            self._index_committed(merged)
+            with self._indexing:
+                self._index_committed(merged)
         finally:
             self._indexed.advance(self._seq)
         if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
@@ -407,7 +409,7 @@ class DuckDBStore(Store, SyncBookkeeping):
 
     def close(self) -> None:
         self._backfill.close()
-        with self._write_lock:
+        with self._indexing, self._write_lock:
             done = self._backfill.take_done()
             self._search.close()
             self._backlog.forget(done)
