@@ -381,9 +381,13 @@ class MemoryFlightServer(flight.FlightServerBase):
         return _json(describe_grant(grant))
 
     def _health(self, body: bytes, grant: Grant) -> bytes:
+        # Degraded: reads answer, writes are refused with STORAGE_FULL/STORAGE_ERROR until
+        # the store heals by itself (see store._durable).
+        reason = self.store.degraded()
         return _json(
             {
-                "status": "ok",
+                "status": "ok" if reason is None else "degraded",
+                **({} if reason is None else {"reason": reason}),
                 "version": SERVER_VERSION,
                 "schema_version": SCHEMA_VERSION,
                 "wire_version": WIRE_VERSION,

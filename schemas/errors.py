@@ -40,7 +40,9 @@ sides of the wire, and no Python traceback ever crosses it.
     ├── CodecUnavailableError        a codec whose optional extra is not installed
     ├── EmbedderError                the embedder is missing or failed
     ├── NotFoundError
-    └── ServerInternalError          a bug or an I/O failure on the server
+    ├── StorageError                 the server's disk refused a write (STORAGE_ERROR)
+    │   └── StorageFullError         ... because it is full (STORAGE_FULL)
+    └── ServerInternalError          a bug on the server
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ __all__ = [
     "CodecUnavailableError",
     "EmbedderError",
     "NotFoundError",
+    "StorageError",
+    "StorageFullError",
     "ServerInternalError",
     "ERROR_CLASSES",
     "encode_error",
@@ -226,6 +230,23 @@ class EmbedderError(AiosMemoryError):
 
 class NotFoundError(AiosMemoryError):
     code = "NOT_FOUND"
+
+
+class StorageError(AiosMemoryError):
+    """A write the server's storage refused (an I/O error); nothing of it was stored.
+
+    Reads keep working and the server recovers by itself once the cause is gone;
+    ``detail["outcome"]`` is ``"unknown"`` in the rare case where the server could not
+    tell whether the write was stored (a retry is idempotent either way).
+    """
+
+    code = "STORAGE_ERROR"
+
+
+class StorageFullError(StorageError):
+    """The server's disk is full; free space there and retry."""
+
+    code = "STORAGE_FULL"
 
 
 class ServerInternalError(AiosMemoryError):

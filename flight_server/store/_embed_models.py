@@ -36,6 +36,10 @@ class EmbedModels:
     """
 
     def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self.reload(cursor)
+
+    def reload(self, cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        """Read the table again (a write that registered models may not have been stored)."""
         self._dims: dict[tuple[str, str], int] = {
             (t, m): d
             for t, m, d in cursor()

@@ -123,6 +123,13 @@ class Store(ABC):
     def tier_counts(self, tenant: str, view: View | None = None) -> dict[str, tuple[int, int]]:
         """``tier -> (live memories, payload bytes)``."""
 
+    def degraded(self) -> str | None:
+        """Why this store refuses writes just now (a full or failing disk), or None.
+
+        ``health`` reports it; the store heals by itself once the cause is gone.
+        """
+        return None
+
     @abstractmethod
     def checkpoint(self) -> None:
         """Save derived indexes that changed (they are rebuilt if this never runs)."""

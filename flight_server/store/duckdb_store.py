@@ -10,6 +10,13 @@ A write is acknowledged only after DuckDB's commit (which syncs its WAL);
 the indexes are updated after, and rebuilt or caught up from the records
 whenever they are missing, stale or fail their checksum.
 
+Puts that arrive together share one transaction and one fsync (``group_commit``;
+``_write_group`` splits a group where two puts touch one memory, ``_write_path``
+plans each put so that a refused one fails alone). The write lock covers the
+lookup, the plan and the commit, not the indexing, which follows in commit
+order before the acks. A full or failing disk refuses writes with a typed error
+and heals by itself (``_durable``).
+
 This module keeps the records: it connects, decides and commits versions,
 scans and counts. Its collaborators share its cursor factory and write lock:
 ``search.hybrid.HybridSearch`` ranks (and asks the records through
@@ -20,6 +27,7 @@ scans and counts. Its collaborators share its cursor factory and write lock:
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -32,7 +40,7 @@ import pyarrow as pa
 
 from aios_memory.flight_server._arrow import conform
 from aios_memory.flight_server._files import dir_bytes
-from aios_memory.flight_server.search.hybrid import DeadVector, HybridSearch
+from aios_memory.flight_server.search.hybrid import HybridSearch
 from aios_memory.flight_server.search.keyword_index import KeywordDoc
 from aios_memory.flight_server.search.vector_index import HnswParams
 from aios_memory.flight_server.sync.bookkeeping import SyncBook, SyncBookkeeping
@@ -40,33 +48,35 @@ from aios_memory.schemas import (
     DEFAULT_SYNC_TIERS,
     DICTIONARY_KIND,
     RECORD_SCHEMA,
+    AiosMemoryError,
     HybridClock,
     ScanRequest,
     SearchRequest,
-    ServerInternalError,
     View,
 )
 from aios_memory.sync.protocol.reconcile import ItemSet
 
-from . import sealed_vectors as sealed_sql
 from ._counts import tier_counts, tier_stats
-from ._database import COLUMNS, connect
+from ._database import COLUMNS
+from ._durable import DurableFile
 from ._embed_models import EmbedModels
-from ._sealed_fields import OPENED_VIEW, fields_table, write_fields
+from ._sealed_fields import OPENED_VIEW
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
+from ._storage import WAL_CHECKPOINT_BYTES
 from ._text_backfill import TextBackfill
 from ._text_backlog import PAYLOAD_SQL, TextBacklog
+from ._write_group import IndexedUpTo, Merged, Planned, merge, parts
+from ._write_path import WritePlanner, write_part
 from .base import PreparedWrite, Store, WriteResult
+from .group_commit import GroupCommit
 from .payloads import PayloadTexts
-from .rows import split_acks, with_versions
-from .sealed_vectors import SealedVectors
-from .versioning import SAME_MEMORY_FIELDS, Current, Written, plan_put
+from .sealed_vectors import SealedVector, SealedVectors
+from .versioning import Current
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
 DB_FILE = "memory.duckdb"
-_Replaced = list[tuple[tuple[str, str], Current]]
 
 
 class DuckDBStore(Store, SyncBookkeeping):
@@ -102,8 +112,10 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.data_dir = Path(data_dir)
         self.sync_tiers = tuple(sync_tiers)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._con = connect(self.data_dir / DB_FILE)
+        self._file = DurableFile(self.data_dir / DB_FILE)
         self._write_lock = threading.Lock()
+        self._indexing = threading.Lock()  # held while a put is indexed (close waits for it)
+        self._commits: GroupCommit[PreparedWrite, WriteResult] = GroupCommit(self._put_group)
         self.replica_id = replica_id or self._fact_made_once(
             "replica_id", lambda: "r" + secrets.token_hex(8)
         )
@@ -115,10 +127,14 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.clock = clock or HybridClock(int(last_hlc), wall_ms)
         self.clock.observe(int(last_hlc))
         self._seq = int(last_seq)
+        self._indexed = IndexedUpTo(self._seq)
         self._sync = SyncBook(
             self._cursor, self._write_lock, self.replica_id, self.clock, lambda: self._seq
         )
         self._models = EmbedModels(self._cursor)
+        self._planner = WritePlanner(
+            self._cursor, self._models, self.clock, self.replica_id, self.sync_tiers
+        )
         self.payloads = PayloadTexts(self.dictionary_row, self.current_rows)
         self._backlog = TextBacklog(self._cursor, self.payloads)
         self._search = self._open_search(params or HnswParams())
@@ -127,7 +143,7 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._backlog,
             self.payloads,
             self._index_if_current,
-            self._sealed.index_opened_if_current,
+            self._index_opened_in_order,
         )
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
@@ -147,7 +163,7 @@ class DuckDBStore(Store, SyncBookkeeping):
     # -- connection -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # One cursor per call: DuckDB connections are not shared across threads.
-        return self._con.cursor()
+        return self._file.cursor()
 
     def _fact_made_once(self, key: str, make: Callable[[], str]) -> str:
         """The stored fact ``key``; on first use ``make()``'s value, stored for good."""
@@ -160,106 +176,90 @@ class DuckDBStore(Store, SyncBookkeeping):
 
     # -- writing ----------------------------------------------------------------------------
     def put(self, write: PreparedWrite) -> WriteResult:
+        # Concurrent puts share one transaction and one fsync (see _put_group).
+        return self._commits.submit(write)
+
+    def _put_group(self, writes: list[PreparedWrite]) -> list[WriteResult | BaseException]:
+        """Commit a group of puts (GroupCommit's leader, one at a time): each part once."""
+        results: list[WriteResult | BaseException] = []
+        for part in parts(writes):
+            results.extend(self._put_part([writes[i] for i in part]))
+        return results
+
+    def _put_part(self, writes: list[PreparedWrite]) -> list[WriteResult | BaseException]:
+        """Plan each put (a refused one fails alone), commit the rest, index, then ack."""
+        self._search.open_keywords(
+            {t for w in writes for t in w.records.column("tenant").to_pylist()}
+        )
         with self._write_lock:
-            plan = plan_put(
-                write.records,
-                self.currents(write.records),
-                self.clock,
-                self.replica_id,
-                self.sync_tiers,
-                write.reencode,
-                self._seq,
-            )
-            self._seq = plan.last_seq
-            self._write(write, plan.written, plan.replaced)
-            return split_acks(plan.acks, write.batch_sizes)
+            self._heal_if_degraded()
+            planned, seq = self._planner.plan_each(writes, self._seq)
+            accepted = [p for p in planned if isinstance(p, Planned)]
+            if not accepted:
+                return _answers(planned)
+            merged = merge(accepted)
+            self._commit_durably(merged)
+            self._seq = max(self._seq, seq)
+            self._sync.note(merged.rows, [old.seq for _, old in merged.replaced])
+        # Indexing holds no store lock: GroupCommit runs one leader at a time, so the
+        # indexes see the parts in commit order, and every put is indexed before its ack.
+        try:
+            with self._indexing:
+                self._index_committed(merged)
+        finally:
+            self._indexed.advance(self._seq)
+        if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
+            with self._write_lock:
+                self._file.checkpoint()
+        return _answers(planned)
 
-    def _write(self, write: PreparedWrite, in_order: list[Written], replaced: _Replaced) -> None:
-        """Commit the versions that won, then tell the sync books and the search."""
-        new_rows = with_versions(write.records, in_order)
-        self._models.check(new_rows)
-        sealed = sealed_sql.vector_table(write.records, [w[:2] for w in in_order], write.sealed)
-        if sealed.num_rows:
-            self._models.check(sealed_sql.dimension_rows(new_rows, sealed))
-        fields = fields_table([w[:2] for w in in_order], write.opened)
-        dead_vectors = self._dead_vectors(replaced)
-        self._search.open_keywords(set(new_rows.column("tenant").to_pylist()))
-        deferred = [w[1] for w in in_order if w[0] in write.deferred]
-        self._commit(new_rows, replaced, deferred, sealed, fields)
-        self._sync.note(new_rows, [old.seq for _, old in replaced])
-        texts = [write.texts[w[0]] for w in in_order]
+    def _index_committed(self, merged: Merged) -> None:
+        """Tell the search what a part committed (after the commit, before the acks)."""
+        if not merged.rows.num_rows:
+            return
+        new_rows, texts, sealed = merged.rows, merged.texts, merged.sealed
+        replaced, dead_vectors = merged.replaced, merged.dead_vectors
         self._search.committed(new_rows, texts, sealed, len(replaced), dead_vectors)
-        if write.deferred:
+        if merged.deferred:
             self._backfill.notify()
-
-    def _dead_vectors(self, replaced: _Replaced) -> list[DeadVector]:
-        """The vectors of the rows a put replaces; read before the commit deletes the sealed
-        ones (a sealed row's model is apart from its record)."""
-        old_models = sealed_sql.models_of(self._cursor(), [old.seq for _, old in replaced])
-        dead = []
-        for (tenant, _), old in replaced:
-            model = old.embed_model or old_models.get(old.seq)
-            if model is not None:
-                dead.append(((tenant, old.tier, model), old.seq))
-        return dead
 
     def currents(self, table: pa.Table) -> dict[tuple[str, str], Current]:
         """The stored current version of each (tenant, id) of ``table`` that has one."""
-        keys = table.select(["tenant", "id"])
-        cur = self._cursor()
-        cur.register("incoming_keys", keys)
-        fields = ", ".join(f"r.{f}" for f in SAME_MEMORY_FIELDS)
-        found = cur.execute(
-            f"SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, r.codec, "
-            f"r.dict_id, {fields} "
-            "FROM records r JOIN incoming_keys k ON r.tenant = k.tenant AND r.id = k.id"
-        ).fetchall()
-        return {
-            (t, i): Current(seq, hlc, origin, tier, model, tuple(rest), (codec, dict_id))
-            for t, i, seq, hlc, origin, tier, model, codec, dict_id, *rest in found
-        }
+        return self._planner.currents(table)
 
     def check_dimensions(self, table: pa.Table) -> None:
         """Refuse vectors whose dimension differs from the one their model stores."""
         self._models.check(table)
 
-    def _commit(
-        self,
-        new_rows: pa.Table,
-        replaced: _Replaced,
-        deferred_seqs: list[int],
-        sealed: pa.Table,
-        fields: pa.Table,
-    ) -> None:
-        if not new_rows.num_rows:
+    def _commit_durably(self, merged: Merged) -> None:
+        """Commit a part as one transaction (see ``_durable``); nothing to write, no commit."""
+        seqs = merged.seqs
+        if seqs is None:
             return
-        cur = self._cursor()
-        cur.register("new_rows", new_rows)
-        cur.execute("BEGIN")
         try:
-            if replaced:
-                cur.register(
-                    "old_seqs",
-                    pa.table({"seq": pa.array([c.seq for _, c in replaced], pa.int64())}),
-                )
-                cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
-            cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
-            if deferred_seqs:
-                cur.executemany(
-                    "INSERT OR IGNORE INTO text_backlog VALUES (?)",
-                    [[seq] for seq in deferred_seqs],
-                )
-            sealed_sql.write_vectors(cur, sealed, [c.seq for _, c in replaced])
-            write_fields(cur, fields, [c.seq for _, c in replaced])
-            self._models.register(cur, new_rows)
-            self._models.register(cur, sealed)
-            cur.execute("COMMIT")
-        except duckdb.Error as exc:
-            cur.execute("ROLLBACK")
-            raise ServerInternalError(f"the write was not committed: {exc}") from None
+            self._file.commit(lambda cur: write_part(cur, merged, self._models), seqs)
+        except AiosMemoryError:
+            with contextlib.suppress(duckdb.Error):  # models it registered are not stored
+                self._models.reload(self._cursor)
+            raise
+
+    def _heal_if_degraded(self) -> None:
+        """After a storage fault, open the database again if DuckDB gave it up."""
+        fault = self._file.state.fault
+        if fault is None:
+            return
+        try:
+            self._file.heal()
+        except (duckdb.Error, AiosMemoryError):
+            raise type(fault)(fault.message, **fault.detail) from None
+
+    def degraded(self) -> str | None:
+        """Why writes are refused (a full or failing disk), or None; see ``Store.degraded``."""
+        return self._file.state.reason()
 
     def _index_if_current(self, tenant: str, doc: KeywordDoc) -> bool:
         """Give ``doc`` to the keyword index if its row is still the current version."""
+        self._indexed.wait_for(doc.seq)  # after its put's own indexing, which would undo it
         with self._write_lock:
             found = (
                 self._cursor()
@@ -270,6 +270,13 @@ class DuckDBStore(Store, SyncBookkeeping):
                 return False
             self._search.index_keywords(tenant, [doc])
             return True
+
+    def _index_opened_in_order(
+        self, tenant: str, doc: KeywordDoc, vector: SealedVector | None, opened: dict[str, Any]
+    ) -> bool:
+        """``SealedVectors.index_opened_if_current``, after the put's own indexing."""
+        self._indexed.wait_for(doc.seq)
+        return self._sealed.index_opened_if_current(tenant, doc, vector, opened)
 
     # -- reading ----------------------------------------------------------------------------
     def scan(
@@ -393,14 +400,22 @@ class DuckDBStore(Store, SyncBookkeeping):
     def checkpoint(self) -> None:
         # Taken before: their docs are staged, and the checkpoint saves them.
         done = self._backfill.take_done()
-        self._search.checkpoint()
-        self._backlog.forget(done)
+        try:
+            self._search.checkpoint()
+            self._backlog.forget(done)  # (not forgotten: the backfill indexes them again)
+        finally:
+            with self._write_lock:  # DuckDB's own, kept out of commits (see _durable)
+                self._file.checkpoint()
 
     def close(self) -> None:
         self._backfill.close()
-        with self._write_lock:
+        with self._indexing, self._write_lock:
             done = self._backfill.take_done()
             self._search.close()
             self._backlog.forget(done)
-            self._con.execute("CHECKPOINT")
-            self._con.close()
+            self._file.close()
+
+
+def _answers(planned: list[Planned | BaseException]) -> list[WriteResult | BaseException]:
+    """What each writer of a part is told: its acks, or its own error."""
+    return [p.acks if isinstance(p, Planned) else p for p in planned]

@@ -12,7 +12,7 @@ writer commits at once, and a busy one batches as much as the commit takes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["GroupCommit"]
@@ -37,7 +37,11 @@ class GroupCommit(Generic[Item, Result]):
     If ``commit`` raises, every item of that group gets the error.
     """
 
-    def __init__(self, commit: Callable[[list[Item]], list[Result]], max_items: int = 256) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[Item]], Sequence[Result | BaseException]],
+        max_items: int = 256,
+    ) -> None:
         self._commit = commit
         self._max_items = max_items
         self._lock = threading.Lock()
