@@ -21,6 +21,7 @@ from aios_memory.schemas import (
     AiosMemoryError,
     CorruptDataError,
     ServerInternalError,
+    StorageFullError,
 )
 
 from ._embed_models import MODELS_DDL
@@ -105,7 +106,7 @@ def open_error(path: Path, exc: BaseException) -> AiosMemoryError:
             "serve another --data."
         )
     if is_disk_full(exc):
-        return ServerInternalError(
+        return StorageFullError(
             f"the disk holding {path} is full ({text}). Free some space on it and start "
             "again; nothing stored was lost."
         )

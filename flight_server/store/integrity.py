@@ -29,7 +29,12 @@ from pathlib import Path
 
 import duckdb
 
-from aios_memory.schemas import CorruptDataError, InvalidValueError, ServerInternalError
+from aios_memory.schemas import (
+    CorruptDataError,
+    InvalidValueError,
+    ServerInternalError,
+    StorageFullError,
+)
 
 from ._database import damaged_message, is_disk_full, open_error
 
@@ -83,7 +88,7 @@ def check_free_space(data_dir: Path, minimum: int = MIN_FREE_BYTES) -> None:
     stats = os.statvfs(found)
     free = stats.f_bavail * stats.f_frsize
     if free < minimum:
-        raise ServerInternalError(
+        raise StorageFullError(
             f"the disk holding {data_dir} is full ({free // 1024} KiB free, a start needs "
             f"{minimum >> 20} MiB). Free some space on it and start again; nothing stored "
             "was lost."
