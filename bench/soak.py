@@ -126,14 +126,16 @@ def preload(uri: str, token: str, world: World, args: Any) -> None:
 
 def _write_part(uri: str, token: str, world: World, total: int, part: int) -> None:
     with client(uri, token) as writer:
-        for batch in preload_batches(world, total, PRELOAD_BATCH, part, PRELOAD_THREADS):
+        batches = preload_batches(world, total, PRELOAD_BATCH, part, PRELOAD_THREADS)
+        for number, batch in enumerate(batches, 1):
             writer.remember(**batch)
+            if number % 10 == 0:
+                log(f"  writer {part}: {number * PRELOAD_BATCH} memories stored")
 
 
 def run_clients(uri: str, token: str, count: int, args: Any, work: Path) -> list[dict[str, Any]]:
     """``count`` client processes sharing ``--ops``; each one's results, once all finished."""
     shares = [args.ops // count + (1 if n < args.ops % count else 0) for n in range(count)]
-    env = {**os.environ, "AIMEM_KEYS": str(work / "keys")}
     outs = [work / f"run{count}-client{n}.json" for n in range(count)]
     procs = [
         subprocess.Popen(
@@ -142,7 +144,7 @@ def run_clients(uri: str, token: str, count: int, args: Any, work: Path) -> list
             + (["--data", args.data] if args.data else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**env, "AIMEM_TOKEN": token},
+            env={**os.environ, "AIMEM_TOKEN": token},
             text=True,
         )
         for n, (share, out) in enumerate(zip(shares, outs, strict=True))
@@ -195,6 +197,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aimem-soak-") as scratch:
         work = Path(scratch)
         (work / "keys").mkdir()
+        # The bench's own key store, inherited by the server and every client: nothing
+        # touches ~/.config or the OS keyring (memories are stored below the encryption
+        # threshold anyway: encrypt_at=4).
+        os.environ["AIMEM_KEYS"] = str(work / "keys")
+        os.environ.setdefault("AIMEM_KEYRING", "0")
         with server(args, work) as (uri, token):
             preload(uri, token, world, args)
         for count in counts:  # a fresh server process per run, on the same store
