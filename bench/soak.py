@@ -166,6 +166,7 @@ def soak(uri: str, token: str, count: int, args: Any, work: Path) -> None:
     with client(uri, token) as probe:
         wait_until_indexed(probe)
         before = probe.stats().get("memories", 0)
+        load_before = _loadavg()
         log(f"run with {count} client(s): {args.ops} operations on {before} memories")
         ops = merged(run_clients(uri, token, count, args, work))
         after = probe.stats().get("memories", 0)
@@ -181,6 +182,7 @@ def soak(uri: str, token: str, count: int, args: Any, work: Path) -> None:
         memories_before=before,
         memories_after=after,
         commit=code_state()["commit"],
+        loadavg_at_start=load_before,
         loadavg_at_end=_loadavg(),
         **summary(cut, ops),
     )
