@@ -14,7 +14,8 @@ data directory (vectors are supplied by the clients), preloaded with batched
 ``remember`` calls, and restarted before each run so both runs start from a
 fresh process on the same store. With ``--uri`` the script uses a running server
 instead (token from ``--token`` or ``AIMEM_TOKEN``), preloads only what is
-missing and restarts nothing.
+missing and restarts nothing; with ``--store DIR`` it keeps (and reuses) the
+store in DIR.
 
 Example::
 
@@ -54,9 +55,21 @@ def parse_args() -> Any:
     parser.add_argument("--memories", type=int, default=100_000, help="store size before a run")
     parser.add_argument("--ops", type=int, default=20_000, help="operations per run")
     parser.add_argument("--clients", type=int, default=8, help="clients of the second run")
+    parser.add_argument(
+        "--only",
+        choices=("single", "concurrent"),
+        default=None,
+        help="run only the one-client run or only the --clients run (default: both)",
+    )
     parser.add_argument("--window", type=int, default=1000, help="operations per window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--uri", default=None, help="a running server to use instead")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="keep the server's data directory here and reuse it (preloading only what is "
+        "missing) instead of a temporary one",
+    )
     parser.add_argument("--token", default=os.environ.get("AIMEM_TOKEN"), help="with --uri")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (BENCH_QUICK=1)")
     args = parser.parse_args()
@@ -90,7 +103,8 @@ def server(args: Any, work: Path) -> Iterator[tuple[str, str]]:
     if args.uri:
         yield args.uri, args.token
     else:
-        with serve(work / "data", work / "keys") as uri:
+        data = Path(args.store) if args.store else work / "data"
+        with serve(data, work / "keys") as uri:
             yield uri, TOKEN
 
 
@@ -195,7 +209,8 @@ def _loadavg() -> list[float]:
 def main() -> None:
     args = parse_args()
     world = make_world(args.seed, args.data)
-    counts = list(dict.fromkeys([1, args.clients]))
+    counts = {"single": [1], "concurrent": [args.clients]}.get(args.only, [1, args.clients])
+    counts = list(dict.fromkeys(counts))
     with tempfile.TemporaryDirectory(prefix="aimem-soak-") as scratch:
         work = Path(scratch)
         (work / "keys").mkdir()
