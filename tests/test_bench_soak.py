@@ -98,3 +98,17 @@ def test_soak_against_a_running_server_preloads_only_what_is_missing(
     assert len(of(lines, "summary")) == 1  # --clients 1: one run, not the same one twice
     check_run(lines, clients=1, ops=60, window=30)
     assert of(lines, "summary")[0]["memories_before"] == 200
+
+
+def test_soak_store_is_kept_and_reused_by_a_later_run(tmp_path: Path) -> None:
+    tiny = ["--memories", "200", "--ops", "60", "--window", "30", "--store", str(tmp_path / "s")]
+    first = soak(*tiny, "--only", "single")
+    assert not of(first, "summary", 2) and of(first, "preload")[0]["memories"] == 200
+    second = soak(*tiny, "--only", "concurrent", "--clients", "2")
+    assert of(second, "preload")[0]["memories"] == 0  # the store was kept: nothing to add
+    assert not of(second, "summary", 1)
+    check_run(second, clients=2, ops=60, window=30)
+    assert (
+        of(second, "summary", 2)[0]["memories_before"]
+        == of(first, "summary", 1)[0]["memories_after"]
+    )
