@@ -5,7 +5,7 @@ eight processes, each with its own interpreter and GIL. Protocol: the client
 prints ``ready`` on stdout once connected and warmed up, waits for a line on
 stdin, then runs and writes its results to ``--out`` as JSON::
 
-    {"client": 0, "ops": [[kind, end_monotonic_s, seconds, failed], ...]}
+    {"client": 0, "ops": [[kind, end_monotonic_s, seconds, failed, loadavg_1min], ...]}
 
 ``time.monotonic`` is one clock for every process on the machine, so the parent
 can merge the clients' operations in the order they finished.
@@ -61,7 +61,9 @@ def _timed(client: Any, world: Any, args: argparse.Namespace) -> list[list[Any]]
             failed = True
             print(f"client {args.client}: {kind} failed: {error}", file=sys.stderr, flush=True)
         end = time.monotonic()
-        done.append([kind, end, end - start, failed])
+        # The 1-minute load average beside each operation (outside the timed part): on a
+        # shared machine a window's figures mean little without it.
+        done.append([kind, end, end - start, failed, round(os.getloadavg()[0], 2)])
         if number % PROGRESS_EVERY == 0:
             print(f"client {args.client}: {number}/{args.ops}", file=sys.stderr, flush=True)
     return done

@@ -39,6 +39,7 @@ def windows(ops: list[list[Any]], size: int) -> list[dict[str, Any]]:
                 "seconds": round(span, 3),
                 "ops_per_s": round(len(chunk) / span, 1) if span > 0 else None,
                 "failed": sum(1 for op in chunk if op[3]),
+                "loadavg_1min": round(float(np.mean([op[4] for op in chunk])), 2),
                 "kinds": per_kind(chunk),
             }
         )

@@ -47,7 +47,7 @@ def check_run(lines: list[dict[str, Any]], clients: int, ops: int, window: int) 
     assert [w["window"] for w in cut] == list(range(ops // window))
     for w in cut:
         assert w["ops"] == window == sum(k["n"] for k in w["kinds"].values())
-        assert w["failed"] == 0
+        assert w["failed"] == 0 and w["loadavg_1min"] >= 0
         for kind in w["kinds"].values():
             assert 0 < kind["p50_ms"] <= kind["p90_ms"] <= kind["p99_ms"]
     [summary] = of(lines, "summary", clients)
