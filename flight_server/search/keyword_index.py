@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import tantivy
 
 from aios_memory.flight_server._files import read_manifest, verify_files, write_manifest
 
+from ._keyword_tail import StagedDoc, Tail, bm25
 from ._stopwords import STOPWORDS
 from .allowed_rows import AllowedRows
 
@@ -70,13 +72,24 @@ def _analyzer() -> tantivy.TextAnalyzer:
 
 
 class KeywordIndex:
-    """One tenant's BM25 index over every tier, thread-safe."""
+    """One tenant's BM25 index over every tier, thread-safe.
+
+    Changes are staged in tantivy's writer and in a ``Tail`` that searches score
+    themselves; the background builder commits them (``flush``), never a search.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._schema = _schema()
         self._analyzer = _analyzer()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer's: apply, flush, checkpoint
+        # Swaps of the searcher and the tail happen together under this one, so a search
+        # never sees a committed change twice or a staged one not at all.
+        self._view_lock = threading.Lock()
+        self._tail = Tail()
+        self._mean_length = 0.0  # of the texts staged here, for the tail's length norm
+        self._staged_texts = 0
+        self.commits = 0
         self.watermark = 0
         self.rebuilt = False
         self.dirty = False
@@ -115,16 +128,18 @@ class KeywordIndex:
         )
         return listed == present and verify_files(self.directory, manifest)
 
-    def apply(self, docs: Iterable[KeywordDoc]) -> None:
+    def apply(self, docs: Iterable[KeywordDoc], dead: Iterable[int] = ()) -> None:
         """Stage new versions and the removal of replaced or deleted ones.
 
-        A tantivy commit fsyncs several files (17-55 ms measured here), which
-        one-memory writes would pay every time; staged changes are committed
-        by the next search (so a search always sees every write) or by
-        ``flush`` from the background, whichever comes first.
+        ``dead`` are the seqs of the stored versions these docs replace or delete. A
+        tantivy commit fsyncs several files (17-55 ms measured here), which one-memory
+        writes would pay every time: staged changes are searched in the tail at once
+        and committed by ``flush`` from the background.
         """
+        staged: dict[str, StagedDoc] = {}
         with self._lock:
             for doc in docs:
+                staged[doc.id] = self._staged(doc)
                 self._writer.delete_documents_by_term("id", doc.id)
                 if doc.text is not None:
                     document = tantivy.Document(
@@ -135,6 +150,16 @@ class KeywordIndex:
                 self._staged_top = max(self._staged_top, doc.seq)
             if self._staged_since is None:
                 self._staged_since = time.monotonic()
+            with self._view_lock:
+                self._tail = self._tail.with_changes(staged, dead)
+
+    def _staged(self, doc: KeywordDoc) -> StagedDoc:
+        if doc.text is None:
+            return StagedDoc(doc.seq, doc.tier, doc.privacy, None, 0)
+        tokens = self._analyzer.analyze(doc.text)
+        self._staged_texts += 1
+        self._mean_length += (len(tokens) - self._mean_length) / self._staged_texts
+        return StagedDoc(doc.seq, doc.tier, doc.privacy, Counter(tokens), len(tokens))
 
     def flush(self, older_than: float = 0.0) -> None:
         """Commit staged changes (only those staged ``older_than`` seconds ago or more)."""
@@ -143,7 +168,10 @@ class KeywordIndex:
             if since is None or time.monotonic() - since < older_than:
                 return
             self._writer.commit()
-            self._index.reload()
+            self.commits += 1
+            with self._view_lock:
+                self._index.reload()
+                self._tail = Tail()
             self.watermark = max(self.watermark, self._staged_top)
             self._staged_since = None
             self.dirty = True
@@ -197,16 +225,46 @@ class KeywordIndex:
                     ),
                 )
             )
-        self.flush()
-        searcher = self._index.searcher()
-        result = searcher.search(tantivy.Query.boolean_query(clauses), limit)
-        return [
-            (int(searcher.doc(address)["seq"][0]), float(score)) for score, address in result.hits
-        ]
+        with self._view_lock:
+            tail, searcher = self._tail, self._index.searcher()
+        # Hits the tail killed are dropped after the cut: fetch enough to make up for them.
+        result = searcher.search(tantivy.Query.boolean_query(clauses), limit + len(tail.dead))
+        hits = {
+            seq: float(score)
+            for score, address in result.hits
+            if (seq := int(searcher.doc(address)["seq"][0])) not in tail.dead
+        }
+        if tail:
+            staged = tail.matching(
+                terms, tiers, None if allowed is None else allowed.seqs, max_privacy
+            )
+            hits.update(self._tail_hits(searcher, tail, staged, terms))
+        return sorted(hits.items(), key=lambda hit: (-hit[1], hit[0]))[:limit]
+
+    def _tail_hits(
+        self, searcher: tantivy.Searcher, tail: Tail, staged: list[StagedDoc], terms: list[str]
+    ) -> dict[int, float]:
+        """BM25 scores of the staged ``docs`` with the committed index's statistics."""
+        if not staged:
+            return {}
+        texts = tail.texts()
+        num_docs = int(searcher.num_docs) + len(texts)
+        doc_freq = {
+            term: int(searcher.doc_freq("text", term))
+            + sum(1 for doc in texts if doc.terms is not None and term in doc.terms)
+            for term in terms
+        }
+        return {doc.seq: bm25(doc, terms, doc_freq, num_docs, self._mean_length) for doc in staged}
 
     def __len__(self) -> int:
-        self.flush()
-        return int(self._index.searcher().num_docs)
+        """Documents searchable now, staged ones included (no commit)."""
+        with self._view_lock:
+            tail, searcher = self._tail, self._index.searcher()
+        committed_dead = sum(
+            searcher.search(tantivy.Query.term_query(self._schema, "seq", seq), 1).count or 0
+            for seq in tail.dead
+        )
+        return int(searcher.num_docs) - committed_dead + len(tail.texts())
 
     def checkpoint(self) -> None:
         """Record the files and watermark so the next open can trust them."""

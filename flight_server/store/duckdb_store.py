@@ -132,7 +132,7 @@ class DuckDBStore(Store, SyncBookkeeping):
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
         rows = SearchRows(self._cursor)
-        return HybridSearch(
+        search = HybridSearch(
             self.data_dir / "index",
             params,
             self._write_lock,
@@ -143,6 +143,8 @@ class DuckDBStore(Store, SyncBookkeeping):
             hit_rows=rows.hit_rows,
             allowed_seqs=rows.allowed_seqs,
         )
+        search.warm(*rows.index_keys())  # before the server answers its first request
+        return search
 
     # -- connection -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -188,7 +190,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         self._commit(new_rows, replaced, deferred, sealed, fields)
         self._sync.note(new_rows, [old.seq for _, old in replaced])
         texts = [write.texts[w[0]] for w in in_order]
-        self._search.committed(new_rows, texts, sealed, len(replaced), dead_vectors)
+        self._search.committed(new_rows, texts, sealed, [o.seq for _, o in replaced], dead_vectors)
         if write.deferred:
             self._backfill.notify()
 
