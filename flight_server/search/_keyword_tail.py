@@ -5,10 +5,12 @@ the read path made every hybrid read after a put pay one; committing on every
 put would make writes pay it. Instead the staged documents are kept here, by
 id, with their analyzed terms: a search scores them itself with BM25 and the
 index's own statistics, and drops the committed hits that a staged change
-replaced or deleted (``dead``: their seqs, which the store knows). The scores
-are an approximation of tantivy's (the length norm uses a running mean, not
-tantivy's quantized field norms), which fusion tolerates since it uses ranks;
-which documents match is exactly what a committed index would match.
+replaced or deleted (``dead``: their seqs, which the store knows). Which
+documents match is exactly what a committed index would match. Scores follow
+tantivy's BM25 to the bit where they can (float32, its quantized field norms,
+the document count and mean length that its own explanation of a committed hit
+reports), so a staged document ranks where it will rank once committed; with
+no committed hit to ask, the mean length is estimated (fusion uses ranks only).
 
 A ``Tail`` is immutable: ``KeywordIndex`` swaps in a new one per change, so a
 search holds a consistent snapshot without a lock.
@@ -23,10 +25,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["StagedDoc", "Tail", "bm25"]
+__all__ = ["StagedDoc", "Tail", "bm25", "fieldnorm"]
 
-# tantivy's BM25 constants.
-K1, B = 1.2, 0.75
+# tantivy's BM25 constants, in its float32.
+K1, B = np.float32(1.2), np.float32(0.75)
+
+
+def _fieldnorm_table() -> np.ndarray:
+    """tantivy's 256 field-norm values: lengths exact to 40, then 8 steps of each power of 2."""
+    values, step = list(range(41)), 2
+    while len(values) < 256:
+        values.extend(values[-1] + step * (i + 1) for i in range(8))
+        step *= 2
+    return np.asarray(values[:256], np.int64)
+
+
+_FIELDNORMS = _fieldnorm_table()
+
+
+def fieldnorm(length: int) -> np.float32:
+    """The length tantivy stores for a field of ``length`` tokens (one byte, so rounded down)."""
+    at = int(np.searchsorted(_FIELDNORMS, length, side="right")) - 1
+    return np.float32(_FIELDNORMS[max(at, 0)])
 
 
 @dataclass(frozen=True)
@@ -84,17 +104,20 @@ class Tail:
 def bm25(
     doc: StagedDoc, terms: list[str], doc_freq: dict[str, int], num_docs: int, avg_len: float
 ) -> float:
-    """The BM25 score of ``doc`` for ``terms`` (tantivy's formula and constants)."""
+    """The BM25 score of ``doc`` for ``terms``, computed as tantivy computes it (float32)."""
     assert doc.terms is not None
-    norm = K1 * (1 - B + B * doc.length / max(avg_len, 1.0))
-    score = 0.0
+    f32 = np.float32
+    norm = K1 * (f32(1) - B + B * fieldnorm(doc.length) / f32(max(avg_len, 1e-6)))
+    score = f32(0)
     for term in terms:
         tf = doc.terms.get(term, 0)
         if tf:
-            df = doc_freq.get(term, 0)
-            idf = math.log(1 + (num_docs - df + 0.5) / (df + 0.5))
-            score += idf * tf * (K1 + 1) / (tf + norm)
-    return score
+            df = f32(doc_freq.get(term, 0))
+            x = (f32(num_docs) - df + f32(0.5)) / (df + f32(0.5))
+            # A correctly rounded float32 log, as Rust's f32::ln gives (numpy's is not).
+            weight = f32(math.log(float(f32(1) + x))) * (f32(1) + K1)
+            score = f32(score + weight * (f32(tf) / (f32(tf) + norm)))
+    return float(score)
 
 
 def _contains(sorted_seqs: np.ndarray, seq: int) -> bool:

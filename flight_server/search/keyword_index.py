@@ -13,6 +13,7 @@ A crash between checkpoints, a missing file or a changed byte costs a rebuild.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -201,34 +202,29 @@ class KeywordIndex:
         )
         clauses = [(tantivy.Occur.Must, query)]
         if tiers:
-            clauses.append(
-                (tantivy.Occur.Must, tantivy.Query.term_set_query(self._schema, "tier", tiers))
-            )
+            clauses.append(_filter(tantivy.Query.term_set_query(self._schema, "tier", tiers)))
         if max_privacy is not None:
             clauses.append(
-                (
-                    tantivy.Occur.Must,
+                _filter(
                     tantivy.Query.range_query(
                         self._schema, "privacy", tantivy.FieldType.Unsigned, 0, max_privacy
-                    ),
+                    )
                 )
             )
         if allowed is not None:
             clauses.append(
-                (
-                    tantivy.Occur.Must,
-                    allowed.memo(
-                        ("tantivy-seq", id(self)),
-                        lambda: tantivy.Query.term_set_query(
-                            self._schema, "seq", allowed.as_list()
-                        ),
+                allowed.memo(
+                    ("tantivy-seq", id(self)),
+                    lambda: _filter(
+                        tantivy.Query.term_set_query(self._schema, "seq", allowed.as_list())
                     ),
                 )
             )
         with self._view_lock:
             tail, searcher = self._tail, self._index.searcher()
         # Hits the tail killed are dropped after the cut: fetch enough to make up for them.
-        result = searcher.search(tantivy.Query.boolean_query(clauses), limit + len(tail.dead))
+        full = tantivy.Query.boolean_query(clauses)
+        result = searcher.search(full, limit + len(tail.dead))
         hits = {
             seq: float(score)
             for score, address in result.hits
@@ -238,23 +234,32 @@ class KeywordIndex:
             staged = tail.matching(
                 terms, tiers, None if allowed is None else allowed.seqs, max_privacy
             )
-            hits.update(self._tail_hits(searcher, tail, staged, terms))
+            if staged:
+                first = result.hits[0][1] if result.hits else None
+                hits.update(self._tail_hits(searcher, full, first, tail, staged, terms))
         return sorted(hits.items(), key=lambda hit: (-hit[1], hit[0]))[:limit]
 
     def _tail_hits(
-        self, searcher: tantivy.Searcher, tail: Tail, staged: list[StagedDoc], terms: list[str]
+        self,
+        searcher: tantivy.Searcher,
+        query: tantivy.Query,
+        committed_hit: tantivy.DocAddress | None,
+        tail: Tail,
+        staged: list[StagedDoc],
+        terms: list[str],
     ) -> dict[int, float]:
-        """BM25 scores of the staged ``docs`` with the committed index's statistics."""
-        if not staged:
-            return {}
-        texts = tail.texts()
-        num_docs = int(searcher.num_docs) + len(texts)
-        doc_freq = {
-            term: int(searcher.doc_freq("text", term))
-            + sum(1 for doc in texts if doc.terms is not None and term in doc.terms)
-            for term in terms
-        }
-        return {doc.seq: bm25(doc, terms, doc_freq, num_docs, self._mean_length) for doc in staged}
+        """BM25 scores of the staged docs with the statistics the committed hits were
+        scored with (tantivy's explanation of one of them), so equal texts score equal."""
+        stats = _explained_stats(query, searcher, committed_hit) if committed_hit else None
+        if stats is None:  # no committed hit: estimate, counting the staged texts too
+            texts = tail.texts()
+            num_docs, mean = int(searcher.num_docs) + len(texts), self._mean_length
+            extra = {t: sum(1 for d in texts if d.terms and t in d.terms) for t in terms}
+        else:
+            num_docs, mean = stats
+            extra = {}
+        doc_freq = {t: int(searcher.doc_freq("text", t)) + extra.get(t, 0) for t in terms}
+        return {doc.seq: bm25(doc, terms, doc_freq, num_docs, mean) for doc in staged}
 
     def __len__(self) -> int:
         """Documents searchable now, staged ones included (no commit)."""
@@ -287,3 +292,31 @@ class KeywordIndex:
             self.checkpoint()
         with self._lock:
             self._writer.wait_merging_threads()
+
+
+def _filter(query: tantivy.Query) -> tuple[tantivy.Occur, tantivy.Query]:
+    """A clause that restricts without scoring: a hit's score is its BM25 alone (before, each
+    filter added the same 1.0 to every hit, so ranks are unchanged), which the tail can
+    reproduce."""
+    return tantivy.Occur.Must, tantivy.Query.const_score_query(query, 0.0)
+
+
+def _explained_stats(
+    query: tantivy.Query, searcher: tantivy.Searcher, address: tantivy.DocAddress
+) -> tuple[int, float] | None:
+    """``(N, avgdl)`` as tantivy scored ``address`` for ``query`` (deleted documents that
+    are not merged away yet count in both, which tantivy-py reports nowhere else)."""
+    found: dict[str, float] = {}
+
+    def walk(node: dict) -> None:
+        description = str(node.get("description", ""))
+        for key, prefix in (("n", "N, total number"), ("avgdl", "avgdl, average")):
+            if description.startswith(prefix):
+                found.setdefault(key, float(node["value"]))
+        for child in node.get("details", []):
+            walk(child)
+
+    walk(json.loads(query.explain(searcher, address).to_json()))
+    if "n" not in found or "avgdl" not in found:
+        return None
+    return int(found["n"]), found["avgdl"]
