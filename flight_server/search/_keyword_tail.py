@@ -18,14 +18,16 @@ search holds a consistent snapshot without a lock.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import tantivy
 
-__all__ = ["StagedDoc", "Tail", "bm25", "fieldnorm"]
+__all__ = ["StagedDoc", "Tail", "bm25", "fieldnorm", "explained_stats"]
 
 # tantivy's BM25 constants, in its float32.
 K1, B = np.float32(1.2), np.float32(0.75)
@@ -123,3 +125,24 @@ def bm25(
 def _contains(sorted_seqs: np.ndarray, seq: int) -> bool:
     at = int(np.searchsorted(sorted_seqs, seq))
     return at < len(sorted_seqs) and int(sorted_seqs[at]) == seq
+
+
+def explained_stats(
+    query: tantivy.Query, searcher: tantivy.Searcher, address: tantivy.DocAddress
+) -> tuple[int, float] | None:
+    """``(N, avgdl)`` as tantivy scored ``address`` for ``query`` (deleted documents that
+    are not merged away yet count in both, which tantivy-py reports nowhere else)."""
+    found: dict[str, float] = {}
+
+    def walk(node: dict) -> None:
+        description = str(node.get("description", ""))
+        for key, prefix in (("n", "N, total number"), ("avgdl", "avgdl, average")):
+            if description.startswith(prefix):
+                found.setdefault(key, float(node["value"]))
+        for child in node.get("details", []):
+            walk(child)
+
+    walk(json.loads(query.explain(searcher, address).to_json()))
+    if "n" not in found or "avgdl" not in found:
+        return None
+    return int(found["n"]), found["avgdl"]

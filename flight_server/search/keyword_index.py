@@ -13,7 +13,6 @@ A crash between checkpoints, a missing file or a changed byte costs a rebuild.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -26,7 +25,7 @@ import tantivy
 
 from aios_memory.flight_server._files import read_manifest, verify_files, write_manifest
 
-from ._keyword_tail import StagedDoc, Tail, bm25
+from ._keyword_tail import StagedDoc, Tail, bm25, explained_stats
 from ._stopwords import STOPWORDS
 from .allowed_rows import AllowedRows
 
@@ -250,7 +249,7 @@ class KeywordIndex:
     ) -> dict[int, float]:
         """BM25 scores of the staged docs with the statistics the committed hits were
         scored with (tantivy's explanation of one of them), so equal texts score equal."""
-        stats = _explained_stats(query, searcher, committed_hit) if committed_hit else None
+        stats = explained_stats(query, searcher, committed_hit) if committed_hit else None
         if stats is None:  # no committed hit: estimate, counting the staged texts too
             texts = tail.texts()
             num_docs, mean = int(searcher.num_docs) + len(texts), self._mean_length
@@ -266,7 +265,7 @@ class KeywordIndex:
         with self._view_lock:
             tail, searcher = self._tail, self._index.searcher()
         committed_dead = sum(
-            searcher.search(tantivy.Query.term_query(self._schema, "seq", seq), 1).count or 0
+            len(searcher.search(tantivy.Query.term_query(self._schema, "seq", seq), 1).hits)
             for seq in tail.dead
         )
         return int(searcher.num_docs) - committed_dead + len(tail.texts())
@@ -299,24 +298,3 @@ def _filter(query: tantivy.Query) -> tuple[tantivy.Occur, tantivy.Query]:
     filter added the same 1.0 to every hit, so ranks are unchanged), which the tail can
     reproduce."""
     return tantivy.Occur.Must, tantivy.Query.const_score_query(query, 0.0)
-
-
-def _explained_stats(
-    query: tantivy.Query, searcher: tantivy.Searcher, address: tantivy.DocAddress
-) -> tuple[int, float] | None:
-    """``(N, avgdl)`` as tantivy scored ``address`` for ``query`` (deleted documents that
-    are not merged away yet count in both, which tantivy-py reports nowhere else)."""
-    found: dict[str, float] = {}
-
-    def walk(node: dict) -> None:
-        description = str(node.get("description", ""))
-        for key, prefix in (("n", "N, total number"), ("avgdl", "avgdl, average")):
-            if description.startswith(prefix):
-                found.setdefault(key, float(node["value"]))
-        for child in node.get("details", []):
-            walk(child)
-
-    walk(json.loads(query.explain(searcher, address).to_json()))
-    if "n" not in found or "avgdl" not in found:
-        return None
-    return int(found["n"]), found["avgdl"]
