@@ -350,3 +350,18 @@ def test_indexes_are_open_before_the_first_request(tmp_path):
         assert again._search._hits.chunks == 1  # the hit rows are loaded too
     finally:
         again.close()
+
+
+def test_a_staged_document_scores_as_its_committed_twin(tmp_path):
+    index = KeywordIndex(tmp_path / "k")
+    index.apply([KeywordDoc(f"c{i}", i, "core", 1, _text(i)) for i in range(1, 30)])
+    index.apply([KeywordDoc("twin", 30, "core", 1, "violin garden tiger")])
+    index.apply([KeywordDoc("c5", 31, "core", 1, "a replaced stone")], dead=[5])
+    index.flush()
+    index.apply([KeywordDoc("staged", 32, "core", 1, "violin garden tiger")])
+    staged = dict(index.search("violin garden tiger", 100, ["core"], None, 2))
+    assert staged[32] == staged[30]  # same text, same statistics: the same float32 score
+    ranks = [seq for seq, _ in index.search("violin tiger", 100)]
+    index.flush()
+    assert [seq for seq, _ in index.search("violin tiger", 100)] == ranks
+    index.close()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import tantivy
@@ -53,13 +54,27 @@ def fieldnorm(length: int) -> np.float32:
 
 @dataclass(frozen=True)
 class StagedDoc:
-    """One staged version: ``terms`` None is a removal."""
+    """One staged version: ``text`` None is a removal.
+
+    Its terms are analyzed on first use: a bulk put is committed long before most of
+    its documents meet a search, and analyzing costs about 30-150 us a text here.
+    """
 
     seq: int
     tier: str
     privacy: int
-    terms: Counter[str] | None
-    length: int
+    text: str | None
+    analyze: Callable[[str], list[str]] = field(repr=False, compare=False)
+
+    @cached_property
+    def terms(self) -> Counter[str] | None:
+        """Term frequencies of the analyzed text (None for a removal)."""
+        return None if self.text is None else Counter(self.analyze(self.text))
+
+    @property
+    def length(self) -> int:
+        """Tokens in the analyzed text."""
+        return sum(self.terms.values()) if self.terms is not None else 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ class Tail:
 
     def texts(self) -> list[StagedDoc]:
         """The staged documents that have a text (not removals)."""
-        return [doc for doc in self.docs.values() if doc.terms is not None]
+        return [doc for doc in self.docs.values() if doc.text is not None]
 
     def matching(
         self,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +86,6 @@ class KeywordIndex:
         # never sees a committed change twice or a staged one not at all.
         self._view_lock = threading.Lock()
         self._tail = Tail()
-        self._mean_length = 0.0  # of the texts staged here, for the tail's length norm
-        self._staged_texts = 0
         self.commits = 0
         self.watermark = 0
         self.rebuilt = False
@@ -154,12 +151,7 @@ class KeywordIndex:
                 self._tail = self._tail.with_changes(staged, dead)
 
     def _staged(self, doc: KeywordDoc) -> StagedDoc:
-        if doc.text is None:
-            return StagedDoc(doc.seq, doc.tier, doc.privacy, None, 0)
-        tokens = self._analyzer.analyze(doc.text)
-        self._staged_texts += 1
-        self._mean_length += (len(tokens) - self._mean_length) / self._staged_texts
-        return StagedDoc(doc.seq, doc.tier, doc.privacy, Counter(tokens), len(tokens))
+        return StagedDoc(doc.seq, doc.tier, doc.privacy, doc.text, self._analyzer.analyze)
 
     def flush(self, older_than: float = 0.0) -> None:
         """Commit staged changes (only those staged ``older_than`` seconds ago or more)."""
@@ -252,7 +244,8 @@ class KeywordIndex:
         stats = explained_stats(query, searcher, committed_hit) if committed_hit else None
         if stats is None:  # no committed hit: estimate, counting the staged texts too
             texts = tail.texts()
-            num_docs, mean = int(searcher.num_docs) + len(texts), self._mean_length
+            mean = sum(d.length for d in texts) / max(len(texts), 1)
+            num_docs = int(searcher.num_docs) + len(texts)
             extra = {t: sum(1 for d in texts if d.terms and t in d.terms) for t in terms}
         else:
             num_docs, mean = stats
