@@ -145,7 +145,7 @@ class KeywordIndex:
                     document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
                     self._writer.add_document(document)
                 self._staged_top = max(self._staged_top, doc.seq)
-            if self._staged_since is None:
+            if staged and self._staged_since is None:
                 self._staged_since = time.monotonic()
             with self._view_lock:
                 self._tail = self._tail.with_changes(staged, dead)
