@@ -365,3 +365,15 @@ def test_a_staged_document_scores_as_its_committed_twin(tmp_path):
     index.flush()
     assert [seq for seq, _ in index.search("violin tiger", 100)] == ranks
     index.close()
+
+
+def test_another_tenants_write_keeps_a_filters_rows_and_their_memos(store):
+    write(store, memories(["mine"], metadata=[{"group": "a"}]))
+    request = SearchRequest(tenant=TENANT, query="x", where={"group": "a"})
+    first = store._search._allowed_rows(request, ["long_term"], None)
+    assert first is not None and len(first) == 1
+    write(store, memories(["theirs"], metadata=[{"group": "a"}], tenant="bo"))
+    assert store._search._allowed_rows(request, ["long_term"], None) is first  # no SQL
+    write(store, memories(["mine too"], metadata=[{"group": "a"}]))
+    again = store._search._allowed_rows(request, ["long_term"], None)
+    assert again is not None and len(again) == 2

@@ -27,8 +27,9 @@ DEFAULT_LOG_MAX = 1024
 class AllowedRows:
     """Sorted, unique row sequence numbers, with memoized derived forms."""
 
-    def __init__(self, seqs: np.ndarray) -> None:
-        self.seqs = np.unique(np.asarray(seqs, np.uint64))
+    def __init__(self, seqs: np.ndarray, *, is_sorted: bool = False) -> None:
+        seqs = np.asarray(seqs, np.uint64)
+        self.seqs = seqs if is_sorted else np.unique(seqs)
         self._memo: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
@@ -57,6 +58,7 @@ class _Commit:
     number: int
     top_seq: int
     dead: np.ndarray  # seqs this commit replaced or deleted
+    tenants: frozenset[str]  # whose rows it wrote
 
 
 class AllowedCache:
@@ -81,15 +83,16 @@ class AllowedCache:
         self._commits = 0
         self._top_seq = 0
 
-    def committed(self, top_seq: int, dead: Iterable[int]) -> None:
-        """A commit whose rows go up to ``top_seq`` and which killed the rows ``dead``."""
+    def committed(self, top_seq: int, dead: Iterable[int], tenants: Iterable[str]) -> None:
+        """A commit of rows of ``tenants`` up to ``top_seq``, which killed the rows ``dead``."""
         with self._lock:
             self._commits += 1
             self._top_seq = max(self._top_seq, top_seq)
             if not self._entries:
                 self._log.clear()  # nothing cached to bring up to date
                 return
-            self._log.append(_Commit(self._commits, top_seq, np.asarray(list(dead), np.uint64)))
+            dead_seqs = np.asarray(list(dead), np.uint64)
+            self._log.append(_Commit(self._commits, top_seq, dead_seqs, frozenset(tenants)))
             if len(self._log) > self._log_max:
                 keep = self._log[-(self._log_max // 2) :]
                 self._log = keep
@@ -102,15 +105,20 @@ class AllowedCache:
             self._entries.clear()
             self._log.clear()
 
-    def get(self, key: str, compute: Callable[[int | None], np.ndarray]) -> AllowedRows:
-        """The rows of ``key``; ``compute(after_seq)`` gives the live allowed seqs above
-        ``after_seq`` (None: all of them)."""
+    def get(
+        self, key: str, tenant: str, compute: Callable[[int | None], np.ndarray]
+    ) -> AllowedRows:
+        """The rows of ``key`` (a filter over ``tenant``'s rows); ``compute(after_seq)`` gives
+        the live allowed seqs above ``after_seq`` (None: all of them)."""
         with self._lock:
             entry = self._entries.get(key)
             stamp, mark = self._commits, self._top_seq
             if entry is not None and entry.stamp == stamp:
                 return entry.rows
             dead = self._dead_since(entry.stamp) if entry is not None else None
+            if entry is not None and dead is not None and not self._touched(tenant, entry.stamp):
+                self._entries[key] = _Entry(entry.rows, stamp, entry.mark)  # others' writes
+                return entry.rows
         if entry is None or dead is None:
             rows = AllowedRows(compute(None))
         else:
@@ -122,6 +130,10 @@ class AllowedCache:
                     self._entries.pop(next(iter(self._entries)))
                 self._entries[key] = _Entry(rows, stamp, mark)
         return rows
+
+    def _touched(self, tenant: str, stamp: int) -> bool:
+        """Whether a commit after ``stamp`` wrote rows of ``tenant``."""
+        return any(tenant in c.tenants for c in self._log if c.number > stamp)
 
     def _dead_since(self, stamp: int) -> np.ndarray | None:
         """The seqs killed by commits after ``stamp``; None if the log no longer has them."""
@@ -140,7 +152,10 @@ def _updated(old: AllowedRows, new: np.ndarray, dead: np.ndarray) -> AllowedRows
     if not len(fresh) and (gone is None or not gone.any()):
         return old
     kept = old.seqs if gone is None else old.seqs[~gone]
-    return AllowedRows(np.concatenate([kept, fresh]))
+    fresh = np.unique(fresh)
+    if len(kept) and len(fresh) and fresh[0] <= kept[-1]:
+        return AllowedRows(np.union1d(kept, fresh), is_sorted=True)
+    return AllowedRows(np.concatenate([kept, fresh]), is_sorted=True)  # new rows come last
 
 
 def _contains(sorted_seqs: np.ndarray, seqs: np.ndarray) -> np.ndarray:

@@ -168,7 +168,8 @@ class HybridSearch:
             The vectors of those rows, to remove from their indexes.
         """
         seqs = rows.column("seq").to_numpy()
-        self._allowed.committed(int(seqs.max()) if len(seqs) else 0, replaced)
+        tenants = set(rows.column("tenant").to_pylist())
+        self._allowed.committed(int(seqs.max()) if len(seqs) else 0, replaced, tenants)
         self._hits.append(rows, len(replaced))
         for key, label in dead_vectors:
             index = self._indexes.existing_vector(key)
@@ -289,7 +290,9 @@ class HybridSearch:
             ],
             sort_keys=True,
         )
-        return self._allowed.get(key, lambda after: self._allowed_seqs(request, tiers, view, after))
+        return self._allowed.get(
+            key, request.tenant, lambda after: self._allowed_seqs(request, tiers, view, after)
+        )
 
     def _vector_candidates(
         self,
