@@ -14,7 +14,9 @@ every committed write under its write lock.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from aios_memory.schemas import (
 )
 
 from ._hit_cache import CACHED_COLUMNS, HitCache
-from .allowed_rows import AllowedRows
+from .allowed_rows import AllowedCache, AllowedRows
 from .fusion import fuse
 from .index_set import IndexSet, VectorKey
 from .keyword_index import KeywordDoc
@@ -39,8 +41,9 @@ from .vector_index import HnswParams
 
 __all__ = ["HybridSearch", "AllowedSeqs", "HitRows", "Dimension", "DeadVector"]
 
-AllowedSeqs = Callable[[SearchRequest, list[str], View | None], np.ndarray]
-"""``(request, tiers, view) -> seqs`` of the live rows a ``where`` and a view admit."""
+AllowedSeqs = Callable[[SearchRequest, list[str], View | None, int | None], np.ndarray]
+"""``(request, tiers, view, after_seq) -> seqs`` of the live rows a ``where`` and a view
+admit (only those with a seq above ``after_seq`` unless it is None)."""
 HitRows = Callable[[list[str]], pa.Table]
 """``columns -> live rows`` with ``seq`` and those columns, ordered by ``seq``."""
 Dimension = Callable[[str, str], int | None]
@@ -49,7 +52,7 @@ DeadVector = tuple[VectorKey, int]
 """A replaced row's vector to remove: its index's key and its label (``seq``)."""
 
 _CANDIDATES_MIN = 50
-_ALLOWED_CACHE_SIZE = 64
+log = logging.getLogger("aios_memory.server")
 
 
 class HybridSearch:
@@ -84,7 +87,7 @@ class HybridSearch:
         self._write_lock = write_lock
         self._dimension, self._allowed_seqs = dimension, allowed_seqs
         self._hits = HitCache(lambda: hit_rows(CACHED_COLUMNS))
-        self._allowed: dict[str, AllowedRows] = {}
+        self._allowed = AllowedCache()
         self._indexes = IndexSet(root, params, live_labels, fetch_vectors, keyword_backlog)
 
     @property
@@ -96,6 +99,40 @@ class HybridSearch:
     def events(self) -> list[str]:
         """What was rebuilt since the store opened (for stats and tests)."""
         return list(self._indexes.events)
+
+    # -- opening ----------------------------------------------------------------------------
+    def warm(self, tenants: list[str], vector_keys: list[VectorKey]) -> None:
+        """Open (load, verify, catch up) every index and the hit rows now, so that no
+        tenant's first recall pays for it; one log line per tenant.
+
+        Done before the server answers rather than in the background: a search meanwhile
+        would need an exact fallback over every vector to stay complete, and a start that
+        takes as long as the slowest first request is what the user already waited.
+        """
+        started = time.monotonic()
+        self._hits.warm()
+        by_tenant: dict[str, list[VectorKey]] = {t: [] for t in tenants}
+        for key in vector_keys:
+            by_tenant.setdefault(key[0], []).append(key)
+        for n, (tenant, keys) in enumerate(sorted(by_tenant.items()), 1):
+            t0 = time.monotonic()
+            keyword = self._indexes.keyword(tenant)
+            vectors = sum(
+                len(self._indexes.vector(key, self._known_dimension(key))) for key in keys
+            )
+            log.info(
+                "opened the indexes of tenant %s (%d/%d): %d documents, %d vectors in %d "
+                "indexes, %.2f s",
+                tenant,
+                n,
+                len(by_tenant),
+                len(keyword),
+                vectors,
+                len(keys),
+                time.monotonic() - t0,
+            )
+        if by_tenant:
+            log.info("indexes ready in %.2f s", time.monotonic() - started)
 
     # -- writing ----------------------------------------------------------------------------
     def open_keywords(self, tenants: Iterable[str]) -> None:
@@ -112,7 +149,7 @@ class HybridSearch:
         rows: pa.Table,
         texts: list[str | None],
         sealed: pa.Table,
-        replaced: int,
+        replaced: list[int],
         dead_vectors: list[DeadVector],
     ) -> None:
         """Index a put just committed (call under the write lock).
@@ -126,12 +163,14 @@ class HybridSearch:
         sealed
             The vectors of sealed rows opened here (``store.sealed_vectors``), with ``seq``.
         replaced
-            How many stored rows the put replaced.
+            The seqs of the stored rows the put replaced (or deleted).
         dead_vectors
             The vectors of those rows, to remove from their indexes.
         """
-        self._allowed.clear()
-        self._hits.append(rows, replaced)
+        seqs = rows.column("seq").to_numpy()
+        tenants = set(rows.column("tenant").to_pylist())
+        self._allowed.committed(int(seqs.max()) if len(seqs) else 0, replaced, tenants)
+        self._hits.append(rows, len(replaced))
         for key, label in dead_vectors:
             index = self._indexes.existing_vector(key)
             if index is not None:
@@ -144,7 +183,8 @@ class HybridSearch:
         for tenant, id_, seq, tier, privacy, text in zip(*columns, texts, strict=True):
             by_tenant.setdefault(tenant, []).append(KeywordDoc(id_, seq, tier, privacy, text))
         for tenant, docs in by_tenant.items():
-            self._indexes.keyword(tenant).apply(docs)
+            # Seqs are unique across tenants: each index drops only the ones it holds.
+            self._indexes.keyword(tenant).apply(docs, replaced)
         self._indexes.notify()
 
     def add_vectors(self, rows: pa.Table) -> None:
@@ -182,7 +222,8 @@ class HybridSearch:
         self._indexes.keyword(tenant).apply(docs)
 
     def forget_filters(self) -> None:
-        """Drop the allowed rows of every filter: what they admit changed (write lock held)."""
+        """Drop the allowed rows of every filter: what they admit changed (sealed fields were
+        opened in place, under the write lock)."""
         self._allowed.clear()
 
     # -- reading ----------------------------------------------------------------------------
@@ -236,8 +277,8 @@ class HybridSearch:
     def _allowed_rows(
         self, request: SearchRequest, tiers: list[str], view: View | None
     ) -> AllowedRows | None:
-        """Live rows a ``where`` and the caller's view admit, cached until the next write
-        (agents repeat filters); None when neither filters more than ``tiers`` does."""
+        """Live rows a ``where`` and the caller's view admit, cached and brought up to date
+        by writes (agents repeat filters); None when neither filters more than ``tiers``."""
         if not request.where and not _filters_rows(view):
             return None
         key = json.dumps(
@@ -249,15 +290,9 @@ class HybridSearch:
             ],
             sort_keys=True,
         )
-        cached = self._allowed.get(key)
-        if cached is not None:
-            return cached
-        allowed = AllowedRows(self._allowed_seqs(request, tiers, view))
-        with self._write_lock:
-            if len(self._allowed) >= _ALLOWED_CACHE_SIZE:
-                self._allowed.pop(next(iter(self._allowed)))
-            self._allowed[key] = allowed
-        return allowed
+        return self._allowed.get(
+            key, request.tenant, lambda after: self._allowed_seqs(request, tiers, view, after)
+        )
 
     def _vector_candidates(
         self,

@@ -122,6 +122,9 @@ class IndexSet:
                 if index.rebuilt:
                     self.events.append(f"rebuilt keywords {tenant}")
                 index.apply(self._keyword_backlog(tenant, index.watermark))
+                # Committed once here: the backlog's docs may replace committed versions
+                # whose seqs nobody knows, which the staged tail could not drop.
+                index.flush()
                 self._keywords[tenant] = index
             return index
 

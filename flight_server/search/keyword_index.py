@@ -24,6 +24,7 @@ import tantivy
 
 from aios_memory.flight_server._files import read_manifest, verify_files, write_manifest
 
+from ._keyword_tail import StagedDoc, Tail, bm25, explained_stats
 from ._stopwords import STOPWORDS
 from .allowed_rows import AllowedRows
 
@@ -70,13 +71,22 @@ def _analyzer() -> tantivy.TextAnalyzer:
 
 
 class KeywordIndex:
-    """One tenant's BM25 index over every tier, thread-safe."""
+    """One tenant's BM25 index over every tier, thread-safe.
+
+    Changes are staged in tantivy's writer and in a ``Tail`` that searches score
+    themselves; the background builder commits them (``flush``), never a search.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._schema = _schema()
         self._analyzer = _analyzer()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer's: apply, flush, checkpoint
+        # Swaps of the searcher and the tail happen together under this one, so a search
+        # never sees a committed change twice or a staged one not at all.
+        self._view_lock = threading.Lock()
+        self._tail = Tail()
+        self.commits = 0
         self.watermark = 0
         self.rebuilt = False
         self.dirty = False
@@ -115,16 +125,18 @@ class KeywordIndex:
         )
         return listed == present and verify_files(self.directory, manifest)
 
-    def apply(self, docs: Iterable[KeywordDoc]) -> None:
+    def apply(self, docs: Iterable[KeywordDoc], dead: Iterable[int] = ()) -> None:
         """Stage new versions and the removal of replaced or deleted ones.
 
-        A tantivy commit fsyncs several files (17-55 ms measured here), which
-        one-memory writes would pay every time; staged changes are committed
-        by the next search (so a search always sees every write) or by
-        ``flush`` from the background, whichever comes first.
+        ``dead`` are the seqs of the stored versions these docs replace or delete. A
+        tantivy commit fsyncs several files (17-55 ms measured here), which one-memory
+        writes would pay every time: staged changes are searched in the tail at once
+        and committed by ``flush`` from the background.
         """
+        staged: dict[str, StagedDoc] = {}
         with self._lock:
             for doc in docs:
+                staged[doc.id] = self._staged(doc)
                 self._writer.delete_documents_by_term("id", doc.id)
                 if doc.text is not None:
                     document = tantivy.Document(
@@ -133,8 +145,13 @@ class KeywordIndex:
                     document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
                     self._writer.add_document(document)
                 self._staged_top = max(self._staged_top, doc.seq)
-            if self._staged_since is None:
+            if staged and self._staged_since is None:
                 self._staged_since = time.monotonic()
+            with self._view_lock:
+                self._tail = self._tail.with_changes(staged, dead)
+
+    def _staged(self, doc: KeywordDoc) -> StagedDoc:
+        return StagedDoc(doc.seq, doc.tier, doc.privacy, doc.text, self._analyzer.analyze)
 
     def flush(self, older_than: float = 0.0) -> None:
         """Commit staged changes (only those staged ``older_than`` seconds ago or more)."""
@@ -143,7 +160,10 @@ class KeywordIndex:
             if since is None or time.monotonic() - since < older_than:
                 return
             self._writer.commit()
-            self._index.reload()
+            self.commits += 1
+            with self._view_lock:
+                self._index.reload()
+                self._tail = Tail()
             self.watermark = max(self.watermark, self._staged_top)
             self._staged_since = None
             self.dirty = True
@@ -173,40 +193,75 @@ class KeywordIndex:
         )
         clauses = [(tantivy.Occur.Must, query)]
         if tiers:
-            clauses.append(
-                (tantivy.Occur.Must, tantivy.Query.term_set_query(self._schema, "tier", tiers))
-            )
+            clauses.append(_filter(tantivy.Query.term_set_query(self._schema, "tier", tiers)))
         if max_privacy is not None:
             clauses.append(
-                (
-                    tantivy.Occur.Must,
+                _filter(
                     tantivy.Query.range_query(
                         self._schema, "privacy", tantivy.FieldType.Unsigned, 0, max_privacy
-                    ),
+                    )
                 )
             )
         if allowed is not None:
             clauses.append(
-                (
-                    tantivy.Occur.Must,
-                    allowed.memo(
-                        ("tantivy-seq", id(self)),
-                        lambda: tantivy.Query.term_set_query(
-                            self._schema, "seq", allowed.as_list()
-                        ),
+                allowed.memo(
+                    ("tantivy-seq", id(self)),
+                    lambda: _filter(
+                        tantivy.Query.term_set_query(self._schema, "seq", allowed.as_list())
                     ),
                 )
             )
-        self.flush()
-        searcher = self._index.searcher()
-        result = searcher.search(tantivy.Query.boolean_query(clauses), limit)
-        return [
-            (int(searcher.doc(address)["seq"][0]), float(score)) for score, address in result.hits
-        ]
+        with self._view_lock:
+            tail, searcher = self._tail, self._index.searcher()
+        # Hits the tail killed are dropped after the cut: fetch enough to make up for them.
+        full = tantivy.Query.boolean_query(clauses)
+        result = searcher.search(full, limit + len(tail.dead))
+        hits = {
+            seq: float(score)
+            for score, address in result.hits
+            if (seq := int(searcher.doc(address)["seq"][0])) not in tail.dead
+        }
+        if tail:
+            staged = tail.matching(
+                terms, tiers, None if allowed is None else allowed.seqs, max_privacy
+            )
+            if staged:
+                first = result.hits[0][1] if result.hits else None
+                hits.update(self._tail_hits(searcher, full, first, tail, staged, terms))
+        return sorted(hits.items(), key=lambda hit: (-hit[1], hit[0]))[:limit]
+
+    def _tail_hits(
+        self,
+        searcher: tantivy.Searcher,
+        query: tantivy.Query,
+        committed_hit: tantivy.DocAddress | None,
+        tail: Tail,
+        staged: list[StagedDoc],
+        terms: list[str],
+    ) -> dict[int, float]:
+        """BM25 scores of the staged docs with the statistics the committed hits were
+        scored with (tantivy's explanation of one of them), so equal texts score equal."""
+        stats = explained_stats(query, searcher, committed_hit) if committed_hit else None
+        if stats is None:  # no committed hit: estimate, counting the staged texts too
+            texts = tail.texts()
+            mean = sum(d.length for d in texts) / max(len(texts), 1)
+            num_docs = int(searcher.num_docs) + len(texts)
+            extra = {t: sum(1 for d in texts if d.terms and t in d.terms) for t in terms}
+        else:
+            num_docs, mean = stats
+            extra = {}
+        doc_freq = {t: int(searcher.doc_freq("text", t)) + extra.get(t, 0) for t in terms}
+        return {doc.seq: bm25(doc, terms, doc_freq, num_docs, mean) for doc in staged}
 
     def __len__(self) -> int:
-        self.flush()
-        return int(self._index.searcher().num_docs)
+        """Documents searchable now, staged ones included (no commit)."""
+        with self._view_lock:
+            tail, searcher = self._tail, self._index.searcher()
+        committed_dead = sum(
+            len(searcher.search(tantivy.Query.term_query(self._schema, "seq", seq), 1).hits)
+            for seq in tail.dead
+        )
+        return int(searcher.num_docs) - committed_dead + len(tail.texts())
 
     def checkpoint(self) -> None:
         """Record the files and watermark so the next open can trust them."""
@@ -229,3 +284,10 @@ class KeywordIndex:
             self.checkpoint()
         with self._lock:
             self._writer.wait_merging_threads()
+
+
+def _filter(query: tantivy.Query) -> tuple[tantivy.Occur, tantivy.Query]:
+    """A clause that restricts without scoring: a hit's score is its BM25 alone (before, each
+    filter added the same 1.0 to every hit, so ranks are unchanged), which the tail can
+    reproduce."""
+    return tantivy.Occur.Must, tantivy.Query.const_score_query(query, 0.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import hnswlib
 import numpy as np
 
 from aios_memory.flight_server._files import fsync_dir, read_manifest, verify_files, write_manifest
+
+from ._rw_lock import ReadWriteLock
 
 __all__ = ["HnswParams", "VectorIndex"]
 
@@ -45,14 +46,20 @@ class HnswParams:
 
 
 class VectorIndex:
-    """Cosine kNN over float32 vectors with uint64 labels, thread-safe."""
+    """Cosine kNN over float32 vectors with uint64 labels, thread-safe.
+
+    Searches share the index (hnswlib queries may run together); adding, building,
+    removing and saving have it alone (``_rw_lock.ReadWriteLock``).
+    """
 
     def __init__(self, directory: Path, dim: int, params: HnswParams) -> None:
         self.directory, self.dim, self.params = directory, dim, params
-        self._lock = threading.RLock()
+        self._lock = ReadWriteLock()
         self._index = self._new_index(1024)
         self._live: set[int] = set()
-        self._live_sorted: np.ndarray | None = None  # cache of _live for filtered searches
+        # _live, sorted, kept up to date by every change: a filtered search after each write
+        # would otherwise sort every label again.
+        self._live_sorted = np.empty(0, np.uint64)
         self._pending_labels = np.empty(0, np.uint64)
         self._pending_vectors = np.empty((0, dim), np.float32)
         self.dirty = False
@@ -76,7 +83,7 @@ class VectorIndex:
 
         ``fetch(labels)`` returns the float32 vectors of those labels.
         """
-        with self._lock:
+        with self._lock.write():
             self.loaded_from_disk = self._load_verified()
             have = (
                 set(int(x) for x in self._index.get_ids_list()) if self.loaded_from_disk else set()
@@ -86,7 +93,7 @@ class VectorIndex:
                 with contextlib.suppress(RuntimeError):  # saved already deleted; never reused
                     self._index.mark_deleted(label)
             self._live = have & want
-            self._live_sorted = None
+            self._live_sorted = np.fromiter(sorted(self._live), np.uint64, len(self._live))
             missing = np.fromiter(sorted(want - have), dtype=np.uint64)
             if len(missing):
                 self.add(missing, fetch(missing))
@@ -119,13 +126,13 @@ class VectorIndex:
             return
         unit = np.asarray(vectors, np.float32)
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        with self._lock:
-            self._pending_labels = np.concatenate(
-                [self._pending_labels, np.asarray(labels, np.uint64)]
-            )
+        labels = np.asarray(labels, np.uint64)
+        with self._lock.write():
+            fresh = ~_sorted_contains(self._live_sorted, labels)
+            self._pending_labels = np.concatenate([self._pending_labels, labels])
             self._pending_vectors = np.concatenate([self._pending_vectors, unit])
             self._live.update(int(x) for x in labels)
-            self._live_sorted = None
+            self._live_sorted = _sorted_union(self._live_sorted, labels[fresh])
             self.dirty = True
 
     @property
@@ -138,7 +145,7 @@ class VectorIndex:
         Small steps, because hnswlib cannot search while it inserts: a search
         waits at most one step.
         """
-        with self._lock:
+        with self._lock.write():
             labels = self._pending_labels[:max_items]
             if not len(labels):
                 return 0
@@ -161,15 +168,16 @@ class VectorIndex:
             self._index.resize_index(max(needed, capacity * 2))
 
     def remove(self, labels: np.ndarray | list[int]) -> None:
-        with self._lock:
-            for label in labels:
-                self._remove(int(label))
+        with self._lock.write():
+            gone = [label for label in (int(x) for x in labels) if self._remove(label)]
+            if gone:
+                dead = np.unique(np.asarray(gone, np.uint64))
+                self._live_sorted = self._live_sorted[~_sorted_contains(dead, self._live_sorted)]
 
-    def _remove(self, label: int) -> None:
+    def _remove(self, label: int) -> bool:
         if label not in self._live:
-            return
+            return False
         self._live.discard(label)
-        self._live_sorted = None
         self.dirty = True
         keep = self._pending_labels != label
         if keep.all():
@@ -177,6 +185,7 @@ class VectorIndex:
         else:
             self._pending_labels = self._pending_labels[keep]
             self._pending_vectors = self._pending_vectors[keep]
+        return True
 
     # -- searching --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -191,9 +200,9 @@ class VectorIndex:
         selective), so a filter never returns fewer results than exist.
         """
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        with self._lock:
+        with self._lock.read():
             pending, vectors = self._pending_labels, self._pending_vectors
-            if allowed is not None:  # copy only the allowed rows; views otherwise
+            if allowed is not None and len(pending):  # copy only the allowed rows
                 keep = np.isin(pending, allowed)
                 pending, vectors = pending[keep], vectors[keep]
             tail = _exact(query, k, pending, vectors)
@@ -215,8 +224,6 @@ class VectorIndex:
 
     def _graph_members(self, allowed: np.ndarray) -> np.ndarray:
         """The sorted labels of ``allowed`` that are in the graph (live, not pending)."""
-        if self._live_sorted is None:
-            self._live_sorted = np.sort(np.fromiter(self._live, np.uint64, len(self._live)))
         allowed = allowed.astype(np.uint64, copy=False)
         if len(allowed) > 1 and not bool(np.all(allowed[1:] > allowed[:-1])):
             allowed = np.unique(allowed)  # the store's are sorted and unique already
@@ -232,7 +239,8 @@ class VectorIndex:
         if k <= 0:
             return np.empty(0, np.uint64), np.empty(0, np.float32)
         keep = None if allowed is None else _membership(allowed)
-        self._index.set_ef(max(self.params.ef_search, k))
+        # No set_ef per query: hnswlib searches with max(ef, k) itself, and a shared ef
+        # changed by one search would change the others running beside it.
         labels, distances = self._index.knn_query(query.reshape(1, -1), k=k, filter=keep)
         return labels[0], distances[0]
 
@@ -254,7 +262,7 @@ class VectorIndex:
     # -- saving -----------------------------------------------------------------------------
     def save(self) -> bool:
         """Write the index atomically with its manifest; False when it is too small to keep."""
-        with self._lock:
+        with self._lock.write():
             if len(self._live) < self.params.persist_min:
                 self.discard_files()
                 self.dirty = False
@@ -301,6 +309,17 @@ def _sorted_contains(sorted_labels: np.ndarray, labels: np.ndarray) -> np.ndarra
         return np.zeros(len(labels), bool)
     at = np.minimum(np.searchsorted(sorted_labels, labels), len(sorted_labels) - 1)
     return sorted_labels[at] == labels
+
+
+def _sorted_union(sorted_labels: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``sorted_labels`` with ``new`` (labels not in it) added, still sorted; new seqs
+    usually come after every old one, which costs a concatenation."""
+    if not len(new):
+        return sorted_labels
+    new = np.sort(new)
+    if not len(sorted_labels) or new[0] > sorted_labels[-1]:
+        return np.concatenate([sorted_labels, new])
+    return np.union1d(sorted_labels, new)
 
 
 def _merge(

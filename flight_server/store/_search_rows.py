@@ -73,12 +73,19 @@ class SearchRows:
         )
 
     def allowed_seqs(
-        self, request: SearchRequest, tiers: list[str], view: View | None
+        self,
+        request: SearchRequest,
+        tiers: list[str],
+        view: View | None,
+        after_seq: int | None = None,
     ) -> np.ndarray:
         """The seqs of the live rows in ``tiers`` that ``request.where`` and ``view`` admit
-        (sealed rows by their opened fields)."""
+        (sealed rows by their opened fields); only those above ``after_seq`` if given (the
+        search's cache asks for the rows written since it last looked)."""
         sql = Sql()
         sql.add("tenant = ?", request.tenant)
+        if after_seq is not None:
+            sql.add("seq > ?", after_seq)
         compile_where(sql, {"tier": {"$in": tiers}, **(request.where or {})})
         compile_view(sql, view)
         sql.add("NOT deleted")
@@ -88,3 +95,13 @@ class SearchRows:
             .fetchnumpy()
         )
         return rows["seq"]
+
+    def index_keys(self) -> tuple[list[str], list[VectorKey]]:
+        """Every tenant with records, and the (tenant, tier, model) of every live vector:
+        the indexes to open at start-up."""
+        cur = self._cursor()
+        tenants = [row[0] for row in cur.execute("SELECT DISTINCT tenant FROM records").fetchall()]
+        keys = cur.execute(
+            f"SELECT DISTINCT tenant, tier, embed_model FROM {VECTOR_ROWS} ORDER BY ALL"
+        ).fetchall()
+        return sorted(tenants), [(t, tier, model) for t, tier, model in keys]

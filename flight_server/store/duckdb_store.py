@@ -148,7 +148,7 @@ class DuckDBStore(Store, SyncBookkeeping):
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
         rows = SearchRows(self._cursor)
-        return HybridSearch(
+        search = HybridSearch(
             self.data_dir / "index",
             params,
             self._write_lock,
@@ -159,6 +159,8 @@ class DuckDBStore(Store, SyncBookkeeping):
             hit_rows=rows.hit_rows,
             allowed_seqs=rows.allowed_seqs,
         )
+        search.warm(*rows.index_keys())  # before the server answers its first request
+        return search
 
     # -- connection -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -219,7 +221,9 @@ class DuckDBStore(Store, SyncBookkeeping):
             return
         new_rows, texts, sealed = merged.rows, merged.texts, merged.sealed
         replaced, dead_vectors = merged.replaced, merged.dead_vectors
-        self._search.committed(new_rows, texts, sealed, len(replaced), dead_vectors)
+        self._search.committed(
+            new_rows, texts, sealed, [old.seq for _, old in replaced], dead_vectors
+        )
         if merged.deferred:
             self._backfill.notify()
 
