@@ -33,8 +33,9 @@ from aios_memory.flight_server._passage_pieces import split_pieces
 def long_memories(path: Path, per: int) -> tuple[list[str], list[set[int]], list[tuple[str, set]]]:
     """(texts, sessions of each text, questions with their evidence sessions)."""
     conv = json.loads(path.read_text(encoding="utf-8"))
-    numbers = sorted(int(k.split("_")[1]) for k in conv if k.startswith("session_") and
-                     k.count("_") == 1)
+    numbers = sorted(
+        int(k.split("_")[1]) for k in conv if k.startswith("session_") and k.count("_") == 1
+    )
     texts, groups = [], []
     for start in range(0, len(numbers), per):
         group = numbers[start : start + per]
@@ -63,7 +64,6 @@ def main() -> None:
     texts, owners, questions = [], [], []
     for path in conversation_files(args.data):
         t, g, q = long_memories(path, args.sessions)
-        base = len(texts)
         texts += t
         owners += [(path.stem, s) for s in g]
         questions += [(path.stem, text, s) for text, s in q]
