@@ -86,6 +86,13 @@ def local(server_factory: Callable[..., Any]) -> Iterator[RunningServer]:
         yield running
 
 
+@pytest.fixture
+def unhurried(server_factory: Callable[..., Any]) -> Iterator[RunningServer]:
+    """The local embedder with a budget no gated test reaches."""
+    with server_factory(embedder="local", embed_budget_seconds=3600) as running:
+        yield running
+
+
 def gate(running: RunningServer, before_return: Callable[[], None] | None = None) -> GatedModel:
     embedder: Any = running.server.embedder
     gated = GatedModel(embedder._passages, before_return)
@@ -116,7 +123,8 @@ def test_a_large_text_stores_within_the_default_timeout_and_is_found(local: Runn
         assert hits[0].id == big and set(others) <= {h.id for h in hits}
 
 
-def test_a_query_is_answered_while_a_long_passage_is_embedded(local: RunningServer):
+def test_a_query_is_answered_while_a_long_passage_is_embedded(unhurried: RunningServer):
+    local = unhurried
     with MemoryClient(local.uri, local.token, timeout=DEFAULT_TIMEOUT) as client:
         [known] = client.remember("the violin lessons start in spring")
     gated = gate(local)
@@ -124,7 +132,7 @@ def test_a_query_is_answered_while_a_long_passage_is_embedded(local: RunningServ
 
     def put() -> None:
         with MemoryClient(local.uri, local.token, timeout=120) as writer:
-            stored.extend(writer.remember(long_text(50_000)))
+            stored.extend(writer.remember(long_text(8_000)))
 
     writer = threading.Thread(target=put)
     writer.start()
@@ -146,8 +154,9 @@ def _refusals(caplog: pytest.LogCaptureFixture, code: str) -> list[str]:
 
 
 def test_a_put_whose_client_has_gone_stores_nothing(
-    local: RunningServer, caplog: pytest.LogCaptureFixture
+    unhurried: RunningServer, caplog: pytest.LogCaptureFixture
 ):
+    local = unhurried
     caplog.set_level(logging.INFO, logger="aios_memory.server")
     gated = gate(local)
     impatient = MemoryClient(local.uri, local.token, timeout=2)
