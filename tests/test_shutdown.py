@@ -44,6 +44,21 @@ def start_serving(data: Path, *options: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"the server printed no address:\n{seen}")
 
 
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Signal ``process``; its exit code (killed if it outlives the bound) and stderr."""
+    process.send_signal(sig)
+    try:
+        code = process.wait(timeout=EXIT_BOUND_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        stderr = process.stderr.read()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+    return code, stderr
+
+
 def long_texts(count: int) -> list[str]:
     words = [
         "harbour",
@@ -94,16 +109,14 @@ def test_sigterm_stops_a_busy_server_and_keeps_every_acknowledged_write(tmp_path
         writers[1].start()
         assert small_went_on.wait(120), "the small writes never got through"
         assert not long_outcome, "the long write ended before SIGTERM: make it longer"
-        process.send_signal(signal.SIGTERM)
         began = time.monotonic()
-        code = process.wait(timeout=EXIT_BOUND_SECONDS)
+        code, stderr = stop(process)
         stopped_after = time.monotonic() - began
     finally:
         if process.poll() is None:
-            process.kill()
+            stop(process, signal.SIGKILL)
         for writer in writers:
             writer.join(120)
-    stderr = process.stderr.read()  # type: ignore[union-attr]
     assert code == 0, stderr
     assert "stopping" in stderr
     assert "Traceback" not in stderr
@@ -118,13 +131,12 @@ def test_sigterm_stops_a_busy_server_and_keeps_every_acknowledged_write(tmp_path
             else:  # refused: none of it is there
                 assert stored_long == [], long_outcome["error"]
     finally:
-        restart.send_signal(signal.SIGTERM)
-        assert restart.wait(timeout=EXIT_BOUND_SECONDS) == 0
+        assert stop(restart)[0] == 0
     print(f"stopped {stopped_after:.1f} s after SIGTERM; {len(acked)} small writes kept")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT])
 def test_sigint_stops_an_idle_server(tmp_path: Path, sig: signal.Signals):
     process, _ = start_serving(tmp_path / "data", "--embedder", "none")
-    process.send_signal(sig)
-    assert process.wait(timeout=EXIT_BOUND_SECONDS) == 0
+    code, stderr = stop(process, sig)
+    assert code == 0 and "stopping" in stderr, stderr
