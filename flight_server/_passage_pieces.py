@@ -6,6 +6,13 @@ and nothing bounds a put. Here a text becomes at most ``count`` pieces of at mos
 ``max_tokens`` tokens each: all of it when it fits, else pieces spread evenly from the
 first character to the last (so the vector still hears the whole memory). The keyword
 index always gets the whole text; only the vector is built from the pieces.
+
+Measured on LoCoMo (``bench/embed_long_recall.py``: 34 memories of 4 sessions, about
+2,800 tokens or 6 windows each, 760 questions; hit@1 / @3 / @5 of the evidence's memory):
+the whole text 0.44 / 0.74 / 0.89 (223 windows), 4 spread pieces 0.34 / 0.65 / 0.84
+(132), 2 pieces 0.29 / 0.57 / 0.78 (68), the first window only 0.32 / 0.58 / 0.78 (34).
+Four pieces keep most of the whole text's recall at a bounded cost; the setting
+(``--embed-max-pieces``) trades one for the other.
 """
 
 from __future__ import annotations

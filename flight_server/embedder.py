@@ -38,9 +38,9 @@ __all__ = [
 EMBEDDERS = ("local", "openai", "none")
 LOCAL_MODEL = "multilingual-e5-small-q4"
 _LOCK_POLL_SECONDS = 0.1
-# Below the client's default timeout (30 s): a write that cannot be embedded in time is
-# refused with a clear error while its client still listens.
-DEFAULT_EMBED_BUDGET_SECONDS = 20.0
+# Below the client's default timeout (30 s), with room to store and index: a write that
+# cannot be embedded in time is refused with a clear error while its client still listens.
+DEFAULT_EMBED_BUDGET_SECONDS = 25.0
 
 
 class Embedder(Protocol):
