@@ -16,6 +16,13 @@ From the client it imports only the shared codec layer (``aios_memory.client.cod
 the CLI kit; from sync, only the protocol.
 """
 
+# ruff: noqa: E402 - the environment is set before the imports that load native pools
+# First, before anything loads a native thread pool: OpenMP threads that sleep when idle
+# and BLAS bounded to one thread (the reasons and figures are in _native_threads).
+from . import _native_threads
+
+_native_threads.quiet_native_threads()
+
 from ._running import RunningServer, start_server
 from .embedder import Embedder, LocalE5Embedder, OpenAIEmbedder, make_embedder
 from .server import MemoryFlightServer

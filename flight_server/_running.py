@@ -126,7 +126,12 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
     token, token_file = resolve_token(settings.data_dir, settings.token)
     store = _open_store(settings)
     try:
-        embedder = make_embedder(settings.embedder, settings.embed_model, settings.embed_base_url)
+        embedder = make_embedder(
+            settings.embedder,
+            settings.embed_model,
+            settings.embed_base_url,
+            settings.embed_max_pieces,
+        )
         if settings.keys_dir is not None:  # a device: sealed memories are opened to be indexed
             store.payloads.enable_opening(KeyStore(settings.keys_dir), embedder)
         tls = server_tls_kwargs(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -141,6 +146,7 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
             authority=TokenAuthority(settings.data_dir),
             audit=AuditLog(settings.data_dir),
             tls=tls,
+            embed_budget_seconds=settings.embed_budget_seconds,
         )
     except BaseException:
         store.close()
@@ -179,6 +185,9 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
         )
     finally:
         stop.set()
+        # First tell puts still embedding to give up (they store nothing and say so):
+        # shutdown waits for every handler, and an embedding could take minutes.
+        server.stopping.set()
         server.shutdown()
         server.wait()
         store.close()

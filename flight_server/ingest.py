@@ -22,7 +22,7 @@ from aios_memory.schemas import (
 )
 from aios_memory.schemas.validate import check_unique_ids
 
-from .embedder import Embedder
+from .embedder import EmbedDeadline, Embedder, bounded
 
 __all__ = ["prepare_write"]
 
@@ -36,12 +36,15 @@ def prepare_write(
     payloads: PayloadTexts | None = None,
     reencode: bool = False,
     grant: Grant | None = None,
+    deadline: EmbedDeadline | None = None,
 ) -> PreparedWrite:
     """Validate every batch fully, decode every text, embed what came without a vector.
 
     ``allowed_tiers`` (a cloud endpoint's sync tiers) refuses records of any other tier.
     ``payloads`` decodes with the store's dictionaries (default: only those in the put).
     ``grant`` (the caller's) must allow every row's tenant, tier and privacy.
+    ``deadline`` bounds the embedding (its budget, a client gone, the server stopping): when
+    it raises, nothing of the write has reached a store.
     """
     for batch in batches:
         validate_record_batch(batch, limits)
@@ -57,6 +60,8 @@ def prepare_write(
     table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
     decoded = (payloads or PayloadTexts()).read(table, limits)
     texts = decoded.texts
+    if embedder is not None and deadline is not None:
+        embedder = bounded(embedder, deadline)
     if embedder is not None:
         # What a sealed row opens to never goes into the record: its vector lives apart.
         table = _embed_missing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -44,6 +45,8 @@ from aios_memory.schemas import (
     REENCODE_PATH,
     SCHEMA_VERSION,
     WIRE_VERSION,
+    AiosMemoryError,
+    ConnectionFailedError,
     EmbedderError,
     Grant,
     IdsRequest,
@@ -68,7 +71,7 @@ from aios_memory.sync.protocol.frames import encode_frame, read_frame
 from aios_memory.sync.protocol.reconcile import Message
 
 from ._flight_errors import flight_errors
-from .embedder import Embedder
+from .embedder import DEFAULT_EMBED_BUDGET_SECONDS, EmbedDeadline, Embedder
 from .ingest import prepare_write
 
 __all__ = ["MemoryFlightServer", "SERVER_VERSION"]
@@ -92,8 +95,13 @@ class MemoryFlightServer(flight.FlightServerBase):
         authority: TokenAuthority,
         audit: AuditLog,
         tls: dict[str, Any] | None = None,
+        embed_budget_seconds: float = DEFAULT_EMBED_BUDGET_SECONDS,
     ) -> None:
         self.audit = audit
+        self.embed_budget_seconds = embed_budget_seconds
+        # Set when the server starts to stop: puts still embedding give up (nothing stored)
+        # so that shutdown, which waits for every handler, takes seconds, not minutes.
+        self.stopping = threading.Event()
         # tls: FlightServerBase's TLS keyword arguments (``_tls.server_tls_kwargs``);
         # the location must then be grpc+tls://, or gRPC silently serves plain text.
         super().__init__(
@@ -202,19 +210,37 @@ class MemoryFlightServer(flight.FlightServerBase):
                     f"commit says {commit.batches} batches / {commit.rows} rows, received "
                     f"{len(batches)} / {rows}; nothing was stored"
                 )
-            results = self.store.put(
-                prepare_write(
-                    batches,
-                    self.embedder,
-                    self.limits,
-                    self._allowed_tiers,
-                    reencode=reencode,
-                    payloads=self.store.payloads,
-                    grant=grant,
-                )
+            deadline = EmbedDeadline(self.embed_budget_seconds, lambda: self._put_stopped(context))
+            prepared = prepare_write(
+                batches,
+                self.embedder,
+                self.limits,
+                self._allowed_tiers,
+                reencode=reencode,
+                payloads=self.store.payloads,
+                grant=grant,
+                deadline=deadline,
             )
+            # The client may have gone while its texts were embedded: store nothing for it.
+            stopped = self._put_stopped(context)
+            if stopped is not None:
+                raise stopped
+            results = self.store.put(prepared)
             for number, (ids, hlcs) in enumerate(results):
                 writer.write(pa.py_buffer(PutAck(batch=number, ids=ids, hlcs=hlcs).to_bytes()))
+
+    def _put_stopped(self, context: Any) -> AiosMemoryError | None:
+        """Why a put must be abandoned before it is stored, if it must."""
+        if self.stopping.is_set():
+            return ConnectionFailedError(
+                "the server is stopping; nothing of this write was stored. Retry it once "
+                "the server is back (retries are idempotent)."
+            )
+        if context.is_cancelled():
+            return IncompleteWriteError(
+                "the client went away before its write was stored; nothing was stored"
+            )
+        return None
 
     def _read_put(
         self, reader: flight.MetadataRecordBatchReader

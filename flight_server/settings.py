@@ -22,7 +22,7 @@ from aios_memory.schemas import (
     parse_sync_tiers,
 )
 
-from .embedder import EMBEDDERS
+from .embedder import DEFAULT_EMBED_BUDGET_SECONDS, DEFAULT_PIECES, EMBEDDERS
 
 __all__ = ["ServerSettings", "SETTINGS_HELP"]
 
@@ -34,6 +34,11 @@ SETTINGS_HELP = {
     "embedder": "local (offline e5-small), openai (any OpenAI-compatible endpoint) or none",
     "embed_model": "model name for the openai embedder",
     "embed_base_url": "base URL of the OpenAI-compatible endpoint",
+    "embed_max_pieces": "the local embedder reads a long text as at most this many "
+    "one-window pieces (about 500 tokens each) spread over it, so its cost is bounded; "
+    "the keyword index always gets the whole text",
+    "embed_budget_seconds": "a write whose texts take longer than this to embed is refused "
+    "(TIMEOUT, nothing stored); keep it under the clients' timeout",
     "hnsw_m": "hnswlib graph degree",
     "hnsw_ef_construction": "hnswlib build-time candidate list",
     "hnsw_ef_search": "hnswlib search-time candidate list (raised to k when k is larger)",
@@ -73,6 +78,8 @@ class ServerSettings:
     embedder: str = "local"
     embed_model: str | None = None
     embed_base_url: str | None = None
+    embed_max_pieces: int = DEFAULT_PIECES
+    embed_budget_seconds: float = DEFAULT_EMBED_BUDGET_SECONDS
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
@@ -97,6 +104,11 @@ class ServerSettings:
         if self.embedder not in EMBEDDERS:
             raise InvalidValueError(
                 f"embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}"
+            )
+        if self.embed_max_pieces < 1 or not self.embed_budget_seconds > 0:
+            raise InvalidValueError(
+                "--embed-max-pieces is at least 1 and --embed-budget-seconds above 0",
+                field="embed_max_pieces" if self.embed_max_pieces < 1 else "embed_budget_seconds",
             )
         if not 0 <= self.port < 65536:
             raise InvalidValueError(f"port {self.port} is out of range")

@@ -13,7 +13,11 @@ from pathlib import Path
 import click
 
 from aios_memory.flight_server._running import start_server
-from aios_memory.flight_server.embedder import EMBEDDERS
+from aios_memory.flight_server.embedder import (
+    DEFAULT_EMBED_BUDGET_SECONDS,
+    DEFAULT_PIECES,
+    EMBEDDERS,
+)
 from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
 from aios_memory.flight_server.store.integrity import storage_error
@@ -57,6 +61,22 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--embed-base-url",
     envvar="AIMEM_EMBED_BASE_URL",
     help=SETTINGS_HELP["embed_base_url"] + " (key from AIMEM_EMBED_API_KEY or OPENAI_API_KEY)",
+)
+@click.option(
+    "--embed-max-pieces",
+    default=DEFAULT_PIECES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="AIMEM_EMBED_MAX_PIECES",
+    help=SETTINGS_HELP["embed_max_pieces"],
+)
+@click.option(
+    "--embed-budget-seconds",
+    default=DEFAULT_EMBED_BUDGET_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="AIMEM_EMBED_BUDGET_SECONDS",
+    help=SETTINGS_HELP["embed_budget_seconds"],
 )
 @click.option(
     "--checkpoint-seconds",
@@ -143,6 +163,8 @@ def serve(
     embedder: str,
     embed_model: str | None,
     embed_base_url: str | None,
+    embed_max_pieces: int,
+    embed_budget_seconds: float,
     checkpoint_seconds: float,
     role: str,
     sync_tiers: tuple[str, ...],
@@ -181,6 +203,8 @@ def serve(
             embedder=embedder,
             embed_model=embed_model,
             embed_base_url=embed_base_url,
+            embed_max_pieces=embed_max_pieces,
+            embed_budget_seconds=embed_budget_seconds,
             checkpoint_seconds=checkpoint_seconds,
             role=role,
             sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,
