@@ -197,7 +197,8 @@ def _insert_records(cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
         return
     names = ["seq", *RECORD_SCHEMA.names]
     values = [rows.column(name).to_pylist() for name in names]
-    cur.executemany(_INSERT_VALUES, [list(row) for row in zip(*values, strict=True)])
+    for row in zip(*values, strict=True):
+        cur.execute(_INSERT_VALUES, list(row))
 
 
 def _dimension_rows(tables: list[pa.Table]) -> pa.Table:
