@@ -82,7 +82,7 @@ def _columns(batch: pa.RecordBatch) -> Columns:
     return cols
 
 
-def _first(values: list[Any], ok: Callable[[Any], bool]) -> int:
+def _first(values: list[Any], ok: Callable[[Any], object]) -> int:
     """Index of the first value ``ok`` refuses, or -1."""
     for row, value in enumerate(values):
         if not ok(value):
@@ -103,12 +103,12 @@ def _check_strings(cols: Columns, limits: Any) -> None:
         ("id", _ID, err.ID_WHAT),
         ("tenant", _TENANT, err.TENANT_WHAT),
     ):
-        row = _first(cols[name], lambda v, p=pattern: p.fullmatch(v) is not None)
+        row = _first(cols[name], pattern.fullmatch)
         if row >= 0:
             raise err.bad_pattern(name, cols[name][row], row, what)
     for name in err.NAME_FIELDS:
         limit = limits.max_name_chars
-        row = _first(cols[name], lambda v, n=limit: v is None or len(v) <= n)
+        row = next((r for r, v in enumerate(cols[name]) if v is not None and len(v) > limit), -1)
         if row >= 0:
             raise err.name_too_long(name, row, limit)
 
