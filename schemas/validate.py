@@ -18,17 +18,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import _rule_errors as err
+from ._rule_errors import MAX_EMBEDDING_SCALE, MIN_EMBEDDING_SCALE
+from ._small_batch import SMALL_BATCH_ROWS, check_rows
 from .blank import TEXTLESS_KINDS, check_has_text, check_new_texts
 from .codecs import CODECS, DICTIONARY_KIND
 from .errors import (
-    DuplicateIdError,
     InvalidUtf8Error,
     InvalidValueError,
-    InvalidVectorError,
     LimitExceededError,
     SchemaMismatchError,
-    TextTooLargeError,
-    UnknownTierError,
     UnsupportedVersionError,
 )
 from .filters import check_json_depth
@@ -50,11 +49,6 @@ __all__ = [
 
 ID_PATTERN = r"^[0-9A-Za-z_.:-]{1,64}$"
 TENANT_PATTERN = r"^[0-9A-Za-z_.-]{1,64}$"
-# Stored vectors are unit vectors, so an int8 scale (max|v| / 127) lies in
-# [1 / (127 * sqrt(dim)), 1 / 127]. A larger one overflows float32 when the
-# server dequantizes it (3e38 * 127 = inf, then NaN in the vector index).
-MIN_EMBEDDING_SCALE = 1e-6
-MAX_EMBEDDING_SCALE = 1.0
 # Python's datetime spans the years 1 to 9999: a created_at outside them fails every reader.
 _EARLIEST_US = -62_135_596_800_000_000
 _LATEST_US = 253_402_300_799_999_999
@@ -141,11 +135,19 @@ def validate_record_batch(batch: pa.RecordBatch, limits: Limits = DEFAULT_LIMITS
             f"{batch.num_rows} rows in one batch; the limit is {limits.max_rows_per_put}",
             limit=limits.max_rows_per_put,
         )
+    if batch.num_rows <= SMALL_BATCH_ROWS:  # a kernel call costs more than a few rows' Python
+        check_rows(batch, limits, _check_metadata)
+    else:
+        check_columns(batch, limits)
+
+
+def check_columns(batch: pa.RecordBatch, limits: Limits = DEFAULT_LIMITS) -> None:
+    """The rules column at a time (``_small_batch.check_rows`` checks them row at a time)."""
     _check_not_null(batch)
     _check_strings(batch, limits)
     _check_enums(batch)
     _check_sizes(batch, limits)
-    _check_metadata(batch, limits)
+    _check_metadata(batch.column("metadata").to_pylist(), limits)
     _check_embeddings(batch, limits)
     _check_times(batch, limits)
     check_new_texts(batch)
@@ -164,17 +166,9 @@ def check_unique_ids(batches: Sequence[pa.RecordBatch]) -> None:
     joined = pc.binary_join_element_wise(tenants, ids, "\x00")
     if pc.count_distinct(joined).as_py() == len(ids):
         return
-    seen: dict[tuple[str, str], int] = {}
-    for row, key in enumerate(zip(tenants.to_pylist(), ids.to_pylist(), strict=True)):
-        if key in seen:
-            raise DuplicateIdError(
-                f"id {key[1]!r} of tenant {key[0]!r} occurs at rows {seen[key]} and {row} of "
-                "one write; send one version of a memory per write",
-                field="id",
-                memory_id=key[1],
-                rows=[seen[key], row],
-            )
-        seen[key] = row
+    duplicate = err.first_duplicate(tenants.to_pylist(), ids.to_pylist())
+    if duplicate is not None:
+        raise duplicate
 
 
 def _like(column: pa.Array | pa.ChunkedArray, value: int) -> pa.Scalar:
@@ -200,56 +194,39 @@ def _check_not_null(batch: pa.RecordBatch) -> None:
     for field, column in zip(RECORD_SCHEMA, batch.columns, strict=True):
         if not field.nullable and column.null_count:
             row = _first_false(pc.is_valid(column))
-            raise InvalidValueError(f"{field.name} is null at row {row}", field=field.name, row=row)
+            raise err.null(field.name, row)
 
 
 def _check_pattern(batch: pa.RecordBatch, name: str, pattern: str, what: str) -> None:
     column = batch.column(name)
     row = _first_false(pc.match_substring_regex(column, pattern))
     if row >= 0:
-        raise InvalidValueError(
-            f"{name} {column[row].as_py()!r} at row {row} is not {what}", field=name, row=row
-        )
+        raise err.bad_pattern(name, column[row].as_py(), row, what)
 
 
 def _check_strings(batch: pa.RecordBatch, limits: Limits) -> None:
-    _check_pattern(batch, "id", ID_PATTERN, "1-64 characters of [0-9A-Za-z_.:-]")
-    _check_pattern(batch, "tenant", TENANT_PATTERN, "1-64 characters of [0-9A-Za-z_.-]")
-    for name in ("agent", "session", "kind", "origin", "embed_model"):
+    _check_pattern(batch, "id", ID_PATTERN, err.ID_WHAT)
+    _check_pattern(batch, "tenant", TENANT_PATTERN, err.TENANT_WHAT)
+    for name in err.NAME_FIELDS:
         lengths = pc.utf8_length(batch.column(name))
         row = _first_false(pc.less_equal(_filled(lengths), _like(lengths, limits.max_name_chars)))
         if row >= 0:
-            raise InvalidValueError(
-                f"{name} at row {row} is longer than {limits.max_name_chars} characters",
-                field=name,
-                row=row,
-            )
+            raise err.name_too_long(name, row, limits.max_name_chars)
 
 
 def _check_enums(batch: pa.RecordBatch) -> None:
     tiers = batch.column("tier")
     row = _first_false(pc.is_in(tiers, value_set=pa.array(TIERS, pa.string())))
     if row >= 0:
-        raise UnknownTierError(
-            f"unknown tier {tiers[row].as_py()!r} at row {row}; tiers are {', '.join(TIERS)}",
-            field="tier",
-            row=row,
-            tier=tiers[row].as_py(),
-        )
+        raise err.unknown_tier(tiers[row].as_py(), row)
     privacy = batch.column("privacy")
     row = _first_false(pc.less_equal(privacy, _like(privacy, max(PRIVACY_LEVELS))))
     if row >= 0:
-        raise InvalidValueError(
-            f"privacy at row {row} must be 0 (public) to 3 (secret)", field="privacy", row=row
-        )
+        raise err.bad_privacy(row)
     codecs = batch.column("codec")
     row = _first_false(pc.is_in(codecs, value_set=pa.array(sorted(CODECS), pa.string())))
     if row >= 0:
-        raise InvalidValueError(
-            f"unknown codec {codecs[row].as_py()!r} at row {row}; known: {sorted(CODECS)}",
-            field="codec",
-            row=row,
-        )
+        raise err.unknown_codec(codecs[row].as_py(), row)
     _check_dict_ids(batch)
 
 
@@ -267,39 +244,23 @@ def _check_dict_ids(batch: pa.RecordBatch) -> None:
     has = pc.is_valid(batch.column("dict_id"))
     row = _first_false(pc.equal(needs, has))
     if row >= 0:
-        codec = batch.column("codec")[row].as_py()
-        raise InvalidValueError(
-            f"dict_id at row {row} must be {'set' if needs[row].as_py() else 'null'} for codec "
-            f"{codec!r} and kind {batch.column('kind')[row].as_py()!r}",
-            field="dict_id",
-            row=row,
-        )
+        codec, kind = batch.column("codec")[row].as_py(), batch.column("kind")[row].as_py()
+        raise err.bad_dict_id(row, needs[row].as_py(), codec, kind)
 
 
 def _check_sizes(batch: pa.RecordBatch, limits: Limits) -> None:
     raw_size = batch.column("raw_size")
     row = _first_false(pc.less_equal(raw_size, _like(raw_size, limits.max_text_bytes)))
     if row >= 0:
-        raise TextTooLargeError(
-            f"text at row {row} is {batch.column('raw_size')[row].as_py()} bytes; the limit is "
-            f"{limits.max_text_bytes}. Split it into several memories.",
-            field="raw_size",
-            row=row,
-            limit=limits.max_text_bytes,
-        )
+        raise err.text_too_large(row, raw_size[row].as_py(), limits.max_text_bytes)
     sizes = pc.binary_length(batch.column("payload"))
     row = _first_false(pc.less_equal(sizes, _like(sizes, limits.max_payload_bytes)))
     if row >= 0:
-        raise TextTooLargeError(
-            f"payload at row {row} is larger than {limits.max_payload_bytes} bytes",
-            field="payload",
-            row=row,
-            limit=limits.max_payload_bytes,
-        )
+        raise err.payload_too_large(row, limits.max_payload_bytes)
 
 
-def _check_metadata(batch: pa.RecordBatch, limits: Limits) -> None:
-    for row, text in enumerate(batch.column("metadata").to_pylist()):
+def _check_metadata(texts: list[str | None], limits: Limits) -> None:
+    for row, text in enumerate(texts):
         if text is None:
             continue
         if len(text) > limits.max_metadata_bytes:
@@ -338,16 +299,12 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     has_vec, has_scale = pc.is_valid(vectors), pc.is_valid(scales)
     row = _first_false(pc.equal(has_vec, has_scale))
     if row >= 0:
-        raise InvalidVectorError(
-            f"embedding and embedding_scale at row {row} must both be set or both null",
-            field="embedding",
-            row=row,
-        )
+        raise err.vector_unpaired(row)
     if vectors.null_count == len(vectors):
         return
     row = _first_false(pc.or_(pc.invert(has_vec), pc.is_valid(batch.column("embed_model"))))
     if row >= 0:
-        raise InvalidVectorError(f"embedding at row {row} has no embed_model", row=row)
+        raise err.vector_without_model(row)
     lengths = pc.list_value_length(vectors)
     ok = pc.and_(
         pc.greater(lengths, _like(lengths, 0)),
@@ -356,12 +313,7 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     # Kleene: a row without a vector has a null length, and null must not fail it.
     row = _first_false(pc.or_kleene(pc.invert(has_vec), ok))
     if row >= 0:
-        raise InvalidVectorError(
-            f"embedding at row {row} has dimension {lengths[row].as_py()}; "
-            f"allowed 1..{limits.max_dimension}",
-            field="embedding",
-            row=row,
-        )
+        raise err.bad_dimension(row, lengths[row].as_py(), limits.max_dimension)
     # NaN compares false, so the range check refuses NaN and inf too.
     in_range = pc.and_(
         pc.greater_equal(scales, pa.scalar(MIN_EMBEDDING_SCALE, scales.type)),
@@ -369,13 +321,7 @@ def _check_embeddings(batch: pa.RecordBatch, limits: Limits) -> None:
     )
     row = _first_false(pc.or_kleene(pc.invert(has_scale), in_range))
     if row >= 0:
-        raise InvalidVectorError(
-            f"embedding_scale at row {row} is {scales[row].as_py()}; it must be a finite number "
-            f"in [{MIN_EMBEDDING_SCALE}, {MAX_EMBEDDING_SCALE}] (a NaN or inf vector, or one "
-            "that was not normalized?)",
-            field="embedding_scale",
-            row=row,
-        )
+        raise err.bad_scale(row, scales[row].as_py())
     _check_nonzero_vectors(vectors)
 
 
@@ -391,7 +337,7 @@ def _check_nonzero_vectors(vectors: pa.Array) -> None:
         pc.or_kleene(pc.invert(pc.is_valid(vectors)), pc.greater(counts, pa.scalar(0, pa.int64())))
     )
     if row >= 0:
-        raise InvalidVectorError(f"embedding at row {row} is all zeros", field="embedding", row=row)
+        raise err.zero_vector(row)
 
 
 def _check_times(batch: pa.RecordBatch, limits: Limits) -> None:
@@ -402,16 +348,9 @@ def _check_times(batch: pa.RecordBatch, limits: Limits) -> None:
     )
     row = _first_false(ok)
     if row >= 0:
-        raise InvalidValueError(
-            f"created_at at row {row} is outside the years 1 to 9999", field="created_at", row=row
-        )
+        raise err.bad_created_at(row)
     hlcs = batch.column("hlc")
     latest = hlc_pack(int(time.time() * 1000) + limits.max_clock_skew_ms, 0)
     row = _first_false(pc.less_equal(hlcs, pa.scalar(latest, hlcs.type)))
     if row >= 0:
-        raise InvalidValueError(
-            f"hlc at row {row} is more than {limits.max_clock_skew_ms} ms ahead of this "
-            "machine's clock; a replica with a clock that far off must fix its clock",
-            field="hlc",
-            row=row,
-        )
+        raise err.hlc_ahead(row, limits.max_clock_skew_ms)

@@ -88,7 +88,8 @@ class HitCache:
             fresh = seqs > (self._seqs[-1] if len(self._seqs) else 0)  # a load may have them
             if not fresh.any():
                 return
-            rows = rows.filter(pa.array(fresh))
+            if not fresh.all():  # the usual put is all fresh: skip the kernel call
+                rows = rows.filter(pa.array(fresh))
             self._push(_conform(rows).combine_chunks())
             self._seqs = np.concatenate([self._seqs, seqs[fresh]])
 

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from aios_memory.flight_server.search.hybrid import DeadVector
-from aios_memory.schemas import AiosMemoryError, HybridClock
+from aios_memory.schemas import RECORD_SCHEMA, AiosMemoryError, HybridClock
 
 from . import sealed_vectors as sealed_sql
 from ._database import COLUMNS
@@ -28,6 +28,10 @@ from .versioning import SAME_MEMORY_FIELDS, Current, plan_put
 
 __all__ = ["WritePlanner", "write_part"]
 
+_SMALL_PART = 8  # up to this many rows, a part's SQL binds values instead of Arrow tables
+_INSERT_VALUES = (
+    f"INSERT INTO records (seq, {COLUMNS}) VALUES ({', '.join('?' * (len(RECORD_SCHEMA) + 1))})"
+)
 _LOOKUP_BY_VALUE = 256  # a put of up to this many ids looks its stored versions up by value
 _SELECT_CURRENT = (
     "SELECT r.tenant, r.id, r.seq, r.hlc, r.origin, r.tier, r.embed_model, r.codec, r.dict_id, "
@@ -160,11 +164,8 @@ class WritePlanner:
 def write_part(cur: duckdb.DuckDBPyConnection, merged: Merged, models: EmbedModels) -> None:
     """Inside one transaction on ``cur``: everything a part's accepted puts write."""
     replaced_seqs = [c.seq for _, c in merged.replaced]
-    cur.register("new_rows", merged.rows)
-    if replaced_seqs:
-        cur.register("old_seqs", pa.table({"seq": pa.array(replaced_seqs, pa.int64())}))
-        cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
-    cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
+    _delete_records(cur, replaced_seqs)
+    _insert_records(cur, merged.rows)
     if merged.deferred:
         cur.executemany(
             "INSERT OR IGNORE INTO text_backlog VALUES (?)", [[seq] for seq in merged.deferred]
@@ -175,6 +176,29 @@ def write_part(cur: duckdb.DuckDBPyConnection, merged: Merged, models: EmbedMode
     write_fields(cur, fields, replaced_seqs)
     models.register(cur, merged.rows)
     models.register(cur, sealed)
+
+
+def _delete_records(cur: duckdb.DuckDBPyConnection, seqs: list[int]) -> None:
+    if not seqs:
+        return
+    if len(seqs) <= _SMALL_PART:
+        cur.execute(f"DELETE FROM records WHERE seq IN ({', '.join('?' * len(seqs))})", seqs)
+        return
+    cur.register("old_seqs", pa.table({"seq": pa.array(seqs, pa.int64())}))
+    cur.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM old_seqs)")
+
+
+def _insert_records(cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+    # A few rows go in as parameters: registering an Arrow table and planning a scan
+    # of it costs about 1 ms more than binding one row's values (measured, 1 row).
+    if rows.num_rows > _SMALL_PART:
+        cur.register("new_rows", rows)
+        cur.execute(f"INSERT INTO records (seq, {COLUMNS}) SELECT seq, {COLUMNS} FROM new_rows")
+        return
+    names = ["seq", *RECORD_SCHEMA.names]
+    values = [rows.column(name).to_pylist() for name in names]
+    for row in zip(*values, strict=True):
+        cur.execute(_INSERT_VALUES, list(row))
 
 
 def _dimension_rows(tables: list[pa.Table]) -> pa.Table:
