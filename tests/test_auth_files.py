@@ -22,6 +22,7 @@ from support.access_model import action_json
 from aios_memory.client import MemoryClient
 from aios_memory.client.cli import main
 from aios_memory.flight_server.auth.tokens import TokenAuthority
+from aios_memory.flight_server.store.duckdb_store import DuckDBStore
 from aios_memory.schemas import TIERS, AuthStateError, InvalidValueError
 
 COPY_1, COPY_2 = "revocations.1.json", "revocations.2.json"
@@ -225,7 +226,7 @@ def test_a_damaged_token_file_is_refused_at_start_naming_it(
 
 def test_aimem_serve_with_a_damaged_token_prints_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    data.mkdir()
+    DuckDBStore(data).close()  # a data directory that has served: its records are there
     (data / "token").write_bytes(b"\x8f\xa0garbage\xff\n")
     done = subprocess.run(
         [sys.executable, "-c", "from aios_memory.client.cli import main; main()", "serve",

@@ -197,3 +197,31 @@ def test_a_checkpoint_on_a_full_disk_costs_no_write_and_the_store_opens_again(
             assert sorted(texts(scan(store))) == sorted([*acked, "after"])
         finally:
             store.close()
+
+
+def test_a_keyword_commit_refused_by_a_full_disk_loses_nothing_and_commits_later(
+    tmp_path: Path,
+) -> None:
+    from aios_memory.flight_server.search.keyword_index import KeywordDoc, KeywordIndex
+
+    with small_filesystem(tmp_path / "disk") as disk:
+        index = KeywordIndex(disk / "keyword")
+        index.apply([KeywordDoc("a", 1, "core", 0, "the lighthouse keeper")])
+        index.flush()
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * (1 << 20))
+        note = "lighthouse note {} " * 400
+        docs = [KeywordDoc(f"m{i}", 10 + i, "core", 0, note.format(i)) for i in range(40)]
+        index.apply(docs + [KeywordDoc("a", 60, "core", 0, None)], dead=[1])
+        with pytest.raises(ValueError):  # "No space left", or "index writer was killed"
+            index.flush()
+        found = {seq for seq, _ in index.search("lighthouse", 100)}
+        assert found == {10 + i for i in range(40)}  # staged: searched, the old one dropped
+        filler.unlink()
+        index.flush()  # the writer given up after the failure was replaced, tail and all
+        assert index.commits >= 2
+        assert {seq for seq, _ in index.search("lighthouse", 100)} == found
+        assert len(index) == 40
+        index.close()

@@ -20,6 +20,7 @@ from aios_memory.flight_server.embedder import (
 )
 from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
+from aios_memory.flight_server.store.duckdb_store import DB_FILE
 from aios_memory.flight_server.store.integrity import storage_error
 from aios_memory.schemas import (
     DEFAULT_PORT,
@@ -220,6 +221,7 @@ def serve(
             tls_client_ca=tls["tls_client_ca"],
         )
         with start_server(settings) as running:
+            stop = _stop_on_signal()  # after the start: Flight's own handlers come with it
             where = running.token_file or "given by --token/AIMEM_TOKEN"
             where_from = parse_lake(lake).describe() if lake else str(data_dir)
             click.echo(
@@ -239,13 +241,13 @@ def serve(
                 f"aimem: try  AIMEM_SERVER={running.uri} AIMEM_TOKEN_FILE={where} aimem stats",
                 err=True,
             )
-            _wait_for_signal()
+            _wait_for(stop)
             click.echo("aimem: stopping (saving indexes)", err=True)
     except AiosMemoryError as exc:
         raise click.ClickException(exc.message) from None
     except Exception as exc:
         # A full disk or an I/O error while starting or stopping: one line, not a traceback.
-        error = storage_error(exc)
+        error = storage_error(exc, data_dir / DB_FILE)
         if error is None:
             raise
         raise click.ClickException(error.message) from None
@@ -274,9 +276,16 @@ def _echo_tls(settings: ServerSettings) -> None:
         )
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM. Installed once the server is up (starting it
+    installs Flight's own handlers) but before the address is printed, so a supervisor that
+    stops the server as soon as it reads the address never kills it with the default action."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for(stop: threading.Event) -> None:
     while not stop.wait(1.0):
         pass

@@ -9,6 +9,7 @@ of a tenant). ``hybrid.HybridSearch`` owns one and searches it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,8 @@ from .vector_index import HnswParams, VectorIndex
 
 __all__ = ["IndexSet", "VectorKey"]
 
+log = logging.getLogger("aios_memory.server")
+
 VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
 # Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions),
@@ -29,6 +32,8 @@ _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
 BUILD_STEP = 16
 # Staged keyword changes wait at most about this long (plus a loop turn) for a commit.
 KEYWORD_COMMIT_DELAY = 0.2
+# After a failed round (a full disk), the builder waits this long before the next.
+RETRY_SECONDS = 2.0
 
 
 def _slug(name: str) -> str:
@@ -62,21 +67,37 @@ class IndexSet:
         self._builder.start()
 
     def _build_loop(self) -> None:
-        """Off the write path: commit staged keyword changes, build pending vectors into graphs."""
+        """Off the write path: commit staged keyword changes, build pending vectors into graphs.
+
+        A failure (a full disk refusing a keyword commit) must not end the thread: nothing
+        would be committed or built again. It is logged once, and tried again later.
+        """
+        told: set[str] = set()
         while not self._stop.is_set():
-            with self._lock:
-                indexes = list(self._vectors.values())
-            with self._lock:
-                keywords = list(self._keywords.values())
-            for keyword in keywords:
-                keyword.flush(older_than=KEYWORD_COMMIT_DELAY)
-            moved = 0
-            for index in indexes:
-                moved += index.build_step(BUILD_STEP)
-                time.sleep(0.0005)  # let waiting searches take the index lock between steps
-            if not moved:
-                self._wake.wait(KEYWORD_COMMIT_DELAY)
-                self._wake.clear()
+            try:
+                self._build_round()
+                told.clear()
+            except Exception as exc:
+                if str(exc) not in told:
+                    told.add(str(exc))
+                    log.warning("index upkeep failed, retrying in %s s: %s", RETRY_SECONDS, exc)
+                self._stop.wait(RETRY_SECONDS)
+
+    def _build_round(self) -> None:
+        """Commit old enough keyword changes, then move pending vectors into their graphs."""
+        with self._lock:
+            indexes = list(self._vectors.values())
+        with self._lock:
+            keywords = list(self._keywords.values())
+        for keyword in keywords:
+            keyword.flush(older_than=KEYWORD_COMMIT_DELAY)
+        moved = 0
+        for index in indexes:
+            moved += index.build_step(BUILD_STEP)
+            time.sleep(0.0005)  # let waiting searches take the index lock between steps
+        if not moved:
+            self._wake.wait(KEYWORD_COMMIT_DELAY)
+            self._wake.clear()
 
     def notify(self) -> None:
         """New vectors are pending: wake the builder."""

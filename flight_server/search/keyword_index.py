@@ -13,6 +13,7 @@ A crash between checkpoints, a missing file or a changed byte costs a rebuild.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -87,6 +88,7 @@ class KeywordIndex:
         self._view_lock = threading.Lock()
         self._tail = Tail()
         self.commits = 0
+        self._writer_lost = False  # a full disk killed it: the tail is restaged at flush
         self.watermark = 0
         self.rebuilt = False
         self.dirty = False
@@ -137,18 +139,41 @@ class KeywordIndex:
         with self._lock:
             for doc in docs:
                 staged[doc.id] = self._staged(doc)
-                self._writer.delete_documents_by_term("id", doc.id)
-                if doc.text is not None:
-                    document = tantivy.Document(
-                        id=doc.id, seq=doc.seq, tier=doc.tier, text=doc.text
-                    )
-                    document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
-                    self._writer.add_document(document)
                 self._staged_top = max(self._staged_top, doc.seq)
             if staged and self._staged_since is None:
                 self._staged_since = time.monotonic()
+            # The tail first: it is what searches read, and it never fails.
             with self._view_lock:
                 self._tail = self._tail.with_changes(staged, dead)
+            if self._writer_lost:
+                return  # the next flush stages the whole tail into a new writer
+            try:
+                for id_, one in staged.items():
+                    self._stage(id_, one)
+            except ValueError:  # a full disk killed the writer; the write itself is committed
+                self._writer_lost = True
+
+    def _stage(self, id_: str, doc: StagedDoc) -> None:
+        """Give one staged version to the writer (lock held)."""
+        self._writer.delete_documents_by_term("id", id_)
+        if doc.text is not None:
+            document = tantivy.Document(id=id_, seq=doc.seq, tier=doc.tier, text=doc.text)
+            document.add_unsigned("privacy", doc.privacy)  # a bare int would be i64
+            self._writer.add_document(document)
+
+    def _restage(self) -> None:
+        """After a failed commit or add (a full disk): a fresh writer holding the tail again.
+
+        tantivy gives up a writer whose worker met an I/O error; the tail still has every
+        staged version, so nothing is lost and this flush commits it all (lock held). Raises
+        while the disk is still full; ``_writer_lost`` stays set until it succeeds."""
+        with contextlib.suppress(ValueError):
+            self._writer.rollback()
+        del self._writer  # its lock file goes with it
+        self._writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+        for id_, doc in self._tail.docs.items():
+            self._stage(id_, doc)
+        self._writer_lost = False
 
     def _staged(self, doc: KeywordDoc) -> StagedDoc:
         return StagedDoc(doc.seq, doc.tier, doc.privacy, doc.text, self._analyzer.analyze)
@@ -159,7 +184,13 @@ class KeywordIndex:
             since = self._staged_since
             if since is None or time.monotonic() - since < older_than:
                 return
-            self._writer.commit()
+            try:
+                if self._writer_lost:
+                    self._restage()
+                self._writer.commit()
+            except ValueError:
+                self._writer_lost = True
+                raise
             self.commits += 1
             with self._view_lock:
                 self._index.reload()

@@ -29,7 +29,7 @@ from ._sealed_fields import SEALED_FIELDS_DDL
 from ._text_backlog import TEXT_BACKLOG_DDL
 from .sealed_vectors import SEALED_VECTORS_DDL
 
-__all__ = ["COLUMNS", "connect", "open_error", "damaged_message", "is_disk_full"]
+__all__ = ["COLUMNS", "connect", "open_error", "damaged_message", "is_damage", "is_disk_full"]
 
 # DuckDB's lock error: '... Conflicting lock is held in /usr/bin/python3 (PID 13120) ...'.
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)")
@@ -116,6 +116,11 @@ def open_error(path: Path, exc: BaseException) -> AiosMemoryError:
         f"cannot open the database {path}: {text}. If it was damaged by a crash or a full "
         "disk, restore it from a backup or re-sync it from the cloud."
     )
+
+
+def is_damage(text: str) -> bool:
+    """Whether DuckDB's error ``text`` says the file is damaged (a checksum, a cut file)."""
+    return bool(_CORRUPT.search(text))
 
 
 def damaged_message(path: Path, detail: str) -> str:

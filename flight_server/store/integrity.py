@@ -30,13 +30,14 @@ from pathlib import Path
 import duckdb
 
 from aios_memory.schemas import (
+    AiosMemoryError,
     CorruptDataError,
     InvalidValueError,
     ServerInternalError,
     StorageFullError,
 )
 
-from ._database import damaged_message, is_disk_full, open_error
+from ._database import damaged_message, is_damage, is_disk_full, open_error
 
 __all__ = [
     "MIN_FREE_BYTES",
@@ -156,15 +157,21 @@ def verify_database(path: Path) -> None:
             con.close()
 
 
-def storage_error(exc: BaseException) -> ServerInternalError | None:
+def storage_error(exc: BaseException, database: Path | None = None) -> AiosMemoryError | None:
     """One line for an OSError or DuckDB error met while starting or stopping, or None
-    when ``exc`` is not about storage (a bug, to be shown in full)."""
+    when ``exc`` is not about storage (a bug, to be shown in full).
+
+    A block that fails its checksum while the store opens (its warm-up reads the rows, when
+    ``--skip-integrity-check`` skipped the full check) gets the damaged line and its steps.
+    """
     text = " ".join(str(exc).split())
     if is_disk_full(exc):
-        return ServerInternalError(
+        return StorageFullError(
             f"the disk holding the data directory is full ({text}). Free some space on it "
             "and start again; nothing acknowledged was lost."
         )
+    if database is not None and is_damage(text):
+        return CorruptDataError(damaged_message(database, text))
     if isinstance(exc, (OSError, duckdb.Error)):
         return ServerInternalError(f"storage error: {text}")
     return None
