@@ -212,8 +212,7 @@ def test_a_keyword_commit_refused_by_a_full_disk_loses_nothing_and_commits_later
         with contextlib.suppress(OSError), filler.open("wb") as out:
             while True:
                 out.write(b"\0" * (1 << 20))
-        note = "lighthouse note {} " * 400
-        docs = [KeywordDoc(f"m{i}", 10 + i, "core", 0, note.format(i)) for i in range(40)]
+        docs = [KeywordDoc(f"m{i}", 10 + i, "core", 0, _long_note(i)) for i in range(40)]
         index.apply(docs + [KeywordDoc("a", 60, "core", 0, None)], dead=[1])
         with pytest.raises(ValueError):  # "No space left", or "index writer was killed"
             index.flush()
@@ -225,3 +224,7 @@ def test_a_keyword_commit_refused_by_a_full_disk_loses_nothing_and_commits_later
         assert {seq for seq, _ in index.search("lighthouse", 100)} == found
         assert len(index) == 40
         index.close()
+
+
+def _long_note(number: int) -> str:
+    return f"lighthouse note {number} " * 400
