@@ -9,14 +9,16 @@ One JSON line per result (``bench`` = ``search_hot_path``), told apart by ``kind
   query vector, no embedder), and their ratio.
 
 The store's own code is whatever ``aios_memory`` this Python imports, so running the script
-with two environments compares two versions side by side (``code_path`` says which)::
+with two environments compares two versions side by side (``code_under_test`` says which:
+the commit of the checkout that package comes from)::
 
-    for py in /work/main/.venv/bin/python .venv/bin/python; do
+    for py in BEFORE/.venv/bin/python .venv/bin/python; do
         $py bench/search_hot_path.py; done > bench/results/search_hot_path.jsonl
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import threading
@@ -125,9 +127,19 @@ def threads(store: DuckDBStore, rng: np.random.Generator, total: int, params: di
     )
 
 
+def _package_commit() -> str:
+    """The commit of the checkout this Python's ``aios_memory`` comes from (not a path:
+    results must not name this machine's folders)."""
+    folder = Path(server_package.__file__).parent
+    done = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
 def main() -> None:
     n = 2_000 if quick() else 20_000
-    params = {"memories": n, "dim": DIM, "code_path": str(Path(server_package.__file__).parent)}
+    params = {"memories": n, "dim": DIM, "code_under_test": _package_commit()}
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         store = DuckDBStore(Path(tmp) / "data")

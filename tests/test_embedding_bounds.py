@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.texts import long_text as _long_text
 
 from aios_memory.client import MemoryClient
 from aios_memory.client.client import DEFAULT_TIMEOUT
@@ -23,41 +24,11 @@ from aios_memory.flight_server._passage_pieces import split_pieces
 from aios_memory.schemas import DeadlineExceededError
 
 TAIL_WORD = "quokkafjord"
-_WORDS = [
-    "garden",
-    "harbour",
-    "violin",
-    "lantern",
-    "meadow",
-    "ferry",
-    "orchard",
-    "bakery",
-    "glacier",
-    "canyon",
-    "library",
-    "market",
-    "bicycle",
-    "festival",
-    "thunder",
-    "pepper",
-    "compass",
-    "window",
-    "river",
-    "mountain",
-]
 
 
 def long_text(chars: int, seed: int = 0) -> str:
-    """Sentences of ordinary words, ``chars`` long, ending with a word found nowhere else."""
-    rng = np.random.default_rng(seed)
-    sentences = []
-    size = 0
-    while size < chars:
-        words = rng.choice(_WORDS, 12)
-        sentence = f"On day {len(sentences)} the {' '.join(words)}."
-        sentences.append(sentence)
-        size += len(sentence) + 1
-    return " ".join(sentences)[: chars - len(TAIL_WORD) - 1] + " " + TAIL_WORD
+    """Ordinary sentences, ``chars`` long, ending with ``TAIL_WORD``."""
+    return _long_text(chars, TAIL_WORD, seed)
 
 
 class GatedModel:

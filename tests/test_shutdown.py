@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.texts import long_text
 
 from aios_memory.client import MemoryClient
 from aios_memory.schemas import AiosMemoryError
@@ -60,22 +61,8 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str
 
 
 def long_texts(count: int) -> list[str]:
-    words = [
-        "harbour",
-        "violin",
-        "lantern",
-        "meadow",
-        "ferry",
-        "orchard",
-        "bakery",
-        "glacier",
-        "canyon",
-        "library",
-    ]
-    body = " ".join(
-        f"On day {i} the {words[i % 10]} and the {words[(i * 7) % 10]}." for i in range(9000)
-    )
-    return [f"{n} {body[:200_000]} {LONG_TAIL}{n}" for n in range(count)]
+    """``count`` texts of about 200 KB, the n-th ending with ``LONG_TAIL`` and n."""
+    return [f"{n} {long_text(200_000, f'{LONG_TAIL}{n}', seed=n)}" for n in range(count)]
 
 
 def test_sigterm_stops_a_busy_server_and_keeps_every_acknowledged_write(tmp_path: Path):

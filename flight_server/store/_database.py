@@ -9,7 +9,6 @@ tables whatever opened the file first.
 
 from __future__ import annotations
 
-import errno
 import re
 from pathlib import Path
 
@@ -26,10 +25,11 @@ from aios_memory.schemas import (
 
 from ._embed_models import MODELS_DDL
 from ._sealed_fields import SEALED_FIELDS_DDL
+from ._storage import is_disk_full
 from ._text_backlog import TEXT_BACKLOG_DDL
 from .sealed_vectors import SEALED_VECTORS_DDL
 
-__all__ = ["COLUMNS", "connect", "open_error", "damaged_message", "is_damage", "is_disk_full"]
+__all__ = ["COLUMNS", "connect", "open_error", "damaged_message", "is_damage"]
 
 # DuckDB's lock error: '... Conflicting lock is held in /usr/bin/python3 (PID 13120) ...'.
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in .*?\(PID (?P<pid>\d+)\)")
@@ -131,13 +131,6 @@ def damaged_message(path: Path, detail: str) -> str:
         f"{path.name} from a backup; or re-sync from the cloud into a new data directory "
         f"(aimem sync); or move {path.name} aside and start empty with --accept-empty."
     )
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (an OSError, or DuckDB's text of one) says the disk is full."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    return "no space left on device" in str(exc).lower()
 
 
 def _describe_process(pid: int) -> str:

@@ -11,6 +11,7 @@ the write's seqs back, before it tells the client anything.
 
 from __future__ import annotations
 
+import errno
 import threading
 
 import duckdb
@@ -23,6 +24,7 @@ __all__ = [
     "CHECKPOINT_THRESHOLD",
     "WAL_CHECKPOINT_BYTES",
     "StorageState",
+    "is_disk_full",
     "is_invalidated",
     "storage_fault",
 ]
@@ -41,13 +43,22 @@ _FULL_MARKS = ("no space left on device", "disk full", "errno 28", "not enough s
 _IO_MARKS = ("could not write", "could not read", "could not open", "i/o error", "fsync")
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError, or DuckDB's or tantivy's text of one) says the disk is
+    full: the one test every write, checkpoint and start-up path uses."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(mark in text for mark in _FULL_MARKS)
+
+
 def storage_fault(exc: BaseException, doing: str) -> StorageError | None:
     """The typed error for a DuckDB error caused by the disk, or None for any other error.
 
     ``doing`` says what failed ("the write", "the checkpoint") in the message.
     """
     text = str(exc).lower()
-    if any(mark in text for mark in _FULL_MARKS):
+    if is_disk_full(exc):
         return StorageFullError(
             f"{doing} was refused: the server's disk is full. Free space on the server's "
             f"data directory; the server recovers by itself and retries are idempotent.",

@@ -37,7 +37,8 @@ from aios_memory.schemas import (
     StorageFullError,
 )
 
-from ._database import damaged_message, is_damage, is_disk_full, open_error
+from ._database import damaged_message, is_damage, open_error
+from ._storage import is_disk_full
 
 __all__ = [
     "MIN_FREE_BYTES",
