@@ -39,6 +39,10 @@ sides of the wire, and no Python traceback ever crosses it.
     ├── KeyMissingError              an encrypted memory whose tenant key this side lacks
     ├── CodecUnavailableError        a codec whose optional extra is not installed
     ├── EmbedderError                the embedder is missing or failed
+    ├── LLMError                     the language model (consolidation) failed (LLM_FAILED)
+    │   ├── LLMUnavailableError      endpoint down, timed out or model missing (LLM_UNAVAILABLE)
+    │   └── LLMOutputError           output that is not the JSON asked for, after retries
+    │                                (LLM_INVALID_OUTPUT)
     ├── NotFoundError
     ├── StorageError                 the server's disk refused a write (STORAGE_ERROR)
     │   └── StorageFullError         ... because it is full (STORAGE_FULL)
@@ -81,6 +85,9 @@ __all__ = [
     "CodecMismatchError",
     "CodecUnavailableError",
     "EmbedderError",
+    "LLMError",
+    "LLMUnavailableError",
+    "LLMOutputError",
     "NotFoundError",
     "StorageError",
     "StorageFullError",
@@ -226,6 +233,24 @@ class CodecUnavailableError(AiosMemoryError):
 
 class EmbedderError(AiosMemoryError):
     code = "EMBEDDER_FAILED"
+
+
+class LLMError(AiosMemoryError):
+    """The language model behind consolidation failed; nothing was written for that session."""
+
+    code = "LLM_FAILED"
+
+
+class LLMUnavailableError(LLMError):
+    """The model endpoint is down or timed out (after retries), or the local model is missing."""
+
+    code = "LLM_UNAVAILABLE"
+
+
+class LLMOutputError(LLMError):
+    """The model answered, but not with the JSON asked for (after retries)."""
+
+    code = "LLM_INVALID_OUTPUT"
 
 
 class NotFoundError(AiosMemoryError):

@@ -42,6 +42,12 @@ __all__ = [
     "DEFAULT_TENANT",
     "DEFAULT_KIND",
     "EXTERNAL_EMBED_MODEL",
+    "OCCURRED_AT_KEY",
+    "SOURCES_KEY",
+    "CONSOLIDATED_SESSION_KEY",
+    "SUMMARY_KIND",
+    "FACT_KIND",
+    "SUPERSEDED_FACT_KIND",
     "schema_version_of",
 ]
 
@@ -54,6 +60,17 @@ DEFAULT_TENANT = "default"
 DEFAULT_KIND = "text"
 # embed_model of vectors a caller supplies without naming their model.
 EXTERNAL_EMBED_MODEL = "external"
+# When a memory happened (ISO 8601, UTC), beside ``created_at`` (when it was stored): a
+# reserved metadata key, filtered as the field ``occurred_at``.
+OCCURRED_AT_KEY = "aimem:occurred_at"
+# Consolidation's provenance: the ids of the memories a summary or fact came from.
+SOURCES_KEY = "aimem:sources"
+# The session a summary or fact consolidates (its own ``session`` field holds the same).
+CONSOLIDATED_SESSION_KEY = "aimem:consolidates"
+SUMMARY_KIND = "summary"
+FACT_KIND = "fact"
+# A fact a newer one contradicted: kept, readable, pointing at its successor.
+SUPERSEDED_FACT_KIND = "superseded_fact"
 
 _META = {b"aios_memory.schema": b"record", b"aios_memory.version": str(SCHEMA_VERSION).encode()}
 
