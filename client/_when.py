@@ -50,8 +50,7 @@ def spread_occurred_at(value: Any, count: int) -> list[Any]:
     values = list(value)
     if len(values) != count:
         raise InvalidValueError(
-            f"{len(values)} occurred_at values for {count} texts; give one for all or one "
-            "per text",
+            f"{len(values)} occurred_at values for {count} texts; give one for all or one per text",
             field=OCCURRED_AT_FIELD,
         )
     return values

@@ -117,7 +117,9 @@ def _session_time(text: str, session: str) -> str:
     """A LoCoMo session time in the stored form (UTC; ISO 8601 text is taken too)."""
     for form in _LOCOMO_TIMES:
         try:
-            return canonical_time(datetime.strptime(text.strip(), form).replace(tzinfo=timezone.utc))
+            return canonical_time(
+                datetime.strptime(text.strip(), form).replace(tzinfo=timezone.utc)
+            )
         except ValueError:
             continue
     try:

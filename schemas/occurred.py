@@ -82,7 +82,9 @@ def _from_epoch(seconds: float, field: str, row: int | None) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, ValueError, OSError):  # rounds past 9999-12-31 23:59:59.999999
-        raise _bad(field, row, f"{seconds!r} epoch seconds is outside the years 1 to 9999") from None
+        raise _bad(
+            field, row, f"{seconds!r} epoch seconds is outside the years 1 to 9999"
+        ) from None
 
 
 def _format(moment: datetime) -> str:

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from typing import Any
 
 from aios_memory.client._results import Hit, Memory
-
 from aios_memory.schemas import canonical_time
 
 from .kit import render_rows
