@@ -243,6 +243,19 @@ def test_scan_filters_on_occurred_at(client: MemoryClient, days: dict[int, str])
         client.scan(where={"occurred_at": {"$gt": "last week"}})
 
 
+def test_a_sealed_memory_keeps_its_time_inside_and_a_device_filters_on_it(
+    client: MemoryClient,
+) -> None:
+    [sealed] = client.remember("a secret heron", privacy=3, occurred_at=MAY_8)
+    client.remember("a plain heron", privacy=0, occurred_at="2023-01-01")
+    stored = [r for batch in client.iter_records() for r in batch.to_pylist() if r["id"] == sealed]
+    assert stored[0]["codec"] == "sealed" and stored[0]["metadata"] is None  # nothing outside
+    [hit] = client.recall("heron", mode="keyword", where={"occurred_at": {"$gte": "2023-05-01"}})
+    assert (hit.id, hit.occurred_at) == (sealed, MAY_8)
+    table = client.scan(occurred_after="2023-05-01")
+    assert table.select(["id", "occurred_at"]).to_pylist() == [{"id": sealed, "occurred_at": MAY_8}]
+
+
 # -- recall(kind=) ------------------------------------------------------------------------------
 
 
