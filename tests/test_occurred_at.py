@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 from click.testing import CliRunner
@@ -24,6 +25,7 @@ from conftest import unit_vectors
 from support.wire import batch_of, put, record_columns, scan_all
 
 from aios_memory.client import InvalidFilterError, InvalidValueError, MemoryClient, MemoryInput
+from aios_memory.client._when import occurred_at_column
 from aios_memory.client.cli import main
 from aios_memory.client.importers import read_locomo
 from aios_memory.schemas import (
@@ -374,3 +376,20 @@ def test_canonical_time_is_the_one_stored_form() -> None:
     )
     with pytest.raises(InvalidValueError, match="outside the years"):
         canonical_time(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+
+
+def test_scan_column_reads_only_the_top_level_key_and_tolerates_old_values() -> None:
+    texts = [
+        None,
+        "{}",
+        '{"aimem:occurred_at": "2023-05-08T13:56:00Z", "x": {"aimem:occurred_at": 1}}',
+        '{"y": {"aimem:occurred_at": "2023-05-08T13:56:00Z"}}',  # nested: not the memory's
+        '{\n  "aimem:occurred_at": "2023-05-08T13:56:00.250000Z"\n}',  # pretty-printed
+    ]
+    fast = pa.RecordBatch.from_pydict({"metadata": pa.array(texts, pa.string())})
+    want = [None, None, MAY_8, None, MAY_8 + timedelta(microseconds=250_000)]
+    assert occurred_at_column(fast).to_pylist() == want
+    # Values stored before the server checked the form: read leniently, or null.
+    old = [*texts, '{"aimem:occurred_at": "2023-05-08"}', '{"aimem:occurred_at": "soon"}']
+    slow = pa.RecordBatch.from_pydict({"metadata": pa.array(old, pa.string())})
+    assert occurred_at_column(slow).to_pylist() == [*want, datetime(2023, 5, 8, tzinfo=UTC), None]
