@@ -22,6 +22,8 @@ import pyarrow.flight as flight
 import pytest
 from click.testing import CliRunner
 from conftest import unit_vectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.wire import batch_of, put, record_columns, scan_all
 
 from aios_memory.client import InvalidFilterError, InvalidValueError, MemoryClient, MemoryInput
@@ -34,6 +36,7 @@ from aios_memory.schemas import (
     SUMMARY_KIND,
     canonical_time,
     decode_error,
+    parse_canonical_time,
 )
 
 UTC = timezone.utc
@@ -393,3 +396,19 @@ def test_scan_column_reads_only_the_top_level_key_and_tolerates_old_values() -> 
     old = [*texts, '{"aimem:occurred_at": "2023-05-08"}', '{"aimem:occurred_at": "soon"}']
     slow = pa.RecordBatch.from_pydict({"metadata": pa.array(old, pa.string())})
     assert occurred_at_column(slow).to_pylist() == [*want, datetime(2023, 5, 8, tzinfo=UTC), None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    )
+)
+def test_any_time_round_trips_through_the_stored_form(moment: datetime) -> None:
+    instant = moment.astimezone(UTC)  # (== across zones is False for a time in a DST gap)
+    text = canonical_time(moment)
+    assert parse_canonical_time(text) == instant
+    assert canonical_time(text) == text  # the stored form is a fixed point
+    epoch = parse_canonical_time(canonical_time(moment.timestamp()))
+    ulp = abs(moment.timestamp()) * 2**-52  # a float's last bit: 30 us in the year 9999
+    assert abs(epoch - instant) <= timedelta(seconds=2 * ulp, microseconds=1)
