@@ -110,6 +110,13 @@ class OpenAIChat:
         """Close the connection pool."""
         self._client.close()
 
+    @property
+    def structured_mode(self) -> str | None:
+        """How JSON is being asked for (``json_schema``, ``json_object`` or ``none``); with
+        ``structured="auto"``, None until a first ``chat_json`` has found what the endpoint takes.
+        """
+        return self._format
+
     # -- structured output --------------------------------------------------------------
 
     def _complete_structured(
