@@ -140,7 +140,9 @@ def load_llama(path: Path, *, n_ctx: int, n_threads: int | None, vocab_only: boo
     try:
         import llama_cpp
     except ImportError as exc:
-        raise LLMUnavailableError(f"llama-cpp-python does not import ({exc}): {INSTALL_HINT}") from None
+        raise LLMUnavailableError(
+            f"llama-cpp-python does not import ({exc}): {INSTALL_HINT}"
+        ) from None
     try:
         return llama_cpp.Llama(
             model_path=str(path),

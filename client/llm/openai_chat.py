@@ -232,7 +232,9 @@ def _openai_client(settings: LLMSettings) -> Any:
     try:
         import openai
     except ImportError as exc:
-        raise LLMUnavailableError(f"the openai package is missing ({exc}): {INSTALL_HINT}") from None
+        raise LLMUnavailableError(
+            f"the openai package is missing ({exc}): {INSTALL_HINT}"
+        ) from None
     return openai.OpenAI(
         base_url=settings.url,
         api_key=settings.api_key or "not-needed",
