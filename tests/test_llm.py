@@ -231,6 +231,16 @@ def test_local_means_loopback(url: str, local: bool) -> None:
     model.close()
 
 
+def test_endpoint_token_estimate_without_the_embedded_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIMEM_MODEL_CACHE", str(tmp_path))  # no assembled model here
+    model = OpenAIChat(LLMSettings(url="http://127.0.0.1:9/v1", model="m"))
+    assert model.count_tokens("") == 0
+    assert model.count_tokens("Ada drinks tea.") == 4  # 15 UTF-8 bytes / 4, rounded up
+    assert model.count_tokens("é" * 4) == 2
+
+
 # -- the embedded backend -----------------------------------------------------------------
 
 

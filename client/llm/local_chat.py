@@ -105,7 +105,7 @@ class LocalChat:
                     temperature=self._settings.temperature,
                     response_format=response_format,
                 )
-            except (ValueError, RuntimeError) as exc:  # e.g. the prompt exceeds n_ctx
+            except Exception as exc:  # llama.cpp raises bare ValueErrors (prompt > n_ctx, ...)
                 raise LLMError(f"the local model failed: {exc}", model=self.name) from None
             finally:
                 self.usage.seconds += time.monotonic() - started

@@ -24,7 +24,7 @@ from typing import Any
 
 import pydantic
 
-from aios_memory.schemas import LLMUnavailableError
+from aios_memory.schemas import LLMOutputError, LLMUnavailableError
 
 from ._protocol import T, Usage
 from ._validate import json_with_retries
@@ -154,6 +154,8 @@ class OpenAIChat:
             )
         )
         self._count(response)
+        if not getattr(response, "choices", None):
+            raise LLMOutputError(f"{self._url} answered with no choices", url=self._url)
         return response.choices[0].message.content or ""
 
     def _with_retries(self, call: Any) -> Any:
