@@ -265,6 +265,7 @@ def test_local_chat_with_a_missing_model_file(tmp_path: Path) -> None:
 
 def test_fenced_json_is_accepted_and_garbage_is_not() -> None:
     assert parse_json('```json\n{"name": "Ada", "age": 36}\n```', Person).age == 36
+    assert parse_json('{"name": "Ada\nLovelace", "age": 36}', Person).name == "Ada\nLovelace"
     with pytest.raises(LLMOutputError, match="not a valid Person"):
         parse_json('{"name": "Ada"}', Person)
 

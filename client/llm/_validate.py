@@ -37,24 +37,37 @@ def excerpt(text: str) -> str:
 def parse_json(text: str, schema: type[T]) -> T:
     """Validate ``text`` (fences stripped) as ``schema``.
 
+    Raw control characters (a newline) inside JSON strings are accepted: llama.cpp's schema
+    grammars let them through, and they are what the model meant.
+
     Raises
     ------
     LLMOutputError
         Not JSON, or JSON of another shape; ``detail`` has ``excerpt`` and ``reason``.
     """
+    body = strip_fences(text)
     try:
-        return schema.model_validate_json(strip_fences(text))
+        return schema.model_validate_json(body)
     except pydantic.ValidationError as exc:
-        reason = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:3]
-        )
-        raise LLMOutputError(
-            f"the model's answer is not a valid {schema.__name__}: {reason} "
-            f"(answer: {excerpt(text)!r})",
-            schema=schema.__name__,
-            reason=reason,
-            excerpt=excerpt(text),
-        ) from None
+        error = exc
+    if error.errors()[0]["type"] == "json_invalid":
+        try:
+            return schema.model_validate(json.loads(body, strict=False))
+        except (ValueError, pydantic.ValidationError):
+            pass  # report the first, stricter reason
+    raise _output_error(error, text, schema.__name__)
+
+
+def _output_error(exc: pydantic.ValidationError, text: str, name: str) -> LLMOutputError:
+    reason = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:3]
+    )
+    return LLMOutputError(
+        f"the model's answer is not a valid {name}: {reason} (answer: {excerpt(text)!r})",
+        schema=name,
+        reason=reason,
+        excerpt=excerpt(text),
+    )
 
 
 def with_instruction(
