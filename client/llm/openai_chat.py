@@ -27,7 +27,7 @@ import pydantic
 from aios_memory.schemas import LLMOutputError, LLMUnavailableError
 
 from ._protocol import T, Usage
-from ._validate import json_with_retries
+from ._validate import json_with_retries, with_instruction
 from .local_chat import embedded_tokenizer
 from .settings import LLMSettings, is_loopback_url
 
@@ -124,8 +124,9 @@ class OpenAIChat:
     ) -> str:
         modes = (self._format,) if self._format else _FORMAT_ORDER
         for mode in modes:
+            asked = with_instruction(messages, schema) if mode == "none" else messages
             try:
-                text = self._complete(messages, max_tokens, _response_format(mode, schema))
+                text = self._complete(asked, max_tokens, _response_format(mode, schema))
             except _FormatRejected as exc:
                 if self._settings.structured != "auto":
                     raise LLMUnavailableError(
