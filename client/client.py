@@ -44,6 +44,7 @@ from aios_memory.schemas import (
     RECORD_SCHEMA,
     ConnectionFailedError,
     CorruptDataError,
+    DeadlineExceededError,
     IdsRequest,
     InvalidRequestError,
     InvalidValueError,
@@ -299,7 +300,7 @@ class MemoryClient:
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
             rows = self.encode_records(chunk, tier=tier)
-            ids += self.write_records(rows)
+            ids += self._write_within_budget(rows)
             for row in rows:
                 unchecked[row["tier"]] = unchecked.get(row["tier"], 0) + 1
             if train_dictionaries:
@@ -339,6 +340,17 @@ class MemoryClient:
         together or not at all.
         """
         return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
+
+    def _write_within_budget(self, rows: list[dict[str, Any]]) -> list[str]:
+        # A put the server refused because embedding it outlasted its budget stored nothing:
+        # halve it and go on, so an import on a busy machine slows down instead of failing.
+        try:
+            return self.write_records(rows)
+        except DeadlineExceededError as error:
+            if "budget_seconds" not in error.detail or len(rows) < 2:
+                raise
+        half = len(rows) // 2
+        return self._write_within_budget(rows[:half]) + self._write_within_budget(rows[half:])
 
     def _train_due(self, unchecked: dict[str, int], *, final: bool) -> None:
         # Checking costs a stats call, and training only happens when a tier doubled.
