@@ -407,3 +407,24 @@ def test_default_model_from_the_installed_parts(tmp_path: Path) -> None:
 def test_llm_server_parts_are_installed_when_required() -> None:
     if REQUIRED:
         assert missing_server_parts() == []
+
+
+def test_an_answer_cut_by_max_tokens_keeps_its_whole_part() -> None:
+    from aios_memory.client.llm._validate import salvage
+
+    class Fact(pydantic.BaseModel):
+        text: str
+        sources: list[int]
+
+    class Digest(pydantic.BaseModel):
+        summary: str
+        facts: list[Fact]
+
+    whole = '{"summary": "Caroline and Melanie talk.", "facts": [{"text": "Caroline ran.", '
+    cut = whole + '"sources": [1]}, {"text": "Melanie pa'
+    kept = salvage(cut, Digest)
+    assert kept == Digest(
+        summary="Caroline and Melanie talk.", facts=[Fact(text="Caroline ran.", sources=[1])]
+    )
+    assert salvage('{"summary": "Caroline and Mel', Digest) is None  # the summary itself was cut
+    assert salvage("no JSON here", Digest) is None

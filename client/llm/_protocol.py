@@ -18,7 +18,8 @@ class Usage:
 
     ``calls`` counts answered requests, ``retries`` every attempt after a first one (a failed
     connection, a timeout, a 429/5xx, or output that was not the JSON asked for), ``seconds``
-    the wall time spent in requests, backoff included.
+    the wall time spent in requests, backoff included, ``salvaged`` the answers cut by
+    ``max_tokens`` whose whole part was kept (``_validate.salvage``).
     """
 
     calls: int = 0
@@ -26,6 +27,7 @@ class Usage:
     completion_tokens: int = 0
     seconds: float = 0.0
     retries: int = 0
+    salvaged: int = 0
 
 
 class ChatModel(Protocol):

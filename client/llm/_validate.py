@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 import pydantic
+import pydantic_core
 
 from aios_memory.schemas import LLMOutputError
 
@@ -111,12 +112,54 @@ def json_with_retries(
         try:
             return parse_json(text, schema)
         except LLMOutputError as exc:
+            salvaged = salvage(text, schema)
+            if salvaged is not None:
+                usage.salvaged += 1
+                return salvaged
             if attempt == retries:
                 exc.detail["attempts"] = attempt + 1
                 raise
             usage.retries += 1
             prompt = [*messages, {"role": "assistant", "content": text[:2000]}, _repair(exc)]
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
+    """What a cut answer (``max_tokens`` reached mid-JSON) holds that is whole, if that is
+    still a valid ``schema``: the unfinished tail (a last list item, a last field) is dropped.
+
+    At temperature 0 asking again gives the same cut answer, so a retry would cost a whole
+    call for nothing; a summary with one fact fewer is worth keeping.
+    """
+    try:
+        value = pydantic_core.from_json(strip_fences(text), allow_partial=True)
+    except ValueError:
+        return None
+    for _ in range(trims + 1):
+        try:
+            return schema.model_validate(value)
+        except pydantic.ValidationError:
+            if not _trim_tail(value):
+                return None
+    return None
+
+
+def _trim_tail(value: object) -> bool:
+    """Drop the unfinished tail of ``value``: the last item of the innermost list on its tail
+    path (an answer cut inside its last fact loses that fact), else the deepest last key."""
+    path: list[object] = []
+    node = value
+    while isinstance(node, (dict, list)) and node:
+        path.append(node)
+        node = node[-1] if isinstance(node, list) else node[next(reversed(node))]
+    lists = [n for n in path if isinstance(n, list)]
+    if lists:
+        lists[-1].pop()
+        return True
+    if path and isinstance(path[-1], dict):
+        del path[-1][next(reversed(path[-1]))]
+        return True
+    return False
 
 
 def _repair(error: LLMOutputError) -> dict[str, str]:
