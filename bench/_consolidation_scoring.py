@@ -44,7 +44,7 @@ STOPWORDS = frozenset(
     ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself yourselves
-    s t d ll m re ve""".split()
+    s t d ll m re ve""".split()  # noqa: SIM905 (a word list reads better as text)
 )
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 _ARTICLES = frozenset({"a", "an", "the"})
@@ -70,9 +70,7 @@ def answer_found(answer: Any, texts: Iterable[str]) -> bool:
     return 2 * len(wanted & have) >= len(wanted)
 
 
-def hit_dia_ids(
-    kind: str, metadata: Mapping[str, Any], dia_of: Mapping[str, str]
-) -> set[str]:
+def hit_dia_ids(kind: str, metadata: Mapping[str, Any], dia_of: Mapping[str, str]) -> set[str]:
     """The dia_ids one hit stands for: a raw turn its own, a fact its sources', a summary none.
 
     ``dia_of`` maps the id of every raw turn to its dia_id (a source no longer known, or
@@ -106,9 +104,7 @@ def token_f1(prediction: Any, gold: Any) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def by_category(
-    categories: Sequence[int], values: Sequence[float], name: str
-) -> dict[str, Any]:
+def by_category(categories: Sequence[int], values: Sequence[float], name: str) -> dict[str, Any]:
     """``{name, "questions", "by_category": {c: {name, "questions"}}}``: means rounded to 4."""
     out: dict[str, Any] = {name: _mean(values), "questions": len(values), "by_category": {}}
     for category in sorted(set(categories)):
