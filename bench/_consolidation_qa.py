@@ -2,7 +2,9 @@
 
 Each answer is one ``chat_text`` call (a short-answer prompt over the retrieved texts, each
 prefixed with its date when the memory has one), each verdict one ``chat_json`` call (``{"correct":
-true|false}``) by the same model, given the question, the gold answer and the model's answer.
+true|false}``) by the same model, given the question, the gold answer and the model's answer;
+except where the verdict is plain without it (the gold answer's very words: right; "unknown" or
+nothing: wrong), which saves a call (rows say ``judged: false``).
 
 This is the slow part (several seconds a question on 2 cores), so every result is appended to a
 JSONL cache as soon as it is made, keyed by the store, the question and a hash of what the
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from _consolidation_scoring import plain_words
 
 PROMPT_VERSION = 1
 ANSWER_TOKENS = 32
@@ -78,13 +81,31 @@ def answer_one(model: Any, asked: Asked) -> dict[str, Any]:
         [{"role": "system", "content": ANSWER_SYSTEM}, {"role": "user", "content": prompt}],
         max_tokens=ANSWER_TOKENS,
     ).strip()
+    obvious = _obvious_verdict(answer, asked.gold)
+    if obvious is not None:
+        return {"answer": answer, "correct": obvious, "judged": False, "s": _since(start)}
     judged = f"Question: {asked.question}\nCorrect answer: {asked.gold}\nProposed answer: {answer}"
     verdict = model.chat_json(
         [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": judged}],
         Verdict,
         max_tokens=VERDICT_TOKENS,
     )
-    return {"answer": answer, "correct": verdict.correct, "s": time.perf_counter() - start}
+    return {"answer": answer, "correct": verdict.correct, "judged": True, "s": _since(start)}
+
+
+def _obvious_verdict(answer: str, gold: str) -> bool | None:
+    """The verdict without asking, where asking could only waste a call: the same words as the
+    gold answer are right, "unknown" or nothing is wrong (the judge takes ~5 s on 2 cores)."""
+    words, gold_words = plain_words(answer), plain_words(gold)
+    if words and words == gold_words:
+        return True
+    if not words or words == ["unknown"]:
+        return False
+    return None
+
+
+def _since(start: float) -> float:
+    return round(time.perf_counter() - start, 2)
 
 
 class AnswerCache:

@@ -76,7 +76,8 @@ def trimmed_copy(path: Path, sessions: int | None, folder: Path) -> Path:
     if sessions is None:
         return path
     conversation = json.loads(path.read_text(encoding="utf-8"))
-    inner = conversation["conversation"]
+    # The dev files are flat (session_N beside qa); the original release nests them.
+    inner = conversation.get("conversation", conversation)
     for key in list(inner):
         number = key.removeprefix("session_").split("_")[0]
         if key.startswith("session_") and number.isdigit() and int(number) > sessions:
