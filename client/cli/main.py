@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 PLUGIN_GROUP = "aimem.commands"
 # The extra each plugin command needs when its import fails (default: server).
-_COMMAND_EXTRAS = {"scene": "scenes"}
+_COMMAND_EXTRAS = {"scene": "scenes", "llm": "llm"}
 
 
 class _Group(click.Group):

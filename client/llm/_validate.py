@@ -1,0 +1,113 @@
+"""Turn what a model answered into the pydantic object asked for, or say why not.
+
+Shared by every backend: the same fence stripping, the same instruction, the same error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import pydantic
+
+from aios_memory.schemas import LLMOutputError
+
+from ._protocol import T, Usage
+
+__all__ = ["json_with_retries", "parse_json", "strip_fences", "with_instruction"]
+
+EXCERPT_CHARS = 200
+# Models wrap JSON in Markdown fences even when told not to (SmolLM2 does it without a grammar).
+_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def strip_fences(text: str) -> str:
+    """``text`` without a surrounding Markdown code fence (```json ... ```)."""
+    match = _FENCE.match(text)
+    return (match.group(1) if match else text).strip()
+
+
+def excerpt(text: str) -> str:
+    """A short, one-line view of an answer for error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS] + "..."
+
+
+def parse_json(text: str, schema: type[T]) -> T:
+    """Validate ``text`` (fences stripped) as ``schema``.
+
+    Raises
+    ------
+    LLMOutputError
+        Not JSON, or JSON of another shape; ``detail`` has ``excerpt`` and ``reason``.
+    """
+    try:
+        return schema.model_validate_json(strip_fences(text))
+    except pydantic.ValidationError as exc:
+        reason = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:3]
+        )
+        raise LLMOutputError(
+            f"the model's answer is not a valid {schema.__name__}: {reason} "
+            f"(answer: {excerpt(text)!r})",
+            schema=schema.__name__,
+            reason=reason,
+            excerpt=excerpt(text),
+        ) from None
+
+
+def with_instruction(
+    messages: list[dict[str, str]], schema: type[pydantic.BaseModel]
+) -> list[dict[str, str]]:
+    """``messages`` with a system instruction asking for JSON of ``schema``.
+
+    Grammars constrain the shape, but the model still needs to know what the fields mean, and
+    without one the instruction is all it has. It joins an existing first system message:
+    some chat templates refuse a second one.
+    """
+    body = json.dumps(schema.model_json_schema(), separators=(",", ":"))
+    instruction = (
+        "Answer with one JSON object and nothing else (no Markdown, no comments). "
+        f"It must match this JSON schema: {body}"
+    )
+    if messages and messages[0].get("role") == "system":
+        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{instruction}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
+
+
+def json_with_retries(
+    complete: Callable[[list[dict[str, str]]], str],
+    messages: list[dict[str, str]],
+    schema: type[T],
+    *,
+    retries: int,
+    usage: Usage,
+) -> T:
+    """Ask ``complete`` until its answer validates as ``schema``, at most ``retries`` more times.
+
+    A retry shows the model its invalid answer and why it failed (at temperature 0 the same
+    prompt would give the same answer). The last ``LLMOutputError`` carries ``attempts``.
+    """
+    asked = with_instruction(messages, schema)
+    prompt = asked
+    for attempt in range(retries + 1):
+        text = complete(prompt)
+        try:
+            return parse_json(text, schema)
+        except LLMOutputError as exc:
+            if attempt == retries:
+                exc.detail["attempts"] = attempt + 1
+                raise
+            usage.retries += 1
+            prompt = [*asked, {"role": "assistant", "content": text[:2000]}, _repair(exc)]
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _repair(error: LLMOutputError) -> dict[str, str]:
+    return {
+        "role": "user",
+        "content": f"That answer was not valid ({error.detail['reason']}). "
+        "Answer again with only the JSON object.",
+    }
