@@ -112,14 +112,16 @@ def consolidated_rows(client: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def ask(client: Any, store: str, query: str, sessions: list[str], k: int) -> list[Retrieved]:
+def ask(
+    client: Any, store: str, query: str, sessions: list[str], k: int, mode: str = "hybrid"
+) -> list[Retrieved]:
     """The top ``k`` of ``store`` for ``query`` within ``sessions`` (the question's
     conversation)."""
     view = STORES[store]
     where: dict[str, Any] = {"session": {"$in": sessions}}
     if view["kinds"]:
         where["kind"] = {"$in": list(view["kinds"])}
-    hits = client.recall(query, k=k, tier=view["tier"], where=where)
+    hits = client.recall(query, k=k, tier=view["tier"], where=where, mode=mode)
     return [Retrieved(h.kind, h.text, dict(h.metadata)) for h in hits]
 
 

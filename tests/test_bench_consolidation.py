@@ -1,17 +1,24 @@
 """The scoring of ``bench/consolidation.py`` on small hand-made inputs (values derived by hand).
 
-Pure functions: no server, no model. The bench end to end needs the consolidation and the
-local model; see the bench's docstring for its command line.
+The scoring is pure (no server, no model); the store views run against a real server with the
+real CLI import, with a summary and a fact written by hand in place of consolidation's (the
+bench end to end needs the local model: minutes a session on 2 cores, too slow for a test).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import _consolidation_report as report  # noqa: E402
+import _consolidation_store as store  # noqa: E402
+import consolidation as bench  # noqa: E402
 from _consolidation_scoring import (  # noqa: E402
     answer_found,
     by_category,
@@ -89,3 +96,86 @@ def test_by_category_means() -> None:
         "2": {"answer_recall@10": 0.0, "questions": 1},
         "4": {"answer_recall@10": 1.0, "questions": 1},
     }
+
+
+# --- the store views, through a real server and the real CLI import --------------------------
+
+
+def locomo_file(folder: Path, name: str, sessions: int) -> Path:
+    """A tiny LoCoMo conversation (the dev split's flat layout): 2 turns a session."""
+    conversation: dict[str, Any] = {"speaker_a": "Ada", "speaker_b": "Bo", "qa": []}
+    for n in range(1, sessions + 1):
+        conversation[f"session_{n}_date_time"] = f"1:00 pm on {n} May, 2023"
+        conversation[f"session_{n}"] = [
+            {"speaker": "Ada", "dia_id": f"D{n}:1", "text": f"{name} kayak trip number {n}"},
+            {"speaker": "Bo", "dia_id": f"D{n}:2", "text": f"{name} pottery class number {n}"},
+        ]
+    conversation["qa"] = [
+        {"question": "Where?", "answer": "kayak", "evidence": ["D1:1"], "category": 1},
+        {"question": "Lost?", "answer": "x", "evidence": ["D9:9"], "category": 2},  # no such turn
+        {"question": "Adv?", "adversarial_answer": "y", "evidence": ["D1:2"], "category": 5},
+    ]
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(conversation), encoding="utf-8")
+    return path
+
+
+def test_trimmed_copy_keeps_the_first_sessions(tmp_path: Path) -> None:
+    original = locomo_file(tmp_path, "conv-a", 3)
+    (tmp_path / "out").mkdir()
+    copy = store.trimmed_copy(original, 2, tmp_path / "out")
+    kept = json.loads(copy.read_text(encoding="utf-8"))
+    assert copy.name == original.name and "session_3" not in kept
+    assert "session_3_date_time" not in kept and "session_2" in kept and kept["qa"]
+    assert store.trimmed_copy(original, None, tmp_path / "out") == original
+
+
+def test_stores_and_provenance_through_a_real_server(server: Any, tmp_path: Path) -> None:
+    from aios_memory.client import MemoryClient
+
+    for name in ("conv-a", "conv-b"):
+        done = store.aimem(
+            server, "import", str(locomo_file(tmp_path, name, 2)), "--tier", "working"
+        )
+        assert done["imported"] == 4
+    with MemoryClient(server.uri, server.token, timeout=30) as client:
+        turns = store.read_turns(client)
+        assert sorted(turns.dia_of.values()) == sorted(["D1:1", "D1:2", "D2:1", "D2:2"] * 2)
+        assert turns.sessions["conv-a"] == ["conv-a/session_1", "conv-a/session_2"]
+        by_dia = {(t, d): i for i, d in turns.dia_of.items() for t in [_conv(client, i)]}
+        source = by_dia[("conv-a", "D2:1")]
+        every = {"aimem:sources": list(turns.dia_of)}  # a summary's sources count for nothing
+        consolidated = {"tier": "long_term", "session": "conv-a/session_2"}
+        client.remember("conv-a kayak summary", kind="summary", metadata=every, **consolidated)
+        client.remember(
+            "conv-a fact: Ada took a kayak trip",
+            kind="fact",
+            metadata={"aimem:sources": [source]},
+            **consolidated,
+        )
+        sessions = turns.sessions["conv-a"]
+        found = {
+            s: store.ask(client, s, "kayak", sessions, 10, mode="keyword") for s in store.STORES
+        }
+    assert {r.kind for r in found["raw"]} == {"text"}
+    assert {r.kind for r in found["consolidated"]} == {"summary", "fact"}
+    assert {r.kind for r in found["both"]} == {"text", "summary", "fact"}
+    assert all("conv-b" not in r.text for hits in found.values() for r in hits)
+    question = SimpleNamespace(
+        answer="kayak trip", category=1, evidence=frozenset({"D2:1", "D1:2"})
+    )
+    scores = report.recall_scores([question], [found["consolidated"]], turns.dia_of)
+    assert scores["evidence"]["evidence_recall@10"] == 0.5  # the fact's source; not the summary's
+    assert scores["answer"]["answer_recall@10"] == 1.0
+
+
+def _conv(client: Any, memory_id: str) -> str:
+    return client.get(memory_id)[0].metadata["conversation"]
+
+
+def test_load_qa_keeps_categories_1_to_4_with_known_evidence(tmp_path: Path) -> None:
+    path = locomo_file(tmp_path, "conv-a", 1)
+    questions = bench.load_qa(path, {"D1:1", "D1:2"})
+    assert [(q.key, q.answer, q.evidence) for q in questions] == [
+        ("conv-a#0", "kayak", frozenset({"D1:1"}))
+    ]
