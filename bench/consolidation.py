@@ -88,6 +88,8 @@ def parse_args() -> Any:
     for name in LLM_OPTIONS:
         if getattr(args, f"llm_{name}") is not None:
             os.environ[f"AIMEM_LLM_{name.upper()}"] = str(getattr(args, f"llm_{name}"))
+    if args.quick:
+        os.environ["BENCH_QUICK"] = "1"  # so every line says so
     stem = "consolidation_quick" if args.quick else "consolidation"
     args.qa_cache = args.qa_cache or RESULTS / f"{stem}_qa.jsonl"
     args.plot = args.plot or RESULTS / f"{stem}.png"
@@ -176,7 +178,7 @@ def emit_budget(params: dict, budget: int, run: dict, questions: list[QA], turns
     rep = run["report"]
     summary = {k: v for k, v in rep.items() if k != "per_session"}
     spent = report.cost(rep)
-    emit(BENCH, p, result="consolidate", **summary, **spent)
+    emit(BENCH, p, result="consolidate", report=summary, cost=spent)
     tokens = {
         "raw": sum(model.count_tokens(t) for t in turns.texts),
         "consolidated": sum(model.count_tokens(r["text"]) for r in run["rows"]),

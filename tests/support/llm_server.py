@@ -66,7 +66,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     while not _answers(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"llama_cpp.server did not answer /v1/models (exit {proc.poll()}):\n{tail}")
+            raise RuntimeError(
+                f"llama_cpp.server did not answer /v1/models (exit {proc.poll()}):\n{tail}"
+            )
         time.sleep(0.2)
 
 
