@@ -81,10 +81,12 @@ def recompress(
     codec: str,
     *,
     older_than: timedelta | None = None,
+    session: str | None = None,
     chunk: int = DEFAULT_CHUNK,
     progress: Callable[[RecompressReport], Any] | None = None,
 ) -> RecompressReport:
-    """Re-encode ``tier``'s memories (optionally only those older than ``older_than``).
+    """Re-encode ``tier``'s memories (optionally only those older than ``older_than``, or
+    only one ``session``'s).
 
     A memory is rewritten only where the new payload is smaller or its codec
     is the one asked for; ``progress(report)`` is called after every chunk.
@@ -102,6 +104,8 @@ def recompress(
         if older_than is None
         else {"created_before": (datetime.now(timezone.utc) - older_than).isoformat()}
     )
+    if session is not None:
+        filters["session"] = session
     # Read the tier first: encoding with the model can outlast any one stream's timeout.
     # Sealed memories are left as they are: their compression was chosen before sealing, and
     # re-encoding them here would put their plain form on the re-encode path.

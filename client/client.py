@@ -64,9 +64,11 @@ from ._arguments import (
     with_readers,
 )
 from ._codec_policy import parse_codec_policy
+from ._consolidation import consolidate, policy_from, reconstruct_session
 from ._forget import forget_ids
 from ._recompress import RecompressReport, recompress
 from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
+from .consolidate import ConsolidationReport, Reconstruction
 from .importers import MemoryInput
 
 if TYPE_CHECKING:  # the deprecated scene aliases' types; nothing of scenes loads with the SDK
@@ -528,15 +530,109 @@ class MemoryClient:
         codec: str,
         *,
         older_than: timedelta | None = None,
+        session: str | None = None,
         progress: Callable[[RecompressReport], Any] | None = None,
     ) -> RecompressReport:
-        """Re-encode ``tier``'s memories with ``codec``; every text is kept byte for byte.
+        """Re-encode ``tier``'s memories (or one ``session``'s) with ``codec``; every text is
+        kept byte for byte.
 
         Each new payload is decoded and checked against the memory's content
         hash before it is sent, and the server writes it only if the memory
         was not edited meanwhile. See ``aimem recompress``.
         """
-        return recompress(self, self._upload, tier, codec, older_than=older_than, progress=progress)
+        return recompress(
+            self,
+            self._upload,
+            tier,
+            codec,
+            older_than=older_than,
+            session=session,
+            progress=progress,
+        )
+
+    def consolidate(
+        self,
+        *,
+        session: str | None = None,
+        tier: str = "working",
+        older_than: timedelta | str | None = None,
+        dry_run: bool = False,
+        llm: Any = None,
+        target_tier: str = "long_term",
+        summary_tokens: int = 100,
+        max_facts: int = 8,
+        demote: Any = None,
+        allow_remote_private: Sequence[str] = (),
+        progress: Callable[..., Any] | None = None,
+    ) -> ConsolidationReport:
+        """Consolidate ``tier``'s sessions: each becomes a summary plus the facts it alone holds.
+
+        Per session, one model call writes a ``kind="summary"`` memory and ``kind="fact"``
+        memories (one sentence each, its subject named, dates absolute) into
+        ``target_tier``, with the highest privacy of the session's turns. Each lists
+        the memories it came from in metadata ``"aimem:sources"`` (a summary: all its
+        session's turns; a fact: 1-3) and names its session in ``"aimem:consolidates"``.
+        Facts whose names, numbers or dates do not follow from their sources are
+        dropped and counted; a newer fact with the same key supersedes an older one
+        (kept, as ``kind="superseded_fact"`` pointing at its successor).
+
+        Idempotent: a session whose turns did not change costs no model call; one that
+        gained turns is consolidated again. A session that fails (model down, timeout,
+        invalid output, a private session and a remote model) fails alone and is tried
+        again next run: see the report's ``failed``.
+
+        Parameters
+        ----------
+        session : str, optional
+            Only this session.
+        tier : str
+            The tier whose sessions are consolidated (default ``working``).
+        older_than : timedelta or str, optional
+            Only sessions idle this long (``"1d"``, ``"12h"``): the schedule's setting.
+        dry_run : bool
+            Report what would be consolidated; write nothing, call no model.
+        llm : ChatModel, optional
+            The model (``aios_memory.client.llm.open_llm(...)``); default: ``open_llm()``
+            with the ``AIMEM_LLM_*`` environment (the embedded local model when unset).
+        target_tier, summary_tokens, max_facts
+            Where results go, the summary's budget in tokens, facts asked at most.
+        demote : str or Demotion or dict of tier -> str, optional
+            What happens to the raw turns once consolidated: ``keep`` (default),
+            ``recompress`` (to the ``lm`` codec) or ``forget-after=30d``.
+        allow_remote_private : list of str
+            Tiers whose private sessions may go to a model not on this machine.
+        progress : callable, optional
+            ``progress(outcome, number, total)`` after each session.
+        """
+        policy = policy_from(
+            target_tier=target_tier,
+            summary_tokens=summary_tokens,
+            max_facts=max_facts,
+            demote=demote,
+            tier=tier,
+            allow_remote_private=allow_remote_private,
+        )
+        return consolidate(
+            self,
+            session=session,
+            tier=tier,
+            older_than=older_than,
+            dry_run=dry_run,
+            llm=llm,
+            policy=policy,
+            progress=progress,
+        )
+
+    def reconstruct(self, session: str) -> Reconstruction:
+        """A readable account of ``session`` from its summary and facts (and the raw turns
+        where still kept), marked as reconstructed; nothing in it is new.
+
+        Raises
+        ------
+        NotFoundError
+            The session has neither a summary nor turns here.
+        """
+        return reconstruct_session(self, session)
 
     def dictionaries(self) -> list[dict[str, Any]]:
         """The tenant's trained dictionaries: ``dict_id``, ``tier``, ``bytes`` and how trained."""

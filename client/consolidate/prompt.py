@@ -1,0 +1,96 @@
+"""What the model is asked for one session, and the shape its answer must have.
+
+One call a session writes both the summary and the facts: on 2 cores a 1.5B model
+reads about 40 tokens a second, so reading the session twice would double the cost.
+The turns are numbered so a fact can cite them, and every relative date carries
+its resolved date (``dates.annotate``) for the model to copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+from .dates import annotate, day_label
+
+__all__ = ["PROMPT_VERSION", "FactDraft", "SessionDigest", "Turn", "messages", "answer_budget"]
+
+# Part of every summary's digest: a new prompt re-consolidates what the old one wrote.
+PROMPT_VERSION = 1
+# Characters of one turn shown to the model; LoCoMo's turns are under 500.
+MAX_TURN_CHARS = 1200
+# About 4 characters a token for English; the session is cut to what the context holds.
+CHARS_PER_TOKEN = 4
+
+
+class FactDraft(BaseModel):
+    """One fact as the model writes it (checked before anything is stored)."""
+
+    text: str = Field(description="one sentence starting with the person's name")
+    sources: list[int] = Field(description="numbers of the 1-3 turns it comes from")
+    key: str = Field(description='the person and the attribute, like "Caroline|career plan"')
+
+
+class SessionDigest(BaseModel):
+    """The model's answer for one session."""
+
+    summary: str
+    facts: list[FactDraft]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One raw memory of the session, as shown to the model."""
+
+    number: int
+    speaker: str | None
+    text: str
+
+    def line(self, base: date) -> str:
+        text = annotate(self.text[:MAX_TURN_CHARS], base)
+        return f"[{self.number}] {text}"
+
+
+def messages(
+    turns: Sequence[Turn],
+    *,
+    base: date,
+    summary_words: int,
+    max_facts: int,
+    budget_chars: int,
+    earlier: str | None = None,
+) -> list[dict[str, str]]:
+    """The chat for one session; turns past ``budget_chars`` are left out (the last ones)."""
+    system = (
+        "You consolidate one conversation session into long-term memory. Reply with JSON only.\n"
+        f"- summary: at most {summary_words} words, third person, naming the people, with "
+        "absolute dates.\n"
+        f"- facts: up to {max_facts} specific details the summary leaves out: names, numbers, "
+        "dates, places, plans, preferences, possessions, relationships. One short sentence each, "
+        "starting with the person's name (never he, she, I or you). Write absolute dates: copy "
+        "the [= date] after a relative date. Only what the turns say.\n"
+        "- sources: the numbers of the 1-3 turns a fact comes from.\n"
+        '- key: the person and the attribute, like "Caroline|career plan".'
+    )
+    speakers = sorted({t.speaker for t in turns if t.speaker})
+    header = f"Session on {day_label(base)}"
+    if speakers:
+        header += " between " + " and ".join(speakers)
+    lines, used = [header + ":"], len(header)
+    if earlier:
+        lines.insert(0, f"Earlier in this session (summary): {earlier}")
+    for turn in turns:
+        line = turn.line(base)
+        if used + len(line) > budget_chars:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def answer_budget(summary_tokens: int, max_facts: int) -> int:
+    """Tokens the answer may take: the summary's, about 45 a fact, and the JSON around them."""
+    return int(summary_tokens * 1.5) + 45 * max_facts + 40

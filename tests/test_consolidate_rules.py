@@ -1,0 +1,137 @@
+"""Consolidation's deterministic rules: relative dates, the fact check, the policy's parsing."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from aios_memory.client.consolidate import (
+    ConsolidationPolicy,
+    Demotion,
+    annotate,
+    check_fact,
+    find_relative,
+    parse_duration,
+    resolve_in,
+)
+from aios_memory.client.consolidate.dates import strip_hints
+from aios_memory.schemas import InvalidValueError, UnknownTierError
+
+MONDAY = date(2023, 5, 8)  # LoCoMo's first session: "1:56 pm on 8 May, 2023", a Monday
+
+
+@pytest.mark.parametrize(
+    ("phrase", "label"),
+    [
+        ("yesterday", "7 May 2023"),
+        ("last night", "7 May 2023"),
+        ("today", "8 May 2023"),
+        ("tomorrow", "9 May 2023"),
+        ("last year", "2022"),
+        ("next year", "2024"),
+        ("last month", "April 2023"),
+        ("next month", "June 2023"),
+        ("last week", "the week of 1 May 2023"),
+        ("last weekend", "6 May 2023"),
+        ("last Friday", "5 May 2023"),
+        ("next Friday", "12 May 2023"),
+        ("3 days ago", "5 May 2023"),
+        ("two weeks ago", "the week of 24 April 2023"),
+        ("a month ago", "April 2023"),
+        ("two years ago", "2021"),
+        ("in 2 months", "July 2023"),
+    ],
+)
+def test_relative_phrases_resolve_against_the_session_date(phrase: str, label: str) -> None:
+    (resolved,) = find_relative(f"We did it {phrase}, really.", MONDAY)
+    assert resolved.phrase.lower() == phrase.lower()
+    assert resolved.label == label
+
+
+def test_year_boundaries_and_month_lengths() -> None:
+    (jan,) = find_relative("last month", date(2023, 1, 31))
+    assert jan.label == "December 2022"
+    assert len(jan.days()) == 31
+    (feb,) = find_relative("next month", date(2024, 1, 15))
+    assert len(feb.days()) == 29  # 2024 is a leap year
+
+
+def test_annotate_and_resolve_write_the_date_where_the_phrase_is() -> None:
+    text = "I went to a support group yesterday and painted last year."
+    assert annotate(text, MONDAY) == (
+        "I went to a support group yesterday [= 7 May 2023] and painted last year [= 2022]."
+    )
+    assert resolve_in(text, MONDAY) == (
+        "I went to a support group on 7 May 2023 and painted in 2022."
+    )
+    assert resolve_in("Caroline moved there since last year", MONDAY).endswith("since 2022")
+    assert strip_hints(annotate(text, MONDAY)) == text
+
+
+def test_text_without_relative_dates_is_left_alone() -> None:
+    assert find_relative("The yearly report lies next to the weekly one.", MONDAY) == []
+    assert resolve_in("no dates here", MONDAY) == "no dates here"
+    assert "[=" not in annotate("The yearly report.", MONDAY)
+
+
+SOURCES = ["Caroline: I went to a LGBTQ support group yesterday and it was so powerful."]
+SPEAKERS = ["Caroline", "Melanie"]
+
+
+@pytest.mark.parametrize(
+    ("fact", "reason"),
+    [
+        ("Caroline went to a LGBTQ support group on 7 May 2023.", None),
+        ("On 7 May 2023 Caroline went to a LGBTQ support group.", None),
+        ("Caroline's support group was powerful.", None),
+        ("Caroline told Melanie about the support group.", None),  # a listener may be named
+        ("Melanie went to a LGBTQ support group.", "wrong_subject"),
+        ("She went to the support group.", "unnamed_subject"),
+        ("Caroline said I went to a group.", "first_person"),
+        ("Caroline went to the group with Jolene.", "unknown_name"),
+        ("Caroline went to a support group on 9 June 2023.", "unsupported_date"),
+        ("Caroline went to a support group on Tuesday.", "unsupported_date"),
+        ("Caroline went to 3 support groups.", "unknown_number"),
+        ("Caroline went to a support group in 2021.", "unknown_number"),
+    ],
+)
+def test_a_fact_must_follow_from_its_sources(fact: str, reason: str | None) -> None:
+    verdict = check_fact(fact, SOURCES, base=MONDAY, speakers=SPEAKERS)
+    assert verdict.ok is (reason is None), verdict
+    assert verdict.reason == reason
+
+
+def test_a_fact_without_sources_is_dropped() -> None:
+    verdict = check_fact("Caroline went.", [], base=MONDAY, speakers=SPEAKERS)
+    assert (verdict.ok, verdict.reason) == (False, "no_sources")
+
+
+def test_dates_written_in_the_sources_support_a_fact() -> None:
+    sources = ["Melanie: We moved here on 3 March 2019, a Sunday."]
+    fact = "Melanie moved there on Sunday, 3 March 2019."
+    assert check_fact(fact, sources, base=MONDAY, speakers=SPEAKERS).ok
+
+
+def test_demotions_and_durations_parse_or_say_what_is_wrong() -> None:
+    assert Demotion.parse("keep") == Demotion("keep")
+    assert Demotion.parse("recompress") == Demotion("recompress")
+    assert Demotion.parse("forget-after=30d") == Demotion("forget", timedelta(days=30))
+    assert Demotion.parse("forget-after:12h").after == timedelta(hours=12)
+    assert Demotion.parse("forget-after=30d").describe() == "forget-after=30d"
+    assert parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("5") == timedelta(days=5)
+    for bad in ("forget", "recompress=1d", "drop", "forget-after=soon"):
+        with pytest.raises(InvalidValueError):
+            Demotion.parse(bad)
+
+
+def test_policy_refuses_unknown_tiers_and_budgets() -> None:
+    with pytest.raises(UnknownTierError):
+        ConsolidationPolicy(target_tier="attic")
+    with pytest.raises(UnknownTierError):
+        ConsolidationPolicy(demote={"attic": Demotion()})
+    with pytest.raises(InvalidValueError):
+        ConsolidationPolicy(summary_tokens=5)
+    assert ConsolidationPolicy(summary_tokens=100).summary_words == 75
+    assert ConsolidationPolicy().demotion("working") == Demotion("keep")
