@@ -37,8 +37,8 @@ def recall_scores(
 
 
 def cost(report: dict[str, Any]) -> dict[str, Any]:
-    """Seconds and tokens per session from the consolidation report's ``per_session``."""
-    rows = report.get("per_session") or []
+    """Seconds and tokens per consolidated session from the report's ``per_session``."""
+    rows = [r for r in report.get("per_session") or [] if r.get("status") == "consolidated"]
     seconds = [float(r["seconds"]) for r in rows]
 
     def spread(values: list[float]) -> dict[str, float] | None:
@@ -57,8 +57,13 @@ def cost(report: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens_per_session": spread([float(r["prompt_tokens"]) for r in rows]),
         "completion_tokens_per_session": spread([float(r["completion_tokens"]) for r in rows]),
         "facts_per_session": spread([float(r["facts"]) for r in rows]),
-        "dropped_per_session": spread([float(r["dropped"]) for r in rows]),
+        "dropped_per_session": spread([float(_count(r["dropped"])) for r in rows]),
     }
+
+
+def _count(dropped: Any) -> int:
+    # The report counts dropped facts by reason ({"unsupported_number": 2, ...}).
+    return sum(dropped.values()) if isinstance(dropped, dict) else int(dropped or 0)
 
 
 def qa_scores(rows: Sequence[dict[str, Any]], gold_f1: Any) -> dict[str, Any]:
