@@ -160,6 +160,10 @@ def run_budget(folder: Path, budget: int, questions: list[QA], turns: store.Turn
     return {"report": consolidated, "found": found, "rows": rows, "sizes": sizes}
 
 
+def _ratio(raw: int, stored: int) -> float | None:
+    return round(raw / stored, 2) if stored else None
+
+
 def llm_described() -> dict[str, str]:
     """The ``AIMEM_LLM_*`` settings in force, for the record (never the API key)."""
     shown = {name: os.environ.get(f"AIMEM_LLM_{name.upper()}") for name in LLM_OPTIONS}
@@ -179,13 +183,12 @@ def emit_budget(params: dict, budget: int, run: dict, questions: list[QA], turns
     summary = {k: v for k, v in rep.items() if k != "per_session"}
     spent = report.cost(rep)
     emit(BENCH, p, result="consolidate", report=summary, cost=spent)
+    covered = {r["session"] for r in run["rows"] if r["kind"] == "summary"}
     tokens = {
-        "raw": sum(model.count_tokens(t) for t in turns.texts),
+        "raw_covered": sum(model.count_tokens(t) for t, s in turns.texts if s in covered),
         "consolidated": sum(model.count_tokens(r["text"]) for r in run["rows"]),
     }
-    tokens["x"] = (
-        round(tokens["raw"] / tokens["consolidated"], 2) if tokens["consolidated"] else None
-    )
+    tokens["x"] = _ratio(tokens["raw_covered"], tokens["consolidated"])
     emit(BENCH, p, result="compression", **run["sizes"], tokens=tokens, tokenizer=model.name)
     scores = {}
     for name, found in run["found"].items():

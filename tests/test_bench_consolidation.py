@@ -157,6 +157,16 @@ def test_stores_and_provenance_through_a_real_server(server: Any, tmp_path: Path
         found = {
             s: store.ask(client, s, "kayak", sessions, 10, mode="keyword") for s in store.STORES
         }
+        sizes = store.compression(client, turns, store.consolidated_rows(client))
+        codecs = {r["codec"] for k in ("summary", "fact") for r in _stored(client, k)}
+    session_2 = ["Ada: conv-a kayak trip number 2", "Bo: conv-a pottery class number 2"]
+    assert turns.bytes_by_session["conv-a/session_2"] == sum(len(t) for t in session_2)
+    # Only the session with a summary counts as compressed: conv-a/session_2, not all 8 turns.
+    assert sizes["sessions_covered"] == 1
+    assert sizes["raw_text_bytes_covered"] == turns.bytes_by_session["conv-a/session_2"]
+    assert sizes["memories"] == 2 and codecs == {"lm"}
+    lm = sizes["lm"]
+    assert lm["x_vs_raw_text"] == round(sizes["raw_text_bytes_covered"] / lm["payload_bytes"], 2)
     assert {r.kind for r in found["raw"]} == {"text"}
     assert {r.kind for r in found["consolidated"]} == {"summary", "fact"}
     assert {r.kind for r in found["both"]} == {"text", "summary", "fact"}
@@ -167,6 +177,10 @@ def test_stores_and_provenance_through_a_real_server(server: Any, tmp_path: Path
     scores = report.recall_scores([question], [found["consolidated"]], turns.dia_of)
     assert scores["evidence"]["evidence_recall@10"] == 0.5  # the fact's source; not the summary's
     assert scores["answer"]["answer_recall@10"] == 1.0
+
+
+def _stored(client: Any, kind: str) -> list[dict[str, Any]]:
+    return [r for b in client.iter_records("long_term", kind=kind) for r in b.to_pylist()]
 
 
 def _conv(client: Any, memory_id: str) -> str:
