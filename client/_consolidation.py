@@ -97,7 +97,7 @@ def reconstruct_session(api: MemoryApi, session: str) -> Reconstruction:
 def _default_llm() -> Chat:
     from .llm import open_llm  # only when a session needs a model: loading one takes seconds
 
-    return open_llm()  # type: ignore[no-any-return]
+    return open_llm()
 
 
 def _demotion(value: str | Demotion) -> Demotion:

@@ -26,6 +26,7 @@ from aios_memory.schemas import (
     new_id,
 )
 
+from ._when import with_occurred_at
 from .importers import MemoryInput
 
 __all__ = ["Defaults", "MAX_PUT_BYTES", "Encoder", "prepare_embeddings", "encode_rows", "plan_puts"]
@@ -103,7 +104,7 @@ def _encode_row(
         "hlc": 0,
         "origin": "",
         "privacy": _privacy(item.privacy, defaults),
-        "metadata": _metadata(item.metadata, row),
+        "metadata": _metadata(with_occurred_at(item.metadata, item.occurred_at, row), row),
         "deleted": False,
     }
     check_has_text(item.text, vector is not None, fields["kind"], row)

@@ -22,6 +22,8 @@ from aios_memory.schemas import (
     KeyMissingError,
 )
 
+from ._when import occurred_at_of
+
 _PLAIN = Codebook()
 
 __all__ = [
@@ -79,6 +81,10 @@ class Memory:
         None for a memory read whole. For an end-to-end encrypted one this side
         could not open, the error code (``KEY_MISSING`` or ``TAMPERED``): its text
         is then ``""`` and its sealed fields empty (see ``UnopenedMemoryWarning``).
+    occurred_at : datetime or None
+        When it happened (UTC), as written with ``remember(occurred_at=...)``; None
+        when it was not given. Read from metadata's ``aimem:occurred_at``, which
+        ``metadata`` keeps too (records get a column for it in storage v2, issue 18).
     """
 
     id: str
@@ -92,6 +98,7 @@ class Memory:
     privacy: int
     hlc: int = 0
     unopened: str | None = None
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Hit:
 
     Attributes
     ----------
-    id, text, tier, metadata, created_at, kind, session, agent, privacy
+    id, text, tier, metadata, created_at, kind, session, agent, privacy, occurred_at
         As in ``Memory``.
     score : float
         The server's fused score for the query.
@@ -119,6 +126,7 @@ class Hit:
     agent: str | None
     privacy: int
     unopened: str | None = None
+    occurred_at: datetime | None = None
 
 
 def row_text(row: dict[str, Any], codebook: Codebook = _PLAIN) -> str | None:
@@ -174,11 +182,13 @@ def _tolerant(rows: Sequence[dict[str, Any]], codebook: Codebook) -> list[dict[s
 
 def _common(row: dict[str, Any], codebook: Codebook) -> dict[str, Any]:
     unopened = row.pop("_unopened", None)
+    metadata = _metadata(row["metadata"], row["id"])
     return {
         "id": row["id"],
         "text": "" if unopened else row_text(row, codebook) or "",
         "tier": row["tier"],
-        "metadata": _metadata(row["metadata"], row["id"]),
+        "metadata": metadata,
+        "occurred_at": occurred_at_of(metadata),
         "created_at": row["created_at"],
         "kind": row["kind"],
         "session": row["session"],

@@ -40,9 +40,11 @@ from aios_memory.schemas import (
     DICTIONARY_KIND,
     EXTERNAL_EMBED_MODEL,
     HIT_SCHEMA,
+    OCCURRED_AT_FIELD,
     RECORD_SCHEMA,
     ConnectionFailedError,
     CorruptDataError,
+    DeadlineExceededError,
     IdsRequest,
     InvalidRequestError,
     InvalidValueError,
@@ -68,13 +70,21 @@ from ._consolidation import consolidate, policy_from, reconstruct_session
 from ._forget import forget_ids
 from ._recompress import RecompressReport, recompress
 from ._results import Hit, Memory, hits_from_table, memories_from_table, with_text
+from ._when import (
+    OCCURRED_AT_TYPE,
+    OccurredAt,
+    occurred_at_column,
+    spread_occurred_at,
+    where_kind,
+    where_occurred,
+)
 from .consolidate import ConsolidationReport, Reconstruction
 from .importers import MemoryInput
 
 if TYPE_CHECKING:  # the deprecated scene aliases' types; nothing of scenes loads with the SDK
     from aios_memory.client.scenes import EncodedScene, ObjectState, Replayer, Scene, Scenes
 
-__all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL"]
+__all__ = ["MemoryClient", "DEFAULT_URI", "DEFAULT_TIMEOUT", "DEFAULT_EMBED_MODEL", "SCAN_SCHEMA"]
 
 DEFAULT_URI = "grpc://127.0.0.1:8815"
 DEFAULT_TIMEOUT = 30.0
@@ -90,6 +100,10 @@ _SCAN_FILTERS = (
     "created_before",
     "where",
     "include_deleted",
+)
+_OCCURRED_FILTERS = ("occurred_after", "occurred_before")  # sugar for where's occurred_at
+SCAN_SCHEMA = RECORD_SCHEMA.append(pa.field("text", pa.string())).append(
+    pa.field(OCCURRED_AT_FIELD, OCCURRED_AT_TYPE)
 )
 
 
@@ -212,6 +226,7 @@ class MemoryClient:
         privacy: int = 1,
         embeddings: Any = None,
         readers: Sequence[str] | None = None,
+        occurred_at: OccurredAt | Sequence[OccurredAt] | None = None,
     ) -> list[str]:
         """Store one text or several; return their ids in order.
 
@@ -233,6 +248,13 @@ class MemoryClient:
         readers : list of str, optional
             For ``shared`` memories: the other tenants (``"bob"``) or principals
             (``"bob/phone"``) who may read them.
+        occurred_at : datetime, str, float, or a list of them, optional
+            When it happened, one value for all texts or one per text: a ``datetime``
+            (a naive one is taken as UTC), ISO 8601 text (UTC without a zone) or epoch
+            seconds. Kept beside ``created_at`` (when it was stored), read back as
+            ``Memory.occurred_at`` and filtered as ``where={"occurred_at": ...}``.
+            Stored in metadata under ``aimem:occurred_at`` as UTC ISO 8601
+            (``2023-05-08T13:56:00Z``) until records get a column for it (issue 18).
 
         Raises
         ------
@@ -241,8 +263,11 @@ class MemoryClient:
             raised before anything is sent.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        pairs = zip(texts, spread(metadata, texts), strict=True)
-        items = [MemoryInput(text=t, metadata=with_readers(m, readers) or {}) for t, m in pairs]
+        times = spread_occurred_at(occurred_at, len(texts))
+        items = [
+            MemoryInput(text=t, metadata=with_readers(m, readers) or {}, occurred_at=when)
+            for t, m, when in zip(texts, spread(metadata, texts), times, strict=True)
+        ]
         vectors = _records.prepare_embeddings(embeddings, len(items))
         defaults = self._defaults(
             tier=tier, kind=kind, session=session, agent=agent, privacy=privacy
@@ -261,7 +286,8 @@ class MemoryClient:
         """Store a stream of ``MemoryInput`` items, ``batch_size`` per put; return all ids.
 
         Each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win;
-        ``tier`` is the default for items that name none. ``progress(n)`` is
+        ``tier`` is the default for items that name none; an item's ``occurred_at``
+        is stored as ``remember``'s is. ``progress(n)`` is
         called after each put with the number of items it stored. With
         ``train_dictionaries``, a tier whose policy uses a dictionary gets a new
         one whenever it is due (see ``train_dictionary``), so the rest of a
@@ -274,7 +300,7 @@ class MemoryClient:
         source = iter(items)
         while chunk := list(itertools.islice(source, batch_size)):
             rows = self.encode_records(chunk, tier=tier)
-            ids += self.write_records(rows)
+            ids += self._write_within_budget(rows)
             for row in rows:
                 unchecked[row["tier"]] = unchecked.get(row["tier"], 0) + 1
             if train_dictionaries:
@@ -294,7 +320,8 @@ class MemoryClient:
         episode's tables in a second record): each record is a dict of
         ``RECORD_SCHEMA`` fields with a new id, compressed as this client's codec policy
         says; each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win,
-        ``tier`` is the default. Send them with ``write_records``.
+        ``tier`` is the default; ``occurred_at`` goes into metadata as ``remember``
+        stores it. Send them with ``write_records``.
 
         Raises
         ------
@@ -313,6 +340,17 @@ class MemoryClient:
         together or not at all.
         """
         return [i for ack in self.sealer.write(rows, self._upload) for i in ack.ids]
+
+    def _write_within_budget(self, rows: list[dict[str, Any]]) -> list[str]:
+        # A put the server refused because embedding it outlasted its budget stored nothing:
+        # halve it and go on, so an import on a busy machine slows down instead of failing.
+        try:
+            return self.write_records(rows)
+        except DeadlineExceededError as error:
+            if "budget_seconds" not in error.detail or len(rows) < 2:
+                raise
+        half = len(rows) // 2
+        return self._write_within_budget(rows[:half]) + self._write_within_budget(rows[half:])
 
     def _train_due(self, unchecked: dict[str, int], *, final: bool) -> None:
         # Checking costs a stats call, and training only happens when a tier doubled.
@@ -354,6 +392,7 @@ class MemoryClient:
         tier: str | Sequence[str] | None = None,
         where: dict[str, Any] | None = None,
         mode: str = "hybrid",
+        kind: str | Sequence[str] | None = None,
     ) -> list[Hit]:
         """The ``k`` memories most relevant to a text and/or a vector, best first.
 
@@ -369,10 +408,16 @@ class MemoryClient:
             Only these tiers.
         where : dict, optional
             Filters on record fields or metadata keys, e.g. ``{"topic": "food",
-            "privacy": {"$lte": 1}}``; applied before the top ``k``.
+            "privacy": {"$lte": 1}}`` or ``{"occurred_at": {"$gte": "2023-05-01"}}``
+            (when it happened); applied before the top ``k``.
         mode : str
             ``hybrid``, ``vector`` or ``keyword``.
+        kind : str or list of str, optional
+            Only memories of this kind (or these kinds), e.g. ``"summary"`` or
+            ``["summary", "fact"]``: the same as ``where={"kind": ...}``, which must
+            not name another kind.
         """
+        where = where_kind(where, kind)
         vector = None if embedding is None else _vectors.normalize(embedding).tolist()
         request = SearchRequest(
             query=query,
@@ -422,11 +467,17 @@ class MemoryClient:
         """Stream records as RecordBatches with a decoded ``text`` column.
 
         Filters: ``ids``, ``since_hlc``, ``kind``, ``session``, ``created_after``,
-        ``created_before`` (datetime or ISO text), ``where``, ``include_deleted``.
-        The client's ``timeout`` bounds the whole stream.
+        ``created_before`` (datetime or ISO text), ``occurred_after`` (inclusive) and
+        ``occurred_before`` (exclusive) on when it happened (datetime, ISO text or epoch
+        seconds; the same as a ``where`` on ``occurred_at``), ``where``,
+        ``include_deleted``. The client's ``timeout`` bounds the whole stream.
+
+        Each batch is the record columns, ``text`` and ``occurred_at`` (a UTC
+        timestamp read from metadata; null for a memory without one).
         """
         for batch in self.iter_records(tier, **filters):
-            yield with_text(batch, self.codebook)
+            opened = with_text(batch, self.codebook)
+            yield opened.append_column(OCCURRED_AT_FIELD, occurred_at_column(opened))
 
     def iter_records(
         self, tier: str | Sequence[str] | None = None, **filters: Any
@@ -437,10 +488,9 @@ class MemoryClient:
         yield from map(self.sealer.observe, self._transport.stream(ticket, RECORD_SCHEMA))
 
     def scan(self, tier: str | Sequence[str] | None = None, **filters: Any) -> pa.Table:
-        """All records ``iter_scan`` yields, as one Table (record columns plus ``text``)."""
-        batches = list(self.iter_scan(tier, **filters))
-        schema = RECORD_SCHEMA.append(pa.field("text", pa.string()))
-        return pa.Table.from_batches(batches, schema=schema)
+        """All records ``iter_scan`` yields, as one Table (record columns, ``text`` and
+        ``occurred_at``)."""
+        return pa.Table.from_batches(list(self.iter_scan(tier, **filters)), schema=SCAN_SCHEMA)
 
     def stats(self) -> dict[str, Any]:
         """Counts and bytes per tier, as the server reports them."""
@@ -718,9 +768,13 @@ class MemoryClient:
         return acks
 
     def _scan_request(self, tier: Any, filters: dict[str, Any]) -> ScanRequest:
-        unknown = sorted(set(filters) - set(_SCAN_FILTERS))
+        unknown = sorted(set(filters) - set(_SCAN_FILTERS) - set(_OCCURRED_FILTERS))
         if unknown:
-            raise InvalidRequestError(f"unknown scan filters {unknown}; use {list(_SCAN_FILTERS)}")
+            raise InvalidRequestError(
+                f"unknown scan filters {unknown}; use {[*_SCAN_FILTERS, *_OCCURRED_FILTERS]}"
+            )
+        after, before = (filters.pop(name, None) for name in _OCCURRED_FILTERS)
+        filters["where"] = where_occurred(filters.get("where"), after, before)
         for name in ("created_after", "created_before"):
             if isinstance(filters.get(name), datetime):
                 filters[name] = filters[name].isoformat()

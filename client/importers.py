@@ -10,19 +10,26 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aios_memory.schemas import InvalidValueError
+from aios_memory.schemas import InvalidValueError, canonical_time
 
 __all__ = ["MemoryInput", "read_jsonl", "read_locomo", "detect_format", "read_file"]
 
 _SESSION_KEY = re.compile(r"^session_(\d+)$")
+# LoCoMo's session times, e.g. "1:56 pm on 8 May, 2023" (every dev conversation's form).
+_LOCOMO_TIMES = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y")
 
 
 @dataclass
 class MemoryInput:
-    """One memory to write: the keyword arguments of ``MemoryClient.remember`` for one text."""
+    """One memory to write: the keyword arguments of ``MemoryClient.remember`` for one text.
+
+    ``occurred_at`` is when it happened (a datetime, naive = UTC; ISO 8601 text; or epoch
+    seconds), stored beside ``created_at`` (when it was stored); see ``remember``.
+    """
 
     text: str
     tier: str | None = None
@@ -31,10 +38,15 @@ class MemoryInput:
     session: str | None = None
     agent: str | None = None
     privacy: int | None = None
+    occurred_at: datetime | str | int | float | None = None
 
 
 def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
-    """One memory per line: ``{"text": ..., "tier"?, "metadata"?, "kind"?, "session"?, ...}``."""
+    """One memory per line: ``{"text": ..., "tier"?, "metadata"?, "kind"?, "session"?, ...}``.
+
+    ``occurred_at`` (ISO 8601 text or epoch seconds) is checked as the line is read, so a
+    bad one stops an import before anything is written.
+    """
     allowed = set(MemoryInput.__dataclass_fields__)
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -54,7 +66,18 @@ def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
                     f"{path}:{number}: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}",
                     line=number,
                 )
+            if item.get("occurred_at") is not None:
+                item["occurred_at"] = _line_time(item["occurred_at"], path, number)
             yield MemoryInput(**item)
+
+
+def _line_time(value: Any, path: str | Path, number: int) -> str:
+    try:
+        return canonical_time(value)
+    except InvalidValueError as exc:
+        raise InvalidValueError(
+            f"{path}:{number}: {exc.message}", field="occurred_at", line=number
+        ) from None
 
 
 def read_locomo(path: str | Path) -> Iterator[MemoryInput]:
@@ -62,13 +85,16 @@ def read_locomo(path: str | Path) -> Iterator[MemoryInput]:
 
     Text is ``"Speaker: words"`` (plus the image caption where a turn shared
     one); metadata keeps ``dia_id`` so retrieval can be scored against the
-    questions' evidence.
+    questions' evidence, and ``session_date`` as LoCoMo writes it. ``occurred_at``
+    is the session's time (turns have none of their own), read from that text
+    ("1:56 pm on 8 May, 2023") and taken as UTC: LoCoMo gives no time zone.
     """
     path = Path(path)
     conversation = json.loads(path.read_text(encoding="utf-8"))
     name = path.stem
     for number in _session_numbers(conversation):
         when = conversation.get(f"session_{number}_date_time")
+        occurred_at = None if when is None else _session_time(when, f"{name}/session_{number}")
         for turn in conversation[f"session_{number}"]:
             text = f"{turn['speaker']}: {turn['text']}"
             if turn.get("blip_caption"):
@@ -83,7 +109,26 @@ def read_locomo(path: str | Path) -> Iterator[MemoryInput]:
                     "speaker": turn["speaker"],
                     "session_date": when,
                 },
+                occurred_at=occurred_at,
             )
+
+
+def _session_time(text: str, session: str) -> str:
+    """A LoCoMo session time in the stored form (UTC; ISO 8601 text is taken too)."""
+    for form in _LOCOMO_TIMES:
+        try:
+            return canonical_time(
+                datetime.strptime(text.strip(), form).replace(tzinfo=timezone.utc)
+            )
+        except ValueError:
+            continue
+    try:
+        return canonical_time(text)
+    except InvalidValueError:
+        raise InvalidValueError(
+            f"session {session}'s date {text!r} is not a time like '1:56 pm on 8 May, 2023'",
+            field="occurred_at",
+        ) from None
 
 
 def _session_numbers(conversation: dict[str, Any]) -> list[int]:

@@ -17,8 +17,14 @@ from .codecs import (
 )
 from .errors import *  # noqa: F403 - the hierarchy is public as a whole
 from .errors import __all__ as _error_names
-from .filters import ORDER_OPERATORS, check_json_depth
+from .filters import ORDER_OPERATORS, TIME_FIELDS, check_json_depth
 from .ids import HybridClock, hlc_pack, hlc_unpack, new_id
+from .occurred import (
+    OCCURRED_AT_FIELD,
+    canonical_time,
+    check_occurred_at,
+    parse_canonical_time,
+)
 from .policy import DEFAULT_SYNC_TIERS, SERVER_ROLES, check_tiers_allowed, parse_sync_tiers
 from .record import (
     CONSOLIDATED_SESSION_KEY,
@@ -98,6 +104,11 @@ from .wire import (
 )
 
 __all__ = [
+    "TIME_FIELDS",
+    "OCCURRED_AT_FIELD",
+    "canonical_time",
+    "check_occurred_at",
+    "parse_canonical_time",
     *_error_names,
     "CODEC_LM",
     "CODEC_NONE",

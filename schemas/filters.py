@@ -21,6 +21,7 @@ __all__ = [
     "FIELD_FILTERS",
     "FILTER_OPERATORS",
     "ORDER_OPERATORS",
+    "TIME_FIELDS",
     "MAX_FILTER_KEYS",
     "MAX_IN_VALUES",
     "validate_where",
@@ -28,7 +29,20 @@ __all__ = [
 ]
 
 # Record fields a `where` may name directly; any other key is a metadata key.
-FIELD_FILTERS = ("id", "tier", "agent", "session", "kind", "privacy", "created_at", "embed_model")
+# ``occurred_at`` is the metadata key OCCURRED_AT_KEY (no record column until storage v2,
+# issue 18), compared as a time.
+FIELD_FILTERS = (
+    "id",
+    "tier",
+    "agent",
+    "session",
+    "kind",
+    "privacy",
+    "created_at",
+    "occurred_at",
+    "embed_model",
+)
+TIME_FIELDS = ("created_at", "occurred_at")
 FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
 ORDER_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 _SCALARS = (str, int, float, bool, type(None))
@@ -51,8 +65,10 @@ def validate_where(where: Any) -> None:
     scalar (equality) or an object with one or more FILTER_OPERATORS. All keys
     must hold (AND). Each value must suit its field: a string for ``id``,
     ``agent``, ``session``, ``kind`` and ``embed_model``; a tier name for
-    ``tier``; an integer for ``privacy``; an ISO 8601 time or epoch seconds for
-    ``created_at``; any scalar for a metadata key, but one kind (string, number
+    ``tier``; an integer for ``privacy``; an ISO 8601 time (UTC without a zone) or
+    epoch seconds for ``created_at`` and ``occurred_at`` (when the memory happened,
+    ``OCCURRED_AT_KEY`` in its metadata: null for a memory without one, as for any
+    metadata key it lacks); any scalar for a metadata key, but one kind (string, number
     or boolean) per ``$in`` list. ``null`` only with ``$eq``/``$ne``/``$in``/``$nin``.
     """
     if where is None:
@@ -148,7 +164,7 @@ def _check_value(key: str, op: str, value: Any) -> None:
             )
     elif key == "privacy":
         _expect(_is_int(value), key, op, value, "an integer privacy level (0..3)")
-    elif key == "created_at":
+    elif key in TIME_FIELDS:
         _check_time(key, op, value)
 
 

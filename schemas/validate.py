@@ -32,6 +32,7 @@ from .errors import (
 )
 from .filters import check_json_depth
 from .ids import hlc_pack
+from .occurred import check_occurred_at
 from .record import PRIVACY_LEVELS, RECORD_SCHEMA, SCHEMA_VERSION, TIERS, schema_version_of
 
 __all__ = [
@@ -280,6 +281,7 @@ def _check_metadata(texts: list[str | None], limits: Limits) -> None:
                 f"metadata at row {row} must be a JSON object", field="metadata", row=row
             )
         check_metadata_depth(value, limits, row)
+        check_occurred_at(value, row)
 
 
 def check_metadata_depth(value: Any, limits: Limits = DEFAULT_LIMITS, row: int = 0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,20 @@ def unit_vectors(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """llama-cpp-python's OpenAI-compatible server over SmolLM2-135M on a loopback port, shared
+    by the session: ``.url`` ends in ``/v1``, ``.model`` is its name. Skipped without the
+    ``[lm]`` extra and the server's ``[test]`` dependencies (failed under AIMEM_REQUIRE_LM=1)."""
+    from support.llm_server import llm_server as run_llm_server
+    from support.llm_server import missing_server_parts
+
+    missing = missing_server_parts()
+    if missing:
+        if os.environ.get("AIMEM_REQUIRE_LM") == "1":
+            pytest.fail(f"AIMEM_REQUIRE_LM=1 but the LLM test server lacks {missing}")
+        pytest.skip(f"the LLM test server needs {missing}")
+    with run_llm_server(tmp_path_factory.mktemp("llm_server")) as running:
+        yield running

@@ -122,7 +122,9 @@ def test_scan_filters(client: MemoryClient) -> None:
     [hlc] = {m.hlc for m in client.get(first[1])}
     later = client.remember("b1", session="b")
     table = client.scan()
-    assert table.schema == RECORD_SCHEMA.append(pa.field("text", pa.string()))
+    assert table.schema == RECORD_SCHEMA.append(pa.field("text", pa.string())).append(
+        pa.field("occurred_at", pa.timestamp("us", tz="UTC"))
+    )
     assert sorted(table.column("text").to_pylist()) == ["a1", "a2", "b1"]
     assert sorted(client.scan(session="a").column("text").to_pylist()) == ["a1", "a2"]
     assert client.scan(kind="note").num_rows == 2

@@ -156,3 +156,30 @@ def test_a_put_over_its_embedding_budget_is_refused_and_stores_nothing(
                 client.remember(long_text(20_000))
             assert "budget" in str(refused.value) and refused.value.code == "TIMEOUT"
             assert client.stats()["memories"] == 0
+
+
+def test_an_import_over_the_budget_is_split_until_it_fits(server_factory: Callable[..., Any]):
+    from aios_memory.client.importers import MemoryInput
+
+    class SlowPerText(GatedModel):
+        """Each text costs 0.05 s more: a put of 16 outlasts a 0.5 s budget, one text fits."""
+
+        batches: list[int] = []
+
+        def passage(self, texts: list[str]) -> np.ndarray:
+            vectors = super().passage(texts)
+            self.batches.append(len(texts))
+            time.sleep(0.05 * len(texts))
+            return vectors
+
+    with server_factory(embedder="local", embed_budget_seconds=0.5) as running:
+        embedder: Any = running.server.embedder
+        slow = embedder._passages = SlowPerText(embedder._passages)
+        slow.release.set()
+        texts = [f"memory number {i} about the ferry timetable" for i in range(16)]
+        with MemoryClient(running.uri, running.token, timeout=60) as client:
+            ids = client.remember_many((MemoryInput(text=t) for t in texts), batch_size=16)
+            assert [m.text for m in client.get(ids)] == texts
+            assert client.stats()["memories"] == 16
+        # The refused put of 16 stored nothing (each text is there once); halves went on.
+        assert slow.batches[0] == 16 and max(slow.batches[1:]) <= 8

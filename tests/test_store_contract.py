@@ -41,6 +41,7 @@ from aios_memory.schemas import (
     CODEC_NONE,
     CODEC_ZSTD,
     CODEC_ZSTD_DICT,
+    OCCURRED_AT_KEY,
     READERS_KEY,
     RECORD_SCHEMA,
     TIERS,
@@ -635,3 +636,31 @@ def _snapshot(store: Store, vectors: np.ndarray, dictionary: Any) -> dict[str, A
         if mode != "keyword":
             got[f"{mode} scores"] = hits.column("score").to_pylist()
     return got
+
+
+# -- when a memory happened ---------------------------------------------------------------------
+def test_occurred_at_filters_search_and_scan_and_follow_new_writes(store: Store) -> None:
+    days = [f"2023-05-0{n}T12:00:00Z" for n in range(1, 7)]
+    vectors = unit_vectors(8, seed=17)
+    first = memories(
+        [f"kestrel sighting {n}" for n in range(6)],
+        vectors[:6],
+        metadata=[{OCCURRED_AT_KEY: day} for day in days],
+    )
+    write(store, first)
+    where = {"occurred_at": {"$gte": "2023-05-05"}}
+    expected = {first["id"][4], first["id"][5]}
+    for mode in MODES:  # the query is nearest record 0, which the filter leaves out
+        found = ids(search(store, vectors[0], query="kestrel", mode=mode, k=10, where=where))
+        assert set(found) == expected, mode
+    later = memories(
+        ["kestrel sighting late", "kestrel sighting early"],
+        vectors[6:],
+        metadata=[{OCCURRED_AT_KEY: "2023-06-01T00:00:00Z"}, {OCCURRED_AT_KEY: days[0]}],
+    )
+    write(store, later)
+    for mode in MODES:  # the filter's cached rows follow the write
+        found = ids(search(store, vectors[0], query="kestrel", mode=mode, k=10, where=where))
+        assert set(found) == expected | {later["id"][0]}, mode
+    window = {"occurred_at": {"$gt": days[0], "$lt": 1683288000}}  # (1 May, 5 May 12:00)
+    assert set(ids(scan(store, where=window))) == set(first["id"][1:4])

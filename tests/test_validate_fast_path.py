@@ -75,6 +75,10 @@ CELLS: dict[str, list[Any]] = {
         '{"a": {"b": {"c": {"d": 1}}}}',
         '{"k": "' + "v" * 70 + '"}',
         "null",
+        '{"aimem:occurred_at": "2023-05-08T13:56:00Z"}',
+        '{"aimem:occurred_at": "2023-05-08T13:56:00.250000Z"}',
+        '{"aimem:occurred_at": "2023-05-08"}',
+        '{"aimem:occurred_at": 1683554160}',
     ],
     "deleted": [None, True, False],
 }

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aios_memory.client._results import Hit, Memory
+from aios_memory.schemas import canonical_time
 
 from .kit import render_rows
 
@@ -14,9 +15,11 @@ __all__ = ["memory_json", "render_ids", "render_hits", "render_memories", "rende
 
 
 def memory_json(item: Memory | Hit) -> dict[str, Any]:
-    """A JSON-ready dict of a ``Memory`` or ``Hit`` (``created_at`` as ISO 8601)."""
+    """A JSON-ready dict of a ``Memory`` or ``Hit`` (``created_at`` and ``occurred_at`` as
+    ISO 8601; ``occurred_at`` null when the memory does not say)."""
     out = asdict(item)
     out["created_at"] = item.created_at.isoformat()
+    out["occurred_at"] = None if item.occurred_at is None else canonical_time(item.occurred_at)
     return out
 
 

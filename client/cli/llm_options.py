@@ -55,8 +55,6 @@ def settings_from_options(options: Mapping[str, Any]) -> LLMSettings:
         A value out of range (the message names it).
     """
     given = {
-        field: options[name]
-        for name, field in _PARAMETERS.items()
-        if options.get(name) is not None
+        field: options[name] for name, field in _PARAMETERS.items() if options.get(name) is not None
     }
     return dataclasses.replace(LLMSettings.from_env(), **given)

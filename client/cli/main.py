@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aios_memory.client.client import DEFAULT_IMPORT_BATCH, MemoryClient
+from aios_memory.client.client import DEFAULT_IMPORT_BATCH, SCAN_SCHEMA, MemoryClient
 from aios_memory.client.importers import read_file
-from aios_memory.schemas import RECORD_SCHEMA, SEARCH_MODES, TIERS, AiosMemoryError
+from aios_memory.schemas import SEARCH_MODES, TIERS, AiosMemoryError
 
 from . import _output
 from .connection import client_options
@@ -114,6 +113,18 @@ def main() -> None:
 
 
 _TIER = click.Choice(TIERS)
+
+
+def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Epoch seconds as a number, anything else as text (checked by the client)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 # -- commands -------------------------------------------------------------------
 
 
@@ -138,6 +149,12 @@ _TIER = click.Choice(TIERS)
     help="For --tier shared: another tenant (bob) or principal (bob/phone) who may "
     "read it; repeat for each.",
 )
+@click.option(
+    "--occurred-at",
+    callback=_time_option,
+    help="When it happened (default: not recorded): ISO 8601 (UTC without a zone, e.g. "
+    "2023-05-08T13:56:00Z) or epoch seconds.",
+)
 @output_options(_output.render_ids)
 @client_options
 def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[str, Any]:
@@ -148,6 +165,7 @@ def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[s
         aimem remember "Ada prefers tea" --tier core --metadata '{"topic": "food"}'
         cat notes.txt | aimem remember - --tier long_term
         aimem remember "Dinner at 8 on Friday" --tier shared --reader bob
+        aimem remember "Ada moved to Lyon" --occurred-at 2023-05-08T13:56:00Z
     """
     if texts == ("-",):
         texts = tuple(line.rstrip("\r\n") for line in sys.stdin if line.strip())
@@ -167,6 +185,12 @@ def remember(mem: MemoryClient, texts: tuple[str, ...], **fields: Any) -> dict[s
     help='Filter on fields or metadata, e.g. \'{"topic": "food"}\'.',
 )
 @click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only memories of this kind, e.g. summary or fact (repeatable: any of them).",
+)
 @output_options(_output.render_hits)
 @client_options
 def recall(
@@ -176,14 +200,22 @@ def recall(
     tier: tuple[str, ...],
     where: dict[str, Any] | None,
     mode: str,
+    kinds: tuple[str, ...],
 ) -> list[dict[str, Any]]:
     """Print the memories most relevant to QUERY, best first.
+
+    --where takes record fields and metadata keys; occurred_at (when a memory
+    happened) compares times: ISO 8601 or epoch seconds.
 
     \b
     Example:
         aimem recall "what does Ada drink?" -k 5 --tier core --where '{"topic": "food"}'
+        aimem recall "trips" --kind summary --kind fact
+        aimem recall "Lyon" --where '{"occurred_at": {"$gte": "2023-05-01"}}'
     """
-    hits = mem.recall(query, k=k, tier=list(tier) or None, where=where, mode=mode)
+    hits = mem.recall(
+        query, k=k, tier=list(tier) or None, where=where, mode=mode, kind=list(kinds) or None
+    )
     return [_output.memory_json(hit) for hit in hits]
 
 
@@ -278,7 +310,10 @@ def whoami(mem: MemoryClient) -> dict[str, Any]:
 def import_(mem: MemoryClient, file: str, fmt: str, tier: str, batch_size: int) -> dict[str, Any]:
     """Import memories from FILE: JSON lines ({"text": ...} per line) or a LoCoMo conversation.
 
-    The whole file is read and checked before anything is written.
+    A JSON line may also give "tier", "metadata", "kind", "session", "agent",
+    "privacy" and "occurred_at" (when it happened: ISO 8601 or epoch seconds). A
+    LoCoMo turn's occurred_at is its session's date, taken as UTC. The whole file
+    is read and checked before anything is written.
 
     \b
     Example:
@@ -304,7 +339,7 @@ def import_(mem: MemoryClient, file: str, fmt: str, tier: str, batch_size: int) 
 @output_options(_output.render_count("exported", "exported"))
 @client_options
 def export(mem: MemoryClient, tier: tuple[str, ...], out: str) -> dict[str, Any]:
-    """Stream memories into a Parquet file (record columns plus decoded text).
+    """Stream memories into a Parquet file (record columns, decoded text and occurred_at).
 
     \b
     Example:
@@ -312,7 +347,7 @@ def export(mem: MemoryClient, tier: tuple[str, ...], out: str) -> dict[str, Any]
     """
     partial = f"{out}.partial"
     rows = 0
-    schema = RECORD_SCHEMA.append(pa.field("text", pa.string()))
+    schema = SCAN_SCHEMA
     try:
         with pq.ParquetWriter(partial, schema, write_page_checksum=True) as writer:
             for batch in mem.iter_scan(list(tier) or None):

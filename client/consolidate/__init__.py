@@ -9,7 +9,7 @@ engine, over anything with a client's reads and writes (``MemoryApi``) and a cha
 from .check import REASONS, FactCheck, check_fact
 from .dates import ResolvedDate, annotate, find_relative, resolve_in
 from .engine import Chat, Consolidator, MemoryApi
-from .policy import ConsolidationPolicy, Demotion, parse_duration
+from .policy import DEMOTIONS, ConsolidationPolicy, Demotion, parse_duration
 from .reconstruct import Reconstruction, reconstruct
 from .report import ConsolidationReport, SessionOutcome
 from .sessions import group_sessions
@@ -17,6 +17,7 @@ from .sessions import group_sessions
 __all__ = [
     "Chat",
     "ConsolidationPolicy",
+    "DEMOTIONS",
     "ConsolidationReport",
     "Consolidator",
     "Demotion",

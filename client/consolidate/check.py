@@ -111,8 +111,10 @@ def check_fact(
 
 
 def content_words(text: str) -> set[str]:
-    """Lowercase words of ``text`` that carry content (no pronouns, articles, auxiliaries)."""
-    return {w.lower().strip("'’") for w in _WORD.findall(text)} - _STOPWORDS
+    """Lowercase words and numbers of ``text`` that carry content (no pronouns, articles,
+    auxiliaries): a fact whose content words the summary all holds adds nothing to it."""
+    words = {w.lower().strip("'’") for w in _WORD.findall(text)} - _STOPWORDS
+    return words | {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
 class _Support:

@@ -26,6 +26,7 @@ from aios_memory.schemas import (
     SOURCES_KEY,
     SUMMARY_KIND,
     SUPERSEDED_FACT_KIND,
+    canonical_time,
 )
 
 __all__ = ["Encoder", "Draft", "Plan", "iso_time", "normalized", "FACT_KEY", "SUPERSEDED_BY_KEY"]
@@ -128,10 +129,8 @@ def fact_metadata(plan: Plan, model: str, draft: Draft) -> dict[str, Any]:
 
 
 def iso_time(moment: datetime) -> str:
-    """UTC ISO 8601 with a ``Z`` (microseconds only when there are some)."""
-    utc = moment.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{utc.microsecond:06d}Z" if utc.microsecond else "Z")
+    """The stored form of a time (``schemas.canonical_time``: UTC ISO 8601 with a ``Z``)."""
+    return canonical_time(moment)
 
 
 def normalized(text: str) -> str:

@@ -41,6 +41,7 @@ class StoredTurn:
     occurred_at: datetime | None
     content_hash: bytes
     metadata: dict[str, Any]
+    hlc: int = 0
 
 
 @dataclass
@@ -119,11 +120,12 @@ def group_sessions(rows: Iterable[dict[str, Any]], tier: str) -> dict[str, Sessi
             occurred_at=parse_time(metadata.get(OCCURRED_AT_KEY)),
             content_hash=row["content_hash"],
             metadata=metadata,
+            hlc=row["hlc"],
         )
         group.turns.append(turn)
     for group in sessions.values():
-        # Stable: turns written in one put share their times and keep the scan's (commit) order.
-        group.turns.sort(key=lambda t: t.occurred_at or t.created_at)
+        # Turns written in one put share their times; their clock keeps the order they were sent.
+        group.turns.sort(key=lambda t: (t.occurred_at or t.created_at, t.hlc))
     return sessions
 
 

@@ -13,8 +13,6 @@ missing) and ``LLMOutputError`` (not the JSON asked for, after retries); nothing
 httpx, pydantic or llama.cpp escapes.
 """
 
-from __future__ import annotations
-
 from ._protocol import ChatModel, T, Usage
 from .local_chat import LocalChat
 from .model_files import default_model_path

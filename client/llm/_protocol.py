@@ -48,7 +48,12 @@ class ChatModel(Protocol):
     usage: Usage
 
     def chat_json(self, messages: list[dict[str, str]], schema: type[T], *, max_tokens: int) -> T:
-        """Ask for one JSON object of ``schema``'s shape; return it validated."""
+        """Ask for one JSON object of ``schema``'s shape; return it validated.
+
+        Say in ``messages`` what the fields mean: where the backend can, a grammar holds the
+        shape (and the schema is not repeated in the prompt); without one (``structured=none``)
+        the schema is added to the system message.
+        """
         ...
 
     def chat_text(self, messages: list[dict[str, str]], *, max_tokens: int) -> str:

@@ -105,7 +105,7 @@ class LocalChat:
                     temperature=self._settings.temperature,
                     response_format=response_format,
                 )
-            except (ValueError, RuntimeError) as exc:  # e.g. the prompt exceeds n_ctx
+            except Exception as exc:  # llama.cpp raises bare ValueErrors (prompt > n_ctx, ...)
                 raise LLMError(f"the local model failed: {exc}", model=self.name) from None
             finally:
                 self.usage.seconds += time.monotonic() - started
@@ -140,7 +140,9 @@ def load_llama(path: Path, *, n_ctx: int, n_threads: int | None, vocab_only: boo
     try:
         import llama_cpp
     except ImportError as exc:
-        raise LLMUnavailableError(f"llama-cpp-python does not import ({exc}): {INSTALL_HINT}") from None
+        raise LLMUnavailableError(
+            f"llama-cpp-python does not import ({exc}): {INSTALL_HINT}"
+        ) from None
     try:
         return llama_cpp.Llama(
             model_path=str(path),

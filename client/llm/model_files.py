@@ -50,7 +50,8 @@ Progress = Callable[[int, int], None]
 
 
 def model_cache_dir() -> Path:
-    """``AIMEM_MODEL_CACHE``, else ``$XDG_CACHE_HOME/aimem/models``, else ``~/.cache/aimem/models``."""
+    """Where models are cached: ``AIMEM_MODEL_CACHE``, else ``$XDG_CACHE_HOME/aimem/models``,
+    else ``~/.cache/aimem/models``."""
     if os.environ.get("AIMEM_MODEL_CACHE"):
         return Path(os.environ["AIMEM_MODEL_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -93,9 +94,7 @@ def cached_default_model(cache_dir: Path | None = None) -> Path | None:
     return target if _verified(target, DEFAULT_MODEL_SIZE, DEFAULT_MODEL_SHA256) else None
 
 
-def default_model_path(
-    *, cache_dir: Path | None = None, progress: Progress | None = None
-) -> Path:
+def default_model_path(*, cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
     """The default model's GGUF, assembled from the installed parts on first use.
 
     Parameters
@@ -201,6 +200,7 @@ def _write_parts(
                         if progress is not None:
                             progress(done, size)
             out.flush()
+            os.fchmod(out.fileno(), 0o644)  # mkstemp's 0600 is for secrets; a model is not one
             os.fsync(out.fileno())
     except BaseException:
         Path(name).unlink(missing_ok=True)

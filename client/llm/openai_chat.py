@@ -24,10 +24,10 @@ from typing import Any
 
 import pydantic
 
-from aios_memory.schemas import LLMUnavailableError
+from aios_memory.schemas import LLMOutputError, LLMUnavailableError
 
 from ._protocol import T, Usage
-from ._validate import json_with_retries
+from ._validate import json_with_retries, with_instruction
 from .local_chat import embedded_tokenizer
 from .settings import LLMSettings, is_loopback_url
 
@@ -110,6 +110,13 @@ class OpenAIChat:
         """Close the connection pool."""
         self._client.close()
 
+    @property
+    def structured_mode(self) -> str | None:
+        """How JSON is being asked for (``json_schema``, ``json_object`` or ``none``); with
+        ``structured="auto"``, None until a first ``chat_json`` has found what the endpoint takes.
+        """
+        return self._format
+
     # -- structured output --------------------------------------------------------------
 
     def _complete_structured(
@@ -117,8 +124,9 @@ class OpenAIChat:
     ) -> str:
         modes = (self._format,) if self._format else _FORMAT_ORDER
         for mode in modes:
+            asked = with_instruction(messages, schema) if mode == "none" else messages
             try:
-                text = self._complete(messages, max_tokens, _response_format(mode, schema))
+                text = self._complete(asked, max_tokens, _response_format(mode, schema))
             except _FormatRejected as exc:
                 if self._settings.structured != "auto":
                     raise LLMUnavailableError(
@@ -147,6 +155,8 @@ class OpenAIChat:
             )
         )
         self._count(response)
+        if not getattr(response, "choices", None):
+            raise LLMOutputError(f"{self._url} answered with no choices", url=self._url)
         return response.choices[0].message.content or ""
 
     def _with_retries(self, call: Any) -> Any:
@@ -225,7 +235,9 @@ def _openai_client(settings: LLMSettings) -> Any:
     try:
         import openai
     except ImportError as exc:
-        raise LLMUnavailableError(f"the openai package is missing ({exc}): {INSTALL_HINT}") from None
+        raise LLMUnavailableError(
+            f"the openai package is missing ({exc}): {INSTALL_HINT}"
+        ) from None
     return openai.OpenAI(
         base_url=settings.url,
         api_key=settings.api_key or "not-needed",

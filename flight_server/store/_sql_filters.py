@@ -13,7 +13,10 @@ from typing import Any
 from aios_memory.schemas import (
     FIELD_FILTERS,
     MAX_CLEARANCE,
+    OCCURRED_AT_FIELD,
+    OCCURRED_AT_KEY,
     READERS_KEY,
+    TIME_FIELDS,
     InvalidFilterError,
     ScanRequest,
     View,
@@ -66,9 +69,19 @@ def _compile_checked(sql: Sql, where: dict[str, Any] | None) -> None:
             _compile_one(sql, key, op, value)
 
 
+# occurred_at lives in metadata (storage v2, issue 18, gives it a column); stored times are
+# canonical (``schemas.occurred``), so the cast fails only for rows from before the check.
+_OCCURRED_AT = (
+    "TRY_CAST(json_extract_string(metadata, ?) AS TIMESTAMPTZ)",
+    [f'$."{OCCURRED_AT_KEY}"'],
+)
+
+
 def _column(key: str, value: Any) -> tuple[str, list[Any]]:
     if key.startswith("metadata."):
         key = key[len("metadata.") :]
+    elif key == OCCURRED_AT_FIELD:
+        return _OCCURRED_AT[0], list(_OCCURRED_AT[1])
     elif key in FIELD_FILTERS:
         return key, []
     path = "$." + _json_key(key)
@@ -89,9 +102,9 @@ def _json_key(key: str) -> str:
 
 
 def _value(key: str, value: Any) -> Any:
-    if key == "created_at" and isinstance(value, str):
+    if key in TIME_FIELDS and isinstance(value, str):
         return _timestamp(value, key)
-    if key == "created_at" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if key in TIME_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, tz=timezone.utc)
     return value
 

@@ -47,6 +47,13 @@ def smollm2_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
+def missing_server_parts() -> list[str]:
+    """What of llama-cpp-python, its server's dependencies and the model is not installed."""
+    modules = ("llama_cpp", "uvicorn", "fastapi", "pydantic_settings", "sse_starlette",
+               "starlette_context", "yaml", MODEL_PACKAGE)  # fmt: skip
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
