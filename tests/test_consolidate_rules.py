@@ -135,3 +135,17 @@ def test_policy_refuses_unknown_tiers_and_budgets() -> None:
         ConsolidationPolicy(summary_tokens=5)
     assert ConsolidationPolicy(summary_tokens=100).summary_words == 75
     assert ConsolidationPolicy().demotion("working") == Demotion("keep")
+
+
+def test_the_prompt_numbers_turns_carries_date_hints_and_counts_what_did_not_fit() -> None:
+    from aios_memory.client.consolidate.prompt import Turn, messages
+
+    turns = [
+        Turn(i + 1, "Caroline", f"Caroline: I went there yesterday. {'x' * 400}") for i in range(10)
+    ]
+    chat, shown = messages(turns, base=MONDAY, summary_words=50, max_facts=4, budget_chars=2000)
+    user = chat[1]["content"]
+    assert user.startswith("Session on 8 May 2023 between Caroline:")
+    assert "[1] Caroline: I went there yesterday [= 7 May 2023]." in user
+    assert shown == user.count("\n[") == 4  # the rest did not fit: the caller reports them
+    assert "at most 50 words" in chat[0]["content"] and "up to 4" in chat[0]["content"]

@@ -33,7 +33,11 @@ from .records import (
 from .report import SessionOutcome
 from .sessions import Consolidated, SessionTurns, parse_time
 
-__all__ = ["Applier"]
+__all__ = ["Applier", "CONTEXT_TOKENS"]
+
+# The context a session must fit in (the embedded model's default); what does not fit (the last
+# turns of a very long session) is left out of the prompt and counted as ``unread``.
+CONTEXT_TOKENS = 4096
 
 
 class Applier:
@@ -98,15 +102,15 @@ class Applier:
             Turn(i + 1, t.speaker, _spoken(t.speaker, t.text)) for i, t in enumerate(turns.turns)
         ]
         budget = answer_budget(policy.summary_tokens, policy.max_facts)
-        context = getattr(getattr(self.llm, "settings", None), "context", 4096)
-        chat = messages(
+        chat, shown_count = messages(
             shown,
             base=turns.base_date,
             summary_words=policy.summary_words,
             max_facts=policy.max_facts,
-            budget_chars=max(2000, (context - budget - 300) * CHARS_PER_TOKEN),
+            budget_chars=max(2000, (CONTEXT_TOKENS - budget - 300) * CHARS_PER_TOKEN),
             earlier=_earlier(turns, done),
         )
+        outcome.unread = len(shown) - shown_count
         usage = getattr(self.llm, "usage", None)
         before = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         answer = self.llm.chat_json(chat, SessionDigest, max_tokens=budget)

@@ -62,8 +62,9 @@ def messages(
     max_facts: int,
     budget_chars: int,
     earlier: str | None = None,
-) -> list[dict[str, str]]:
-    """The chat for one session; turns past ``budget_chars`` are left out (the last ones)."""
+) -> tuple[list[dict[str, str]], int]:
+    """The chat for one session and how many turns it shows: turns past ``budget_chars`` (the
+    last ones) are left out, and the caller reports them."""
     system = (
         "You consolidate one conversation session into long-term memory. Reply with JSON only.\n"
         f"- summary: at most {summary_words} words, third person, naming the people, with "
@@ -82,13 +83,16 @@ def messages(
     lines, used = [header + ":"], len(header)
     if earlier:
         lines.insert(0, f"Earlier in this session (summary): {earlier}")
+    shown = 0
     for turn in turns:
         line = turn.line(base)
         if used + len(line) > budget_chars:
             break
         lines.append(line)
         used += len(line) + 1
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+        shown += 1
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+    return chat, shown
 
 
 def answer_budget(summary_tokens: int, max_facts: int) -> int:

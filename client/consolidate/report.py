@@ -20,6 +20,7 @@ class SessionOutcome:
     session: str
     status: str
     turns: int = 0
+    unread: int = 0  # turns left out of the prompt: the session did not fit the context
     seconds: float = 0.0
     facts: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
