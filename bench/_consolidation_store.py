@@ -92,7 +92,8 @@ def trimmed_copy(path: Path, sessions: int | None, folder: Path) -> Path:
 def read_turns(client: Any) -> Turns:
     """Every raw turn in the working tier (the map from memory id to dia_id for provenance)."""
     turns = Turns()
-    for batch in client.iter_scan(RAW_TIER):
+    # Only the turns: an import also trains the tier's dictionary, a record of its own.
+    for batch in client.iter_scan(RAW_TIER, kind="text"):
         for row in batch.to_pylist():
             meta = json.loads(row["metadata"] or "{}")
             turns.dia_of[row["id"]] = meta.get("dia_id", "")
