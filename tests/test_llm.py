@@ -426,5 +426,10 @@ def test_an_answer_cut_by_max_tokens_keeps_its_whole_part() -> None:
     assert kept == Digest(
         summary="Caroline and Melanie talk.", facts=[Fact(text="Caroline ran.", sources=[1])]
     )
-    assert salvage('{"summary": "Caroline and Mel', Digest) is None  # the summary itself was cut
+    # A summary cut mid-way keeps its whole sentences; the facts it never reached are none.
+    rambling = '{"summary": "Caroline and Melanie talk. They plan a trip. Then Caro'
+    assert salvage(rambling, Digest) == Digest(
+        summary="Caroline and Melanie talk. They plan a trip.", facts=[]
+    )
+    assert salvage('{"summary": "Caroline and Mel', Digest) is None  # not one whole sentence
     assert salvage("no JSON here", Digest) is None

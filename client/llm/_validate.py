@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Callable
 
 import pydantic
@@ -126,15 +127,19 @@ def json_with_retries(
 
 def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
     """What a cut answer (``max_tokens`` reached mid-JSON) holds that is whole, if that is
-    still a valid ``schema``: the unfinished tail (a last list item, a last field) is dropped.
+    still a valid ``schema``: a string cut mid-way keeps its whole sentences (a rambling
+    summary), and an unfinished tail (a last list item, a last field) is dropped.
 
     At temperature 0 asking again gives the same cut answer, so a retry would cost a whole
     call for nothing; a summary with one fact fewer is worth keeping.
     """
     try:
-        value = pydantic_core.from_json(strip_fences(text), allow_partial=True)
+        value = pydantic_core.from_json(strip_fences(text), allow_partial="trailing-strings")
     except ValueError:
         return None
+    _whole_sentences(value)
+    if isinstance(value, dict):
+        _empty_lists_after_the_cut(value, schema)
     for _ in range(trims + 1):
         try:
             return schema.model_validate(value)
@@ -142,6 +147,35 @@ def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
             if not _trim_tail(value):
                 return None
     return None
+
+
+def _empty_lists_after_the_cut(value: dict[str, object], schema: type[pydantic.BaseModel]) -> None:
+    # Lists the answer never reached hold nothing yet (a summary cut before its facts).
+    for name, field in schema.model_fields.items():
+        if name not in value and typing.get_origin(field.annotation) is list:
+            value[name] = []
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def _whole_sentences(value: object) -> None:
+    """Cut the string the answer ended in back to its last whole sentence (or drop it)."""
+    parent: object = None
+    key: object = None
+    node = value
+    while isinstance(node, (dict, list)) and node:
+        parent, key = node, (len(node) - 1 if isinstance(node, list) else next(reversed(node)))
+        node = node[key]  # type: ignore[index]
+    if not isinstance(node, str) or parent is None:
+        return
+    ends = [m.end() for m in _SENTENCE_END.finditer(node)]
+    if ends:
+        parent[key] = node[: ends[-1]]  # type: ignore[index]
+    elif isinstance(parent, dict):
+        del parent[key]
+    else:
+        parent.pop()  # type: ignore[attr-defined]
 
 
 def _trim_tail(value: object) -> bool:
