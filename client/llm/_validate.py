@@ -9,6 +9,7 @@ import json
 import re
 import typing
 from collections.abc import Callable
+from typing import Any
 
 import pydantic
 import pydantic_core
@@ -161,21 +162,19 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 def _whole_sentences(value: object) -> None:
     """Cut the string the answer ended in back to its last whole sentence (or drop it)."""
-    parent: object = None
-    key: object = None
-    node = value
+    parent: Any = None
+    key: Any = None
+    node: Any = value
     while isinstance(node, (dict, list)) and node:
         parent, key = node, (len(node) - 1 if isinstance(node, list) else next(reversed(node)))
-        node = node[key]  # type: ignore[index]
+        node = node[key]
     if not isinstance(node, str) or parent is None:
         return
     ends = [m.end() for m in _SENTENCE_END.finditer(node)]
     if ends:
-        parent[key] = node[: ends[-1]]  # type: ignore[index]
-    elif isinstance(parent, dict):
-        del parent[key]
+        parent[key] = node[: ends[-1]]
     else:
-        parent.pop()  # type: ignore[attr-defined]
+        del parent[key]
 
 
 def _trim_tail(value: object) -> bool:
