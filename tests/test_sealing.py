@@ -589,7 +589,13 @@ def test_a_second_device_joins_by_key_transfer_and_reads_after_sync(
         phone_keys.import_key(blob, code)
         hits = _eventually(lambda: mem.recall("lighthouse", mode="keyword"))
         assert [(h.id, h.text) for h in hits] == [(ids[0], "I proposed at the lighthouse")]
-        assert mem.recall(embedding=vectors[1], k=1, mode="vector")[0].id == ids[1]
+
+        def both_vectors() -> list[str]:
+            # The background opens and indexes the rows one after another: wait for both.
+            found = [h.id for h in mem.recall(embedding=vectors[1], k=2, mode="vector")]
+            return found if len(found) == 2 else []
+
+        assert _eventually(both_vectors)[0] == ids[1]
         # Opened in the background, its fields are filterable like those of a put.
         assert mem.scan(where={"topic": "money"}).column("id").to_pylist() == [ids[1]]
         assert mem.scan("long_term").column("text").to_pylist() == [
