@@ -432,4 +432,7 @@ def test_an_answer_cut_by_max_tokens_keeps_its_whole_part() -> None:
         summary="Caroline and Melanie talk. They plan a trip.", facts=[]
     )
     assert salvage('{"summary": "Caroline and Mel', Digest) is None  # not one whole sentence
+    # A whole string is kept whole, sentence or not; the cut came after it.
+    ended = '{"summary": "Caroline and Melanie talk about art", '
+    assert salvage(ended, Digest) == Digest(summary="Caroline and Melanie talk about art", facts=[])
     assert salvage("no JSON here", Digest) is None

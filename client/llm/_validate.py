@@ -134,11 +134,13 @@ def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
     At temperature 0 asking again gives the same cut answer, so a retry would cost a whole
     call for nothing; a summary with one fact fewer is worth keeping.
     """
+    body = strip_fences(text)
     try:
-        value = pydantic_core.from_json(strip_fences(text), allow_partial="trailing-strings")
+        value = pydantic_core.from_json(body, allow_partial="trailing-strings")
+        if value != pydantic_core.from_json(body, allow_partial=True):
+            _whole_sentences(value)  # the answer ended inside a string
     except ValueError:
         return None
-    _whole_sentences(value)
     if isinstance(value, dict):
         _empty_lists_after_the_cut(value, schema)
     for _ in range(trims + 1):
