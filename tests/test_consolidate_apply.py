@@ -147,6 +147,23 @@ def test_a_later_fact_supersedes_an_earlier_one_with_the_same_key(client: Memory
     assert [m.kind for m in client.get(old["id"])] == [SUPERSEDED_FACT_KIND]
 
 
+def test_two_new_facts_with_one_key_supersede_the_old_one_once(client: MemoryClient) -> None:
+    write_session(client, "c1/s1", MAY, TURNS_MAY)
+    write_session(client, "c1/s2", JUNE, ["Caroline: I moved to Denver, then to Austin!"])
+    home = "Caroline|home city"
+    old = FactDraft(text="Caroline lives in Boston.", sources=[3], key=home)
+    apply(client, "c1/s1", SessionDigest(summary="Talk.", facts=[old]))
+    twice = [
+        FactDraft(text="Caroline moved to Denver.", sources=[1], key=home),
+        FactDraft(text="Caroline moved to Austin.", sources=[1], key=home),
+    ]
+    outcome = apply(client, "c1/s2", SessionDigest(summary="Moving news.", facts=twice))
+    assert outcome.superseded == 1
+    (superseded,) = stored(client, SUPERSEDED_FACT_KIND)
+    assert superseded["text"] == "Caroline lives in Boston."
+    assert len(stored(client, FACT_KIND)) == 2
+
+
 def test_an_older_session_consolidated_late_does_not_overrule_a_newer_fact(
     client: MemoryClient,
 ) -> None:

@@ -436,3 +436,22 @@ def test_an_answer_cut_by_max_tokens_keeps_its_whole_part() -> None:
     ended = '{"summary": "Caroline and Melanie talk about art", '
     assert salvage(ended, Digest) == Digest(summary="Caroline and Melanie talk about art", facts=[])
     assert salvage("no JSON here", Digest) is None
+
+
+def test_a_cut_inside_a_runaway_list_drops_the_item_it_fell_in() -> None:
+    from aios_memory.client.llm._validate import salvage
+
+    class Fact(pydantic.BaseModel):
+        text: str
+        sources: list[int]
+        key: str
+
+    class Digest(pydantic.BaseModel):
+        summary: str
+        facts: list[Fact]
+
+    whole = '{"summary": "A talk.", "facts": [{"text": "Ada ran.", "sources": [1], "key": "a"}, '
+    runaway = whole + '{"text": "Bo ran.", "sources": [' + ", ".join(map(str, range(300)))
+    assert salvage(runaway, Digest) == Digest(
+        summary="A talk.", facts=[Fact(text="Ada ran.", sources=[1], key="a")]
+    )

@@ -110,7 +110,10 @@ class Plan:
         return str(row["id"])
 
     def supersede(self, encoder: Encoder, old: dict[str, Any], by: str) -> None:
-        """Rewrite ``old`` (a fact row) as superseded by the memory ``by``."""
+        """Rewrite ``old`` (a fact row) as superseded by the memory ``by`` (once: two new facts
+        with its key supersede it by the first; a put holds one version of a memory)."""
+        if old["id"] in self.views:
+            return
         metadata = {
             **old["metadata"],
             SUPERSEDED_BY_KEY: by,

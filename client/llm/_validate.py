@@ -126,10 +126,10 @@ def json_with_retries(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
+def salvage(text: str, schema: type[T], *, trims: int = 8) -> T | None:
     """What a cut answer (``max_tokens`` reached mid-JSON) holds that is whole, if that is
     still a valid ``schema``: a string cut mid-way keeps its whole sentences (a rambling
-    summary), and an unfinished tail (a last list item, a last field) is dropped.
+    summary), and a list item that does not validate (the one the cut fell in) is dropped.
 
     At temperature 0 asking again gives the same cut answer, so a retry would cost a whole
     call for nothing; a summary with one fact fewer is worth keeping.
@@ -146,10 +146,25 @@ def salvage(text: str, schema: type[T], *, trims: int = 3) -> T | None:
     for _ in range(trims + 1):
         try:
             return schema.model_validate(value)
-        except pydantic.ValidationError:
-            if not _trim_tail(value):
+        except pydantic.ValidationError as error:
+            if not _drop_item(value, error.errors()[0]["loc"]):
                 return None
     return None
+
+
+def _drop_item(value: Any, loc: tuple[int | str, ...]) -> bool:
+    """Drop the list item an error points into (the outermost one on its path): an answer cut
+    inside its last fact, however deep (a runaway ``sources`` list), loses that fact."""
+    node: Any = value
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            del node[part]
+            return True
+        try:
+            node = node[part]  # a str part into a list, or into a str, is a TypeError
+        except (KeyError, IndexError, TypeError):
+            return False
+    return False
 
 
 def _empty_lists_after_the_cut(value: dict[str, object], schema: type[pydantic.BaseModel]) -> None:
@@ -177,24 +192,6 @@ def _whole_sentences(value: object) -> None:
         parent[key] = node[: ends[-1]]
     else:
         del parent[key]
-
-
-def _trim_tail(value: object) -> bool:
-    """Drop the unfinished tail of ``value``: the last item of the innermost list on its tail
-    path (an answer cut inside its last fact loses that fact), else the deepest last key."""
-    path: list[object] = []
-    node = value
-    while isinstance(node, (dict, list)) and node:
-        path.append(node)
-        node = node[-1] if isinstance(node, list) else node[next(reversed(node))]
-    lists = [n for n in path if isinstance(n, list)]
-    if lists:
-        lists[-1].pop()
-        return True
-    if path and isinstance(path[-1], dict):
-        del path[-1][next(reversed(path[-1]))]
-        return True
-    return False
 
 
 def _repair(error: LLMOutputError) -> dict[str, str]:
