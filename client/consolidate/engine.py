@@ -92,7 +92,12 @@ class Consolidator:
         sessions = group_sessions(self._rows(tier, session, "text"), tier)
         state = self._state()
         now = datetime.now(timezone.utc)
-        ordered = sorted(sessions.values(), key=lambda s: (s.turns and s.happened, s.session))
+        # Oldest first (a later session's facts supersede an earlier one's); a session of only
+        # unopenable turns has no time and goes first, to fail with its reason.
+        ordered = sorted(
+            sessions.values(),
+            key=lambda s: (s.turns != [], s.happened if s.turns else now, s.session),
+        )
         for number, turns in enumerate(ordered, 1):
             if older_than is not None and turns.turns and now - turns.last_write < older_than:
                 outcome = SessionOutcome(turns.session, "recent", turns=len(turns.turns))
@@ -113,7 +118,7 @@ class Consolidator:
         digest = turns.digest(self.policy.shaping())
         started = time.monotonic()
         try:
-            if turns.turns and done.digest != digest:
+            if turns.unopened or (turns.turns and done.digest != digest):
                 if dry_run:
                     outcome.status = "pending"
                     return outcome
