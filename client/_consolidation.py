@@ -25,6 +25,7 @@ from .consolidate import (
     parse_duration,
     reconstruct,
 )
+from .consolidate.sessions import metadata_of
 
 __all__ = ["consolidate", "reconstruct_session", "policy_from"]
 
@@ -84,7 +85,7 @@ def reconstruct_session(api: MemoryApi, session: str) -> Reconstruction:
         if not row["deleted"]
     ]
     for row in consolidated:
-        row["metadata"] = _json(row["metadata"])
+        row["metadata"] = metadata_of(row)
     rows = (
         row
         for batch in api.iter_scan(list(TIERS), kind="text", session=session)
@@ -102,12 +103,3 @@ def _default_llm() -> Chat:
 
 def _demotion(value: str | Demotion) -> Demotion:
     return value if isinstance(value, Demotion) else Demotion.parse(value)
-
-
-def _json(text: Any) -> dict[str, Any]:
-    import json
-
-    if isinstance(text, dict):
-        return text
-    value = json.loads(text) if text else {}
-    return value if isinstance(value, dict) else {}

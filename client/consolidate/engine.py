@@ -24,7 +24,13 @@ from aios_memory.schemas import (
 from .apply import Applier
 from .policy import ConsolidationPolicy
 from .report import ConsolidationReport, SessionOutcome
-from .sessions import Consolidated, SessionTurns, consolidated_state, group_sessions
+from .sessions import (
+    Consolidated,
+    SessionTurns,
+    consolidated_state,
+    group_sessions,
+    parse_time,
+)
 
 __all__ = ["Consolidator", "MemoryApi", "Chat", "PRIVATE"]
 
@@ -178,6 +184,4 @@ class Consolidator:
 
 
 def _consolidated_at(summary: dict[str, Any]) -> datetime | None:
-    from .sessions import parse_time
-
     return parse_time(summary["metadata"].get("aimem:consolidated_at"))

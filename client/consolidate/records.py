@@ -29,7 +29,7 @@ from aios_memory.schemas import (
     canonical_time,
 )
 
-__all__ = ["Encoder", "Draft", "Plan", "iso_time", "normalized", "FACT_KEY", "SUPERSEDED_BY_KEY"]
+__all__ = ["Encoder", "Draft", "Plan", "normalized", "FACT_KEY", "SUPERSEDED_BY_KEY"]
 
 FACT_KEY = "aimem:fact_key"
 SUPERSEDED_BY_KEY = "aimem:superseded_by"
@@ -73,8 +73,8 @@ class Plan:
         return {
             **self.inherited,
             CONSOLIDATED_SESSION_KEY: self.session,
-            OCCURRED_AT_KEY: iso_time(self.happened),
-            CONSOLIDATED_AT_KEY: iso_time(datetime.now(timezone.utc)),
+            OCCURRED_AT_KEY: canonical_time(self.happened),
+            CONSOLIDATED_AT_KEY: canonical_time(datetime.now(timezone.utc)),
             MODEL_KEY: model,
         }
 
@@ -117,7 +117,7 @@ class Plan:
         metadata = {
             **old["metadata"],
             SUPERSEDED_BY_KEY: by,
-            SUPERSEDED_AT_KEY: iso_time(datetime.now(timezone.utc)),
+            SUPERSEDED_AT_KEY: canonical_time(datetime.now(timezone.utc)),
         }
         self.add(encoder, old["text"], SUPERSEDED_FACT_KIND, metadata, keep=old)
         self.superseded += 1
@@ -129,11 +129,6 @@ def summary_metadata(plan: Plan, model: str, sources: list[str], digest: str) ->
 
 def fact_metadata(plan: Plan, model: str, draft: Draft) -> dict[str, Any]:
     return {**plan.common(model), SOURCES_KEY: draft.sources, FACT_KEY: draft.key}
-
-
-def iso_time(moment: datetime) -> str:
-    """The stored form of a time (``schemas.canonical_time``: UTC ISO 8601 with a ``Z``)."""
-    return canonical_time(moment)
 
 
 def normalized(text: str) -> str:

@@ -24,7 +24,14 @@ from aios_memory.schemas import (
     SUMMARY_KIND,
 )
 
-__all__ = ["SessionTurns", "Consolidated", "group_sessions", "consolidated_state", "parse_time"]
+__all__ = [
+    "SessionTurns",
+    "Consolidated",
+    "group_sessions",
+    "consolidated_state",
+    "parse_time",
+    "metadata_of",
+]
 
 DIGEST_KEY = "aimem:digest"
 
@@ -110,14 +117,14 @@ def group_sessions(rows: Iterable[dict[str, Any]], tier: str) -> dict[str, Sessi
         if row["text"] is None:  # sealed, and this device lacks the key
             group.unopened += 1
             continue
-        metadata = _metadata(row)
+        metadata = metadata_of(row)
         turn = StoredTurn(
             id=row["id"],
             text=row["text"] or "",
             speaker=row["agent"] or metadata.get("speaker"),
             privacy=row["privacy"],
             created_at=row["created_at"],
-            occurred_at=parse_time(metadata.get(OCCURRED_AT_KEY)),
+            occurred_at=_occurred_at(row, metadata),
             content_hash=row["content_hash"],
             metadata=metadata,
             hlc=row["hlc"],
@@ -133,7 +140,7 @@ def consolidated_state(rows: Iterable[dict[str, Any]]) -> dict[str, Consolidated
     """Summaries and live facts in the target tier, by the session they consolidate."""
     state: dict[str, Consolidated] = {}
     for row in _live(rows):
-        metadata = row["metadata"] = _metadata(row)
+        metadata = row["metadata"] = metadata_of(row)
         session = metadata.get(CONSOLIDATED_SESSION_KEY)
         if not isinstance(session, str):
             continue
@@ -143,6 +150,13 @@ def consolidated_state(rows: Iterable[dict[str, Any]]) -> dict[str, Consolidated
         elif row["kind"] == FACT_KIND:
             entry.facts.append(row)
     return state
+
+
+def _occurred_at(row: dict[str, Any], metadata: dict[str, Any]) -> datetime | None:
+    # A scan decodes it into its own column already; a row from elsewhere has only the key.
+    if isinstance(row.get("occurred_at"), datetime):
+        return row["occurred_at"]
+    return parse_time(metadata.get(OCCURRED_AT_KEY))
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -160,7 +174,8 @@ def _live(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return (r for r in rows if not r["deleted"])
 
 
-def _metadata(row: dict[str, Any]) -> dict[str, Any]:
+def metadata_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's metadata as a dict (a scan gives JSON text; a row read before may hold a dict)."""
     value = row.get("metadata")
     if isinstance(value, dict):
         return value
