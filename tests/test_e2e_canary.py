@@ -109,12 +109,16 @@ def index_terms(directory: Path) -> bytes:
         copy = Path(scratch) / "index"
         shutil.copytree(directory, copy)
         index = tantivy.Index.open(str(copy))
+        index.config_reader(reload_policy="Manual")  # no meta.json watcher thread
         searcher = index.searcher()
         terms = [
             term
             for field in ("id", "tier", "text")
             for term, _ in searcher.terms_with_prefix(field, "")
         ]
+        # Dropped before the copy is removed: a reloading reader (its watcher sees meta.json go)
+        # takes .tantivy-meta.lock again, and rmtree then finds the directory not empty.
+        del searcher, index
     return "\n".join(terms).encode()
 
 
