@@ -4,6 +4,7 @@ targets, and the curve (compression against answer recall@10) as a PNG."""
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,40 @@ def cost(report: dict[str, Any]) -> dict[str, Any]:
         "completion_tokens_per_session": spread([float(r["completion_tokens"]) for r in rows]),
         "facts_per_session": spread([float(r["facts"]) for r in rows]),
         "dropped_per_session": spread([float(_count(r["dropped"])) for r in rows]),
+    }
+
+
+def merged(earlier: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[str, Any]:
+    """One report over several runs of ``aimem consolidate`` on one store (a resumed bench).
+
+    ``earlier`` is each session's last outcome that did something (updated in place); a
+    session this run found unchanged keeps it, so cost and facts count every session once.
+    """
+    for outcome in report.get("per_session") or []:
+        if outcome["status"] != "unchanged" or outcome["session"] not in earlier:
+            earlier[outcome["session"]] = outcome
+    rows = list(earlier.values())
+    done = [r for r in rows if r["status"] in ("consolidated", "unchanged")]
+    dropped: Counter[str] = Counter()
+    for r in rows:
+        dropped.update(r.get("dropped") or {})
+    return {
+        **{k: v for k, v in report.items() if k not in ("per_session", "failed")},
+        "sessions": len(rows),
+        "consolidated": len(done),
+        "failed": [
+            {"session": r["session"], "error": r["error"], "code": r["code"]}
+            for r in rows
+            if r["status"] == "failed"
+        ],
+        "facts": sum(r.get("facts", 0) for r in done),
+        "facts_dropped": sum(dropped.values()),
+        "dropped_by_reason": dict(dropped),
+        "summary_tokens_cut": sum(r.get("summary_cut", 0) for r in done),
+        "seconds": round(sum(float(r.get("seconds", 0)) for r in rows), 1),
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
+        "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows),
+        "per_session": rows,
     }
 
 

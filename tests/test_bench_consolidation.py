@@ -193,3 +193,43 @@ def test_load_qa_keeps_categories_1_to_4_with_known_evidence(tmp_path: Path) -> 
     assert [(q.key, q.answer, q.evidence) for q in questions] == [
         ("conv-a#0", "kayak", frozenset({"D1:1"}))
     ]
+
+
+def _outcome(session: str, status: str, seconds: float, facts: int = 0, **kw: Any) -> dict:
+    counts = {"prompt_tokens": 900, "completion_tokens": 300, "dropped": {}}
+    return {
+        "session": session,
+        "status": status,
+        "seconds": seconds,
+        "facts": facts,
+        **counts,
+        **kw,
+    }
+
+
+def test_a_resumed_run_reports_every_session_once() -> None:
+    earlier: dict[str, dict] = {}
+    first = {
+        "tier": "working",
+        "per_session": [
+            _outcome("s1", "consolidated", 60.0, 3, dropped={"in_summary": 1}),
+            _outcome("s2", "failed", 5.0, error="cut", code="LLM_INVALID_OUTPUT"),
+        ],
+    }
+    assert report.merged(earlier, first)["failed"] == [
+        {"session": "s2", "error": "cut", "code": "LLM_INVALID_OUTPUT"}
+    ]
+    second = {  # s1 is unchanged now, s2 retried, s3 new
+        "tier": "working",
+        "per_session": [
+            _outcome("s1", "unchanged", 0.01),
+            _outcome("s2", "consolidated", 70.0, 2, dropped={"in_summary": 2}),
+            _outcome("s3", "consolidated", 50.0, 1),
+        ],
+    }
+    whole = report.merged(earlier, second)
+    assert (whole["sessions"], whole["consolidated"], whole["failed"]) == (3, 3, [])
+    assert whole["facts"] == 6
+    assert whole["dropped_by_reason"] == {"in_summary": 3}
+    assert whole["tier"] == "working"
+    assert report.cost(whole)["seconds_per_session"] == {"mean": 60.0, "p50": 60.0, "max": 70.0}

@@ -38,7 +38,12 @@ def write_session(
     return client.remember(turns, session=session, metadata=metadata, **kw)
 
 
-def apply(client: MemoryClient, session: str, answer: SessionDigest) -> SessionOutcome:
+def apply(
+    client: MemoryClient,
+    session: str,
+    answer: SessionDigest,
+    policy: ConsolidationPolicy | None = None,
+) -> SessionOutcome:
     """Consolidate ``session`` of tier working with ``answer`` as the model's."""
     rows = [r for b in client.iter_scan("working", session=session) for r in b.to_pylist()]
     turns = group_sessions(rows, "working")[session]
@@ -49,7 +54,7 @@ def apply(client: MemoryClient, session: str, answer: SessionDigest) -> SessionO
         for r in b.to_pylist()
     ]
     state = consolidated_state(target)
-    policy = ConsolidationPolicy()
+    policy = policy or ConsolidationPolicy()
     outcome = SessionOutcome(session, "consolidated")
     applier = Applier(client, SimpleNamespace(name="given"), policy)
     done = state.get(session, Consolidated())
@@ -115,6 +120,25 @@ def test_summary_and_checked_facts_are_written_with_their_provenance(client: Mem
 
     hits = client.recall("support group", mode="keyword", where={"kind": FACT_KIND})
     assert [h.kind for h in hits] == [FACT_KIND]
+
+
+def test_a_summary_is_stored_within_its_budget_and_what_was_cut_can_be_a_fact(
+    client: MemoryClient,
+) -> None:
+    write_session(client, "c1/s1", MAY, TURNS_MAY)
+    first = "Caroline and Melanie talk about a support group and about painting."
+    answer = SessionDigest(
+        summary=f"{first} Caroline now lives in Boston near her mentors, she says.",
+        facts=[FactDraft(text="Caroline lives in Boston.", sources=[3], key="Caroline|home")],
+    )
+    # 20 tokens at about 4 characters a token (a model without a tokenizer): the first sentence.
+    outcome = apply(client, "c1/s1", answer, ConsolidationPolicy(summary_tokens=20))
+    (summary,) = stored(client, SUMMARY_KIND)
+    assert summary["text"] == first
+    assert outcome.summary_cut > 0
+    # Its words were only in the sentence cut off, so the fact is the diff, not a repeat.
+    assert [f["text"] for f in stored(client, FACT_KIND)] == ["Caroline lives in Boston."]
+    assert outcome.dropped == {}
 
 
 def test_a_later_fact_supersedes_an_earlier_one_with_the_same_key(client: MemoryClient) -> None:

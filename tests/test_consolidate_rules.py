@@ -15,6 +15,7 @@ from aios_memory.client.consolidate import (
     parse_duration,
     resolve_in,
 )
+from aios_memory.client.consolidate.budget import ELLIPSIS, fit_summary
 from aios_memory.client.consolidate.dates import strip_hints
 from aios_memory.schemas import InvalidValueError, UnknownTierError
 
@@ -149,3 +150,29 @@ def test_the_prompt_numbers_turns_carries_date_hints_and_counts_what_did_not_fit
     assert "[1] Caroline: I went there yesterday [= 7 May 2023]." in user
     assert shown == user.count("\n[") == 4  # the rest did not fit: the caller reports them
     assert "at most 50 words" in chat[0]["content"] and "up to 4" in chat[0]["content"]
+
+
+def words(text: str) -> int:
+    """A stand-in tokenizer with countable tokens: one a word, one the ellipsis."""
+    return len(text.replace(ELLIPSIS, " x").split())
+
+
+def test_a_summary_within_its_budget_is_kept_whole() -> None:
+    text = "Caroline met Melanie.  They  talked about painting."
+    assert fit_summary(text, 7, words) == ("Caroline met Melanie. They talked about painting.", 0)
+
+
+def test_a_summary_over_its_budget_keeps_the_whole_sentences_that_fit() -> None:
+    text = 'Caroline said "I moved to Boston." Melanie paints lakes! Then they talked for hours.'
+    kept, cut = fit_summary(text, 9, words)
+    assert kept == 'Caroline said "I moved to Boston." Melanie paints lakes!'
+    assert cut == 5
+    assert fit_summary(text, 6, words) == ('Caroline said "I moved to Boston."', 8)
+
+
+def test_a_first_sentence_longer_than_the_budget_is_cut_at_a_word_and_marked() -> None:
+    text = "Caroline, who moved to Boston in May, paints, runs and reads every day. Short."
+    kept, cut = fit_summary(text, 5, words)
+    assert kept == f"Caroline, who moved to{ELLIPSIS}"
+    assert words(kept) <= 5
+    assert cut == words(" ".join(text.split())) - words(kept)

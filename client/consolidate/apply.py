@@ -18,10 +18,11 @@ from typing import Any
 
 from aios_memory.schemas import FACT_KIND, SUMMARY_KIND, SUPERSEDED_FACT_KIND
 
+from .budget import fit_summary
 from .check import check_fact, content_words
 from .dates import resolve_in, strip_hints
 from .policy import ConsolidationPolicy
-from .prompt import CHARS_PER_TOKEN, SessionDigest, Turn, answer_budget, messages
+from .prompt import CHARS_PER_TOKEN, FactDraft, SessionDigest, Turn, answer_budget, messages
 from .records import (
     FACT_KEY,
     Draft,
@@ -68,7 +69,11 @@ class Applier:
         answer: SessionDigest,
     ) -> Consolidated:
         """Check ``answer``'s facts, plan the records and write them in one put."""
-        drafts = self._checked(turns, answer, outcome)
+        summary_text, outcome.summary_cut = fit_summary(
+            strip_hints(answer.summary), self.policy.summary_tokens, self._count
+        )
+        # Checked against the summary as stored: a detail only in the part cut off is a fact.
+        drafts = self._checked(turns, answer.facts, summary_text, outcome)
         plan = Plan(
             turns.session,
             self.policy.target_tier,
@@ -79,7 +84,7 @@ class Applier:
         model = str(self.llm.name)
         stated = self._plan_facts(plan, drafts, done, state, turns, model)
         sources = [t.id for t in turns.turns]
-        summary_text = " ".join(strip_hints(answer.summary).split()) or f"Session {turns.session}."
+        summary_text = summary_text or f"Session {turns.session}."
         summary_id = plan.add(
             self.api,
             summary_text,
@@ -95,6 +100,10 @@ class Applier:
             summary_id,
         )
         return _updated(state, turns.session, plan, summary_id)
+
+    def _count(self, text: str) -> int:
+        count = getattr(self.llm, "count_tokens", None)
+        return int(count(text)) if count is not None else -(-len(text) // CHARS_PER_TOKEN)
 
     def _ask(self, turns: SessionTurns, done: Consolidated, outcome: SessionOutcome) -> Any:
         policy = self.policy
@@ -120,12 +129,16 @@ class Applier:
         return answer
 
     def _checked(
-        self, turns: SessionTurns, answer: SessionDigest, outcome: SessionOutcome
+        self,
+        turns: SessionTurns,
+        facts: list[FactDraft],
+        summary: str,
+        outcome: SessionOutcome,
     ) -> list[Draft]:
         speakers = sorted({t.speaker for t in turns.turns if t.speaker})
-        summary_words = content_words(answer.summary)
+        summary_words = content_words(summary)
         kept: dict[str, Draft] = {}
-        for draft in answer.facts[: self.policy.max_facts]:
+        for draft in facts[: self.policy.max_facts]:
             numbers = [n for n in dict.fromkeys(draft.sources) if 1 <= n <= len(turns.turns)]
             cited = [turns.turns[n - 1] for n in numbers[:3]]
             text = resolve_in(" ".join(strip_hints(draft.text).split()), turns.base_date)
