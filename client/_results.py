@@ -156,17 +156,20 @@ def _open(row: dict[str, Any], codebook: Codebook) -> tuple[dict[str, Any], Aios
         return row, exc
 
 
-def _tolerant(rows: Sequence[dict[str, Any]], codebook: Codebook) -> list[dict[str, Any]]:
+def _tolerant(
+    rows: Sequence[dict[str, Any]], codebook: Codebook, *, strict: bool = True
+) -> list[dict[str, Any]]:
     """Every row opened, the unopenable ones marked ``_unopened`` with their error code.
 
-    Warns (``UnopenedMemoryWarning``) when some rows could not be opened, and raises
-    the first error when none of the rows could be: there is nothing to return.
+    When ``strict``, warns (``UnopenedMemoryWarning``) when some rows could not be
+    opened, and raises the first error when none of the rows could be: there is nothing
+    to return. Not strict, it leaves the marked rows to its caller.
     """
     opened = [_open(row, codebook) for row in rows]
     failed = {row["id"]: error for row, error in opened if error is not None}
-    if failed and len(failed) == len(opened):
+    if strict and failed and len(failed) == len(opened):
         raise next(iter(failed.values()))
-    if failed:
+    if strict and failed:
         codes = {memory_id: error.code for memory_id, error in failed.items()}
         warnings.warn(
             UnopenedMemoryWarning(
@@ -214,15 +217,18 @@ def hits_from_table(table: pa.Table, codebook: Codebook = _PLAIN) -> list[Hit]:
     ]
 
 
-def with_text(batch: pa.RecordBatch, codebook: Codebook = _PLAIN) -> pa.RecordBatch:
+def with_text(
+    batch: pa.RecordBatch, codebook: Codebook = _PLAIN, *, strict: bool = True
+) -> pa.RecordBatch:
     """``batch`` plus a decoded ``text`` string column (null for tombstones and dictionaries).
 
     Sealed records come out opened: the fields their client wrote, not the ciphertext.
     One this side cannot open comes out as stored with a null text, and a warning
-    lists it (``UnopenedMemoryWarning``); a batch of which nothing opens raises.
+    lists it (``UnopenedMemoryWarning``); a batch of which nothing opens raises. Not
+    ``strict``, neither: the caller finds the null texts itself.
     """
     if CODEC_SEALED in batch.column("codec").to_pylist():
-        rows = _tolerant(batch.to_pylist(), codebook)
+        rows = _tolerant(batch.to_pylist(), codebook, strict=strict)
         texts = [None if row.pop("_unopened") else row_text(row, codebook) for row in rows]
         opened = pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
         return opened.append_column("text", pa.array(texts, type=pa.string()))

@@ -462,7 +462,7 @@ class MemoryClient:
         return [found[i] for i in wanted if i in found]
 
     def iter_scan(
-        self, tier: str | Sequence[str] | None = None, **filters: Any
+        self, tier: str | Sequence[str] | None = None, *, strict: bool = True, **filters: Any
     ) -> Iterator[pa.RecordBatch]:
         """Stream records as RecordBatches with a decoded ``text`` column.
 
@@ -473,10 +473,13 @@ class MemoryClient:
         ``include_deleted``. The client's ``timeout`` bounds the whole stream.
 
         Each batch is the record columns, ``text`` and ``occurred_at`` (a UTC
-        timestamp read from metadata; null for a memory without one).
+        timestamp read from metadata; null for a memory without one). A sealed memory this
+        side cannot open has a null ``text`` (with an ``UnopenedMemoryWarning``); a batch
+        of which nothing opens raises its ``KeyMissingError``. ``strict=False`` does
+        neither, for a reader that deals with unopened memories itself (consolidation).
         """
         for batch in self.iter_records(tier, **filters):
-            opened = with_text(batch, self.codebook)
+            opened = with_text(batch, self.codebook, strict=strict)
             yield opened.append_column(OCCURRED_AT_FIELD, occurred_at_column(opened))
 
     def iter_records(

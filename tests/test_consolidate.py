@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aios_memory.client import MemoryClient
+from aios_memory.client.codec.keys import KeyStore
 from aios_memory.client.llm import LLMSettings, open_llm
 from aios_memory.schemas import (
     CODEC_LM,
@@ -133,6 +134,30 @@ def test_a_private_session_never_goes_to_a_remote_model(client: MemoryClient) ->
     assert failed.code == "PERMISSION_DENIED" and "local model" in str(failed.error)
     assert remote.usage.calls == 0
     assert kinds(client) == []
+
+
+def test_sealed_memories_this_device_cannot_open_fail_the_run_with_key_missing(
+    client: MemoryClient, server: Any, llm_server: Any, tmp_path: Path
+) -> None:
+    write(client, "c1/sealed", privacy=3)  # sealed with this test's keys
+    write(client, "c1/other", privacy=3)
+    owned = client.consolidate(llm=model(llm_server), session="c1/other", **SMALL)
+    assert owned.count("consolidated") == 1  # a sealed summary the stranger cannot read either
+    before = kinds(client)
+    unreachable = open_llm(LLMSettings(url="http://127.0.0.1:9/v1", model="none", retries=0))
+    with MemoryClient(server.uri, server.token, keys=KeyStore(tmp_path / "other")) as stranger:
+        report = stranger.consolidate(llm=unreachable)
+        dry = stranger.consolidate(llm=unreachable, dry_run=True)  # the same answer, not pending
+    # Its session is sealed with its text: the run says what it could not read, and fails.
+    (failed,) = report.failed
+    assert (failed.session, failed.code, failed.turns) == (None, "KEY_MISSING", 6)
+    assert "aimem keys import" in str(failed.error)
+    assert report.to_dict()["unopened"] == 6 and report.to_dict()["sessions"] == 0
+    assert [f.code for f in dry.failed] == ["KEY_MISSING"]
+    assert unreachable.usage.calls == 0
+    assert kinds(client) == before
+    owner = client.consolidate(llm=unreachable, dry_run=True, **SMALL)
+    assert (owner.count("pending"), owner.count("unchanged"), owner.failed) == (1, 1, [])
 
 
 def test_forget_after_demotes_raw_turns_only_once_consolidated(

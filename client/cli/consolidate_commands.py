@@ -30,7 +30,10 @@ def _render_report(value: dict[str, Any]) -> str:
         f"check, {value['superseded']} superseded, {value['demoted']} sessions demoted) in "
         f"{value['seconds']} s"
     )
-    failures = [f"  {f['session']}: {f['code']}: {f['error']}" for f in value["failed"]]
+    failures = [
+        f"  {f['session'] or 'sealed, session unknown'}: {f['code']}: {f['error']}"
+        for f in value["failed"]
+    ]
     return "\n".join([head, *failures])
 
 

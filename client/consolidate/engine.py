@@ -30,6 +30,7 @@ from .sessions import (
     consolidated_state,
     group_sessions,
     parse_time,
+    unopened,
 )
 
 __all__ = ["Consolidator", "MemoryApi", "Chat", "PRIVATE"]
@@ -49,7 +50,9 @@ class Chat(Protocol):
 class MemoryApi(Protocol):
     """What consolidation needs of a client (``MemoryClient`` is one)."""
 
-    def iter_scan(self, tier: Any = None, **filters: Any) -> Iterator[Any]: ...
+    def iter_scan(
+        self, tier: Any = None, *, strict: bool = True, **filters: Any
+    ) -> Iterator[Any]: ...
 
     def encode_records(self, items: Any, *, tier: str = "working") -> list[dict[str, Any]]: ...
 
@@ -95,15 +98,15 @@ class Consolidator:
         """Consolidate ``tier``'s sessions (or one), return what happened to each."""
         started = time.monotonic()
         report = ConsolidationReport(tier, self.policy.target_tier, dry_run)
-        sessions = group_sessions(self._rows(tier, session, "text"), tier)
+        rows = list(self._rows(tier, session, "text"))
+        sessions = group_sessions(rows, tier)
+        report.unopened = unopened(rows)
+        if report.unopened:
+            report.outcomes.append(_unopened_outcome(report.unopened))
         state = self._state()
         now = datetime.now(timezone.utc)
-        # Oldest first (a later session's facts supersede an earlier one's); a session of only
-        # unopenable turns has no time and goes first, to fail with its reason.
-        ordered = sorted(
-            sessions.values(),
-            key=lambda s: (s.turns != [], s.happened if s.turns else now, s.session),
-        )
+        # Oldest first: a later session's facts supersede an earlier one's.
+        ordered = sorted(sessions.values(), key=lambda s: (s.happened, s.session))
         for number, turns in enumerate(ordered, 1):
             if older_than is not None and turns.turns and now - turns.last_write < older_than:
                 outcome = SessionOutcome(turns.session, "recent", turns=len(turns.turns))
@@ -124,7 +127,7 @@ class Consolidator:
         digest = turns.digest(self.policy.shaping())
         started = time.monotonic()
         try:
-            if turns.unopened or (turns.turns and done.digest != digest):
+            if turns.turns and done.digest != digest:
                 if dry_run:
                     outcome.status = "pending"
                     return outcome
@@ -140,12 +143,6 @@ class Consolidator:
         return outcome
 
     def _check_allowed(self, turns: SessionTurns) -> None:
-        if turns.unopened:
-            raise KeyMissingError(
-                f"{turns.unopened} sealed memories of session {turns.session!r} cannot be "
-                "opened on this device (its key is missing): not consolidated",
-                session=turns.session,
-            )
         tier = turns.tier
         remote_allowed = tier in self.policy.remote_private_tiers
         if turns.privacy >= PRIVATE and not self.llm.local and not remote_allowed:
@@ -179,8 +176,21 @@ class Consolidator:
         filters: dict[str, Any] = {"kind": kind}
         if session is not None:
             filters["session"] = session
-        for batch in self.api.iter_scan(tier, **filters):
+        # Not strict: a session sealed with a key this device lacks must come back (its text
+        # null) to fail with KEY_MISSING, instead of ending the whole run.
+        for batch in self.api.iter_scan(tier, strict=False, **filters):
             yield from batch.to_pylist()
+
+
+def _unopened_outcome(count: int) -> SessionOutcome:
+    # Their sessions are sealed with their text, so the failure cannot name one.
+    error = KeyMissingError(
+        f"{count} sealed memories cannot be opened on this device (the tenant's key is "
+        "missing), so their sessions are unknown here and not consolidated: bring the key "
+        "with `aimem keys import` (or consolidate on a device that has it)",
+        memories=count,
+    )
+    return SessionOutcome(None, "failed", turns=count, error=str(error), code=error.code)
 
 
 def _consolidated_at(summary: dict[str, Any]) -> datetime | None:

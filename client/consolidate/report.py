@@ -17,7 +17,7 @@ STATUSES = ("consolidated", "unchanged", "pending", "recent", "failed")
 class SessionOutcome:
     """One session's result."""
 
-    session: str
+    session: str | None  # None: the sealed memories whose session this device cannot read
     status: str
     turns: int = 0
     unread: int = 0  # turns left out of the prompt: the session did not fit the context
@@ -44,6 +44,7 @@ class ConsolidationReport:
     model: str | None = None
     outcomes: list[SessionOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    unopened: int = 0  # sealed memories of the tier this device cannot open
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -70,7 +71,8 @@ class ConsolidationReport:
             "target_tier": self.target_tier,
             "dry_run": self.dry_run,
             "model": self.model,
-            "sessions": len(self.outcomes),
+            "sessions": sum(1 for o in self.outcomes if o.session is not None),
+            "unopened": self.unopened,
             **{status: self.count(status) for status in STATUSES if status != "failed"},
             "failed": [
                 {"session": o.session, "error": o.error, "code": o.code} for o in self.failed

@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from aios_memory.schemas import (
+    CODEC_SEALED,
     CONSOLIDATED_SESSION_KEY,
     DEFAULT_KIND,
     FACT_KIND,
@@ -28,6 +29,7 @@ __all__ = [
     "SessionTurns",
     "Consolidated",
     "group_sessions",
+    "unopened",
     "consolidated_state",
     "parse_time",
     "metadata_of",
@@ -58,7 +60,6 @@ class SessionTurns:
     session: str
     tier: str
     turns: list[StoredTurn] = field(default_factory=list)
-    unopened: int = 0  # sealed turns this device cannot open: the session is not consolidated
 
     @property
     def privacy(self) -> int:
@@ -107,16 +108,21 @@ class Consolidated:
         return None if self.summary is None else self.summary["metadata"].get(DIGEST_KEY)
 
 
+def unopened(rows: Iterable[dict[str, Any]]) -> int:
+    """Live sealed rows this device cannot open: their session, like their text, is sealed."""
+    return sum(
+        1 for r in rows if r["codec"] == CODEC_SEALED and r["text"] is None and not r["deleted"]
+    )
+
+
 def group_sessions(rows: Iterable[dict[str, Any]], tier: str) -> dict[str, SessionTurns]:
     """Live ``text`` rows (``iter_scan`` rows as dicts) grouped by session, oldest first."""
     sessions: dict[str, SessionTurns] = {}
     for row in rows:
+        # A sealed row this device cannot open has no text and shows no session (see unopened).
         if row["deleted"] or row["kind"] != DEFAULT_KIND or not row["session"]:
             continue
         group = sessions.setdefault(row["session"], SessionTurns(row["session"], tier))
-        if row["text"] is None:  # sealed, and this device lacks the key
-            group.unopened += 1
-            continue
         metadata = metadata_of(row)
         turn = StoredTurn(
             id=row["id"],
