@@ -64,7 +64,9 @@ def aimem(running: Any, *args: str, timeout: float = 86400.0) -> Any:
     """
     env = {**os.environ, "AIMEM_SERVER": running.uri, "AIMEM_TOKEN": running.token}
     # Not the ``aimem`` script: a copied virtualenv's script may name another interpreter.
-    command = [sys.executable, "-c", _CLI, *args, "--json"]
+    # A generous call timeout: on a busy 2-core machine one import batch (embedded on the
+    # server) can take longer than the default 30 s.
+    command = [sys.executable, "-c", _CLI, *args, "--timeout", "600", "--json"]
     done = subprocess.run(
         command, env=env, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout
     )

@@ -161,6 +161,8 @@ def import_base(folder: Path, files: list[Path]) -> tuple[store.Turns, float]:
     wanted = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
     if marker.exists() and json.loads(marker.read_text()) != wanted:
         raise SystemExit(f"{folder} holds another import: give a new --work folder")
+    if not marker.exists() and folder.exists():  # an import cut short: LoCoMo turns have no
+        shutil.rmtree(folder)  # ids of their own, so importing again would add them twice
     with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
         for path in files if not marker.exists() else []:
             done = store.aimem(
