@@ -65,13 +65,19 @@ def consolidate(
     llm: Chat | None,
     policy: ConsolidationPolicy,
     progress: Callable[[SessionOutcome, int, int], Any] | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ConsolidationReport:
     """Run one consolidation of ``tier`` (see ``MemoryClient.consolidate``)."""
     if isinstance(older_than, str):
         older_than = parse_duration(older_than)
     model: Chat | Callable[[], Chat] = llm if llm is not None else _default_llm
     return Consolidator(api, model, policy).run(
-        session=session, tier=tier, older_than=older_than, dry_run=dry_run, progress=progress
+        session=session,
+        tier=tier,
+        older_than=older_than,
+        dry_run=dry_run,
+        progress=progress,
+        should_stop=should_stop,
     )
 
 

@@ -617,6 +617,7 @@ class MemoryClient:
         demote: Any = None,
         allow_remote_private: Sequence[str] = (),
         progress: Callable[..., Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> ConsolidationReport:
         """Consolidate ``tier``'s sessions: each becomes a summary plus the facts it alone holds.
 
@@ -656,6 +657,9 @@ class MemoryClient:
             Tiers whose private sessions may go to a model not on this machine.
         progress : callable, optional
             ``progress(outcome, number, total)`` after each session.
+        should_stop : callable, optional
+            Asked before each session; True ends the run there (the session under way
+            finishes first) and the report says ``stopped``: how a daemon stops promptly.
         """
         policy = policy_from(
             target_tier=target_tier,
@@ -674,6 +678,7 @@ class MemoryClient:
             llm=llm,
             policy=policy,
             progress=progress,
+            should_stop=should_stop,
         )
 
     def reconstruct(self, session: str) -> Reconstruction:

@@ -7,15 +7,17 @@ import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import click
 
-from aios_memory.client.cli.kit import CONTEXT, read_token, tls_client_options
+from aios_memory.client.cli.kit import CONTEXT, parse_duration, read_token, tls_client_options
 from aios_memory.client.client import DEFAULT_URI
 from aios_memory.schemas import DEFAULT_TENANT, TIERS, AiosMemoryError
 
-from .daemon import Schedule, run_daemon
+from .consolidation import ConsolidationJob
+from .daemon import Schedule, run_daemon, run_periodically
 from .replica import DEFAULT_SYNC_TIMEOUT, FlightReplica
 from .session import SyncReport, sync_once
 
@@ -126,6 +128,35 @@ class _Progress:
     is_flag=True,
     help="Print each round's report as one JSON object per line on stdout.",
 )
+@click.option(
+    "--consolidate-every",
+    callback=parse_duration,
+    help="Also consolidate this device's idle sessions this often, e.g. 1h (off by default): "
+    "each becomes a summary plus its facts (see `aimem consolidate --help`), by the model "
+    "AIMEM_LLM_* names (default: the embedded one). Runs beside the sync rounds; a stop "
+    "lets the session under way finish.",
+)
+@click.option(
+    "--consolidate-idle",
+    callback=parse_duration,
+    default="1h",
+    show_default=True,
+    help="Consolidate only sessions with no new turn for this long.",
+)
+@click.option(
+    "--consolidate-tier",
+    type=click.Choice(TIERS),
+    default="working",
+    show_default=True,
+    help="Tier whose sessions are consolidated (results go to long_term).",
+)
+@click.option(
+    "--consolidate-demote",
+    default="keep",
+    show_default=True,
+    help="What happens to a consolidated session's raw turns: keep, recompress or "
+    "forget-after=30d.",
+)
 @tls_client_options("--local-tls-", "AIMEM_TLS_", "the local server")
 @tls_client_options("--cloud-tls-", "AIMEM_CLOUD_TLS_", "the cloud endpoint")
 def sync(
@@ -142,6 +173,10 @@ def sync(
     dry_run: bool,
     timeout: float,
     as_json: bool,
+    consolidate_every: timedelta | None,
+    consolidate_idle: timedelta,
+    consolidate_tier: str,
+    consolidate_demote: str,
     **tls: str | None,
 ) -> None:
     """Keep this device's memory server and the cloud endpoint in step, exchanging the difference.
@@ -150,16 +185,34 @@ def sync(
     and stops cleanly on SIGTERM or Ctrl-C. core and working never leave the
     device unless both servers were started with --sync-tier for them.
 
+    With --consolidate-every it also consolidates sessions idle longer than
+    --consolidate-idle, on this device, where the keys of private memories are.
+
     \b
     Example:
         aimem sync --cloud grpc://cloud.example:8815 --cloud-token-file ~/.aimem/cloud-token \\
                    --local-token-file ~/.aimem/token --once --json
+        aimem sync --cloud grpc://cloud.example:8815 --consolidate-every 1h ...
         aimem sync --cloud grpc+tls://cloud.example:8815 --cloud-tls-ca cloud-ca.crt \\
                    --cloud-tls-client-cert device.crt --cloud-tls-client-key device.key ...
     """
+    if consolidate_every is not None and (once or dry_run):
+        raise click.UsageError("--consolidate-every is for the daemon: leave out --once/--dry-run")
+    local_secret = read_token(local_token, local_token_file, "--local-token-file")
+    job = None
+    if consolidate_every is not None:
+        job = ConsolidationJob(
+            local_uri,
+            local_secret,
+            tenant=tenant,
+            tier=consolidate_tier,
+            idle=consolidate_idle,
+            demote=consolidate_demote,
+            tls={k: tls[f"local_tls_{k}"] for k in ("ca", "client_cert", "client_key")},
+        )
     local = FlightReplica(
         local_uri,
-        read_token(local_token, local_token_file, "--local-token-file"),
+        local_secret,
         timeout=timeout,
         label="the local server",
         token_hint="--local-token(-file) / AIMEM_TOKEN(_FILE)",
@@ -178,7 +231,7 @@ def sync(
         if once or dry_run:
             _print(_one_round(local, cloud, dry_run, options), as_json)
             return
-        _loop(local, cloud, Schedule(interval=interval), options, as_json)
+        _loop(local, cloud, Schedule(interval=interval), options, as_json, job, consolidate_every)
 
 
 def _tls_of(options: dict[str, str | None], side: str) -> dict[str, Any]:
@@ -213,10 +266,15 @@ def _loop(
     schedule: Schedule,
     options: dict[str, Any],
     as_json: bool,
+    job: ConsolidationJob | None = None,
+    every: timedelta | None = None,
 ) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    consolidating = None
+    if job is not None and every is not None:
+        consolidating = _start_consolidation(job, every, stop)
 
     def on_error(exc: AiosMemoryError, wait: float) -> None:
         click.echo(f"aimem sync: {exc.message} (retrying in {wait:.1f} s)", err=True)
@@ -228,4 +286,26 @@ def _loop(
     rounds = run_daemon(
         local, cloud, stop, schedule=schedule, on_report=on_report, on_error=on_error, **options
     )
+    if consolidating is not None:
+        consolidating.join()  # the session under way finishes; its put is whole either way
     click.echo(f"aimem sync: stopped after {rounds} rounds", err=True)
+
+
+def _start_consolidation(
+    job: ConsolidationJob, every: timedelta, stop: threading.Event
+) -> threading.Thread:
+    def on_error(exc: AiosMemoryError, wait: float) -> None:
+        click.echo(f"aimem sync: consolidation: {exc.message} (retrying in {wait:.1f} s)", err=True)
+
+    def on_result(summary: str) -> None:
+        click.echo(f"aimem sync: consolidation: {summary}", err=True)
+
+    schedule = Schedule(interval=every.total_seconds())
+    thread = threading.Thread(
+        target=run_periodically,
+        args=(lambda: job.run(stop.is_set), stop),
+        kwargs={"schedule": schedule, "on_result": on_result, "on_error": on_error},
+        name="aimem-consolidate",
+    )
+    thread.start()
+    return thread

@@ -2,13 +2,16 @@
 
 Kept apart from ``sync_once`` (one step) so tests drive single rounds and
 this module only adds time: an interval after a good round, an exponential
-backoff with jitter after a failed one, and a prompt, clean stop.
+backoff with jitter after a failed one, and a prompt, clean stop. The same
+clock runs the daemon's other periodic work (``run_periodically``: the
+opt-in consolidation of idle sessions).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +21,7 @@ from aios_memory.schemas import AiosMemoryError
 from .replica import FlightReplica
 from .session import SyncReport, SyncStopped, sync_once
 
-__all__ = ["Schedule", "run_daemon", "backoff_seconds"]
+__all__ = ["Schedule", "run_daemon", "run_periodically", "backoff_seconds"]
 
 
 @dataclass(frozen=True)
@@ -72,4 +75,35 @@ def run_daemon(
         failures, finished = 0, finished + 1
         on_report(report)
         stop.wait(schedule.interval)
+    return finished
+
+
+def run_periodically(
+    task: Callable[[], Any],
+    stop: threading.Event,
+    *,
+    schedule: Schedule,
+    on_result: Callable[[Any], Any],
+    on_error: Callable[[AiosMemoryError, float], Any],
+) -> int:
+    """``task()`` every ``schedule.interval`` seconds (start to start) until ``stop`` is set,
+    backing off after errors; returns the number of runs that finished.
+
+    ``task`` is expected to look at ``stop`` itself when it runs long (consolidation
+    asks before each session), so a stop is prompt.
+    """
+    finished = failures = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            result = task()
+        except AiosMemoryError as exc:
+            failures += 1
+            wait = backoff_seconds(failures, schedule)
+            on_error(exc, wait)
+            stop.wait(wait)
+            continue
+        failures, finished = 0, finished + 1
+        on_result(result)
+        stop.wait(max(0.0, schedule.interval - (time.monotonic() - started)))
     return finished

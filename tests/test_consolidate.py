@@ -86,6 +86,17 @@ def test_a_session_becomes_a_summary_and_a_second_run_changes_nothing(
     assert after["id"] == summary["id"] and len(json.loads(after["metadata"])[SOURCES_KEY]) == 4
 
 
+def test_should_stop_ends_a_run_between_sessions(client: MemoryClient, llm_server: Any) -> None:
+    write(client, "c1/s1")
+    write(client, "c1/s2")
+    answers = iter([False, True])
+    report = client.consolidate(llm=model(llm_server), should_stop=lambda: next(answers), **SMALL)
+    assert (report.count("consolidated"), report.stopped) == (1, True)
+    assert report.to_dict()["stopped"] is True
+    rest = client.consolidate(llm=model(llm_server), **SMALL)  # the next run takes the rest
+    assert (rest.count("consolidated"), rest.count("unchanged"), rest.stopped) == (1, 1, False)
+
+
 def test_a_dry_run_writes_nothing_and_calls_no_model(client: MemoryClient) -> None:
     write(client, "c1/s1")
     write(client, "c1/s2")

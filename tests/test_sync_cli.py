@@ -241,3 +241,83 @@ def test_an_unreachable_cloud_is_retried_with_backoff_and_sigterm_still_stops(
         log = err.read_text()
         assert f"127.0.0.1:{port}" in log and "Traceback" not in log
         assert out.read_text() == ""
+
+
+# -- consolidation beside the rounds ------------------------------------------------------------
+
+
+def test_the_daemon_consolidates_idle_sessions_and_syncs_what_they_become(
+    device, cloud, llm_server: Any, tmp_path: Path
+) -> None:
+    session = ["Ada: I moved to Lisbon last week.", "Tom: Nice, Ada! Do you like the tiles?"]
+    with MemoryClient(device.uri, device.token) as client:
+        client.remember(session, tier="working", session="c1/s1")
+    extra = {
+        "AIMEM_KEYS": os.environ["AIMEM_KEYS"],  # this test's key store, never the user's
+        "AIMEM_LLM_URL": llm_server.url,
+        "AIMEM_LLM_MODEL": llm_server.model,
+    }
+    command = [
+        *AIMEM, "sync", *link(device, cloud), "--interval", "0.5",
+        "--consolidate-every", "1s", "--consolidate-idle", "0s",
+    ]  # fmt: skip
+    err = tmp_path / "sync.err"
+    with open(err, "w") as stderr:
+        process = subprocess.Popen(
+            command, env={**env(), **extra}, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    try:
+
+        def summaries(server: RunningServer) -> list[str]:
+            with MemoryClient(server.uri, server.token) as client:
+                return client.scan("long_term", kind="summary").column("session").to_pylist()
+
+        assert wait_for(lambda: summaries(device), 240, "a summary on the device") == ["c1/s1"]
+        wait_for(lambda: summaries(cloud), 60, "the summary to sync to the cloud")
+        terminate(process, seconds=120)  # exit 0, the session under way finished
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    log = err.read_text()
+    assert "consolidation: 1 sessions consolidated" in log, log
+    assert re.search(r"stopped after \d+ rounds", log), log
+
+
+def test_consolidation_is_for_the_loop_only(device, cloud) -> None:
+    done = aimem_sync(*link(device, cloud), "--once", "--consolidate-every", "1h")
+    assert done.returncode == 2 and "--consolidate-every is for the daemon" in done.stderr
+    typo = aimem_sync(
+        *link(device, cloud), "--consolidate-every", "1h", "--consolidate-demote", "x"
+    )
+    assert typo.returncode == 1 and "demotion 'x'" in typo.stderr
+
+
+def test_periodic_work_backs_off_after_an_error_and_stops_when_told() -> None:
+    import threading
+
+    from aios_memory.schemas import StorageError
+    from aios_memory.sync.daemon import Schedule, run_periodically
+
+    stop, results, waits = threading.Event(), [], []
+    outcomes = iter([StorageError("disk"), "first", "second"])
+
+    def task() -> str:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def on_result(value: str) -> None:
+        results.append(value)
+        if len(results) == 2:
+            stop.set()
+
+    schedule = Schedule(interval=0.01, backoff_min=0.02, backoff_max=0.02)
+    finished = run_periodically(
+        task, stop, schedule=schedule, on_result=on_result,
+        on_error=lambda exc, wait: waits.append((exc.code, wait)),
+    )  # fmt: skip
+    assert (finished, results) == (2, ["first", "second"])
+    [(code, wait)] = waits
+    assert code == "STORAGE_ERROR" and 0.01 <= wait <= 0.02

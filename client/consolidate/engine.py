@@ -94,8 +94,13 @@ class Consolidator:
         older_than: timedelta | None = None,
         dry_run: bool = False,
         progress: Callable[[SessionOutcome, int, int], Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> ConsolidationReport:
-        """Consolidate ``tier``'s sessions (or one), return what happened to each."""
+        """Consolidate ``tier``'s sessions (or one), return what happened to each.
+
+        ``should_stop`` is asked before each session: True ends the run there (a session
+        under way finishes first), and the report says ``stopped``.
+        """
         started = time.monotonic()
         report = ConsolidationReport(tier, self.policy.target_tier, dry_run)
         rows = list(self._rows(tier, session, "text"))
@@ -108,6 +113,9 @@ class Consolidator:
         # Oldest first: a later session's facts supersede an earlier one's.
         ordered = sorted(sessions.values(), key=lambda s: (s.happened, s.session))
         for number, turns in enumerate(ordered, 1):
+            if should_stop is not None and should_stop():
+                report.stopped = True
+                break
             if older_than is not None and turns.turns and now - turns.last_write < older_than:
                 outcome = SessionOutcome(turns.session, "recent", turns=len(turns.turns))
             else:

@@ -45,6 +45,7 @@ class ConsolidationReport:
     outcomes: list[SessionOutcome] = field(default_factory=list)
     seconds: float = 0.0
     unopened: int = 0  # sealed memories of the tier this device cannot open
+    stopped: bool = False  # ended early by ``should_stop``: the sessions after were not tried
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -73,6 +74,7 @@ class ConsolidationReport:
             "model": self.model,
             "sessions": sum(1 for o in self.outcomes if o.session is not None),
             "unopened": self.unopened,
+            "stopped": self.stopped,
             **{status: self.count(status) for status in STATUSES if status != "failed"},
             "failed": [
                 {"session": o.session, "error": o.error, "code": o.code} for o in self.failed
