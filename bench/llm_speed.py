@@ -12,7 +12,9 @@ token) generation. Each mode and round opens with its own session number (the fi
 so nothing is reused across them.
 
 One JSON line per mode and round, the load average beside each (these machines are shared:
-compare the modes within one run). Usage: ``python bench/llm_speed.py [--model-path GGUF]``.
+compare the modes within one run). Usage: ``python bench/llm_speed.py [--model-path GGUF]
+[--locomo PATH/TO/conv-30.json --sessions 1,2,3]`` (the second part times consolidation's own
+prompt for real sessions both ways, and checks the two answers are the same).
 """
 
 from __future__ import annotations
@@ -81,6 +83,59 @@ def timed(model: LocalChat, mode: str, prompt: list[dict[str, str]], max_tokens:
     )
 
 
+def locomo_session(path: Path, number: int) -> list[dict[str, str]]:
+    """Consolidation's own prompt for session ``number`` of a LoCoMo conversation file."""
+    import json
+    from datetime import datetime
+
+    from aios_memory.client.consolidate.prompt import Turn
+    from aios_memory.client.consolidate.prompt import messages as consolidation_messages
+
+    conversation = json.loads(path.read_text(encoding="utf-8"))
+    when = datetime.strptime(conversation[f"session_{number}_date_time"], "%I:%M %p on %d %B, %Y")
+    turns = [
+        Turn(i + 1, t["speaker"], f"{t['speaker']}: {t['text']}")
+        for i, t in enumerate(conversation[f"session_{number}"])
+    ]
+    chat, _ = consolidation_messages(
+        turns, base=when.date(), summary_words=75, max_facts=8, budget_chars=12000
+    )
+    return chat
+
+
+def compare_on_sessions(model: LocalChat, path: Path, sessions: list[int], params: dict) -> None:
+    """Greedy-first against full-mask grammar sampling on real consolidation prompts: the
+    seconds of each and whether the answers are the same (they must be, at temperature 0)."""
+    from aios_memory.client.consolidate.prompt import SessionDigest, answer_budget
+
+    budget = answer_budget(100, 8)
+    for number in sessions:
+        chat, seen = locomo_session(path, number), {}
+        for mode in ("grammar", "grammar-full"):
+            model.greedy_first = mode == "grammar"
+            model.close()  # a cold start for each: no prompt prefix is reused
+            model.count_tokens("load")
+            before = model.usage.completion_tokens
+            started = time.monotonic()
+            try:
+                seen[mode] = model.chat_json(chat, SessionDigest, max_tokens=budget).model_dump()
+            except Exception as exc:  # an unfinished answer is still timed
+                seen[mode] = f"{type(exc).__name__}"
+            emit(
+                "llm_speed",
+                {**params, "mode": mode, "locomo": path.stem, "session": number},
+                result=f"session-{mode}",
+                seconds=round(time.monotonic() - started, 2),
+                completion_tokens=model.usage.completion_tokens - before,
+            )
+        emit(
+            "llm_speed",
+            {**params, "locomo": path.stem, "session": number},
+            result="same-answer",
+            same=seen["grammar"] == seen["grammar-full"],
+        )
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--model-path", help="a GGUF file (default: the packaged default)")
@@ -88,6 +143,13 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=600)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--locomo",
+        type=Path,
+        help="a LoCoMo conversation file: also time consolidation's real prompt for its "
+        "--sessions, greedy-first against full-mask grammar sampling",
+    )
+    parser.add_argument("--sessions", default="1,2,3", help="session numbers for --locomo")
     args = parser.parse_args()
     path = Path(args.model_path) if args.model_path else default_model_path()
     settings = LLMSettings(model_path=str(path), threads=args.threads, retries=0, context=2048)
@@ -118,6 +180,9 @@ def main() -> None:
                 completion_seconds=round(decode, 2),
             )
             log(f"{mode} round {round_}: done")
+    if args.locomo:
+        sessions = [int(n) for n in args.sessions.split(",")]
+        compare_on_sessions(model, args.locomo, sessions, params)
     model.close()
 
 
