@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pydantic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,6 +45,27 @@ LINES = (
     "Good for you. Are you still planning the half marathon in October?",
     "If my knee holds up. The physio said to add strength training twice a week.",
 )
+
+
+# A consolidation answer of the usual shape, stepped through the grammar by ``grammar_cost``.
+ANSWER = {
+    "summary": "Maya booked a train to Lisbon for 14 May and will stay with her cousin Ana, "
+    "then at a hotel. Tom suggests a bakery and the tile museum.",
+    "facts": [
+        {
+            "text": "Maya's train to Lisbon leaves at 7:40 on 14 May.",
+            "sources": [1],
+            "key": "Maya|trip",
+        },
+        {"text": "Ana moved to Alfama in spring 2022.", "sources": [3], "key": "Ana|home"},
+        {
+            "text": "Maya made six bowls in a pottery course in March.",
+            "sources": [7],
+            "key": "Maya|pottery",
+        },
+        {"text": "Tom runs 5 km three times a week.", "sources": [8], "key": "Tom|running"},
+    ],
+}
 
 
 class Summary(pydantic.BaseModel):
@@ -111,12 +133,13 @@ def compare_on_sessions(model: LocalChat, path: Path, sessions: list[int], param
     budget = answer_budget(100, 8)
     for number in sessions:
         chat, seen = locomo_session(path, number), {}
-        for mode in ("grammar", "grammar-full"):
+        modes = ("grammar", "grammar-full")
+        for mode in modes if number % 2 else modes[::-1]:  # alternate which goes first
             model.greedy_first = mode == "grammar"
             model.close()  # a cold start for each: no prompt prefix is reused
             model.count_tokens("load")
             before = model.usage.completion_tokens
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             try:
                 seen[mode] = model.chat_json(chat, SessionDigest, max_tokens=budget).model_dump()
             except Exception as exc:  # an unfinished answer is still timed
@@ -126,6 +149,7 @@ def compare_on_sessions(model: LocalChat, path: Path, sessions: list[int], param
                 {**params, "mode": mode, "locomo": path.stem, "session": number},
                 result=f"session-{mode}",
                 seconds=round(time.monotonic() - started, 2),
+                cpu_seconds=round(time.process_time() - cpu, 2),
                 completion_tokens=model.usage.completion_tokens - before,
             )
         emit(
@@ -133,6 +157,52 @@ def compare_on_sessions(model: LocalChat, path: Path, sessions: list[int], param
             {**params, "locomo": path.stem, "session": number},
             result="same-answer",
             same=seen["grammar"] == seen["grammar-full"],
+        )
+
+
+def grammar_cost(model: LocalChat, params: dict) -> None:
+    """CPU time of the grammar per generated token: masking the whole vocabulary against
+    checking one token, stepping both through one fixed consolidation answer."""
+    import ctypes
+    import json
+
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from aios_memory.client.consolidate.prompt import SessionDigest
+
+    llama = model._loaded()
+    grammar = LlamaGrammar.from_json_schema(
+        json.dumps(SessionDigest.model_json_schema()), verbose=False
+    )
+    answer = json.dumps(ANSWER)
+    tokens = llama.tokenize(answer.encode(), add_bos=False, special=False)
+    dtype = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+    everything = np.arange(llama.n_vocab(), dtype=np.intc)
+    for mode in ("mask-all", "check-one", "mask-all", "check-one"):
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            llama._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+        )
+        size = len(everything) if mode == "mask-all" else 1
+        data = np.recarray((size,), dtype=dtype)
+        candidates = llama_cpp.llama_token_data_array(
+            data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=size, sorted=False
+        )
+        cpu = time.process_time()
+        for token in tokens:
+            data.id[:] = everything if size > 1 else token
+            data.logit[:], data.p[:] = 0.0, 0.0
+            candidates.size, candidates.sorted, candidates.selected = size, False, -1
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+            llama_cpp.llama_sampler_accept(sampler, token)
+        spent = time.process_time() - cpu
+        llama_cpp.llama_sampler_free(sampler)
+        emit(
+            "llm_speed",
+            {**params, "mode": mode, "vocabulary": len(everything)},
+            result="grammar-cost",
+            tokens=len(tokens),
+            cpu_ms_per_token=round(spent / len(tokens) * 1000, 3),
         )
 
 
@@ -180,6 +250,7 @@ def main() -> None:
                 completion_seconds=round(decode, 2),
             )
             log(f"{mode} round {round_}: done")
+    grammar_cost(model, params)
     if args.locomo:
         sessions = [int(n) for n in args.sessions.split(",")]
         compare_on_sessions(model, args.locomo, sessions, params)
