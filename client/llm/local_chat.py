@@ -11,9 +11,9 @@ assembled file's SHA-256 before it is ever loaded.
 
 Structured output is a grammar: llama.cpp samples only JSON of the schema's shape (the answer
 is still validated: a ``max_tokens`` cut can leave it unfinished). At temperature 0 the
-grammar checks the greedy token first (``_greedy_grammar``: the same answer, about 1.4x
-faster); otherwise ``response_format={"type": "json_object", "schema": ...}`` masks every
-token every step. One ``Llama`` is not thread-safe: a lock guards it.
+grammar checks the greedy token first (``_greedy_grammar``: the same answer, without 36 ms
+of CPU a token); otherwise ``response_format={"type": "json_object", "schema": ...}`` masks
+every token every step. One ``Llama`` is not thread-safe: a lock guards it.
 """
 
 from __future__ import annotations
