@@ -131,7 +131,8 @@ class _Progress:
 @click.option(
     "--consolidate-every",
     callback=parse_duration,
-    help="Also consolidate this device's idle sessions this often, e.g. 1h (off by default): "
+    help="Also consolidate this device's idle sessions, this long after each round, e.g. 1h "
+    "(off by default): "
     "each becomes a summary plus its facts (see `aimem consolidate --help`), by the model "
     "AIMEM_LLM_* names (default: the embedded one). Runs beside the sync rounds; a stop "
     "lets the session under way finish.",

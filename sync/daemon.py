@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,22 +59,18 @@ def run_daemon(
     A round in flight when ``stop`` is set is dropped between messages
     (what it committed stays; the next start resumes).
     """
-    finished = failures = 0
-    while not stop.is_set():
-        try:
-            report = sync_once(local, cloud, should_stop=stop.is_set, **round_options)
-        except SyncStopped:
-            break
-        except AiosMemoryError as exc:
-            failures += 1
-            wait = backoff_seconds(failures, schedule)
-            on_error(exc, wait)
-            stop.wait(wait)
-            continue
-        failures, finished = 0, finished + 1
-        on_report(report)
-        stop.wait(schedule.interval)
-    return finished
+
+    def one_round() -> SyncReport:
+        return sync_once(local, cloud, should_stop=stop.is_set, **round_options)
+
+    return run_periodically(
+        one_round,
+        stop,
+        schedule=schedule,
+        on_result=on_report,
+        on_error=on_error,
+        stops=(SyncStopped,),
+    )
 
 
 def run_periodically(
@@ -85,18 +80,21 @@ def run_periodically(
     schedule: Schedule,
     on_result: Callable[[Any], Any],
     on_error: Callable[[AiosMemoryError, float], Any],
+    stops: tuple[type[BaseException], ...] = (),
 ) -> int:
-    """``task()`` every ``schedule.interval`` seconds (start to start) until ``stop`` is set,
-    backing off after errors; returns the number of runs that finished.
+    """``task()`` again and again, ``schedule.interval`` seconds after each good run ends,
+    until ``stop`` is set, backing off after errors; returns the number of runs that finished.
 
-    ``task`` is expected to look at ``stop`` itself when it runs long (consolidation
-    asks before each session), so a stop is prompt.
+    ``task`` is expected to look at ``stop`` itself when it runs long (a sync round
+    between messages, consolidation before each session), so a stop is prompt; one of
+    ``stops`` raised by it ends the loop.
     """
     finished = failures = 0
     while not stop.is_set():
-        started = time.monotonic()
         try:
             result = task()
+        except stops:
+            break
         except AiosMemoryError as exc:
             failures += 1
             wait = backoff_seconds(failures, schedule)
@@ -105,5 +103,5 @@ def run_periodically(
             continue
         failures, finished = 0, finished + 1
         on_result(result)
-        stop.wait(max(0.0, schedule.interval - (time.monotonic() - started)))
+        stop.wait(schedule.interval)
     return finished
