@@ -70,7 +70,7 @@ BENCH = "consolidation"
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = {"conversations": 1, "sessions": 3, "questions": 20}
 IMPORTED = "bench-imported.json"  # in a --work store: the files imported and their sha256
-OUTCOMES = "bench-outcomes.json"  # in a --work budget store: each session's last outcome
+OUTCOMES = "bench-outcomes.jsonl"  # in a --work budget store: every session's outcome, as done
 LLM_OPTIONS = ("url", "model", "model_path", "threads")
 
 
@@ -180,14 +180,16 @@ def run_budget(folder: Path, budget: int, questions: list[QA], turns: store.Turn
     """Consolidate one copy of the imported store at ``budget``; measure it."""
     with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
         log(f"budget {budget}: consolidating")
+        # Each session's outcome as it is done, over every run: a resumed (or interrupted and
+        # resumed) store still reports every session once, with what it cost when it was done.
+        outcomes = folder / OUTCOMES
         this_run = store.aimem(
             running, "consolidate", "--tier", store.RAW_TIER, "--target-tier", store.TARGET_TIER,
-            "--summary-tokens", str(budget),
+            "--summary-tokens", str(budget), "--outcomes", str(outcomes),
         )  # fmt: skip
-        outcomes = folder / OUTCOMES  # every run's, so a resumed store reports every session
-        earlier = json.loads(outcomes.read_text()) if outcomes.exists() else {}
-        consolidated = report.merged(earlier, this_run)
-        outcomes.write_text(json.dumps(earlier))
+        lines = outcomes.read_text().splitlines() if outcomes.exists() else []
+        every_run = [json.loads(line) for line in lines if line]
+        consolidated = report.merged({}, {**this_run, "per_session": every_run})
         with connect(running, timeout=3600.0) as client:
             wait_until_indexed(client)
             found = {s: retrieve(client, s, questions, turns) for s in ("consolidated", "both")}

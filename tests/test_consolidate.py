@@ -212,7 +212,7 @@ def aimem(server: Any, *args: str, **kwargs: Any) -> subprocess.CompletedProcess
 
 
 def test_cli_consolidates_and_reconstructs(
-    client: MemoryClient, server: Any, llm_server: Any
+    client: MemoryClient, server: Any, llm_server: Any, tmp_path: Path
 ) -> None:
     write(client, "c1/s1")
     llm = ["--llm-url", llm_server.url, "--llm-model", llm_server.model]
@@ -220,13 +220,17 @@ def test_cli_consolidates_and_reconstructs(
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["pending"] == 1
 
+    outcomes = tmp_path / "outcomes.jsonl"
     done = aimem(
-        server, "consolidate", "--json", "--summary-tokens", "30", "--max-facts", "2", *llm
-    )
+        server, "consolidate", "--json", "--summary-tokens", "30", "--max-facts", "2",
+        "--outcomes", str(outcomes), *llm,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["consolidated"], report["summaries"], report["failed"]) == (1, 1, [])
     assert "[1/1] c1/s1: consolidated" in done.stderr
+    [line] = outcomes.read_text().splitlines()  # as it happened, the same as the report's
+    assert json.loads(line) == report["per_session"][0]
 
     account = aimem(server, "reconstruct", "c1/s1")
     assert account.returncode == 0, account.stderr

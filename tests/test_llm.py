@@ -507,6 +507,11 @@ def test_an_answer_cut_by_max_tokens_keeps_its_whole_part() -> None:
     ended = '{"summary": "Caroline and Melanie talk about art", '
     assert salvage(ended, Digest) == Digest(summary="Caroline and Melanie talk about art", facts=[])
     assert salvage("no JSON here", Digest) is None
+    # A raw newline inside a string (llama-cpp-python's grammars allow one) does not sink it.
+    newline = '{"summary": "Caroline and Melanie talk.\nThey plan a trip.", "facts": [{"te'
+    assert salvage(newline, Digest) == Digest(
+        summary="Caroline and Melanie talk. They plan a trip.", facts=[]
+    )
 
 
 def test_a_cut_inside_a_runaway_list_drops_the_item_it_fell_in() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -100,6 +102,12 @@ def _progress(outcome: SessionOutcome, number: int, total: int) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be consolidated; write nothing.")
 @click.option(
+    "--outcomes",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also append each session's outcome to this file as one JSON line as soon as it is "
+    "done: a record that outlives an interrupted run.",
+)
+@click.option(
     "--every",
     callback=parse_duration,
     help="Run again and again, this long apart, until stopped (SIGTERM/Ctrl-C): the schedule. "
@@ -158,8 +166,16 @@ def _runner(mem: MemoryClient, llm: Any, options: dict[str, Any]) -> Any:
         )
     }
 
+    outcomes = options.get("outcomes")
+
+    def progress(outcome: SessionOutcome, number: int, total: int) -> None:
+        _progress(outcome, number, total)
+        if outcomes is not None:
+            with open(outcomes, "a", encoding="utf-8") as log:
+                log.write(json.dumps(asdict(outcome)) + "\n")
+
     def run() -> ConsolidationReport:
-        return mem.consolidate(llm=llm, progress=_progress, **arguments)
+        return mem.consolidate(llm=llm, progress=progress, **arguments)
 
     return run
 

@@ -23,6 +23,7 @@ __all__ = ["json_with_retries", "parse_json", "strip_fences", "with_instruction"
 EXCERPT_CHARS = 200
 # Models wrap JSON in Markdown fences even when told not to (SmolLM2 does it without a grammar).
 _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def strip_fences(text: str) -> str:
@@ -134,7 +135,9 @@ def salvage(text: str, schema: type[T], *, trims: int = 8) -> T | None:
     At temperature 0 asking again gives the same cut answer, so a retry would cost a whole
     call for nothing; a summary with one fact fewer is worth keeping.
     """
-    body = strip_fences(text)
+    # Raw control characters (a newline inside a string, which llama-cpp-python's grammars
+    # allow) fail the partial parser: as spaces they are valid JSON everywhere.
+    body = _CONTROL.sub(" ", strip_fences(text))
     try:
         value = pydantic_core.from_json(body, allow_partial="trailing-strings")
         if value != pydantic_core.from_json(body, allow_partial=True):
