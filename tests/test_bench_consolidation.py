@@ -233,3 +233,16 @@ def test_a_resumed_run_reports_every_session_once() -> None:
     assert whole["dropped_by_reason"] == {"in_summary": 3}
     assert whole["tier"] == "working"
     assert report.cost(whole)["seconds_per_session"] == {"mean": 60.0, "p50": 60.0, "max": 70.0}
+
+
+def test_a_replayed_session_keeps_the_cost_of_the_run_that_paid_for_it() -> None:
+    paid = _outcome("s1", "consolidated", 60.0, 2)
+    replayed = {**_outcome("s1", "consolidated", 0.4, 2), "cached": 1}
+    only_replayed = {**_outcome("s2", "consolidated", 0.3, 1), "cached": 1}
+    whole = report.merged({}, {"per_session": [paid, replayed, only_replayed]})
+    assert [r["seconds"] for r in whole["per_session"]] == [60.0, 0.3]
+    spent = report.cost(whole)
+    assert (spent["sessions"], spent["replayed_without_cost"]) == (1, 1)
+    assert spent["seconds_per_session"] == {"mean": 60.0, "p50": 60.0, "max": 60.0}
+    repaid = _outcome("s1", "consolidated", 55.0, 3)  # a new prompt: asked and paid again
+    assert report.merged({}, {"per_session": [paid, repaid]})["per_session"][0]["seconds"] == 55.0

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support.llm_server import free_port
+
 from aios_memory.client import MemoryClient
 from aios_memory.client.codec.keys import KeyStore
 from aios_memory.client.llm import LLMSettings, open_llm
@@ -209,6 +211,27 @@ def aimem(server: Any, *args: str, **kwargs: Any) -> subprocess.CompletedProcess
     env = {**os.environ, "AIMEM_SERVER": server.uri, "AIMEM_TOKEN": server.token}
     command = [AIMEM, *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_a_consolidation_replays_from_the_answer_cache(
+    client: MemoryClient, llm_server: Any, tmp_path: Path
+) -> None:
+    """A store rebuilt (a benchmark on a new machine) is consolidated again from the answers
+    already paid for: the same summary, no model call, and the outcome says so."""
+    write(client, "c1/s1")
+    cache = str(tmp_path / "answers.jsonl")
+    first = client.consolidate(llm=model(llm_server, cache=cache), **SMALL)
+    assert first.count("consolidated") == 1 and first.outcomes[0].cached == 0
+    before = client.scan("long_term", kind=SUMMARY_KIND).to_pylist()[0]["text"]
+    client.forget([r["id"] for b in client.iter_scan("long_term") for r in b.to_pylist()])
+
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"  # only the cache can answer
+    llm = model(llm_server, url=nowhere, cache=cache, retries=0)
+    again = client.consolidate(llm=llm, **SMALL)
+    assert (again.count("consolidated"), again.failed) == (1, [])
+    (outcome,) = again.outcomes
+    assert (outcome.cached, outcome.prompt_tokens, llm.usage.calls) == (1, 0, 0)
+    assert client.scan("long_term", kind=SUMMARY_KIND).to_pylist()[0]["text"] == before
 
 
 def test_cli_consolidates_and_reconstructs(

@@ -26,13 +26,14 @@ _OPTIONS: tuple[tuple[str, str, Any], ...] = (
     ("retries", "retries", click.IntRange(0, 10)),
     ("structured", "structured", click.Choice(STRUCTURED_MODES)),
     ("threads", "threads", click.IntRange(1, 256)),
+    ("cache", "cache", click.Path(dir_okay=False)),
 )
 _PARAMETERS = {"llm_" + flag.replace("-", "_"): field for flag, field, _ in _OPTIONS}
 
 
 def llm_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--llm-url --llm-model --llm-api-key --llm-model-path --llm-timeout --llm-retries
-    --llm-structured --llm-threads``; turn them into settings with ``settings_from_options``."""
+    --llm-structured --llm-threads --llm-cache``; ``settings_from_options`` reads them."""
     for flag, field, kind in reversed(_OPTIONS):
         variable = "AIMEM_LLM_" + flag.upper().replace("-", "_")
         fn = click.option(

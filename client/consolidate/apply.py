@@ -121,11 +121,12 @@ class Applier:
         )
         outcome.unread = len(shown) - shown_count
         usage = getattr(self.llm, "usage", None)
-        before = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        before = (usage.prompt_tokens, usage.completion_tokens, usage.cached) if usage else (0,) * 3
         answer = self.llm.chat_json(chat, SessionDigest, max_tokens=budget)
         if usage is not None:
             outcome.prompt_tokens = usage.prompt_tokens - before[0]
             outcome.completion_tokens = usage.completion_tokens - before[1]
+            outcome.cached = usage.cached - before[2]
         return answer
 
     def _checked(

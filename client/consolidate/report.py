@@ -27,6 +27,7 @@ class SessionOutcome:
     superseded: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached: int = 0  # model answers replayed from an answer cache (they cost no tokens here)
     summary_cut: int = 0  # tokens of the model's summary past the budget, cut off
     summary_id: str | None = None
     demoted: str | None = None
@@ -88,6 +89,7 @@ class ConsolidationReport:
             "seconds": round(self.seconds, 3),
             "prompt_tokens": sum(o.prompt_tokens for o in self.outcomes),
             "completion_tokens": sum(o.completion_tokens for o in self.outcomes),
+            "cached_answers": sum(o.cached for o in self.outcomes),
             "summary_tokens_cut": sum(o.summary_cut for o in self.outcomes),
             "per_session": [asdict(o) for o in self.outcomes],
         }

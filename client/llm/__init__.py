@@ -14,12 +14,14 @@ httpx, pydantic or llama.cpp escapes.
 """
 
 from ._protocol import ChatModel, T, Usage
+from .answer_cache import CachedChat
 from .local_chat import LocalChat
 from .model_files import default_model_path
 from .openai_chat import OpenAIChat
 from .settings import LLM_SETTINGS_HELP, STRUCTURED_MODES, LLMSettings, is_loopback_url
 
 __all__ = [
+    "CachedChat",
     "ChatModel",
     "LLMSettings",
     "LLM_SETTINGS_HELP",
@@ -37,7 +39,8 @@ __all__ = [
 def open_llm(settings: LLMSettings | None = None) -> ChatModel:
     """The chat model ``settings`` name (default ``LLMSettings.from_env()``).
 
-    ``url`` set: an ``OpenAIChat`` over that endpoint; unset: the embedded ``LocalChat``.
+    ``url`` set: an ``OpenAIChat`` over that endpoint; unset: the embedded ``LocalChat``;
+    either behind a ``CachedChat`` when ``cache`` names a file of answers.
 
     Raises
     ------
@@ -48,6 +51,7 @@ def open_llm(settings: LLMSettings | None = None) -> ChatModel:
         A bad ``AIMEM_LLM_*`` value.
     """
     settings = settings or LLMSettings.from_env()
-    if settings.url is None:
-        return LocalChat(settings)
-    return OpenAIChat(settings)
+    model: ChatModel = LocalChat(settings) if settings.url is None else OpenAIChat(settings)
+    if settings.cache:
+        return CachedChat(model, settings.cache, settings)
+    return model

@@ -19,7 +19,8 @@ class Usage:
     ``calls`` counts answered requests, ``retries`` every attempt after a first one (a failed
     connection, a timeout, a 429/5xx, or output that was not the JSON asked for), ``seconds``
     the wall time spent in requests, backoff included, ``salvaged`` the answers cut by
-    ``max_tokens`` whose whole part was kept (``_validate.salvage``).
+    ``max_tokens`` whose whole part was kept (``_validate.salvage``), ``cached`` the answers
+    replayed from an answer cache (``AIMEM_LLM_CACHE``), which cost nothing else here.
     """
 
     calls: int = 0
@@ -28,6 +29,7 @@ class Usage:
     seconds: float = 0.0
     retries: int = 0
     salvaged: int = 0
+    cached: int = 0
 
 
 class ChatModel(Protocol):

@@ -35,6 +35,9 @@ LLM_SETTINGS_HELP = {
     "threads": "embedded model: CPU threads for llama.cpp (default: all cores)",
     "context": "embedded model: context window in tokens (prompt plus answer)",
     "temperature": "sampling temperature; 0 is greedy and repeatable",
+    "cache": "a JSON-lines file of answers: a request already answered there (same model, "
+    "messages and settings) is replayed from it, and new answers are added (temperature 0 "
+    "only; for repeatable re-runs and benchmarks)",
 }
 
 _ENV_NAMES = {
@@ -48,6 +51,7 @@ _ENV_NAMES = {
     "threads": "THREADS",
     "context": "CONTEXT",
     "temperature": "TEMPERATURE",
+    "cache": "CACHE",
 }
 
 
@@ -71,6 +75,7 @@ class LLMSettings:
     threads: int | None = None
     context: int = 4096
     temperature: float = 0.0
+    cache: str | None = None
 
     def __post_init__(self) -> None:
         for name, ok, rule in _RULES:
@@ -78,6 +83,11 @@ class LLMSettings:
                 raise InvalidValueError(
                     f"LLM setting {name}={getattr(self, name)!r}: {rule}", setting=name
                 )
+        if self.cache and self.temperature != 0:
+            # A sampled answer is one of many: replaying it would hide that.
+            raise InvalidValueError(
+                f"LLM setting cache needs temperature 0, not {self.temperature}", setting="cache"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMSettings:
