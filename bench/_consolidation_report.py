@@ -16,6 +16,7 @@ TARGET_ZSTD_X = 30.0
 TARGET_LM_X = 100.0
 TARGET_KEPT = 0.90
 TARGET_SESSION_S = 30.0
+COST_FIELDS = ("seconds", "prompt_tokens", "completion_tokens")
 
 
 def recall_scores(
@@ -71,12 +72,17 @@ def merged(earlier: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[s
 
     ``earlier`` is each session's last outcome that did something (updated in place); a
     session this run found unchanged keeps it, so cost and facts count every session once.
-    An outcome replayed from the answer cache (``cached``) keeps the one that paid for its
-    answer: the same answer, and the cost it really had.
+    An outcome replayed from the answer cache (``cached``) takes its cost (seconds, tokens)
+    from the one that paid for the same answer, and the rest (facts kept and dropped, by the
+    code that ran last) from itself.
     """
     for outcome in report.get("per_session") or []:
-        if _replaces(earlier.get(outcome["session"]), outcome):
-            earlier[outcome["session"]] = outcome
+        kept = earlier.get(outcome["session"])
+        if outcome["status"] == "unchanged" and kept is not None:
+            continue
+        if kept is not None and _paid(kept) and _replayed(outcome):
+            outcome = {**outcome, **{k: kept[k] for k in COST_FIELDS}, "cached": 0}
+        earlier[outcome["session"]] = outcome
     rows = list(earlier.values())
     done = [r for r in rows if r["status"] in ("consolidated", "unchanged")]
     dropped: Counter[str] = Counter()
@@ -102,13 +108,14 @@ def merged(earlier: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[s
     }
 
 
-def _replaces(kept: dict[str, Any] | None, outcome: dict[str, Any]) -> bool:
-    if kept is None:
-        return True
-    if outcome["status"] == "unchanged":
-        return False
-    paid = kept["status"] == "consolidated" and not kept.get("cached")
-    return not (paid and outcome["status"] == "consolidated" and outcome.get("cached"))
+def _paid(outcome: dict[str, Any]) -> bool:
+    """An outcome whose answer came from the model (its cost is real)."""
+    return outcome["status"] == "consolidated" and not outcome.get("cached")
+
+
+def _replayed(outcome: dict[str, Any]) -> bool:
+    """An outcome whose answer came from the answer cache (it cost nothing here)."""
+    return outcome["status"] == "consolidated" and bool(outcome.get("cached"))
 
 
 def _count(dropped: Any) -> int:

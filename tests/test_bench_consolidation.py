@@ -237,10 +237,15 @@ def test_a_resumed_run_reports_every_session_once() -> None:
 
 def test_a_replayed_session_keeps_the_cost_of_the_run_that_paid_for_it() -> None:
     paid = _outcome("s1", "consolidated", 60.0, 2)
-    replayed = {**_outcome("s1", "consolidated", 0.4, 2), "cached": 1}
+    replayed = {
+        **_outcome("s1", "consolidated", 0.4, 1, dropped={"not_a_sentence": 1}),
+        "cached": 1,
+    }
     only_replayed = {**_outcome("s2", "consolidated", 0.3, 1), "cached": 1}
     whole = report.merged({}, {"per_session": [paid, replayed, only_replayed]})
     assert [r["seconds"] for r in whole["per_session"]] == [60.0, 0.3]
+    assert whole["facts"] == 2  # the replay's own count: its check may be newer
+    assert whole["dropped_by_reason"] == {"not_a_sentence": 1}
     spent = report.cost(whole)
     assert (spent["sessions"], spent["replayed_without_cost"]) == (1, 1)
     assert spent["seconds_per_session"] == {"mean": 60.0, "p50": 60.0, "max": 60.0}

@@ -95,6 +95,9 @@ SPEAKERS = ["Caroline", "Melanie"]
         ("Caroline went to a support group on Tuesday.", "unsupported_date"),
         ("Caroline went to 3 support groups.", "unknown_number"),
         ("Caroline went to a support group in 2021.", "unknown_number"),
+        ("Caroline|support group", "not_a_sentence"),  # the key written as the text
+        ("Caroline.", "not_a_sentence"),
+        ("", "not_a_sentence"),
     ],
 )
 def test_a_fact_must_follow_from_its_sources(fact: str, reason: str | None) -> None:

@@ -5,6 +5,8 @@ or a date it made up. Judging entailment would take a second model call per fact
 (seconds each on 2 cores); what an invented detail almost always shows is cheaper
 to test, so a fact is kept only if:
 
+- it is a sentence, not a label: two words or more, and no "|" (a 1.5B model sometimes
+  writes a fact's key, "Nate|cooking skills", as its text);
 - its subject is named (it does not start with a pronoun) and it speaks in the third
   person (no "I", "me", "my", "we", "you": a copied turn is not a fact);
 - its first name (the subject) appears in its sources: a turn's speaker counts, so
@@ -33,7 +35,9 @@ from .dates import MONTHS, WEEKDAYS, find_relative
 __all__ = ["FactCheck", "check_fact", "content_words", "REASONS"]
 
 REASONS = (
+    "not_a_sentence",
     "unnamed_subject",
+    "first_person",
     "wrong_subject",
     "unknown_name",
     "unknown_number",
@@ -90,7 +94,9 @@ def check_fact(
     if not sources:
         return FactCheck(False, "no_sources")
     words = _WORD.findall(fact)
-    if not words or words[0].lower() in _PRONOUNS:
+    if "|" in fact or len(words) < 2:
+        return FactCheck(False, "not_a_sentence", fact.strip()[:40] or None)
+    if words[0].lower() in _PRONOUNS:
         return FactCheck(False, "unnamed_subject", words[0] if words else None)
     if any(w.lower() in _FIRST_PERSON for w in words):
         return FactCheck(
