@@ -16,7 +16,7 @@ import pytest
 from aios_memory.client import MemoryClient
 from aios_memory.client.consolidate import ConsolidationPolicy, SessionOutcome, group_sessions
 from aios_memory.client.consolidate.apply import Applier
-from aios_memory.client.consolidate.prompt import FactDraft, SessionDigest
+from aios_memory.client.consolidate.prompt import KEY_EXAMPLE, FactDraft, SessionDigest
 from aios_memory.client.consolidate.sessions import Consolidated, consolidated_state
 from aios_memory.schemas import (
     CONSOLIDATED_SESSION_KEY,
@@ -171,7 +171,9 @@ def test_a_later_fact_supersedes_an_earlier_one_with_the_same_key(client: Memory
     assert [m.kind for m in client.get(old["id"])] == [SUPERSEDED_FACT_KIND]
 
 
-def test_two_new_facts_with_one_key_supersede_the_old_one_once(client: MemoryClient) -> None:
+def test_two_new_facts_with_one_key_supersede_nothing(client: MemoryClient) -> None:
+    """One answer giving one key to two different facts says the key is not single-valued
+    (a small model writes "Nate|passion" on everything Nate enjoys): nothing is hidden."""
     write_session(client, "c1/s1", MAY, TURNS_MAY)
     write_session(client, "c1/s2", JUNE, ["Caroline: I moved to Denver, then to Austin!"])
     home = "Caroline|home city"
@@ -182,10 +184,33 @@ def test_two_new_facts_with_one_key_supersede_the_old_one_once(client: MemoryCli
         FactDraft(text="Caroline moved to Austin.", sources=[1], key=home),
     ]
     outcome = apply(client, "c1/s2", SessionDigest(summary="Moving news.", facts=twice))
+    assert (outcome.superseded, outcome.facts) == (0, 2)
+    assert stored(client, SUPERSEDED_FACT_KIND) == []
+    assert len(stored(client, FACT_KIND)) == 3
+    later = FactDraft(text="Caroline moved to Austin.", sources=[1], key=home)
+    assert apply(client, "c1/s2", SessionDigest(summary="Moving.", facts=[later])).facts == 1
+
+
+def test_the_prompts_example_key_holds_only_where_the_fact_speaks_of_it(
+    client: MemoryClient,
+) -> None:
+    write_session(client, "c1/s1", MAY, TURNS_MAY)
+    write_session(client, "c1/s2", JUNE, ["Caroline: my career plan is teaching now."])
+    copied = KEY_EXAMPLE  # what a small model writes on any fact
+    first = [
+        FactDraft(text="Caroline lives in Boston.", sources=[3], key=copied),  # copied: untrusted
+        FactDraft(text="Caroline's career plan is counseling.", sources=[1], key=copied),
+    ]
+    assert apply(client, "c1/s1", SessionDigest(summary="Talk.", facts=first)).facts == 2
+    later = FactDraft(text="Caroline's career plan is teaching.", sources=[1], key=copied)
+    outcome = apply(client, "c1/s2", SessionDigest(summary="Plans.", facts=[later]))
     assert outcome.superseded == 1
     (superseded,) = stored(client, SUPERSEDED_FACT_KIND)
-    assert superseded["text"] == "Caroline lives in Boston."
-    assert len(stored(client, FACT_KIND)) == 2
+    assert superseded["text"] == "Caroline's career plan is counseling."
+    assert {f["text"] for f in stored(client, FACT_KIND)} == {
+        "Caroline lives in Boston.",
+        "Caroline's career plan is teaching.",
+    }
 
 
 def test_an_older_session_consolidated_late_does_not_overrule_a_newer_fact(

@@ -4,16 +4,21 @@ Facts the check refuses are counted by reason and not stored. A fact is the diff
 its session, so one that repeats its session's summary word for word adds nothing
 and is dropped too (``in_summary``).
 
-Contradictions are found by key (``"Caroline|career plan"``, lowercased): a new fact
+Contradictions are found by key (``"Caroline|home city"``, lowercased): a new fact
 whose key matches a live fact of another session, with other words, supersedes it
 when its session happened later, and is itself written superseded when it happened
-earlier (an old session consolidated late must not overrule a newer one). A session
+earlier (an old session consolidated late must not overrule a newer one). A key is
+trusted to name one value only when its answer gives it to one fact (a small model
+writes "Nate|passion" on four different things Nate enjoys) and it is not the prompt's
+example copied onto a fact that does not speak of it; an untrusted key is replaced by
+the fact's own text, so the fact supersedes nothing and nothing supersedes it. A session
 consolidated again supersedes its own earlier facts that it no longer states, as
 long as their turns are still there to speak for themselves.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aios_memory.schemas import FACT_KIND, SUMMARY_KIND, SUPERSEDED_FACT_KIND
@@ -22,7 +27,15 @@ from .budget import fit_summary
 from .check import check_fact, content_words
 from .dates import resolve_in, strip_hints
 from .policy import ConsolidationPolicy
-from .prompt import CHARS_PER_TOKEN, FactDraft, SessionDigest, Turn, answer_budget, messages
+from .prompt import (
+    CHARS_PER_TOKEN,
+    KEY_EXAMPLE,
+    FactDraft,
+    SessionDigest,
+    Turn,
+    answer_budget,
+    messages,
+)
 from .records import (
     FACT_KEY,
     Draft,
@@ -157,7 +170,7 @@ class Applier:
                 continue
             key = " ".join(draft.key.lower().split()) or normalized(text)
             kept.setdefault(normalized(text), Draft(text, [t.id for t in cited], key))
-        return list(kept.values())
+        return _trusted_keys(list(kept.values()))
 
     def _plan_facts(
         self,
@@ -249,3 +262,18 @@ def _earlier(turns: SessionTurns, done: Consolidated) -> str | None:
     if sources <= {t.id for t in turns.turns}:
         return None
     return str(done.summary["text"])
+
+
+def _trusted_keys(drafts: list[Draft]) -> list[Draft]:
+    """``drafts`` with every key that cannot be trusted to name one value replaced by the
+    fact's own text (see the module's docstring)."""
+    own = [Draft(d.text, d.sources, normalized(d.text)) for d in drafts]
+    drafts = [o if _copied_example(d.key, d.text) else d for d, o in zip(drafts, own, strict=True)]
+    uses = Counter(d.key for d in drafts)
+    return [o if uses[d.key] > 1 else d for d, o in zip(drafts, own, strict=True)]
+
+
+def _copied_example(key: str, text: str) -> bool:
+    attribute = key.rpartition("|")[2]
+    example = KEY_EXAMPLE.lower().rpartition("|")[2]
+    return attribute.strip() == example and not set(example.split()) & content_words(text)
