@@ -243,14 +243,15 @@ def test_cli_consolidates_and_reconstructs(
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["pending"] == 1
 
-    outcomes = tmp_path / "outcomes.jsonl"
+    outcomes, answers = tmp_path / "outcomes.jsonl", tmp_path / "answers.jsonl"
     done = aimem(
         server, "consolidate", "--json", "--summary-tokens", "30", "--max-facts", "2",
-        "--outcomes", str(outcomes), *llm,
+        "--outcomes", str(outcomes), "--llm-cache", str(answers), *llm,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["consolidated"], report["summaries"], report["failed"]) == (1, 1, [])
+    assert report["cached_answers"] == 0 and len(answers.read_text().splitlines()) == 1
     assert "[1/1] c1/s1: consolidated" in done.stderr
     [line] = outcomes.read_text().splitlines()  # as it happened, the same as the report's
     assert json.loads(line) == report["per_session"][0]
