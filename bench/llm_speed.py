@@ -14,7 +14,8 @@ so nothing is reused across them.
 One JSON line per mode and round, the load average beside each (these machines are shared:
 compare the modes within one run). Usage: ``python bench/llm_speed.py [--model-path GGUF]
 [--locomo PATH/TO/conv-30.json --sessions 1,2,3]`` (the second part times consolidation's own
-prompt for real sessions both ways, and checks the two answers are the same).
+prompt for real sessions both ways, and checks the two answers are the same). ``batch-cost``
+lines say whether speculative decoding could pay on this CPU (see ``batch_cost``).
 """
 
 from __future__ import annotations
@@ -206,6 +207,36 @@ def grammar_cost(model: LocalChat, params: dict) -> None:
         )
 
 
+def batch_cost(model: LocalChat, params: dict, context: int = 900) -> None:
+    """Would speculative decoding pay here? The cost of evaluating 1, 2, 4 and 8 tokens in one
+    batch after ``context`` tokens: verifying k drafted tokens costs one batch of k + 1, so it
+    pays only where a batch costs much less than its tokens one by one (a memory-bound model;
+    on 2 cores this one is compute-bound). The best of 3 rounds of 5 evaluations each."""
+    llama = model._loaded()
+    text = " ".join(LINES * 20)
+    tokens = llama.tokenize(text.encode(), add_bos=True, special=False)[:context]
+    llama.reset()
+    llama.eval(tokens)
+    base = llama.n_tokens
+    best: dict[int, float] = {}
+    for _ in range(3):
+        for k in (1, 2, 4, 8):
+            started = time.perf_counter()
+            for _ in range(5):
+                llama.n_tokens = base  # eval drops the cache past n_tokens first
+                llama.eval(tokens[100 : 100 + k])
+            best[k] = min(best.get(k, float("inf")), (time.perf_counter() - started) / 5)
+    llama.n_tokens = base
+    for k, seconds in best.items():
+        emit(
+            "llm_speed",
+            {**params, "context": base, "batch": k},
+            result="batch-cost",
+            ms=round(seconds * 1000, 1),
+            of_one_by_one=round(seconds / (k * best[1]), 2),
+        )
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--model-path", help="a GGUF file (default: the packaged default)")
@@ -251,6 +282,7 @@ def main() -> None:
             )
             log(f"{mode} round {round_}: done")
     grammar_cost(model, params)
+    batch_cost(model, params)
     if args.locomo:
         sessions = [int(n) for n in args.sessions.split(",")]
         compare_on_sessions(model, args.locomo, sessions, params)
