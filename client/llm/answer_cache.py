@@ -21,8 +21,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 
@@ -30,6 +31,8 @@ from ._protocol import ChatModel, T, Usage
 from .settings import LLMSettings
 
 __all__ = ["CachedChat", "request_key"]
+
+A = TypeVar("A")
 
 
 def request_key(model: str, settings: LLMSettings, request: dict[str, Any]) -> str:
@@ -65,30 +68,40 @@ class CachedChat:
             "schema": schema.model_json_schema(),
             "max_tokens": max_tokens,
         }
+        return self._answer(
+            request,
+            lambda: self._inner.chat_json(messages, schema, max_tokens=max_tokens),
+            schema.model_validate_json,
+            lambda answer: answer.model_dump_json(),
+        )
+
+    def chat_text(self, messages: list[dict[str, str]], *, max_tokens: int) -> str:
+        """See ``ChatModel.chat_text``; answered from the file when it holds the request."""
+        request = {"kind": "text", "messages": messages, "max_tokens": max_tokens}
+        return self._answer(
+            request, lambda: self._inner.chat_text(messages, max_tokens=max_tokens), str, str
+        )
+
+    def _answer(
+        self,
+        request: dict[str, Any],
+        ask: Callable[[], A],
+        decode: Callable[[str], A],
+        encode: Callable[[A], str],
+    ) -> A:
+        """The kept answer to ``request`` (``decode``d), else ``ask``'s, kept (``encode``d)."""
         key = request_key(self.name, self._settings, request)
         kept = self._answers.get(key)
         if kept is not None:
             try:
-                answer = schema.model_validate_json(kept)
+                answer = decode(kept)
             except pydantic.ValidationError:
                 pass  # not this schema's answer after all: ask the model
             else:
                 self.usage.cached += 1
                 return answer
-        asked = self._timed(lambda: self._inner.chat_json(messages, schema, max_tokens=max_tokens))
-        self._keep(key, asked[0].model_dump_json(), asked[1])
-        return asked[0]
-
-    def chat_text(self, messages: list[dict[str, str]], *, max_tokens: int) -> str:
-        """See ``ChatModel.chat_text``; answered from the file when it holds the request."""
-        request = {"kind": "text", "messages": messages, "max_tokens": max_tokens}
-        key = request_key(self.name, self._settings, request)
-        kept = self._answers.get(key)
-        if kept is not None:
-            self.usage.cached += 1
-            return kept
-        answer, cost = self._timed(lambda: self._inner.chat_text(messages, max_tokens=max_tokens))
-        self._keep(key, answer, cost)
+        answer, cost = self._timed(ask)
+        self._keep(key, encode(answer), cost)
         return answer
 
     def count_tokens(self, text: str) -> int:
