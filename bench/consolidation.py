@@ -204,9 +204,28 @@ def run_budget(
             wait_until_indexed(client)
             found = {s: retrieve(client, s, questions, turns) for s in ("consolidated", "both")}
             rows = store.consolidated_rows(client)
-            log(f"budget {budget}: {len(rows)} memories; measuring bytes (lm is slow)")
-            sizes = store.compression(client, turns, rows)
+    log(f"budget {budget}: {len(rows)} memories; measuring bytes (lm is slow)")
+    sizes = measure_bytes(folder, turns, rows)
     return {"report": consolidated, "found": found, "rows": rows, "sizes": sizes}
+
+
+def measure_bytes(folder: Path, turns: store.Turns, rows: list[dict[str, Any]]) -> dict:
+    """``store.compression`` on a copy of ``folder``, removed after.
+
+    Measuring trains a dictionary and re-encodes the memories, so a resumed run measuring the
+    store itself would find it already in ``lm`` (its "as written" bytes would be lm's) and
+    would write the sessions it adds with the dictionary of the last measurement."""
+    copy = folder.with_name(f"{folder.name}-measured")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(folder, copy)
+    try:
+        with (
+            running_server(copy, embedder="local", checkpoint_seconds=0) as running,
+            connect(running, timeout=3600.0) as client,
+        ):
+            return store.compression(client, turns, rows)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def read_outcomes(path: Path) -> list[dict[str, Any]]:

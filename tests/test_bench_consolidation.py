@@ -179,6 +179,36 @@ def test_stores_and_provenance_through_a_real_server(server: Any, tmp_path: Path
     assert scores["answer"]["answer_recall@10"] == 1.0
 
 
+def test_bytes_are_measured_on_a_copy_so_a_resumed_run_finds_its_store_as_written(
+    tmp_path: Path,
+) -> None:
+    from aios_memory.client import MemoryClient
+
+    folder = tmp_path / "budget-100"
+    with bench.running_server(folder, embedder="local", checkpoint_seconds=0) as running:
+        store.aimem(running, "import", str(locomo_file(tmp_path, "conv-a", 1)), "--tier", "working")
+        with MemoryClient(running.uri, running.token, timeout=60) as client:
+            turns = store.read_turns(client)
+            where = {"tier": "long_term", "session": "conv-a/session_1"}
+            client.remember("Ada and Bo talked of a kayak trip.", kind="summary", **where)
+            client.remember("Ada took a kayak trip in May 2023.", kind="fact", **where)
+            rows = store.consolidated_rows(client)
+            written = {r["codec"] for k in ("summary", "fact") for r in _stored(client, k)}
+    first = bench.measure_bytes(folder, turns, rows)
+    second = bench.measure_bytes(folder, turns, rows)  # as a resumed run would
+    assert first["lm"]["payload_bytes"] < first["as_written_payload_bytes"]
+    assert second["as_written_payload_bytes"] == first["as_written_payload_bytes"]
+    assert second["lm"] == {**first["lm"], "recompress_s": second["lm"]["recompress_s"]}
+    with (
+        bench.running_server(folder, embedder="local", checkpoint_seconds=0) as running,
+        MemoryClient(running.uri, running.token, timeout=60) as client,
+    ):
+        assert {r["codec"] for k in ("summary", "fact") for r in _stored(client, k)} == written
+    assert "lm" not in written and sorted(p.name for p in tmp_path.iterdir()) == [
+        "budget-100", "conv-a.json",
+    ]  # fmt: skip
+
+
 def _stored(client: Any, kind: str) -> list[dict[str, Any]]:
     return [r for b in client.iter_records("long_term", kind=kind) for r in b.to_pylist()]
 
