@@ -74,6 +74,8 @@ BENCH = "consolidation"
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK = {"conversations": 1, "sessions": 3, "questions": 20}
 IMPORTED = "bench-imported.json"  # in a --work store: the files imported and their sha256
+# Every server of the run: the local embedder (recall as a user gets it), no timed checkpoints.
+SERVER: dict[str, Any] = {"embedder": "local", "checkpoint_seconds": 0}
 LLM_OPTIONS = ("url", "model", "model_path", "threads")
 
 
@@ -172,7 +174,7 @@ def import_base(folder: Path, files: list[Path]) -> tuple[store.Turns, float]:
         raise SystemExit(f"{folder} holds another import: give a new --work folder")
     if not marker.exists() and folder.exists():  # an import cut short: LoCoMo turns have no
         shutil.rmtree(folder)  # ids of their own, so importing again would add them twice
-    with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
+    with running_server(folder, **SERVER) as running:
         for path in files if not marker.exists() else []:
             done = store.aimem(
                 running, "import", str(path), "--format", "locomo", "--tier", "working"
@@ -189,7 +191,7 @@ def run_budget(
     folder: Path, budget: int, questions: list[QA], turns: store.Turns, outcomes: Path
 ) -> dict:
     """Consolidate one copy of the imported store at ``budget``; measure it."""
-    with running_server(folder, embedder="local", checkpoint_seconds=0) as running:
+    with running_server(folder, **SERVER) as running:
         log(f"budget {budget}: consolidating")
         # Each session's outcome as it is done, over every run: a resumed (or interrupted and
         # resumed) store still reports every session once, with what it cost when it was done.
@@ -220,7 +222,7 @@ def measure_bytes(folder: Path, turns: store.Turns, rows: list[dict[str, Any]]) 
     shutil.copytree(folder, copy)
     try:
         with (
-            running_server(copy, embedder="local", checkpoint_seconds=0) as running,
+            running_server(copy, **SERVER) as running,
             connect(running, timeout=3600.0) as client,
         ):
             return store.compression(client, turns, rows)
@@ -343,7 +345,7 @@ def main() -> None:
             "import_s": round(import_s, 1), "llm": llm_described(),
         }  # fmt: skip
         with (
-            running_server(Path(work, "base"), embedder="local", checkpoint_seconds=0) as running,
+            running_server(Path(work, "base"), **SERVER) as running,
             connect(running, timeout=3600.0) as client,
         ):
             raw = retrieve(client, "raw", questions, turns)
