@@ -97,5 +97,15 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> bool:
 
 
 def dir_bytes(directory: Path) -> int:
-    """Bytes of every file below ``directory``."""
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    """Bytes of every file below ``directory``.
+
+    The index writers create and remove temporary files while this walks (tantivy's commits),
+    so a file or folder gone between its listing and its ``stat`` counts as nothing."""
+    total = 0
+    for folder, _, names in os.walk(directory):  # os.walk skips folders that vanish
+        for name in names:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
