@@ -3,9 +3,9 @@
 Each method writes into its own fresh server (so no method pays for another's
 index), and the methods take turns for ``--rounds`` rounds, so machine noise
 falls on all of them alike. Vectors (clustered 384-d, seeded) are supplied by
-the caller, server embedder ``none``, except for ``remember_many`` (its
-``MemoryInput`` items carry no vector: it is measured text-only, and once with
-the server's local embedder, which is the ``aimem import`` path).
+the caller, server embedder ``none``; ``remember_many`` (the ``aimem import``
+path) runs with vectors on its ``MemoryInput`` items, text-only, and text-only with
+the server's local embedder.
 
 Example::
 
@@ -64,11 +64,17 @@ def one_by_one(client: Any, data: Dataset, count: int) -> list[float]:
     return calls
 
 
-def many(client: Any, data: Dataset, count: int, batch: int) -> list[float]:
-    """``remember_many`` of ``MemoryInput`` items (no vectors: the SDK cannot carry them)."""
+def many(client: Any, data: Dataset, count: int, batch: int, vectors: bool = False) -> list[float]:
+    """``remember_many`` of ``MemoryInput`` items, with their vectors or (``vectors=False``)
+    text only, for the server to embed or not."""
     from aios_memory.client import MemoryInput
 
-    items = [MemoryInput(text=t, metadata={"source": "bench"}) for t in data.texts[:count]]
+    items = [
+        MemoryInput(
+            text=t, metadata={"source": "bench"}, embedding=data.vectors[i] if vectors else None
+        )
+        for i, t in enumerate(data.texts[:count])
+    ]
     start = time.perf_counter()
     client.remember_many(items, batch_size=batch)
     return [time.perf_counter() - start]
@@ -101,6 +107,11 @@ def plan(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float
     n, batch, single = args.rows, args.batch, args.one_by_one
     return {
         f"remember_batch{batch}_vectors": (lambda c: batched(c, data, n, batch), n, "none"),
+        f"remember_many_batch{batch}_vectors": (
+            lambda c: many(c, data, n, batch, vectors=True),
+            n,
+            "none",
+        ),
         f"remember_many_batch{batch}_text_only": (lambda c: many(c, data, n, batch), n, "none"),
         "remember_one_by_one_vectors": (lambda c: one_by_one(c, data, single), single, "none"),
         f"remember_many_batch{batch}_local_embedder": (

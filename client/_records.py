@@ -74,12 +74,35 @@ def encode_rows(
     """One record (a dict of field values) per item, in order."""
     now = datetime.now(timezone.utc)
     tenant: str | None = None
+    dims = _SameDimension()
     # Not strict: remember_many passes an endless repeat(None) for vectors.
     for row, (item, vector) in enumerate(zip(items, vectors)):  # noqa: B905
-        record = _encode_row(item, vector, defaults, now, row)
+        if vector is None and item.embedding is not None:
+            vector = normalize(item.embedding, row=row)
+        record = _encode_row(item, dims.check(vector, row), defaults, now, row)
         if tenant is None:  # after the first row's checks: a callable may ask the server
             tenant = defaults.tenant() if callable(defaults.tenant) else defaults.tenant
         yield {**record, "tenant": tenant}
+
+
+class _SameDimension:
+    """Refuses a vector whose length differs from the first one seen: one put, one model."""
+
+    def __init__(self) -> None:
+        self._dim: int | None = None
+
+    def check(self, vector: np.ndarray | None, row: int) -> np.ndarray | None:
+        if vector is None:
+            return None
+        if self._dim is None:
+            self._dim = vector.size
+        elif vector.size != self._dim:
+            raise InvalidVectorError(
+                f"embedding {row} has {vector.size} dimensions, the ones before it "
+                f"{self._dim}; one call takes vectors of one model",
+                row=row,
+            )
+        return vector
 
 
 def _encode_row(

@@ -287,7 +287,8 @@ class MemoryClient:
 
         Each item's own ``tier``/``kind``/``session``/``agent``/``privacy`` win;
         ``tier`` is the default for items that name none; an item's ``occurred_at``
-        is stored as ``remember``'s is. ``progress(n)`` is
+        and ``embedding`` are stored as ``remember``'s are (items without an
+        embedding are embedded by the server). ``progress(n)`` is
         called after each put with the number of items it stored. With
         ``train_dictionaries``, a tier whose policy uses a dictionary gets a new
         one whenever it is due (see ``train_dictionary``), so the rest of a

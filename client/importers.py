@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aios_memory.schemas import InvalidValueError, canonical_time
+import numpy as np
+
+from aios_memory.client.codec.vectors import normalize
+from aios_memory.schemas import InvalidValueError, InvalidVectorError, canonical_time
 
 __all__ = ["MemoryInput", "read_jsonl", "read_locomo", "detect_format", "read_file"]
 
@@ -29,6 +32,9 @@ class MemoryInput:
 
     ``occurred_at`` is when it happened (a datetime, naive = UTC; ISO 8601 text; or epoch
     seconds), stored beside ``created_at`` (when it was stored); see ``remember``.
+    ``embedding`` is the text's vector from your own model (a list of numbers or a 1-D
+    array, any length: it is normalized), stored as ``remember(embeddings=)`` stores
+    one; without it the server embeds the text with its own model.
     """
 
     text: str
@@ -39,13 +45,15 @@ class MemoryInput:
     agent: str | None = None
     privacy: int | None = None
     occurred_at: datetime | str | int | float | None = None
+    embedding: Sequence[float] | np.ndarray | None = None
 
 
 def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
     """One memory per line: ``{"text": ..., "tier"?, "metadata"?, "kind"?, "session"?, ...}``.
 
-    ``occurred_at`` (ISO 8601 text or epoch seconds) is checked as the line is read, so a
-    bad one stops an import before anything is written.
+    ``occurred_at`` (ISO 8601 text or epoch seconds) and ``embedding`` (a list of
+    numbers) are checked as the line is read, so a bad one stops an import before
+    anything is written.
     """
     allowed = set(MemoryInput.__dataclass_fields__)
     with open(path, encoding="utf-8") as lines:
@@ -68,6 +76,8 @@ def read_jsonl(path: str | Path) -> Iterator[MemoryInput]:
                 )
             if item.get("occurred_at") is not None:
                 item["occurred_at"] = _line_time(item["occurred_at"], path, number)
+            if item.get("embedding") is not None:
+                item["embedding"] = _line_vector(item["embedding"], path, number)
             yield MemoryInput(**item)
 
 
@@ -77,6 +87,18 @@ def _line_time(value: Any, path: str | Path, number: int) -> str:
     except InvalidValueError as exc:
         raise InvalidValueError(
             f"{path}:{number}: {exc.message}", field="occurred_at", line=number
+        ) from None
+
+
+def _line_vector(value: Any, path: str | Path, number: int) -> np.ndarray:
+    # float32, as it will be stored: a million lines of JSON floats kept as Python lists
+    # would hold 24 bytes a number until their put.
+    try:
+        return normalize(value, row=number).astype(np.float32)
+    except InvalidValueError as exc:
+        reason = exc.message.replace(f"embedding {number} ", "the embedding ", 1)
+        raise InvalidVectorError(
+            f"{path}:{number}: {reason}", field="embedding", line=number
         ) from None
 
 

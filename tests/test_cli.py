@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
+from aios_memory.client import MemoryClient
 from aios_memory.client.cli import main
 
 
@@ -112,6 +113,40 @@ def test_import_jsonl(aimem: Any, tmp_path: Path) -> None:
     assert (tiers["long_term"], tiers["core"]) == (2, 1)
     [hit] = _json(aimem("recall", "coffee", "--mode", "keyword", "--json"))
     assert hit["session"] == "s9" and hit["tier"] == "core"
+
+
+def test_import_jsonl_with_embeddings(aimem: Any, server: Any, tmp_path: Path) -> None:
+    path = tmp_path / "vectors.jsonl"
+    lines = [
+        {"text": "north", "embedding": [0.0, 1.0, 0.0]},
+        {"text": "east", "embedding": [2, 0, 0]},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert _json(aimem("import", str(path), "--json"))["imported"] == 2
+    with MemoryClient(server.uri, server.token) as client:
+        [hit] = client.recall(embedding=[1.0, 0.1, 0.0], k=1, mode="vector")
+    assert hit.text == "east" and hit.score > 0.9
+
+
+@pytest.mark.parametrize(
+    ("embedding", "reason"),
+    [
+        ("[1, NaN]", "NaN or inf"),
+        ('"0.1, 0.2"', "not a list of numbers"),
+        ("[[1, 2]]", "1-D"),
+        ("[0, 0]", "no direction"),
+        ("[]", "1-D"),
+    ],
+)
+def test_import_refuses_a_bad_embedding_naming_its_line(
+    aimem: Any, tmp_path: Path, embedding: str, reason: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f'{{"text": "fine"}}\n{{"text": "bad", "embedding": {embedding}}}\n')
+    result = aimem("import", str(path), code=1)
+    assert "bad.jsonl:2: the embedding" in result.stderr and reason in result.stderr
+    assert "Traceback" not in result.output
+    assert _json(aimem("stats", "--json"))["memories"] == 0
 
 
 def test_import_locomo(aimem: Any, tmp_path: Path) -> None:

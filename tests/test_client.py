@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import unit_vectors
 
 from aios_memory.client import (
     AuthenticationError,
@@ -224,3 +225,26 @@ def test_write_over_the_put_row_limit_uses_several_puts(client: MemoryClient) ->
     ids = client.remember([f"m {i}" for i in range(count)])
     assert len(ids) == len(set(ids)) == count
     assert client.scan().num_rows == count
+
+
+def test_remember_many_carries_embeddings(client: MemoryClient) -> None:
+    vectors = unit_vectors(12, seed=7)
+    items = [MemoryInput(text=f"vec {i}", embedding=vectors[i].tolist()) for i in range(10)]
+    items += [MemoryInput(text="as array", embedding=vectors[10] * 5.0)]  # normalized on the way
+    ids = client.remember_many(items, batch_size=4)
+    for row in (0, 7, 10):
+        [hit] = client.recall(embedding=vectors[row], k=1, mode="vector")
+        assert hit.id == ids[row] and hit.score > 0.99
+
+
+def test_remember_many_refuses_mixed_dimensions_before_sending(client: MemoryClient) -> None:
+    items = [
+        MemoryInput(text="sixteen", embedding=unit_vectors(1, 16)[0]),
+        MemoryInput(text="eight", embedding=unit_vectors(1, 8)[0]),
+    ]
+    with pytest.raises(InvalidVectorError) as info:
+        client.remember_many(items)
+    assert info.value.detail["row"] == 1 and "8 dimensions" in info.value.message
+    with pytest.raises(InvalidVectorError, match="NaN"):
+        client.remember_many([MemoryInput(text="bad", embedding=[0.1, float("nan")])])
+    assert client.stats()["memories"] == 0

@@ -311,14 +311,17 @@ def import_(mem: MemoryClient, file: str, fmt: str, tier: str, batch_size: int) 
     """Import memories from FILE: JSON lines ({"text": ...} per line) or a LoCoMo conversation.
 
     A JSON line may also give "tier", "metadata", "kind", "session", "agent",
-    "privacy" and "occurred_at" (when it happened: ISO 8601 or epoch seconds). A
-    LoCoMo turn's occurred_at is its session's date, taken as UTC. The whole file
-    is read and checked before anything is written.
+    "privacy", "occurred_at" (when it happened: ISO 8601 or epoch seconds) and
+    "embedding" (the text's vector from your own model, a list of numbers; the
+    server embeds lines without one). A LoCoMo turn's occurred_at is its session's
+    date, taken as UTC. The whole file is read and checked before anything is
+    written; then it streams, one batch at a time.
 
     \b
     Example:
         aimem import notes.jsonl --tier long_term
         aimem import conv-26.json --format locomo
+        aimem import vectors.jsonl  # {"text": "tea", "embedding": [0.1, 0.7, ...]}
     """
     total = sum(1 for _ in read_file(file, fmt))
     with click.progressbar(length=total, label="Importing", file=sys.stderr) as bar:
