@@ -80,10 +80,12 @@ def many(client: Any, data: Dataset, count: int, batch: int, vectors: bool = Fal
     return [time.perf_counter() - start]
 
 
-def run_method(name: str, fn: Callable[[Any], list[float]], rows: int, embedder: str) -> dict:
+def run_method(
+    name: str, fn: Callable[[Any], list[float]], rows: int, embedder: str, index: str
+) -> dict:
     """One method against a fresh server: rate over the whole run and per-call latency."""
     with (
-        running_server(embedder=embedder, checkpoint_seconds=0) as running,
+        running_server(embedder=embedder, checkpoint_seconds=0, vector_index=index) as running,
         connect(running, timeout=600.0) as client,
     ):
         start = time.perf_counter()
@@ -102,8 +104,20 @@ def run_method(name: str, fn: Callable[[Any], list[float]], rows: int, embedder:
     }
 
 
-def plan(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float]], int, str]]:
-    """Methods by name: (function of the client, rows it writes, server embedder)."""
+Method = tuple[Callable[[Any], list[float]], int, str, str]
+
+
+def plan(args: Any, data: Dataset) -> dict[str, Method]:
+    """Methods by name: (function of the client, rows it writes, server embedder, vector
+    index kind); each method once per ``--vector-index`` kind, the kind in its name."""
+    methods = {}
+    for index in args.vector_index.split(","):
+        for name, (fn, rows, embedder) in _methods(args, data).items():
+            methods[f"{name}/{index}"] = (fn, rows, embedder, index)
+    return methods
+
+
+def _methods(args: Any, data: Dataset) -> dict[str, tuple[Callable[[Any], list[float]], int, str]]:
     n, batch, single = args.rows, args.batch, args.one_by_one
     return {
         f"remember_batch{batch}_vectors": (lambda c: batched(c, data, n, batch), n, "none"),
@@ -155,6 +169,9 @@ def main() -> None:
         help="rows for remember_many with the server's local embedder",
     )
     parser.add_argument("--rounds", type=int, default=3, help="times each method runs")
+    parser.add_argument(
+        "--vector-index", default="hnsw,ivf", help="the server's vector index kinds, side by side"
+    )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     args = parser.parse_args()
     if quick():
@@ -164,16 +181,16 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     for round_number in range(args.rounds):
         log(f"round {round_number + 1}/{args.rounds}")
-        for name, (fn, rows, embedder) in methods.items():
-            runs[name].append(run_method(name, fn, rows, embedder))
+        for name, (fn, rows, embedder, index) in methods.items():
+            runs[name].append(run_method(name, fn, rows, embedder, index))
     params = {
         "batch": args.batch,
         "rounds": args.rounds,
         "dim": data.vectors.shape[1],
         "seed": args.seed,
     }
-    for name, (_, rows, embedder) in methods.items():
-        summarize(name, runs[name], rows, embedder, params)
+    for name, (_, rows, embedder, index) in methods.items():
+        summarize(name, runs[name], rows, embedder, {**params, "vector_index": index})
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ def _open_store(settings: ServerSettings) -> Store:
         ef_construction=settings.hnsw_ef_construction,
         ef_search=settings.hnsw_ef_search,
         persist_min=settings.vector_persist_min,
+        kind=settings.vector_index,
+        nprobe=settings.ivf_nprobe,
     )
     offset = settings.clock_offset_ms
     wall = (lambda: int(time.time() * 1000) + offset) if offset else None

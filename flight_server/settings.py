@@ -24,7 +24,9 @@ from aios_memory.schemas import (
 
 from .embedder import DEFAULT_EMBED_BUDGET_SECONDS, DEFAULT_PIECES, EMBEDDERS
 
-__all__ = ["ServerSettings", "SETTINGS_HELP"]
+__all__ = ["ServerSettings", "SETTINGS_HELP", "VECTOR_INDEXES"]
+
+VECTOR_INDEXES = ("hnsw", "ivf")
 
 SETTINGS_HELP = {
     "data_dir": "directory holding the database, indexes and token",
@@ -43,6 +45,10 @@ SETTINGS_HELP = {
     "hnsw_ef_construction": "hnswlib build-time candidate list",
     "hnsw_ef_search": "hnswlib search-time candidate list (raised to k when k is larger)",
     "vector_persist_min": "vector indexes smaller than this are rebuilt on open instead of stored",
+    "vector_index": "hnsw (a graph; its saved file keeps every vector again as float32) or ivf "
+    "(faiss IVF over 8-bit codes, opt-in while issue 18 is under way: saves only its training "
+    "and lists, takes the vectors from the records on open, exact below vector_persist_min)",
+    "ivf_nprobe": "IVF lists a vector search probes (more for selective filters)",
     "checkpoint_seconds": "how often dirty indexes are saved; 0 saves only at shutdown",
     "role": "device (stores every tier) or cloud (stores only the sync tiers, refuses others)",
     "sync_tiers": "tiers that leave the device in a sync round (default long_term and shared)",
@@ -84,6 +90,8 @@ class ServerSettings:
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
     vector_persist_min: int = 10_000
+    vector_index: str = "hnsw"
+    ivf_nprobe: int = 16
     checkpoint_seconds: float = 300.0
     role: str = "device"
     sync_tiers: tuple[str, ...] = DEFAULT_SYNC_TIERS
@@ -119,6 +127,11 @@ class ServerSettings:
         object.__setattr__(self, "sync_tiers", parse_sync_tiers(self.sync_tiers))
         if self.hnsw_m < 2 or self.hnsw_ef_construction < 1 or self.hnsw_ef_search < 1:
             raise InvalidValueError("hnsw parameters must be positive")
+        if self.vector_index not in VECTOR_INDEXES or self.ivf_nprobe < 1:
+            raise InvalidValueError(
+                f"vector_index is one of {', '.join(VECTOR_INDEXES)} and ivf_nprobe at least 1",
+                field="vector_index" if self.ivf_nprobe >= 1 else "ivf_nprobe",
+            )
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))

@@ -19,7 +19,7 @@ from aios_memory.flight_server.embedder import (
     EMBEDDERS,
 )
 from aios_memory.flight_server.lake.uri import parse_lake
-from aios_memory.flight_server.settings import SETTINGS_HELP, ServerSettings
+from aios_memory.flight_server.settings import SETTINGS_HELP, VECTOR_INDEXES, ServerSettings
 from aios_memory.flight_server.store.duckdb_store import DB_FILE
 from aios_memory.flight_server.store.integrity import storage_error
 from aios_memory.schemas import (
@@ -78,6 +78,14 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     type=click.FloatRange(min=0, min_open=True),
     envvar="AIMEM_EMBED_BUDGET_SECONDS",
     help=SETTINGS_HELP["embed_budget_seconds"],
+)
+@click.option(
+    "--vector-index",
+    type=click.Choice(VECTOR_INDEXES),
+    default="hnsw",
+    show_default=True,
+    envvar="AIMEM_VECTOR_INDEX",
+    help=SETTINGS_HELP["vector_index"] + " [env AIMEM_VECTOR_INDEX]",
 )
 @click.option(
     "--checkpoint-seconds",
@@ -166,6 +174,7 @@ def serve(
     embed_base_url: str | None,
     embed_max_pieces: int,
     embed_budget_seconds: float,
+    vector_index: str,
     checkpoint_seconds: float,
     role: str,
     sync_tiers: tuple[str, ...],
@@ -206,6 +215,7 @@ def serve(
             embed_base_url=embed_base_url,
             embed_max_pieces=embed_max_pieces,
             embed_budget_seconds=embed_budget_seconds,
+            vector_index=vector_index,
             checkpoint_seconds=checkpoint_seconds,
             role=role,
             sync_tiers=sync_tiers or DEFAULT_SYNC_TIERS,

@@ -27,9 +27,6 @@ log = logging.getLogger("aios_memory.server")
 
 VectorKey = tuple[str, str, str]  # tenant, tier, embed_model
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
-# Vectors per graph insertion step: about 5 ms of hnswlib work (384 random dimensions),
-# the longest a search waits.
-BUILD_STEP = 16
 # Staged keyword changes wait at most about this long (plus a loop turn) for a commit.
 KEYWORD_COMMIT_DELAY = 0.2
 # After a failed round (a full disk), the builder waits this long before the next.
@@ -93,7 +90,7 @@ class IndexSet:
             keyword.flush(older_than=KEYWORD_COMMIT_DELAY)
         moved = 0
         for index in indexes:
-            moved += index.build_step(BUILD_STEP)
+            moved += index.build_step(index.background_step)
             time.sleep(0.0005)  # let waiting searches take the index lock between steps
         if not moved:
             self._wake.wait(KEYWORD_COMMIT_DELAY)
@@ -124,7 +121,7 @@ class IndexSet:
         with self._lock:
             index = self._vectors.get(key)
             if index is None:
-                index = VectorIndex(self._vector_dir(key), dim, self.params)
+                index = _index_class(self.params.kind)(self._vector_dir(key), dim, self.params)
                 index.open(self._live_labels(key), lambda labels: self._fetch(key, labels))
                 if not index.loaded_from_disk and len(index) >= self.params.persist_min:
                     self.events.append(f"rebuilt vectors {key}")
@@ -173,3 +170,11 @@ class IndexSet:
                 keyword.close()
             self._keywords.clear()
             self._vectors.clear()
+
+
+def _index_class(kind: str) -> type[VectorIndex]:
+    if kind == "ivf":
+        from .ivf_index import IvfIndex  # faiss loads only for servers that use it
+
+        return IvfIndex
+    return VectorIndex

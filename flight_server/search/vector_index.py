@@ -36,21 +36,34 @@ OVERFETCH_MIN_FRACTION = 0.02
 
 @dataclass(frozen=True)
 class HnswParams:
-    """Graph parameters; ``persist_min`` is the size below which rebuilding beats storing."""
+    """Vector index parameters; ``persist_min`` is the size below which rebuilding beats
+    storing (and, for ``kind="ivf"``, below which search is exact)."""
 
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 64
     persist_min: int = 10_000
     threads: int = 2
+    # "hnsw" (a graph, saved with its own float32 copy) or "ivf" (ivf_index.IvfIndex: the
+    # records' copy only; exact below persist_min, then IVF lists probed nprobe at a time).
+    kind: str = "hnsw"
+    nprobe: int = 16
 
 
 class VectorIndex:
     """Cosine kNN over float32 vectors with uint64 labels, thread-safe.
 
     Searches share the index (hnswlib queries may run together); adding, building,
-    removing and saving have it alone (``_rw_lock.ReadWriteLock``).
+    removing and saving have it alone (``_rw_lock.ReadWriteLock``). What touches
+    hnswlib is in a few methods (``_new_index``, ``_load_verified``, ``_stored_labels``,
+    ``_forget``, ``_insert``, ``_items``, ``_graph_search``, ``_write_files``) that
+    ``ivf_index.IvfIndex`` replaces; the pending tail, the live set and the filters' plans
+    are shared.
     """
+
+    # Vectors a background build step moves: about 5 ms of hnswlib work (384 random
+    # dimensions), the longest a search waits for the index.
+    background_step = 16
 
     def __init__(self, directory: Path, dim: int, params: HnswParams) -> None:
         self.directory, self.dim, self.params = directory, dim, params
@@ -85,13 +98,10 @@ class VectorIndex:
         """
         with self._lock.write():
             self.loaded_from_disk = self._load_verified()
-            have = (
-                set(int(x) for x in self._index.get_ids_list()) if self.loaded_from_disk else set()
-            )
+            have = self._stored_labels() if self.loaded_from_disk else set()
             want = set(int(x) for x in live_labels)
             for label in have - want:
-                with contextlib.suppress(RuntimeError):  # saved already deleted; never reused
-                    self._index.mark_deleted(label)
+                self._forget(label)
             self._live = have & want
             self._live_sorted = np.fromiter(sorted(self._live), np.uint64, len(self._live))
             missing = np.fromiter(sorted(want - have), dtype=np.uint64)
@@ -104,6 +114,8 @@ class VectorIndex:
         path = self.directory / INDEX_FILE
         if manifest is None or not path.exists() or manifest.get("dim") != self.dim:
             return False
+        if manifest.get("kind", "hnsw") != "hnsw":  # another kind's files: rebuilt as this kind
+            return False
         if not verify_files(self.directory, manifest):
             return False
         index = hnswlib.Index(space="cosine", dim=self.dim)
@@ -112,6 +124,15 @@ class VectorIndex:
         index.set_num_threads(self.params.threads)
         self._index = index
         return True
+
+    def _stored_labels(self) -> set[int]:
+        """The labels the index loaded from disk holds (deleted ones included)."""
+        return set(int(x) for x in self._index.get_ids_list())
+
+    def _forget(self, label: int) -> None:
+        """Take ``label`` out of the graph (not of the pending tail)."""
+        with contextlib.suppress(RuntimeError):  # saved already deleted; never reused
+            self._index.mark_deleted(label)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Make ``vectors`` searchable under ``labels`` at once; the graph takes them later.
@@ -149,10 +170,9 @@ class VectorIndex:
             labels = self._pending_labels[:max_items]
             if not len(labels):
                 return 0
-            self._reserve(len(labels))
             # One thread in the background leaves a core for serving; a bulk build uses all.
             threads = self.params.threads if max_items > BACKGROUND_STEP_MAX else 1
-            self._index.add_items(self._pending_vectors[:max_items], labels, num_threads=threads)
+            self._insert(labels, self._pending_vectors[:max_items], threads)
             self._pending_labels = self._pending_labels[max_items:]
             self._pending_vectors = self._pending_vectors[max_items:]
             return len(labels)
@@ -160,6 +180,11 @@ class VectorIndex:
     def build_all(self) -> None:
         while self.build_step(4096):
             pass
+
+    def _insert(self, labels: np.ndarray, unit_vectors: np.ndarray, threads: int) -> None:
+        """Put vectors into the graph (the caller holds the write lock)."""
+        self._reserve(len(labels))
+        self._index.add_items(unit_vectors, labels, num_threads=threads)
 
     def _reserve(self, extra: int) -> None:
         needed = self._index.element_count + extra
@@ -181,7 +206,7 @@ class VectorIndex:
         self.dirty = True
         keep = self._pending_labels != label
         if keep.all():
-            self._index.mark_deleted(label)
+            self._forget(label)
         else:
             self._pending_labels = self._pending_labels[keep]
             self._pending_vectors = self._pending_vectors[keep]
@@ -212,15 +237,16 @@ class VectorIndex:
             else:
                 indexed = self._graph_members(allowed)
                 if len(indexed) <= EXACT_SEARCH_MAX:
-                    vectors = (
-                        self._index.get_items(indexed, return_type="numpy")
-                        if len(indexed)
-                        else np.empty((0, self.dim), np.float32)
-                    )
-                    graph = _exact(query, k, indexed, np.asarray(vectors, np.float32))
+                    graph = _exact(query, k, indexed, self._items(indexed))
                 else:
                     graph = self._filtered_graph_search(query, k, indexed, in_graph)
         return _merge(graph, tail, k)
+
+    def _items(self, labels: np.ndarray) -> np.ndarray:
+        """The unit vectors the graph holds for ``labels`` (all in it), as float32 rows."""
+        if not len(labels):
+            return np.empty((0, self.dim), np.float32)
+        return np.asarray(self._index.get_items(labels, return_type="numpy"), np.float32)
 
     def _graph_members(self, allowed: np.ndarray) -> np.ndarray:
         """The sorted labels of ``allowed`` that are in the graph (live, not pending)."""
@@ -269,19 +295,19 @@ class VectorIndex:
                 return False
             self.build_all()
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / (INDEX_FILE + ".tmp")
-            self._index.save_index(str(tmp))
-            tmp.replace(self.directory / INDEX_FILE)
+            files, extra = self._write_files()
             fsync_dir(self.directory)
-            write_manifest(
-                self.directory,
-                [INDEX_FILE],
-                dim=self.dim,
-                capacity=self._index.get_max_elements(),
-                count=len(self._live),
-            )
+            write_manifest(self.directory, files, dim=self.dim, count=len(self._live), **extra)
             self.dirty = False
             return True
+
+    def _write_files(self) -> tuple[list[str], dict[str, object]]:
+        """Write the index's files (each to a temporary name, then renamed); return their
+        names and what the manifest keeps beside them."""
+        tmp = self.directory / (INDEX_FILE + ".tmp")
+        self._index.save_index(str(tmp))
+        tmp.replace(self.directory / INDEX_FILE)
+        return [INDEX_FILE], {"kind": "hnsw", "capacity": self._index.get_max_elements()}
 
     def discard_files(self) -> None:
         if self.directory.exists():
