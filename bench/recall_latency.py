@@ -153,6 +153,7 @@ def measure_size(n: int, args: Any) -> None:
         "hnsw_m": args.m,
         "hnsw_ef_construction": args.ef_construction,
         "hnsw_ef_search": args.ef,
+        "vector_index": args.vector_index,
     }
     params = {
         "size": n,
@@ -225,6 +226,9 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=200, help="hnsw ef_construction")
     parser.add_argument("--ef", type=int, default=64, help="hnsw ef at search time")
     parser.add_argument("--seed", type=int, default=0, help="data seed")
+    parser.add_argument(
+        "--vector-index", default="hnsw", choices=("hnsw", "ivf"), help="the server's vector index"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if quick():

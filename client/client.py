@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from aios_memory.client.codec import vectors as _vectors
 from aios_memory.client.codec.dictionaries import (
+    MAX_TRAINING_BYTES,
     MIN_SAMPLES,
     RETRAIN_GROWTH,
     DictionaryBook,
@@ -548,7 +549,8 @@ class MemoryClient:
         """
         current = self._dictionaries.newest(tier)
         count = int(self.stats()["tiers"].get(tier, {}).get("memories", 0))
-        seen = int(current.metadata.get("trained_on", 0)) if current else 0
+        # The tier's size when it was trained (older dictionaries: the texts they saw, then all).
+        seen = _tier_size_at_training(current.metadata) if current else 0
         if not force and count < max(MIN_SAMPLES, seen * RETRAIN_GROWTH):
             due = max(MIN_SAMPLES, int(seen * RETRAIN_GROWTH))
             return TrainingReport(
@@ -563,6 +565,7 @@ class MemoryClient:
         if data is not None:
             meta = {
                 "trained_on": len(samples),
+                "tier_memories": count,
                 "held_out_ratio": report.held_out_ratio,
                 "previous": current.dictionary.dict_id if current else None,
             }
@@ -698,13 +701,17 @@ class MemoryClient:
         return self._dictionaries.describe()
 
     def _training_samples(self, tier: str) -> tuple[list[bytes], int]:
-        samples, privacy = [], 0
-        for batch in self.iter_records(tier):
-            for row in map(self.sealer.open, batch.to_pylist()):
-                if row["kind"] == DICTIONARY_KIND or row["codec"] == CODEC_LM:
-                    continue  # the model's payloads cost a decode each; the rest are enough
-                samples.append(self.codebook.decode(row, max_bytes=DEFAULT_LIMITS.max_text_bytes))
-                privacy = max(privacy, row["privacy"])
+        """Texts of ``tier`` to train on, oldest first, up to ``MAX_TRAINING_BYTES``."""
+        samples, privacy, total = [], 0, 0
+        rows = (row for batch in self.iter_records(tier) for row in batch.to_pylist())
+        for row in map(self.sealer.open, rows):
+            if row["kind"] == DICTIONARY_KIND or row["codec"] == CODEC_LM:
+                continue  # the model's payloads cost a decode each; the rest are enough
+            samples.append(self.codebook.decode(row, max_bytes=DEFAULT_LIMITS.max_text_bytes))
+            privacy = max(privacy, row["privacy"])
+            total += len(samples[-1])
+            if total >= MAX_TRAINING_BYTES:
+                break  # the rest of the scan is cancelled with its stream
         return samples, privacy
 
     def _fetch_dictionaries(self) -> list[dict[str, Any]]:
@@ -801,3 +808,7 @@ def _listed_tier(command: bytes | None) -> Any:
         raise CorruptDataError(
             f"the server listed a flight without a scan request: {exc}"
         ) from None
+
+
+def _tier_size_at_training(metadata: dict[str, Any]) -> int:
+    return int(metadata.get("tier_memories", metadata.get("trained_on", 0)))

@@ -412,3 +412,21 @@ def test_a_large_import_trains_its_tiers_dictionary_on_the_way(
     assert rows[ids[-1]]["codec"] == CODEC_ZSTD_DICT
     assert client.remember_many(items[:10], tier="core", train_dictionaries=False)
     assert {d["tier"] for d in client.dictionaries()} == {"long_term"}
+
+
+def test_training_reads_a_bounded_sample_and_waits_for_the_tier_to_double(
+    client: MemoryClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios_memory.client import client as client_module
+
+    texts = turns(1200)
+    remember_turns(client, texts, "long_term")
+    cap = sum(len(t.encode()) for _, t in texts[:400])  # about a third of the tier's text
+    monkeypatch.setattr(client_module, "MAX_TRAINING_BYTES", cap)
+    report = client.train_dictionary("long_term")
+    assert report.trained, report.reason
+    assert 300 <= report.samples < 600  # not all 1,200 texts
+    [entry] = client.dictionaries()
+    assert entry["trained_on"] == report.samples
+    again = client.train_dictionary("long_term")  # due at twice the tier, not twice the sample
+    assert not again.trained and "due at 2400" in again.reason

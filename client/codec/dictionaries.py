@@ -42,6 +42,7 @@ __all__ = [
     "dictionary_row",
     "DEFAULT_DICT_BYTES",
     "MIN_SAMPLES",
+    "MAX_TRAINING_BYTES",
     "RETRAIN_GROWTH",
     "MIN_GAIN",
 ]
@@ -54,6 +55,10 @@ MIN_SAMPLES = 200
 # on unseen conversations, against 18 KB and 2.05x at a tenth (zstd's rule of thumb).
 SAMPLE_BYTES_PER_DICT_BYTE = 3
 RETRAIN_GROWTH = 2.0
+# Texts read back to train on stop here: 32x the largest dictionary is more than zstd's rule of
+# thumb needs, and reading every text of a large tier each time it doubled made a 100,000-memory
+# import spend most of its time training (288 memories/s, bench/ingest.py).
+MAX_TRAINING_BYTES = 32 * DEFAULT_DICT_BYTES
 MIN_GAIN = 0.02
 _REFRESH_AFTER_SECONDS = 1.0  # at most this often for an unknown id
 _STALE_AFTER_SECONDS = 300.0  # dictionaries other clients trained show up within this

@@ -171,7 +171,8 @@ class VectorIndex:
             if not len(labels):
                 return 0
             # One thread in the background leaves a core for serving; a bulk build uses all.
-            threads = self.params.threads if max_items > BACKGROUND_STEP_MAX else 1
+            bulk = max_items > max(self.background_step, BACKGROUND_STEP_MAX)
+            threads = self.params.threads if bulk else 1
             self._insert(labels, self._pending_vectors[:max_items], threads)
             self._pending_labels = self._pending_labels[max_items:]
             self._pending_vectors = self._pending_vectors[max_items:]
