@@ -165,3 +165,34 @@ def test_an_unknown_vector_index_kind_is_refused(tmp_path):
     with pytest.raises(InvalidValueError) as info:
         ServerSettings(data_dir=tmp_path, vector_index="ivf", ivf_nprobe=0)
     assert info.value.detail["field"] == "ivf_nprobe"
+
+
+def test_lists_are_retrained_as_the_index_grows_and_miss_nothing_removed_meanwhile(
+    tmp_path, monkeypatch
+):
+    from aios_memory.flight_server.search import ivf_index
+
+    vectors, labels = unit_vectors(6000, DIM, seed=10), np.arange(1, 6001, dtype=np.uint64)
+    index = filled(ivf(tmp_path / "v", persist_min=200), vectors[:1000], labels[:1000])
+    assert index._index.nlist == 31 and index._trained_on == 1000  # sqrt(1,000)
+    copy = ivf_index.IvfIndex._copy
+    forgotten = []
+
+    def copy_then_forget(self, ids):
+        out = copy(self, ids)
+        if not forgotten:  # a forget between two chunks of the copy
+            forgotten.append(int(labels[4321]))
+            self.remove([labels[4321], labels[17]])
+        return out
+
+    monkeypatch.setattr(ivf_index.IvfIndex, "_copy", copy_then_forget)
+    index.add(labels[1000:], vectors[1000:])
+    index.build_all()  # 4,096 then the rest: the second step finds the lists 4x as full
+    assert forgotten and index._trained_on >= 4000 and index._index.nlist >= 63
+    assert index._index.ntotal == 6000 - 2 and index.pending == 0
+    for row in (0, 2500, 5999):
+        got, _ = index.search(vectors[row], 1)
+        assert int(got[0]) == int(labels[row])
+    for row in (17, 4321):
+        got, _ = index.search(vectors[row], 5)
+        assert int(labels[row]) not in {int(x) for x in got}

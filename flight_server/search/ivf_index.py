@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ OPEN_CHUNK = 65_536
 TRAIN_PER_LIST = 40
 # A filter keeping this share of the rows or more probes the usual lists; fewer, more.
 FILTER_FULL_FRACTION = 0.1
+# Trained on n vectors, the lists are retrained once they hold this many times n: sqrt(n)
+# lists hold ever more vectors as a tenant grows, and a probe scans ever more codes.
+RETRAIN_GROWTH = 4
 
 
 class IvfIndex(VectorIndex):
@@ -54,8 +58,11 @@ class IvfIndex(VectorIndex):
 
     def __init__(self, directory: Path, dim: int, params: HnswParams) -> None:
         self._trained = False
+        self._trained_on = 0
         self._saved_lists: tuple[np.ndarray, np.ndarray] | None = None
         self._expected = 0  # vectors an open is about to add: sizes the lists it trains
+        # Build steps one at a time: a retrain copies the lists while nothing moves into them.
+        self._building = threading.Lock()
         super().__init__(directory, dim, params)
 
     # -- the structure ----------------------------------------------------------------------
@@ -76,14 +83,49 @@ class IvfIndex(VectorIndex):
         old = _flat_vectors(self._index, self.dim)
         ids = np.concatenate([old_ids, labels.astype(np.int64)])
         vectors = np.concatenate([old, _rows(unit_vectors)])
-        nlist = _list_count(max(len(ids), self._expected))
+        self._index = _trained_ivf(vectors, ids, max(len(ids), self._expected))
+        self._trained, self._trained_on = True, len(ids)
+
+    def build_step(self, max_items: int = 64) -> int:
+        with self._building:
+            if self._retrain_due():
+                self._retrain()
+            return super().build_step(max_items)
+
+    def _retrain_due(self) -> bool:
+        return self._trained and self._index.ntotal >= RETRAIN_GROWTH * max(self._trained_on, 1)
+
+    def _retrain(self) -> None:
+        """Lists for the size the index has grown to, built beside the ones searches use.
+
+        Nothing moves into the lists meanwhile (build steps wait on ``_building``; new
+        vectors stay in the pending tail, searched exactly), so the copy misses nothing;
+        labels removed meanwhile are skipped or removed from it before it replaces them.
+        Copied a chunk at a time, each under the read lock only while it is copied, so a
+        forget waits for one chunk, and memory holds one chunk of floats.
+        """
+        with self._lock.read():
+            ids = np.sort(_list_pairs(self._index)["label"]).astype(np.int64)
+        faiss.omp_set_num_threads(1)  # in the background: leave a core for searches
+        nlist = _list_count(len(ids))
         index = _empty_ivf(self.dim, nlist)
-        sample = vectors[
-            np.random.default_rng(0).permutation(len(vectors))[: nlist * TRAIN_PER_LIST]
-        ]
-        index.train(sample)
-        index.add_with_ids(vectors, ids)
-        self._index, self._trained = index, True
+        sample = np.sort(np.random.default_rng(0).permutation(ids)[: nlist * TRAIN_PER_LIST])
+        index.train(self._copy(sample)[1])
+        for first in range(0, len(ids), OPEN_CHUNK):
+            live, vectors = self._copy(ids[first : first + OPEN_CHUNK])
+            index.add_with_ids(vectors, live)
+        with self._lock.write():
+            gone = ids[~_sorted_contains_ids(self._live_sorted, ids)]
+            if len(gone):
+                index.remove_ids(faiss.IDSelectorArray(gone))
+            self._index, self._trained_on, self.dirty = index, len(ids), True
+
+    def _copy(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids still live, their unit vectors)`` as the lists hold them now."""
+        with self._lock.read():
+            live = ids[_sorted_contains_ids(self._live_sorted, ids)]
+            vectors = self._index.reconstruct_batch(live) if len(live) else np.empty((0, self.dim))
+        return live, _unit(vectors)
 
     def _forget(self, label: int) -> None:
         self._index.remove_ids(faiss.IDSelectorArray(np.array([label], np.int64)))
@@ -191,6 +233,7 @@ class IvfIndex(VectorIndex):
         order = np.argsort(pairs["label"])
         self._saved_lists = (pairs["label"][order], pairs["list"][order])
         self._index, self._trained = index, True
+        self._trained_on = int(manifest.get("trained_on", len(order)))
         return True
 
     def save(self) -> bool:
@@ -213,7 +256,8 @@ class IvfIndex(VectorIndex):
             np.save(out, _list_pairs(self._index), allow_pickle=False)
         (self.directory / (LISTS_FILE + ".tmp")).replace(self.directory / LISTS_FILE)
         (self.directory / "index.hnsw").unlink(missing_ok=True)  # a graph from before
-        return [STATE_FILE, LISTS_FILE], {"kind": KIND, "nlist": int(self._index.nlist)}
+        facts = {"kind": KIND, "nlist": int(self._index.nlist), "trained_on": self._trained_on}
+        return [STATE_FILE, LISTS_FILE], facts
 
 
 class _Bitmap:
@@ -226,6 +270,26 @@ class _Bitmap:
         self.count = len(labels)
         self.bits = np.packbits(mask, bitorder="little")  # faiss reads it: kept with the selector
         self.selector = faiss.IDSelectorBitmap(size, faiss.swig_ptr(self.bits))
+
+
+def _trained_ivf(vectors: np.ndarray, ids: np.ndarray, expected: int) -> Any:
+    """An IVF trained on a sample of ``vectors`` with lists for ``expected`` vectors, holding
+    them all."""
+    nlist = _list_count(expected)
+    index = _empty_ivf(vectors.shape[1], nlist)
+    sample = np.random.default_rng(0).permutation(len(vectors))[: nlist * TRAIN_PER_LIST]
+    index.train(vectors[sample])
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def _sorted_contains_ids(sorted_labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask of ``ids`` (int64) found in the sorted uint64 ``sorted_labels``."""
+    if not len(sorted_labels):
+        return np.zeros(len(ids), bool)
+    wanted = ids.astype(np.uint64)
+    at = np.minimum(np.searchsorted(sorted_labels, wanted), len(sorted_labels) - 1)
+    return sorted_labels[at] == wanted
 
 
 def _empty_ivf(dim: int, nlist: int) -> Any:
