@@ -196,3 +196,39 @@ def test_lists_are_retrained_as_the_index_grows_and_miss_nothing_removed_meanwhi
     for row in (17, 4321):
         got, _ = index.search(vectors[row], 5)
         assert int(labels[row]) not in {int(x) for x in got}
+
+
+def test_a_save_does_not_wait_for_a_retrain_that_waits_for_it(tmp_path, monkeypatch):
+    import threading
+
+    from aios_memory.flight_server.search import ivf_index
+
+    vectors, labels = unit_vectors(6000, DIM, seed=11), np.arange(1, 6001, dtype=np.uint64)
+    index = filled(ivf(tmp_path / "v", persist_min=200), vectors[:1000], labels[:1000])
+    index.add(labels[1000:], vectors[1000:])
+    index.build_step(4096)  # 5,096 in the lists: the next step retrains
+    started, release = threading.Event(), threading.Event()
+    copy = ivf_index.IvfIndex._copy
+
+    def slow_copy(self, ids):
+        started.set()
+        release.wait(10)
+        return copy(self, ids)
+
+    monkeypatch.setattr(ivf_index.IvfIndex, "_copy", slow_copy)
+    builder = threading.Thread(target=index.build_step, args=(1024,))
+    builder.start()
+    assert started.wait(5)
+    saved: list[bool] = []
+    saver = threading.Thread(target=lambda: saved.append(index.save()))
+    saver.start()
+    saver.join(5)
+    done_before_release = not saver.is_alive()
+    release.set()
+    builder.join(10)
+    saver.join(10)
+    assert done_before_release and saved == [True]
+    index.build_all()
+    assert index.pending == 0 and index._trained_on >= 4000
+    got, _ = index.search(vectors[5500], 1)
+    assert int(got[0]) == int(labels[5500])

@@ -47,6 +47,10 @@ class ReadWriteLock:
                 if not self._readers:
                     self._cond.notify_all()
 
+    def held_for_write(self) -> bool:
+        """Whether this thread holds the write side."""
+        return self._writer == threading.get_ident()
+
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         """Hold the write side (exclusive, reentrant) for the ``with`` block."""

@@ -87,10 +87,16 @@ class IvfIndex(VectorIndex):
         self._trained, self._trained_on = True, len(ids)
 
     def build_step(self, max_items: int = 64) -> int:
-        with self._building:
-            if self._retrain_due():
-                self._retrain()
+        # Never waits for another thread's step: a save holds the write lock while it builds,
+        # and a retrain in the builder thread waits for that lock to copy the lists.
+        if not self._building.acquire(blocking=False):
+            return 0
+        try:
+            if self._retrain_due() and not self._lock.held_for_write():
+                self._retrain()  # not inside a save's write lock: searches would wait for it
             return super().build_step(max_items)
+        finally:
+            self._building.release()
 
     def _retrain_due(self) -> bool:
         return self._trained and self._index.ntotal >= RETRAIN_GROWTH * max(self._trained_on, 1)
