@@ -168,7 +168,10 @@ class IvfIndex(VectorIndex):
         params = self._params(bitmap, every_list)
         similarity, found = self._index.search(_rows(query.reshape(1, -1)), k, params=params)
         keep = found[0] >= 0
-        return found[0][keep].astype(np.uint64), (1.0 - similarity[0][keep]).astype(np.float32)
+        # A decoded 8-bit code is unit length only to within its rounding: a cosine is kept in
+        # [-1, 1] (a hit's score of 1.001 would read as better than identical).
+        cosine = np.clip(similarity[0][keep], -1.0, 1.0)
+        return found[0][keep].astype(np.uint64), (1.0 - cosine).astype(np.float32)
 
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, indexed: np.ndarray, in_graph: int
