@@ -20,6 +20,7 @@ finds fewer than asked.
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import threading
 from collections.abc import Callable
@@ -28,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from aios_memory.flight_server._files import read_manifest, verify_files
+from aios_memory.flight_server._files import atomic_write_bytes, read_manifest, verify_files
 
-from .vector_index import HnswParams, VectorIndex
+from .vector_index import HnswParams, VectorIndex, _sorted_contains
 
 __all__ = ["IvfIndex"]
 
@@ -121,7 +122,7 @@ class IvfIndex(VectorIndex):
             live, vectors = self._copy(ids[first : first + OPEN_CHUNK])
             index.add_with_ids(vectors, live)
         with self._lock.write():
-            gone = ids[~_sorted_contains_ids(self._live_sorted, ids)]
+            gone = ids[~_sorted_contains(self._live_sorted, ids.astype(np.uint64))]
             if len(gone):
                 index.remove_ids(faiss.IDSelectorArray(gone))
             self._index, self._trained_on, self.dirty = index, len(ids), True
@@ -129,9 +130,8 @@ class IvfIndex(VectorIndex):
     def _copy(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(ids still live, their unit vectors)`` as the lists hold them now."""
         with self._lock.read():
-            live = ids[_sorted_contains_ids(self._live_sorted, ids)]
-            vectors = self._index.reconstruct_batch(live) if len(live) else np.empty((0, self.dim))
-        return live, _unit(vectors)
+            live = ids[_sorted_contains(self._live_sorted, ids.astype(np.uint64))]
+            return live, self._items(live)
 
     def _forget(self, label: int) -> None:
         self._index.remove_ids(faiss.IDSelectorArray(np.array([label], np.int64)))
@@ -143,20 +143,20 @@ class IvfIndex(VectorIndex):
     def _items(self, labels: np.ndarray) -> np.ndarray:
         if not len(labels):
             return np.empty((0, self.dim), np.float32)
-        rows = np.stack([self._index.reconstruct(int(x)) for x in labels]).astype(np.float32)
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        return _unit(self._index.reconstruct_batch(labels.astype(np.int64)))
 
     # -- searching --------------------------------------------------------------------------
     def _graph_search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None, available: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self._probe(query, k, allowed, available, every_list=False)
+        bitmap = None if allowed is None else _Bitmap(allowed)  # alive until the search ends
+        return self._probe(query, k, bitmap, available, every_list=False)
 
     def _probe(
         self,
         query: np.ndarray,
         k: int,
-        allowed: np.ndarray | None,
+        bitmap: _Bitmap | None,
         available: int,
         every_list: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +164,6 @@ class IvfIndex(VectorIndex):
         if k <= 0:
             return np.empty(0, np.uint64), np.empty(0, np.float32)
         faiss.omp_set_num_threads(1)  # a query is small; the server's parallelism is requests
-        bitmap = None if allowed is None else _Bitmap(allowed)  # alive until the search ends
         params = self._params(bitmap, every_list)
         similarity, found = self._index.search(_rows(query.reshape(1, -1)), k, params=params)
         keep = found[0] >= 0
@@ -176,11 +175,12 @@ class IvfIndex(VectorIndex):
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, indexed: np.ndarray, in_graph: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        labels, distances = self._probe(query, k, indexed, in_graph, every_list=False)
+        bitmap = _Bitmap(indexed)  # built once, for the probe and the fallback
+        labels, distances = self._probe(query, k, bitmap, in_graph, every_list=False)
         if len(labels) >= min(k, len(indexed)) or not self._trained:
             return labels, distances
         # The probed lists held too few allowed rows: every list, still over the codes.
-        return self._probe(query, k, indexed, in_graph, every_list=True)
+        return self._probe(query, k, bitmap, in_graph, every_list=True)
 
     def _params(self, bitmap: _Bitmap | None, every_list: bool) -> Any:
         params = faiss.SearchParametersIVF() if self._trained else faiss.SearchParameters()
@@ -260,10 +260,10 @@ class IvfIndex(VectorIndex):
     def _write_files(self) -> tuple[list[str], dict[str, object]]:
         empty = faiss.clone_index(self._index)
         empty.reset()
-        _write_atomic(self.directory / STATE_FILE, faiss.serialize_index(empty).tobytes())
-        with open(self.directory / (LISTS_FILE + ".tmp"), "wb") as out:
-            np.save(out, _list_pairs(self._index), allow_pickle=False)
-        (self.directory / (LISTS_FILE + ".tmp")).replace(self.directory / LISTS_FILE)
+        atomic_write_bytes(self.directory / STATE_FILE, faiss.serialize_index(empty).tobytes())
+        lists = io.BytesIO()
+        np.save(lists, _list_pairs(self._index), allow_pickle=False)
+        atomic_write_bytes(self.directory / LISTS_FILE, lists.getvalue())
         (self.directory / "index.hnsw").unlink(missing_ok=True)  # a graph from before
         facts = {"kind": KIND, "nlist": int(self._index.nlist), "trained_on": self._trained_on}
         return [STATE_FILE, LISTS_FILE], facts
@@ -290,15 +290,6 @@ def _trained_ivf(vectors: np.ndarray, ids: np.ndarray, expected: int) -> Any:
     index.train(vectors[sample])
     index.add_with_ids(vectors, ids)
     return index
-
-
-def _sorted_contains_ids(sorted_labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Mask of ``ids`` (int64) found in the sorted uint64 ``sorted_labels``."""
-    if not len(sorted_labels):
-        return np.zeros(len(ids), bool)
-    wanted = ids.astype(np.uint64)
-    at = np.minimum(np.searchsorted(sorted_labels, wanted), len(sorted_labels) - 1)
-    return sorted_labels[at] == wanted
 
 
 def _empty_ivf(dim: int, nlist: int) -> Any:
@@ -343,9 +334,3 @@ def _rows(vectors: np.ndarray) -> np.ndarray:
 def _unit(vectors: np.ndarray) -> np.ndarray:
     rows = _rows(vectors)
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
