@@ -43,6 +43,7 @@ from aios_memory.schemas import (
     HIT_SCHEMA,
     OCCURRED_AT_FIELD,
     RECORD_SCHEMA,
+    CompactRequest,
     ConnectionFailedError,
     CorruptDataError,
     DeadlineExceededError,
@@ -508,6 +509,18 @@ class MemoryClient:
     def health(self) -> dict[str, Any]:
         """Liveness and version of the server."""
         return self._transport.action_json("health", b"")
+
+    def compact(self, *, min_waste: float = 0.0, dry_run: bool = False) -> dict[str, Any]:
+        """Have the server rewrite its storage without dead space (owner token only).
+
+        Deleted, superseded and re-encoded memories leave space the database keeps; this
+        gives it back, online (reads go on, writes pause for the final catch-up). Runs
+        only when at least ``min_waste`` (0 to 1) of the file is dead; ``dry_run`` returns
+        the estimate alone. Large stores take a while: give the client a timeout to match
+        (about 20 s a GB here); the server finishes a compaction the client gave up on.
+        """
+        request = CompactRequest(min_waste=min_waste, dry_run=dry_run)
+        return self._transport.action_json("compact", request.to_bytes())
 
     def tiers(self) -> list[dict[str, Any]]:
         """One ``{"tier", "memories", "bytes"}`` per tier the server lists."""

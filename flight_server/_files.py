@@ -100,12 +100,13 @@ def dir_bytes(directory: Path) -> int:
     """Bytes of every file below ``directory``.
 
     The index writers create and remove temporary files while this walks (tantivy's commits),
-    so a file or folder gone between its listing and its ``stat`` counts as nothing."""
+    so a file or folder gone between its listing and its ``stat`` counts as nothing. A
+    link counts as itself, not as what it names (``memory.duckdb`` after a compaction)."""
     total = 0
     for folder, _, names in os.walk(directory):  # os.walk skips folders that vanish
         for name in names:
             try:
-                total += os.stat(os.path.join(folder, name)).st_size
+                total += os.lstat(os.path.join(folder, name)).st_size
             except FileNotFoundError:
                 continue
     return total

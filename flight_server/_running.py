@@ -19,9 +19,10 @@ from aios_memory.flight_server.auth.tokens import TokenAuthority
 from aios_memory.flight_server.lake.uri import parse_lake
 from aios_memory.flight_server.search.vector_index import HnswParams
 from aios_memory.flight_server.store.base import Store
+from aios_memory.flight_server.store.compaction import AUTO_COMPACT_MIN_BYTES
 from aios_memory.flight_server.store.duckdb_store import DB_FILE, DuckDBStore
 from aios_memory.flight_server.store.integrity import check_data_dir, check_free_space
-from aios_memory.schemas import InvalidValueError
+from aios_memory.schemas import AiosMemoryError, InvalidValueError
 
 from .embedder import make_embedder
 from .server import MemoryFlightServer
@@ -96,12 +97,28 @@ def _scheme(settings: ServerSettings) -> str:
     return "grpc+tls" if settings.tls else "grpc"
 
 
-def _checkpoints(store: Store, every: float, stop: threading.Event) -> None:
+def _checkpoints(
+    store: Store, every: float, stop: threading.Event, compact_waste: float = 0.0
+) -> None:
     while not stop.wait(every):
         try:
             store.checkpoint()
         except Exception:  # keep serving; the next open rebuilds what was not saved
             log.exception("index checkpoint failed")
+        if compact_waste > 0:
+            compact_if_wasteful(store, compact_waste)
+
+
+def compact_if_wasteful(store: Store, min_waste: float) -> dict[str, Any] | None:
+    """The background trigger: rewrite the embedded store's file when ``min_waste`` of it
+    (and at least ``AUTO_COMPACT_MIN_BYTES``) is dead space; None when it cannot."""
+    try:
+        return store.compact(min_waste, wait=False, min_bytes=AUTO_COMPACT_MIN_BYTES)
+    except AiosMemoryError as exc:  # a full disk, a fault: the next checkpoint tries again
+        log.warning("no compaction: %s", exc.message)
+    except Exception:
+        log.exception("compaction failed")
+    return None
 
 
 def _compactions(store: Any, every: float, stop: threading.Event) -> None:
@@ -161,7 +178,12 @@ def start_server(settings: ServerSettings) -> Iterator[RunningServer]:
                 target=_checkpoints,
                 name="checkpoints",
                 daemon=True,
-                args=(store, settings.checkpoint_seconds, stop),
+                args=(
+                    store,
+                    settings.checkpoint_seconds,
+                    stop,
+                    0.0 if settings.lake else settings.compact_waste,
+                ),
             )
         )
     if settings.compact_seconds > 0:

@@ -46,6 +46,7 @@ from aios_memory.schemas import (
     SCHEMA_VERSION,
     WIRE_VERSION,
     AiosMemoryError,
+    CompactRequest,
     ConnectionFailedError,
     EmbedderError,
     Grant,
@@ -121,6 +122,7 @@ class MemoryFlightServer(flight.FlightServerBase):
             "stats": self._stats,
             "health": self._health,
             "whoami": self._whoami,
+            "compact": self._compact,
         }
 
     @contextlib.contextmanager
@@ -402,6 +404,18 @@ class MemoryFlightServer(flight.FlightServerBase):
         stats = self.store.stats(request.tenant, view=view)
         stats["embedder"] = self.embedder.name if self.embedder else None
         return _json(public_stats(stats, view, grant))
+
+    def _compact(self, body: bytes, grant: Grant) -> bytes:
+        request = CompactRequest.from_bytes(body) if body else CompactRequest()
+        if not grant.is_owner:
+            raise grant.denied(
+                "compact",
+                grant.tenant or "",
+                "it rewrites every tenant's storage: the server's owner token only",
+            )
+        if request.dry_run:
+            return _json({"compacted": False, "reason": "dry run", "waste": self.store.waste()})
+        return _json(self.store.compact(request.min_waste))
 
     def _whoami(self, body: bytes, grant: Grant) -> bytes:
         return _json(describe_grant(grant))

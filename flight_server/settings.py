@@ -62,6 +62,9 @@ SETTINGS_HELP = {
     "AWS_SECRET_ACCESS_KEY); DATA then holds only this replica's cache and token",
     "compact_seconds": "with --lake: merge each open tenant's small lake files this often "
     "(run it on one replica); 0 never",
+    "compact_waste": "the embedded store rewrites its database by itself, at a checkpoint, "
+    "when at least this share of it is dead space (deleted, superseded, re-encoded) and the "
+    "file has 64 MiB or more; 0 never (aimem compact still does)",
     "max_staleness_ms": "with --lake: a read may skip asking the lake for newer writes for this "
     "long (0: every read sees every write acknowledged before it)",
     "accept_empty": "start even though DATA/memory.duckdb is missing beside indexes, a token or "
@@ -102,6 +105,7 @@ class ServerSettings:
     keys_dir: Path | None = None
     lake: str | None = None
     compact_seconds: float = 0.0
+    compact_waste: float = 0.5
     max_staleness_ms: float = 0.0
     accept_empty: bool = False
     skip_integrity_check: bool = False
@@ -145,6 +149,8 @@ class ServerSettings:
                     "(a device keeps its own embedded store)",
                     field="lake",
                 )
+        if not 0.0 <= self.compact_waste <= 1.0:
+            raise InvalidValueError("--compact-waste is from 0 to 1", field="compact_waste")
         for name in ("compact_seconds", "max_staleness_ms"):
             value = getattr(self, name)
             if value < 0 or (value and self.lake is None):

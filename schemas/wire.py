@@ -33,6 +33,7 @@ __all__ = [
     "SearchRequest",
     "IdsRequest",
     "StatsRequest",
+    "CompactRequest",
     "PutCommit",
     "PutAck",
     "SyncOpen",
@@ -62,6 +63,8 @@ ACTIONS = {
     "stats": "Counts and bytes per tier: body StatsRequest, result JSON.",
     "health": "Liveness and version: empty body, result JSON.",
     "whoami": "The caller's rights (tenant, principal, tiers, clearance, expiry): result JSON.",
+    "compact": "Rewrite the storage without dead space, owner token only: body CompactRequest, "
+    "result JSON report.",
 }
 # do_exchange takes FlightDescriptor.for_command(SyncOpen(...).to_bytes()): see sync/PROTOCOL.md.
 M = TypeVar("M", bound="_Message")
@@ -240,6 +243,25 @@ class StatsRequest(_Message):
 
     TYPE: ClassVar[str] = "stats"
     tenant: str = "default"
+
+
+@dataclass(frozen=True)
+class CompactRequest(_Message):
+    """The ``compact`` action: rewrite when at least ``min_waste`` of the file is dead
+    space (0: always); ``dry_run`` only reports the estimate."""
+
+    TYPE: ClassVar[str] = "compact"
+    min_waste: float = 0.0
+    dry_run: bool = False
+
+    def check(self) -> None:
+        _require(
+            isinstance(self.min_waste, (int, float))
+            and not isinstance(self.min_waste, bool)
+            and 0.0 <= self.min_waste <= 1.0,
+            "min_waste must be a number from 0 to 1",
+        )
+        _require(isinstance(self.dry_run, bool), "dry_run must be true or false")
 
 
 @dataclass(frozen=True)

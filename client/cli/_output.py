@@ -11,7 +11,14 @@ from aios_memory.schemas import canonical_time
 
 from .kit import render_rows
 
-__all__ = ["memory_json", "render_ids", "render_hits", "render_memories", "render_count"]
+__all__ = [
+    "memory_json",
+    "render_ids",
+    "render_hits",
+    "render_memories",
+    "render_count",
+    "render_compaction",
+]
 
 
 def memory_json(item: Memory | Hit) -> dict[str, Any]:
@@ -46,3 +53,26 @@ def render_count(key: str, verb: str) -> Callable[[dict[str, Any]], str]:
         return f"{verb} {count} {'memory' if count == 1 else 'memories'}"
 
     return render
+
+
+def render_compaction(report: dict[str, Any]) -> str:
+    """``aimem compact``: before and after, or why nothing was rewritten."""
+    if not report.get("compacted"):
+        waste = report.get("waste") or {}
+        line = f"not compacted: {report.get('reason', 'nothing to do')}"
+        if waste:
+            line += (
+                f"\nthe database is {_mb(waste['file_bytes'] + waste['wal_bytes'])}, "
+                f"about {waste['fraction']:.0%} of it dead space"
+            )
+        return line
+    before, after = report["before_bytes"], report["after_bytes"]
+    saved = 1 - after / before if before else 0.0
+    return (
+        f"compacted {_mb(before)} to {_mb(after)} ({saved:.0%} given back) in "
+        f"{report['seconds']:.1f} s; writes paused {report['writes_paused_seconds']:.2f} s"
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"

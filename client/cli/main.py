@@ -286,6 +286,35 @@ def whoami(mem: MemoryClient) -> dict[str, Any]:
     return mem.whoami()
 
 
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--min-waste",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Rewrite only when at least this share of the database file is dead space.",
+)
+@click.option("--dry-run", is_flag=True, help="Only print the dead-space estimate.")
+@output_options(_output.render_compaction)
+@client_options
+def compact(mem: MemoryClient, min_waste: float, dry_run: bool) -> dict[str, Any]:
+    """Give back the disk space of deleted, superseded and re-encoded memories.
+
+    The server rewrites its database file with only what is live and switches to it
+    atomically: searches and reads go on meanwhile, writes pause for the final catch-up
+    only, and a crash at any moment leaves the old file or the new one, never less.
+    The disk needs room for the live data once more while it runs. Needs the server's
+    owner token. The server also compacts by itself when the file is mostly dead
+    space (aimem serve --compact-waste).
+
+    \b
+    Examples:
+        aimem compact --dry-run
+        aimem compact --min-waste 0.3 --timeout 600
+    """
+    return mem.compact(min_waste=min_waste, dry_run=dry_run)
+
+
 @main.command("import", context_settings=CONTEXT)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(

@@ -128,6 +128,14 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     help=SETTINGS_HELP["compact_seconds"],
 )
 @click.option(
+    "--compact-waste",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    envvar="AIMEM_COMPACT_WASTE",
+    help=SETTINGS_HELP["compact_waste"] + " [env AIMEM_COMPACT_WASTE]",
+)
+@click.option(
     "--max-staleness-ms",
     default=0.0,
     show_default=True,
@@ -182,6 +190,7 @@ def serve(
     keys_dir: Path | None,
     lake: str | None,
     compact_seconds: float,
+    compact_waste: float,
     max_staleness_ms: float,
     accept_empty: bool,
     skip_integrity_check: bool,
@@ -223,6 +232,7 @@ def serve(
             keys_dir=keys_dir,
             lake=lake,
             compact_seconds=compact_seconds,
+            compact_waste=compact_waste,
             max_staleness_ms=max_staleness_ms,
             accept_empty=accept_empty,
             skip_integrity_check=skip_integrity_check,

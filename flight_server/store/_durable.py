@@ -18,8 +18,11 @@ import contextlib
 import gc
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -52,15 +55,51 @@ class DurableFile:
         self.state = StorageState()
         self.con = self._open()
         self.read_only = False  # opened read-only after a fault (reads only, until healed)
+        # The cursors made from ``con``, and connections a compaction switched away from with
+        # theirs: each is closed once its last cursor is gone (its file's space returns to
+        # the disk then), or at ``close``.
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        self._retired: list[tuple[duckdb.DuckDBPyConnection, weakref.WeakSet[Any]]] = []
+        self._retired_lock = threading.Lock()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        con = connect(self.path)
+        return self.open_other(self.path)
+
+    @staticmethod
+    def open_other(path: Path) -> duckdb.DuckDBPyConnection:
+        """A connection to the database at ``path`` set up as the store's own."""
+        con = connect(path)
         con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         return con
 
+    def swap(self, path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Serve from ``con`` (the database at ``path``) from now on; returns the old
+        connection, left open until its cursors are gone: readers finish on the old file
+        (``compaction``). Call under the store's write lock."""
+        old, self.path, self.con, self.read_only = self.con, Path(path), con, False
+        with self._retired_lock:
+            self._retired.append((old, self._cursors))
+        self._cursors = weakref.WeakSet()
+        return old
+
+    def _close_retired(self, only_unused: bool) -> None:
+        with self._retired_lock:
+            keep = []
+            for con, cursors in self._retired:
+                if only_unused and len(cursors):
+                    keep.append((con, cursors))
+                    continue
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+            self._retired = keep
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor (DuckDB connections are not shared across threads)."""
-        return self.con.cursor()
+        if self._retired:
+            self._close_retired(only_unused=True)
+        cur = self.con.cursor()
+        self._cursors.add(cur)
+        return cur
 
     # -- writing ----------------------------------------------------------------------------
     def commit(
@@ -132,6 +171,7 @@ class DurableFile:
         with contextlib.suppress(duckdb.Error):
             self.con.close()
         gc.collect()  # cursors left by failed calls keep the invalidated instance alive
+        self._cursors = weakref.WeakSet()  # of the connection just closed
         try:
             self.con, self.read_only = self._open(), False
         except (duckdb.Error, AiosMemoryError) as exc:
@@ -173,7 +213,9 @@ class DurableFile:
             self.state.healed()
 
     def close(self) -> None:
-        """Checkpoint (if the disk lets it) and close."""
+        """Checkpoint (if the disk lets it) and close, with any connection still open on a
+        file a compaction replaced."""
+        self._close_retired(only_unused=False)
         try:
             if not self.read_only and room_for_checkpoint(self.path, self.wal_bytes()):
                 self.con.execute("CHECKPOINT")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aios_memory.schemas import HybridClock, ScanRequest, SearchRequest, View
+from aios_memory.schemas import HybridClock, InvalidRequestError, ScanRequest, SearchRequest, View
 
 from .payloads import PayloadTexts
 from .rows import WriteResult, tombstones_to_forget
@@ -129,6 +129,20 @@ class Store(ABC):
         ``health`` reports it; the store heals by itself once the cause is gone.
         """
         return None
+
+    def compact(
+        self, min_waste: float = 0.0, *, wait: bool = True, min_bytes: int = 0
+    ) -> dict[str, Any]:
+        """Give back the space of deleted and superseded rows; a report of what was done.
+
+        ``min_waste``: rewrite only when at least this share of the storage is dead, and
+        it holds ``min_bytes`` or more; ``wait`` False: return at once if one is running.
+        """
+        raise InvalidRequestError(f"{type(self).__name__} does not compact on request")
+
+    def waste(self) -> dict[str, Any]:
+        """How much of the storage is dead space (what ``compact`` would give back)."""
+        raise InvalidRequestError(f"{type(self).__name__} does not compact on request")
 
     @abstractmethod
     def checkpoint(self) -> None:

@@ -2,7 +2,8 @@
 
 Layout of a data directory::
 
-    memory.duckdb       records (current version per tenant and id) and facts
+    memory.duckdb       records (current version per tenant and id) and facts; after a
+                        compaction, a link to its rewrite memory-<n>.duckdb
     index/<tenant>/     keyword/ (tantivy) and vectors/<tier>/<model>/ (hnswlib)
     token               the bearer token, mode 0600 (written by the server)
 
@@ -28,6 +29,7 @@ scans and counts. Its collaborators share its cursor factory and write lock:
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -60,6 +62,7 @@ from ._counts import tier_counts, tier_stats
 from ._database import COLUMNS
 from ._durable import DurableFile
 from ._embed_models import EmbedModels
+from ._generations import DB_FILE, current_path, remove_leftovers
 from ._sealed_fields import OPENED_VIEW
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
@@ -69,6 +72,7 @@ from ._text_backlog import PAYLOAD_SQL, TextBacklog
 from ._write_group import IndexedUpTo, Merged, Planned, merge, parts
 from ._write_path import WritePlanner, write_part
 from .base import PreparedWrite, Store, WriteResult
+from .compaction import Compactor
 from .group_commit import GroupCommit
 from .payloads import PayloadTexts
 from .sealed_vectors import SealedVector, SealedVectors
@@ -76,7 +80,7 @@ from .versioning import Current
 
 __all__ = ["DuckDBStore", "DB_FILE"]
 
-DB_FILE = "memory.duckdb"
+log = logging.getLogger("aios_memory.server")
 
 
 class DuckDBStore(Store, SyncBookkeeping):
@@ -112,7 +116,9 @@ class DuckDBStore(Store, SyncBookkeeping):
         self.data_dir = Path(data_dir)
         self.sync_tiers = tuple(sync_tiers)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._file = DurableFile(self.data_dir / DB_FILE)
+        self._file = DurableFile(current_path(self.data_dir))
+        for leftover in remove_leftovers(self.data_dir):  # after DuckDB's lock is ours
+            log.info("removed %s, left by an earlier compaction", leftover)
         self._write_lock = threading.Lock()
         self._indexing = threading.Lock()  # held while a put is indexed (close waits for it)
         self._commits: GroupCommit[PreparedWrite, WriteResult] = GroupCommit(self._put_group)
@@ -145,6 +151,8 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._index_if_current,
             self._index_opened_in_order,
         )
+        self._compactor = Compactor(self.data_dir, self._file, self._write_lock)
+        self._closed = False
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
         rows = SearchRows(self._cursor)
@@ -411,7 +419,20 @@ class DuckDBStore(Store, SyncBookkeeping):
             with self._write_lock:  # DuckDB's own, kept out of commits (see _durable)
                 self._file.checkpoint()
 
+    def compact(
+        self, min_waste: float = 0.0, *, wait: bool = True, min_bytes: int = 0
+    ) -> dict[str, Any]:
+        """Rewrite the database without its dead space, online (see ``compaction``)."""
+        return self._compactor.compact(min_waste, wait=wait, min_bytes=min_bytes)
+
+    def waste(self) -> dict[str, Any]:
+        """The database file's dead space, estimated (``compaction.Waste``)."""
+        return self._compactor.waste().to_dict()
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._backfill.close()
         with self._indexing, self._write_lock:
             done = self._backfill.take_done()

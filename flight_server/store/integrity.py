@@ -38,6 +38,7 @@ from aios_memory.schemas import (
 )
 
 from ._database import damaged_message, is_damage, open_error
+from ._generations import DB_FILE, current_path
 from ._storage import is_disk_full
 
 __all__ = [
@@ -79,7 +80,7 @@ def check_data_dir(
     """
     check_free_space(data_dir)
     check_records_present(data_dir, db_file, accept_empty=accept_empty)
-    database = data_dir / db_file
+    database = current_path(data_dir) if db_file == DB_FILE else data_dir / db_file
     if verify and database.exists():
         verify_database(database)
 
