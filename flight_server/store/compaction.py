@@ -5,7 +5,8 @@ their row groups until most of a group is gone: a ``recompress`` that re-encodes
 memory, or a tier forgotten, leaves the file as large as before. Compaction copies
 everything live into a new file and switches to it (``_generations``):
 
-1. ``COPY FROM DATABASE`` into the new file, in one snapshot, while writes go on.
+1. ``COPY FROM DATABASE`` into the new file, in one snapshot, while writes go on; then
+   checkpoint and sync the copy.
 2. Under the store's write lock: bring the copy up to date with what committed since
    (tables keyed by record seq by their seqs, the small ones whole), close it, sync it.
 3. Open the copy, make ``memory.duckdb`` link to it (one rename), serve from it; readers
@@ -173,6 +174,10 @@ class Compactor:
         try:
             cur.execute(f"ATTACH '{_literal(new)}' AS {_TARGET} (BLOCK_SIZE {before.block_size})")
             cur.execute(f"COPY FROM DATABASE {_ident(_catalog(cur))} TO {_TARGET}")
+            # The copy's blocks written and synced before writes wait: under the lock, only
+            # the catch-up's few are (0.9 s of a 1.8 s compaction at 100k memories otherwise).
+            cur.execute(f"CHECKPOINT {_TARGET}")
+            _fsync(new)
             copied = time.monotonic()
             with self._write_lock:
                 writes_waited = time.monotonic()
