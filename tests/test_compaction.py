@@ -172,6 +172,30 @@ def test_reads_stream_through_a_compaction_and_writes_go_on(wasteful):
         reopened.close()
 
 
+def test_what_changes_between_the_copy_and_the_switch_is_caught_up(wasteful, monkeypatch):
+    store, kept = wasteful
+    synced = compaction._fsync
+    late: dict[str, Any] = {}
+
+    def after_the_copy(path: Path) -> None:
+        synced(path)
+        if late:  # the second sync is under the write lock
+            return
+        # Between the copy's snapshot and the catch-up: a forget (rows deleted and
+        # inserted), new memories, and a small table changed (the facts).
+        late["forgotten"] = kept[:100]
+        store.forget(TENANT, kept[:100])
+        late["written"] = fill_ids(store, 50, seed=9)
+        store._file.cursor().execute("INSERT INTO facts VALUES ('late', 'fact')")
+        late["tables"] = every_table(store)
+
+    monkeypatch.setattr(compaction, "_fsync", after_the_copy)
+    assert store.compact()["compacted"]
+    assert every_table(store) == late["tables"]
+    live = set(scan(store).column("id").to_pylist())
+    assert live == (set(kept) - set(late["forgotten"])) | set(late["written"])
+
+
 def fill_ids(store: DuckDBStore, rows: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(rows, 16)).astype(np.float32)

@@ -222,7 +222,7 @@ class Compactor:
                         f"INSERT INTO {there} SELECT * FROM {here} "
                         f"WHERE seq NOT IN (SELECT seq FROM {there})"
                     )
-                else:
+                elif _differ(cur, here, there):  # rewritten blocks are freed ones: only if
                     cur.execute(f"DELETE FROM {there}")
                     cur.execute(f"INSERT INTO {there} SELECT * FROM {here}")
             cur.execute("COMMIT")
@@ -256,6 +256,14 @@ class Compactor:
                 self._file.cursor().executemany(
                     "INSERT OR IGNORE INTO text_backlog VALUES (?)", seqs
                 )
+
+
+def _differ(cur: duckdb.DuckDBPyConnection, here: str, there: str) -> bool:
+    found = cur.execute(
+        f"SELECT EXISTS (SELECT * FROM {here} EXCEPT ALL SELECT * FROM {there}) "
+        f"OR EXISTS (SELECT * FROM {there} EXCEPT ALL SELECT * FROM {here})"
+    ).fetchone()
+    return bool(found and found[0])
 
 
 def _skipped(waste: Waste, reason: str) -> dict[str, Any]:
