@@ -45,9 +45,10 @@ SETTINGS_HELP = {
     "hnsw_ef_construction": "hnswlib build-time candidate list",
     "hnsw_ef_search": "hnswlib search-time candidate list (raised to k when k is larger)",
     "vector_persist_min": "vector indexes smaller than this are rebuilt on open instead of stored",
-    "vector_index": "hnsw (a graph; its saved file keeps every vector again as float32) or ivf "
-    "(faiss IVF over 8-bit codes, opt-in while issue 18 is under way: saves only its training "
-    "and lists, takes the vectors from the records on open, exact below vector_persist_min)",
+    "vector_index": "ivf (faiss IVF over 8-bit codes: keeps no second copy of the vectors, "
+    "saves only its training and lists, takes the vectors from the records on open, exact "
+    "below vector_persist_min) or hnsw (an hnswlib graph, whose saved file keeps every vector "
+    "again as float32: about 4x the bytes; an existing graph is rebuilt as the other kind)",
     "ivf_nprobe": "IVF lists a vector search probes (more for selective filters)",
     "checkpoint_seconds": "how often dirty indexes are saved; 0 saves only at shutdown",
     "role": "device (stores every tier) or cloud (stores only the sync tiers, refuses others)",
@@ -93,7 +94,7 @@ class ServerSettings:
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
     vector_persist_min: int = 10_000
-    vector_index: str = "hnsw"
+    vector_index: str = "ivf"
     ivf_nprobe: int = 16
     checkpoint_seconds: float = 300.0
     role: str = "device"

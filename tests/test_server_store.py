@@ -44,7 +44,7 @@ def test_restart_keeps_records_and_answers(server_factory):
 @pytest.mark.parametrize("damage", ["corrupt", "delete"])
 def test_damaged_vector_index_is_detected_and_rebuilt(server_factory, damage):
     vectors = unit_vectors(300, seed=3)
-    with server_factory(vector_persist_min=10) as first:
+    with server_factory(vector_index="hnsw", vector_persist_min=10) as first:
         put(
             first.uri,
             first.token,
@@ -60,7 +60,7 @@ def test_damaged_vector_index_is_detected_and_rebuilt(server_factory, damage):
         files[0].write_bytes(bytes(raw))
     else:
         files[0].unlink()
-    with server_factory(vector_persist_min=10) as second:
+    with server_factory(vector_index="hnsw", vector_persist_min=10) as second:
         assert (
             ids_of(search(second, embedding=vectors[42].tolist(), k=10, mode="vector")) == expected
         )

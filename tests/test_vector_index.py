@@ -99,3 +99,22 @@ def test_broad_filters_match_brute_force(tmp_path, monkeypatch, kind, overfetch)
         query = unit_vectors(1, dim=8, seed=100 + seed)[0]
         got, _ = index.search(query, 10, allowed=allowed)
         assert same_hits(kind, got, brute(vectors[mask], labels[mask], query, 10))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("persist_min", [10_000, 50])  # exact, and in the lists / the graph
+def test_adding_a_live_label_again_adds_no_second_hit(tmp_path, kind, persist_min):
+    # An index opened from the records right after a commit already holds the commit's
+    # vectors when the write path adds them (a device's sealed vectors): one hit each.
+    vectors = unit_vectors(80, dim=12, seed=2)
+    labels = np.arange(1, 81, dtype=np.uint64)
+    index = KINDS[kind](tmp_path / "v", 12, persist_min=persist_min)
+    index.open(labels[:60], lambda wanted: vectors[wanted.astype(np.int64) - 1])
+    index.add(labels[40:], vectors[40:])  # 40..59 live already; 60..79 new
+    index.add(labels[70:], vectors[70:])  # and again, before the build
+    index.add(np.array([5, 5], np.uint64), vectors[[4, 4]])
+    for _ in range(2):
+        got, _ = index.search(vectors[50], 80)
+        assert sorted(int(x) for x in got) == list(range(1, 81)), kind
+        index.build_all()
+    assert len(index) == 80

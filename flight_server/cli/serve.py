@@ -82,7 +82,7 @@ _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--vector-index",
     type=click.Choice(VECTOR_INDEXES),
-    default="hnsw",
+    default="ivf",
     show_default=True,
     envvar="AIMEM_VECTOR_INDEX",
     help=SETTINGS_HELP["vector_index"] + " [env AIMEM_VECTOR_INDEX]",

@@ -44,9 +44,9 @@ class HnswParams:
     ef_search: int = 64
     persist_min: int = 10_000
     threads: int = 2
-    # "hnsw" (a graph, saved with its own float32 copy) or "ivf" (ivf_index.IvfIndex: the
-    # records' copy only; exact below persist_min, then IVF lists probed nprobe at a time).
-    kind: str = "hnsw"
+    # "ivf" (ivf_index.IvfIndex: the records' copy only; exact below persist_min, then IVF
+    # lists probed nprobe at a time) or "hnsw" (a graph, saved with its own float32 copy).
+    kind: str = "ivf"
     nprobe: int = 16
 
 
@@ -147,13 +147,20 @@ class VectorIndex:
             return
         unit = np.asarray(vectors, np.float32)
         unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        labels = np.asarray(labels, np.uint64)
+        labels, first = np.unique(np.asarray(labels, np.uint64), return_index=True)
+        unit = unit[first]
         with self._lock.write():
+            # A label is a record's seq, whose vector never changes: one already live (an
+            # index opened from the records just after the commit that also adds it) is
+            # there already, and a second copy would be a second hit.
             fresh = ~_sorted_contains(self._live_sorted, labels)
+            if not fresh.any():
+                return
+            labels, unit = labels[fresh], unit[fresh]
             self._pending_labels = np.concatenate([self._pending_labels, labels])
             self._pending_vectors = np.concatenate([self._pending_vectors, unit])
             self._live.update(int(x) for x in labels)
-            self._live_sorted = _sorted_union(self._live_sorted, labels[fresh])
+            self._live_sorted = _sorted_union(self._live_sorted, labels)
             self.dirty = True
 
     @property
