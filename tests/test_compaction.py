@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,19 @@ def test_aimem_compact_prints_what_it_gave_back(server_factory, key_store: Path)
         assert done.stdout.startswith("compacted ") and "given back" in done.stdout
         bad = aimem("compact", "--min-waste", "3", env=env)
         assert bad.returncode != 0 and "--min-waste" in bad.stderr
+
+
+def test_the_wal_is_checkpointed_in_the_background_past_its_threshold(tmp_path, monkeypatch):
+    from aios_memory.flight_server.store import _durable
+
+    monkeypatch.setattr(_durable, "WAL_CHECKPOINT_BYTES", 64 << 10)
+    store = DuckDBStore(tmp_path / "data")
+    try:
+        fill(store, 1000)  # each put of 500 grows the WAL well past 64 KiB
+        deadline = time.monotonic() + 10
+        while store._file.wal_bytes() > 64 << 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store._file.wal_bytes() <= 64 << 10, "no checkpoint after the puts"
+        assert len(scan(store)) == 1000
+    finally:
+        store.close()

@@ -67,6 +67,6 @@ def quantize(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize(embeddings: pa.Array, scales: pa.Array) -> np.ndarray:
     """``(n, dim)`` float32 from int8 lists and their scales (all one dimension)."""
     flat = embeddings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    matrix = flat.reshape(len(embeddings), -1)
-    scaled: np.ndarray = matrix * scales.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]
-    return scaled
+    matrix: np.ndarray = flat.reshape(len(embeddings), -1)
+    matrix *= scales.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]  # in place
+    return matrix

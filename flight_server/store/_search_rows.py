@@ -42,7 +42,8 @@ class SearchRows:
         rows = (
             self._cursor()
             .execute(
-                f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ?",
+                f"SELECT seq FROM {VECTOR_ROWS} WHERE tenant = ? AND tier = ? AND embed_model = ? "
+                "ORDER BY seq",
                 list(key),
             )
             .fetchnumpy()
@@ -50,13 +51,27 @@ class SearchRows:
         return rows["seq"].astype(np.uint64)
 
     def fetch_vectors(self, key: VectorKey, labels: np.ndarray) -> np.ndarray:
-        """The float vectors of ``labels``, in their order."""
-        cur = self._cursor()
-        cur.register("wanted", pa.table({"seq": pa.array(labels.astype(np.int64))}))
-        table = cur.sql(
-            "SELECT r.seq, r.embedding, r.embedding_scale FROM wanted w "
-            f"JOIN {VECTOR_ROWS} r USING (seq) ORDER BY w.seq"
-        ).to_arrow_table()
+        """The float vectors of ``labels`` (sorted, as ``live_labels`` gives them), in order."""
+        if len(labels) > 1 and not bool(np.all(labels[1:] > labels[:-1])):
+            unique, back = np.unique(labels, return_inverse=True)
+            fetched: np.ndarray = self.fetch_vectors(key, unique)[back]
+            return fetched
+        # The key's rows in the labels' seq range, in seq order, then the labels' own: DuckDB
+        # skips every row group outside the range (an index opening a million vectors asks
+        # in chunks; a join with the labels scanned the whole table for each).
+        low, high = (int(labels[0]), int(labels[-1])) if len(labels) else (0, -1)
+        table = (
+            self._cursor()
+            .sql(
+                f"SELECT seq, embedding, embedding_scale FROM {VECTOR_ROWS} WHERE tenant = ? "
+                "AND tier = ? AND embed_model = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                params=[*key, low, high],
+            )
+            .to_arrow_table()
+        )
+        seqs = table.column("seq").to_numpy().astype(np.uint64)
+        if not np.array_equal(seqs, labels):  # rows in the range the caller did not ask for
+            table = table.filter(pa.array(np.isin(seqs, labels.astype(np.uint64))))
         if table.num_rows != len(labels):
             raise ServerInternalError(f"vectors of {key} changed while the index was opening")
         return dequantize(

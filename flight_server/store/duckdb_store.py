@@ -60,13 +60,12 @@ from aios_memory.sync.protocol.reconcile import ItemSet
 
 from ._counts import tier_counts, tier_stats
 from ._database import COLUMNS
-from ._durable import DurableFile
+from ._durable import BackgroundCheckpoints, DurableFile
 from ._embed_models import EmbedModels
 from ._generations import DB_FILE, current_path, remove_leftovers
 from ._sealed_fields import OPENED_VIEW
 from ._search_rows import SearchRows
 from ._sql_filters import compile_scan, compile_view
-from ._storage import WAL_CHECKPOINT_BYTES
 from ._text_backfill import TextBackfill
 from ._text_backlog import PAYLOAD_SQL, TextBacklog
 from ._write_group import IndexedUpTo, Merged, Planned, merge, parts
@@ -152,6 +151,7 @@ class DuckDBStore(Store, SyncBookkeeping):
             self._index_opened_in_order,
         )
         self._compactor = Compactor(self.data_dir, self._file, self._write_lock)
+        self._checkpoints = BackgroundCheckpoints(self._file, self._write_lock)
         self._closed = False
 
     def _open_search(self, params: HnswParams) -> HybridSearch:
@@ -218,9 +218,7 @@ class DuckDBStore(Store, SyncBookkeeping):
                 self._index_committed(merged)
         finally:
             self._indexed.advance(self._seq)
-        if self._file.wal_bytes() > WAL_CHECKPOINT_BYTES:
-            with self._write_lock:
-                self._file.checkpoint()
+        self._checkpoints.nudge()
         return _answers(planned)
 
     def _index_committed(self, merged: Merged) -> None:
@@ -433,6 +431,7 @@ class DuckDBStore(Store, SyncBookkeeping):
         if self._closed:
             return
         self._closed = True
+        self._checkpoints.close()
         self._backfill.close()
         with self._indexing, self._write_lock:
             done = self._backfill.take_done()
