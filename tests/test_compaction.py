@@ -368,3 +368,16 @@ def test_the_wal_is_checkpointed_in_the_background_past_its_threshold(tmp_path, 
         assert len(scan(store)) == 1000
     finally:
         store.close()
+
+
+def test_a_lake_server_refuses_compact_and_says_who_compacts_its_lake(server_factory, tmp_path):
+    with (
+        server_factory(role="cloud", lake=str(tmp_path / "lake")) as cloud,
+        MemoryClient(cloud.uri, cloud.token, timeout=30) as client,
+    ):
+        client.remember("kept in the lake", tier="long_term")
+        with pytest.raises(InvalidRequestError, match="--compact-seconds"):
+            client.compact()
+        with pytest.raises(InvalidRequestError, match="--compact-seconds"):
+            client.compact(dry_run=True)
+        assert client.health()["status"] == "ok"

@@ -58,6 +58,7 @@ from aios_memory.schemas import (
     RECORD_SCHEMA,
     AiosMemoryError,
     HybridClock,
+    InvalidRequestError,
     InvalidValueError,
     Limits,
     ScanRequest,
@@ -395,6 +396,19 @@ class LakeStore(Store, SyncBookkeeping):
             if log_.fragment_count() >= min_fragments:
                 done.append({"dataset": name, **log_.compact()})
         return done
+
+    def compact(
+        self, min_waste: float = 0.0, *, wait: bool = True, min_bytes: int = 0
+    ) -> dict[str, Any]:
+        """Refused: a replica's data directory is a cache; the lake is compacted by the
+        replica told to (``compact_tenants``)."""
+        raise InvalidRequestError(
+            "this server serves a lake: its data directory is a cache, and the lake's files "
+            "are merged by the one replica started with --compact-seconds"
+        )
+
+    def waste(self) -> dict[str, Any]:
+        return self.compact()
 
     def checkpoint(self) -> None:
         with self._open_lock:

@@ -76,10 +76,10 @@ class DurableFile:
         """Serve from ``con`` (the database at ``path``) from now on; returns the old
         connection, left open until its cursors are gone: readers finish on the old file
         (``compaction``). Call under the store's write lock."""
-        old, self.path, self.con, self.read_only = self.con, Path(path), con, False
         with self._retired_lock:
+            old, self.path, self.con, self.read_only = self.con, Path(path), con, False
             self._retired.append((old, self._cursors))
-        self._cursors = weakref.WeakSet()
+            self._cursors = weakref.WeakSet()
         return old
 
     def _close_retired(self, only_unused: bool) -> None:
@@ -97,8 +97,9 @@ class DurableFile:
         """A new cursor (DuckDB connections are not shared across threads)."""
         if self._retired:
             self._close_retired(only_unused=True)
-        cur = self.con.cursor()
-        self._cursors.add(cur)
+        with self._retired_lock:  # a cursor and the set it joins belong to one connection
+            cur = self.con.cursor()
+            self._cursors.add(cur)
         return cur
 
     # -- writing ----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ everything live into a new file and switches to it (``_generations``):
 1. ``COPY FROM DATABASE`` into the new file, in one snapshot, while writes go on; then
    checkpoint and sync the copy.
 2. Under the store's write lock: bring the copy up to date with what committed since
-   (tables keyed by record seq by their seqs, the small ones whole), close it, sync it.
+   (tables keyed by record seq by their seqs, the small ones whole if they changed),
+   close it, sync it.
 3. Open the copy, make ``memory.duckdb`` link to it (one rename), serve from it; readers
    still streaming from the old file finish there.
 
@@ -28,7 +29,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ log = logging.getLogger("aios_memory.server")
 
 # Tables whose rows are keyed by a record's seq and never change under one seq (a change
 # is a delete and an insert): brought up to date by their seqs. Every other table is small
-# (facts, models, sync books) and copied whole under the lock.
+# (facts, models, sync books): copied again whole under the lock when it changed.
 _SEQ_TABLES = ("records", "sealed_vectors", "sealed_fields", "text_backlog")
 _TARGET = "aimem_compact_target"
 # The background trigger leaves files below this alone: a rewrite would give back little.
@@ -95,20 +95,10 @@ class Compactor:
         The store's ``DurableFile``; switched to the rewrite when it is done.
     write_lock
         The store's write lock: held for the catch-up and the switch only.
-    on_switch
-        Called under the write lock after the switch (the store drops what it cached
-        about the old file).
     """
 
-    def __init__(
-        self,
-        data_dir: Path,
-        file: DurableFile,
-        write_lock: threading.Lock,
-        on_switch: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, data_dir: Path, file: DurableFile, write_lock: threading.Lock) -> None:
         self.data_dir, self._file, self._write_lock = Path(data_dir), file, write_lock
-        self._on_switch = on_switch
         self._running = threading.Lock()
 
     def waste(self) -> Waste:
@@ -244,7 +234,6 @@ class Compactor:
             # Linked already (only syncing the directory failed): it is the database now.
         old = self._file.swap(new, fresh)
         self._keep_backlog_rows(old)
-        self._on_switch()
 
     def _keep_backlog_rows(self, old: duckdb.DuckDBPyConnection) -> None:
         # The keyword catch-up adds backlog rows without the write lock; one added to the
