@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -37,6 +38,9 @@ from .vector_index import HnswParams, VectorIndex, _sorted_contains
 __all__ = ["IvfIndex"]
 
 # Untyped on purpose: faiss's generated stubs lack most of what its SWIG classes have.
+# faiss's loader logs, at INFO, a ModuleNotFoundError for each CPU build it does not ship
+# (AVX512, AVX2) before loading the generic one: alarming lines at every start, no news.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 faiss: Any = importlib.import_module("faiss")
 
 KIND = "ivf-sq8"
