@@ -52,6 +52,10 @@ OPEN_CHUNK = 65_536
 TRAIN_PER_LIST = 40
 # A filter keeping this share of the rows or more probes the usual lists; fewer, more.
 FILTER_FULL_FRACTION = 0.1
+# ... and at least as many lists as hold this many allowed rows, on average: a small index
+# has few rows a list (100 at 10,000 vectors), and 16 of its lists under a 10% filter held
+# 160 allowed rows, which missed 13% of the true top 10 (bench/RESULTS.md 15e).
+FILTER_CANDIDATES = 512
 # Trained on n vectors, the lists are retrained once they hold this many times n: sqrt(n)
 # lists hold ever more vectors as a tenant grows, and a probe scans ever more codes.
 RETRAIN_GROWTH = 4
@@ -193,7 +197,10 @@ class IvfIndex(VectorIndex):
             nlist = self._index.nlist
             share = 1.0 if bitmap is None else bitmap.count / max(self._index.ntotal, 1)
             widen = 1 if share >= FILTER_FULL_FRACTION else math.ceil(FILTER_FULL_FRACTION / share)
-            params.nprobe = nlist if every_list else min(nlist, self.params.nprobe * widen)
+            nprobe = self.params.nprobe * widen
+            if bitmap is not None:  # and enough lists to hold a few hundred allowed rows
+                nprobe = max(nprobe, math.ceil(FILTER_CANDIDATES * nlist / max(bitmap.count, 1)))
+            params.nprobe = nlist if every_list else min(nlist, nprobe)
         if bitmap is not None:
             params.sel = bitmap.selector
         return params
