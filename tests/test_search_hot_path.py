@@ -377,3 +377,42 @@ def test_another_tenants_write_keeps_a_filters_rows_and_their_memos(store):
     write(store, memories(["mine too"], metadata=[{"group": "a"}]))
     again = store._search._allowed_rows(request, ["long_term"], None)
     assert again is not None and len(again) == 2
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.03])
+def test_a_broad_keyword_filter_answers_from_unfiltered_hits_exactly_as_the_term_set(
+    tmp_path, monkeypatch, share
+):
+    from aios_memory.flight_server.search import keyword_index
+
+    rng = np.random.default_rng(4)
+    words = ["lighthouse", "harbour", "storm", "keeper", "lamp", "tide", "rock", "gull"]
+    index = KeywordIndex(tmp_path / "kw")
+    docs = [
+        KeywordDoc(f"m{i}", i + 1, "core", 0, " ".join(rng.choice(words, rng.integers(2, 9))))
+        for i in range(3000)
+    ]
+    index.apply(docs)
+    index.flush()
+    index.apply([], dead=[5, 17, 40])  # killed in the tail: never returned
+    allowed = AllowedRows(np.flatnonzero(rng.random(3000) < share).astype(np.uint64) + 1)
+    answers, answered = {}, []
+    overfetched = KeywordIndex._overfetched
+
+    def spy(self, *args):
+        found = overfetched(self, *args)
+        answered.append(found is not None)
+        return found
+
+    monkeypatch.setattr(KeywordIndex, "_overfetched", spy)
+    for path, min_share in (("overfetch", 0.02), ("term set", 2.0)):
+        monkeypatch.setattr(keyword_index, "OVERFETCH_MIN_SHARE", min_share)
+        answers[path] = [
+            index.search(query, 10, allowed=AllowedRows(allowed.seqs, is_sorted=True))
+            for query in ("lighthouse keeper", "storm tide", "gull", "rock lamp harbour")
+        ]
+    assert answers["overfetch"] == answers["term set"]
+    assert answered == [True] * 4 + [False] * 4  # the unfiltered hits sufficed, then not tried
+    for hits in answers["overfetch"]:
+        assert len(hits) == 10 and {s for s, _ in hits} <= set(allowed.seqs.tolist())
+        assert not {5, 17, 40} & {s for s, _ in hits}
