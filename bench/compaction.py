@@ -34,15 +34,12 @@ from _common import base_parser, emit, latency_ms, log, quick  # noqa: E402
 from _vectors import make_dataset  # noqa: E402
 from server_scale import client_for, first_answer, server  # noqa: E402
 
-DB = "memory.duckdb"
+from aios_memory.flight_server.store._generations import current_path, wal_of  # noqa: E402
 
 
 def database_bytes(data_dir: Path) -> int:
     """The database the link names and its log (what compaction rewrites)."""
-    target = data_dir / DB
-    if target.is_symlink():
-        target = data_dir / os.readlink(target)
-    wal = target.with_name(target.name + ".wal")
+    target, wal = current_path(data_dir), wal_of(current_path(data_dir))
     return target.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 

@@ -23,18 +23,23 @@ __all__ = [
     "read_manifest",
     "verify_files",
     "dir_bytes",
+    "fsync_file",
 ]
 
 MANIFEST = "manifest.json"
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename or create in ``path`` durable."""
+    """Make a rename or create in the directory ``path`` durable; given a file, its bytes."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# The same call makes a file's own bytes durable.
+fsync_file = fsync_dir
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -175,7 +175,7 @@ def test_reads_stream_through_a_compaction_and_writes_go_on(wasteful):
 
 def test_what_changes_between_the_copy_and_the_switch_is_caught_up(wasteful, monkeypatch):
     store, kept = wasteful
-    synced = compaction._fsync
+    synced = compaction.fsync_file
     late: dict[str, Any] = {}
 
     def after_the_copy(path: Path) -> None:
@@ -190,7 +190,7 @@ def test_what_changes_between_the_copy_and_the_switch_is_caught_up(wasteful, mon
         store._file.cursor().execute("INSERT INTO facts VALUES ('late', 'fact')")
         late["tables"] = every_table(store)
 
-    monkeypatch.setattr(compaction, "_fsync", after_the_copy)
+    monkeypatch.setattr(compaction, "fsync_file", after_the_copy)
     assert store.compact()["compacted"]
     assert every_table(store) == late["tables"]
     live = set(scan(store).column("id").to_pylist())

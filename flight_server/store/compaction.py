@@ -35,6 +35,7 @@ from typing import Any
 
 import duckdb
 
+from aios_memory.flight_server._files import fsync_file
 from aios_memory.schemas import AiosMemoryError, ServerInternalError, StorageFullError
 
 from ._durable import DurableFile
@@ -167,13 +168,13 @@ class Compactor:
             # The copy's blocks written and synced before writes wait: under the lock, only
             # the catch-up's few are (0.9 s of a 1.8 s compaction at 100k memories otherwise).
             cur.execute(f"CHECKPOINT {_TARGET}")
-            _fsync(new)
+            fsync_file(new)
             copied = time.monotonic()
             with self._write_lock:
                 writes_waited = time.monotonic()
                 self._catch_up(cur)
                 cur.execute(f"DETACH {_TARGET}")
-                _fsync(new)
+                fsync_file(new)
                 self._switch(new)
                 locked_seconds = time.monotonic() - writes_waited
         except (duckdb.Error, OSError, AiosMemoryError) as exc:
@@ -312,14 +313,6 @@ def _size(path: Path) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
